@@ -1,0 +1,3 @@
+//! One module per subcommand: its clap arguments and the glue from them to the library crates.
+
+pub mod eval;
