@@ -17,9 +17,9 @@
 //! first presented frame; never from a frame index, so variable frame rate works.
 
 pub mod error;
-//pub mod ground_truth;
+pub mod ground_truth;
 pub mod index;
-//pub mod loader;
+pub mod loader;
 pub mod plan;
 //pub mod probe;
 pub mod sampler;
@@ -28,7 +28,7 @@ pub mod writer;
 
 pub use error::{VideoError, VideoResult};
 pub use index::VideoIndex;
-//pub use loader::{LoadReport, LoadedVideo, Loader, LoaderConfig, VideoFailure, VideoJob};
+pub use loader::{LoadReport, LoadedVideo, Loader, LoaderConfig, VideoFailure, VideoJob};
 pub use plan::{ClipF32, ClipU8, Fidelity, SamplingPlan, IMAGENET_MEAN, IMAGENET_STD};
 pub use sampler::Sampler;
 
