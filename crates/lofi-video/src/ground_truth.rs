@@ -121,8 +121,14 @@ mod tests {
         let dir = tempfile::tempdir()?;
         std::fs::write(dir.path().join("v_abc.mp4"), b"x")?;
         std::fs::write(dir.path().join("def.mkv"), b"x")?;
-        assert_eq!(find_video(dir.path(), "abc"), Some(dir.path().join("v_abc.mp4")));
-        assert_eq!(find_video(dir.path(), "v_def"), Some(dir.path().join("def.mkv")));
+        assert_eq!(
+            find_video(dir.path(), "abc"),
+            Some(dir.path().join("v_abc.mp4"))
+        );
+        assert_eq!(
+            find_video(dir.path(), "v_def"),
+            Some(dir.path().join("def.mkv"))
+        );
         assert_eq!(find_video(dir.path(), "zzz"), None);
         Ok(())
     }

@@ -23,7 +23,7 @@ pub mod loader;
 pub mod plan;
 //pub mod probe;
 pub mod sampler;
-//pub mod synth;
+pub mod synth;
 pub mod writer;
 
 pub use error::{VideoError, VideoResult};

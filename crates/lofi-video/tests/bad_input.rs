@@ -83,7 +83,10 @@ fn each_broken_file_gets_a_named_error() {
         assert!(matches!(e, VideoError::TimestampOutOfRange { .. }), "{e}");
         assert!(e.to_string().contains("good.mp4"), "{e}");
     }
-    assert_eq!(sampler.sample(&[3.99], 16).map(|v| v.len()).ok(), Some(3 * 16 * 16));
+    assert_eq!(
+        sampler.sample(&[3.99], 16).map(|v| v.len()).ok(),
+        Some(3 * 16 * 16)
+    );
 }
 
 #[test]
@@ -134,7 +137,9 @@ fn loader_skips_bad_videos_reports_them_and_goes_on() {
         job("slightly_short", &good, Some(5.5)),
         job("good_again", &good, None),
     ];
-    let plan = Fidelity::new(8, 16).expect("fidelity").apply(&SamplingPlan::new(1).expect("plan"));
+    let plan = Fidelity::new(8, 16)
+        .expect("fidelity")
+        .apply(&SamplingPlan::new(1).expect("plan"));
     let mut config = LoaderConfig::new(plan);
     config.workers = 3;
     config.queue = 2;
@@ -167,7 +172,11 @@ fn loader_skips_bad_videos_reports_them_and_goes_on() {
     assert!(reason("empty").contains("empty (0 bytes)"));
     assert!(reason("audio").contains("no video stream"));
     assert!(reason("truncated").contains("truncated.mp4"));
-    assert!(reason("short").contains("annotated as 9.000 s"), "{}", reason("short"));
+    assert!(
+        reason("short").contains("annotated as 9.000 s"),
+        "{}",
+        reason("short")
+    );
     for f in &report.failed {
         assert!(!f.path.as_os_str().is_empty());
     }
@@ -186,7 +195,9 @@ fn loader_order_and_clips_are_deterministic() {
             annotated_duration: None,
         });
     }
-    let plan = Fidelity::new(5, 16).expect("fidelity").apply(&SamplingPlan::new(2).expect("plan"));
+    let plan = Fidelity::new(5, 16)
+        .expect("fidelity")
+        .apply(&SamplingPlan::new(2).expect("plan"));
     let run = |workers: usize, seed: u64| {
         let mut config = LoaderConfig::new(plan);
         config.workers = workers;
