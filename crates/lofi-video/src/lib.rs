@@ -21,7 +21,7 @@ pub mod ground_truth;
 pub mod index;
 pub mod loader;
 pub mod plan;
-//pub mod probe;
+pub mod probe;
 pub mod sampler;
 pub mod synth;
 pub mod writer;
