@@ -1,0 +1,503 @@
+//! Detection average precision per class and tIoU threshold, and their means (mAP).
+//!
+//! The algorithm is the official ActivityNet one. Per class, predictions are taken in descending
+//! score. For each threshold separately, a prediction is matched to the ground-truth segment of
+//! its class in the same video with the highest tIoU; below the threshold it is a false positive;
+//! if that segment is already taken at this threshold the next best is tried; otherwise it is a
+//! true positive and the segment is locked. AP is the VOC-2011 interpolated area under the
+//! precision-recall curve. A class without predictions has AP 0 and still counts in the mean.
+//! Sums and means follow numpy's pairwise order, so results equal the official tool's bit for bit
+//! on inputs without ties.
+//!
+//! Ties, which the official tool leaves to numpy's unstable sort, are broken here in a fixed,
+//! documented way: equal scores keep file order (videos in the order of the results object, then
+//! list order), and equal tIoUs prefer the ground-truth segment that comes first in the file.
+
+use crate::error::{EvalError, Result};
+use crate::ground_truth::GroundTruth;
+use crate::numeric::{numpy_mean, numpy_sum};
+use crate::predictions::{Prediction, Predictions};
+use crate::segment::{tiou, Segment};
+use std::collections::HashMap;
+use std::ops::Range;
+
+/// Number of recall levels at which the class-averaged precision curve is sampled (0, 0.01, ..., 1).
+pub const RECALL_LEVELS: usize = 101;
+
+/// AP of one class at every threshold.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClassAp {
+    /// Class name.
+    pub label: String,
+    /// AP per threshold, as fractions.
+    pub ap: Vec<f64>,
+    /// Ground-truth instances of the class.
+    pub ground_truth: usize,
+    /// Predictions with the class.
+    pub predictions: usize,
+}
+
+impl ClassAp {
+    /// AP averaged over the thresholds.
+    pub fn average(&self) -> f64 {
+        numpy_mean(&self.ap)
+    }
+}
+
+/// The outcome of a detection evaluation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DetectionReport {
+    /// The tIoU thresholds.
+    pub tiou_thresholds: Vec<f64>,
+    /// mAP per threshold (mean of the class APs), as fractions.
+    pub map: Vec<f64>,
+    /// Mean of `map`.
+    pub average_map: f64,
+    /// Per-class APs in the ground truth's class order.
+    pub per_class: Vec<ClassAp>,
+    /// Per threshold, the class-averaged interpolated precision at recall 0, 0.01, ..., 1.
+    pub precision_at_recall: Vec<Vec<f64>>,
+    /// Things a user should know about the inputs (unknown videos, classes without predictions).
+    pub warnings: Vec<String>,
+}
+
+impl DetectionReport {
+    /// Classes sorted by ascending average AP (ties by class order): the worst first.
+    pub fn worst_classes(&self, count: usize) -> Vec<&ClassAp> {
+        let mut classes: Vec<&ClassAp> = self.per_class.iter().collect();
+        classes.sort_by(|a, b| a.average().total_cmp(&b.average()));
+        classes.truncate(count);
+        classes
+    }
+}
+
+/// Evaluates detections against the ground truth at the given tIoU thresholds.
+pub fn evaluate_detection(
+    truth: &GroundTruth,
+    predictions: &Predictions,
+    thresholds: &[f64],
+) -> Result<DetectionReport> {
+    if thresholds.is_empty() || thresholds.iter().any(|t| !t.is_finite()) {
+        return Err(EvalError::Invalid(
+            "detection evaluation needs at least one finite tIoU threshold".into(),
+        ));
+    }
+    let classes = truth.classes.len();
+    let ground_truth = GroundTruthByClass::new(truth);
+    let video_truth: Vec<Option<u32>> = predictions.videos.iter().map(|v| v.truth).collect();
+
+    // Bucket predictions by class, keeping file order inside each bucket (a counting sort).
+    let mut counts = vec![0usize; classes + 1];
+    for p in &predictions.items {
+        if p.class == Prediction::NO_CLASS || p.class as usize >= classes {
+            return Err(EvalError::Invalid(format!(
+                "{}: detection evaluation got an entry without a class of the ground truth",
+                predictions.path.display()
+            )));
+        }
+        counts[p.class as usize + 1] += 1;
+    }
+    for c in 0..classes {
+        counts[c + 1] += counts[c];
+    }
+    let mut next = counts.clone();
+    let mut bucketed = vec![
+        Prediction {
+            video: 0,
+            class: 0,
+            score: 0.0,
+            segment: Segment::new(0.0, 0.0)
+        };
+        predictions.items.len()
+    ];
+    for p in &predictions.items {
+        let slot = &mut next[p.class as usize];
+        bucketed[*slot] = *p;
+        *slot += 1;
+    }
+
+    let mut scratch = Scratch::default();
+    let mut per_class = Vec::with_capacity(classes);
+    let mut curve_sums = vec![vec![0.0; RECALL_LEVELS]; thresholds.len()];
+    for (class, label) in truth.classes.iter().enumerate() {
+        let bucket = &mut bucketed[counts[class]..counts[class + 1]];
+        // Stable: equal scores keep file order.
+        bucket.sort_by(|a, b| b.score.total_cmp(&a.score));
+        let (ap, curves) = class_ap(
+            bucket,
+            &ground_truth,
+            class,
+            &video_truth,
+            thresholds,
+            &mut scratch,
+        );
+        for (sum, curve) in curve_sums.iter_mut().zip(curves) {
+            for (s, c) in sum.iter_mut().zip(curve) {
+                *s += c;
+            }
+        }
+        per_class.push(ClassAp {
+            label: label.clone(),
+            ap,
+            ground_truth: ground_truth.segments[class].len(),
+            predictions: bucket.len(),
+        });
+    }
+
+    let map: Vec<f64> = (0..thresholds.len())
+        .map(|t| numpy_mean(&per_class.iter().map(|c| c.ap[t]).collect::<Vec<_>>()))
+        .collect();
+    let precision_at_recall = curve_sums
+        .into_iter()
+        .map(|sum| sum.into_iter().map(|s| s / classes as f64).collect())
+        .collect();
+    Ok(DetectionReport {
+        tiou_thresholds: thresholds.to_vec(),
+        average_map: numpy_mean(&map),
+        map,
+        warnings: warnings(truth, predictions, &per_class),
+        per_class,
+        precision_at_recall,
+    })
+}
+
+/// Ground-truth segments grouped by class, and for each class the range of its segments that
+/// belong to each video (segments are stored grouped by video, in file order).
+struct GroundTruthByClass {
+    segments: Vec<Vec<Segment>>,
+    ranges: Vec<HashMap<u32, Range<u32>>>,
+}
+
+impl GroundTruthByClass {
+    fn new(truth: &GroundTruth) -> Self {
+        let classes = truth.classes.len();
+        let mut segments = vec![Vec::new(); classes];
+        let mut ranges: Vec<HashMap<u32, Range<u32>>> = vec![HashMap::new(); classes];
+        // Annotations are grouped by video, so each class's segments of one video are contiguous.
+        for annotation in &truth.annotations {
+            let class = annotation.class as usize;
+            let index = segments[class].len() as u32;
+            segments[class].push(annotation.segment);
+            ranges[class]
+                .entry(annotation.video)
+                .and_modify(|r| r.end = index + 1)
+                .or_insert(index..index + 1);
+        }
+        GroundTruthByClass { segments, ranges }
+    }
+}
+
+#[derive(Default)]
+struct Scratch {
+    candidates: Vec<(f64, u32)>,
+    locked: Vec<bool>,
+    true_positive: Vec<bool>,
+    precision: Vec<f64>,
+    recall: Vec<f64>,
+    terms: Vec<f64>,
+}
+
+/// AP per threshold for one class, and the interpolated precision at each recall level.
+fn class_ap(
+    predictions: &[Prediction],
+    ground_truth: &GroundTruthByClass,
+    class: usize,
+    video_truth: &[Option<u32>],
+    thresholds: &[f64],
+    scratch: &mut Scratch,
+) -> (Vec<f64>, Vec<Vec<f64>>) {
+    let segments = &ground_truth.segments[class];
+    let ranges = &ground_truth.ranges[class];
+    let (n, gt_count, levels) = (predictions.len(), segments.len(), thresholds.len());
+    if n == 0 {
+        return (vec![0.0; levels], vec![vec![0.0; RECALL_LEVELS]; levels]);
+    }
+    scratch.locked.clear();
+    scratch.locked.resize(levels * gt_count, false);
+    scratch.true_positive.clear();
+    scratch.true_positive.resize(levels * n, false);
+
+    for (i, prediction) in predictions.iter().enumerate() {
+        let Some(video) = video_truth[prediction.video as usize] else {
+            continue; // a video outside the subset: false positive at every threshold
+        };
+        let Some(range) = ranges.get(&video) else {
+            continue; // no ground truth of this class in this video: false positive
+        };
+        let candidates = &mut scratch.candidates;
+        candidates.clear();
+        candidates.extend(
+            range
+                .clone()
+                .map(|g| (tiou(prediction.segment, segments[g as usize]), g)),
+        );
+        // Highest tIoU first; stable, so equal tIoUs keep ground-truth file order.
+        candidates.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal));
+        for (level, &threshold) in thresholds.iter().enumerate() {
+            for &(overlap, g) in candidates.iter() {
+                if overlap < threshold {
+                    break;
+                }
+                let lock = &mut scratch.locked[level * gt_count + g as usize];
+                if *lock {
+                    continue;
+                }
+                *lock = true;
+                scratch.true_positive[level * n + i] = true;
+                break;
+            }
+        }
+    }
+
+    let positives = gt_count as f64;
+    let mut aps = Vec::with_capacity(levels);
+    let mut curves = Vec::with_capacity(levels);
+    for level in 0..levels {
+        let hits = &scratch.true_positive[level * n..(level + 1) * n];
+        // The official arrays with their sentinels: precision [0, p.., 0], recall [0, r.., 1].
+        let (precision, recall) = (&mut scratch.precision, &mut scratch.recall);
+        precision.clear();
+        recall.clear();
+        precision.push(0.0);
+        recall.push(0.0);
+        let (mut tp, mut fp) = (0.0f64, 0.0f64);
+        for &hit in hits {
+            if hit {
+                tp += 1.0;
+            } else {
+                fp += 1.0;
+            }
+            precision.push(tp / (tp + fp));
+            recall.push(tp / positives);
+        }
+        precision.push(0.0);
+        recall.push(1.0);
+        for i in (0..precision.len() - 1).rev() {
+            precision[i] = precision[i].max(precision[i + 1]);
+        }
+        let terms = &mut scratch.terms;
+        terms.clear();
+        for i in 1..recall.len() {
+            if recall[i] != recall[i - 1] {
+                terms.push((recall[i] - recall[i - 1]) * precision[i]);
+            }
+        }
+        aps.push(numpy_sum(terms));
+        curves.push(sample_curve(precision, recall));
+    }
+    (aps, curves)
+}
+
+/// Interpolated precision (already made monotone) at recall 0, 0.01, ..., 1.
+fn sample_curve(precision: &[f64], recall: &[f64]) -> Vec<f64> {
+    let mut curve = Vec::with_capacity(RECALL_LEVELS);
+    let mut i = 0;
+    for level in 0..RECALL_LEVELS {
+        let wanted = level as f64 / (RECALL_LEVELS - 1) as f64;
+        while i < recall.len() && recall[i] < wanted {
+            i += 1;
+        }
+        curve.push(precision.get(i).copied().unwrap_or(0.0));
+    }
+    curve
+}
+
+fn warnings(truth: &GroundTruth, predictions: &Predictions, per_class: &[ClassAp]) -> Vec<String> {
+    let mut warnings = truth.notes.clone();
+    if predictions.dropped > 0 {
+        warnings.push(format!(
+            "dropped {} prediction(s) of excluded videos or labels",
+            predictions.dropped
+        ));
+    }
+    let unknown: Vec<&str> = predictions
+        .unknown_videos()
+        .map(|v| v.id.as_str())
+        .collect();
+    if !unknown.is_empty() {
+        let mut message =
+            format!(
+            "{} predicted video(s) are not in the {:?} subset; their predictions count as false \
+             positives (e.g. {})",
+            unknown.len(),
+            truth.subset,
+            unknown.iter().take(3).copied().collect::<Vec<_>>().join(", ")
+        );
+        let prefixed = unknown
+            .iter()
+            .filter(|id| {
+                id.strip_prefix("v_")
+                    .is_some_and(|bare| truth.video_of(bare).is_some())
+                    || truth.video_of(&format!("v_{id}")).is_some()
+            })
+            .count();
+        if prefixed > 0 {
+            message.push_str(&format!(
+                "; {prefixed} of them match a ground-truth video once a \"v_\" prefix is added or \
+                 removed: make the ids agree"
+            ));
+        }
+        warnings.push(message);
+    }
+    let mut covered = vec![false; truth.videos.len()];
+    for v in &predictions.videos {
+        if let Some(t) = v.truth {
+            covered[t as usize] = true;
+        }
+    }
+    let missing = truth
+        .annotated_videos()
+        .filter(|&v| !covered[v as usize])
+        .count();
+    if missing > 0 {
+        warnings.push(format!(
+            "{missing} annotated video(s) have no predictions; their ground truth counts as missed"
+        ));
+    }
+    let empty: Vec<&str> = per_class
+        .iter()
+        .filter(|c| c.predictions == 0)
+        .map(|c| c.label.as_str())
+        .collect();
+    if !empty.is_empty() {
+        warnings.push(format!(
+            "{} class(es) have no predictions and get AP 0: {}",
+            empty.len(),
+            empty.iter().take(5).copied().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    warnings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ground_truth::GroundTruthOptions;
+    use crate::predictions::PredictionKind;
+    use std::path::Path;
+
+    fn evaluate(gt: &str, pred: &str, thresholds: &[f64]) -> DetectionReport {
+        let truth = GroundTruth::from_slice(
+            gt.as_bytes(),
+            Path::new("gt.json"),
+            &GroundTruthOptions::default(),
+        )
+        .expect("valid ground truth");
+        let predictions = Predictions::from_slice(
+            pred.as_bytes(),
+            Path::new("pred.json"),
+            &truth,
+            PredictionKind::Detections,
+        )
+        .expect("valid predictions");
+        evaluate_detection(&truth, &predictions, thresholds).expect("evaluation")
+    }
+
+    const GT: &str = r#"{"database": {
+        "v1": {"subset": "validation", "annotations": [
+            {"segment": [0, 10], "label": "A"}, {"segment": [20, 30], "label": "A"}]},
+        "v2": {"subset": "validation", "annotations": [
+            {"segment": [5, 15], "label": "A"}, {"segment": [0, 4], "label": "B"}]}
+    }}"#;
+
+    #[test]
+    fn hand_computed_ap_with_false_positive_and_duplicate() {
+        // Class A has 3 ground-truth segments. In descending score:
+        //  0.9 v1 [0,10]   tIoU 1 with gt0          -> TP   P=1    R=1/3
+        //  0.8 v1 [0,10]   gt0 already locked, gt1 tIoU 0 -> FP   P=1/2  R=1/3
+        //  0.7 v2 [5,15]   tIoU 1                    -> TP   P=2/3  R=2/3
+        //  0.6 v1 [22,30]  tIoU 0.8 with gt1         -> TP at 0.5, FP at 0.9  (P=3/4 R=1 | P=1/2)
+        // AP@0.5 = 1/3*1 + 1/3*(3/4) + 1/3*(3/4) = 5/6 (precision made monotone from the right).
+        // AP@0.9 = 1/3*1 + 1/3*(2/3) = 5/9.
+        // Class B has one segment and one prediction of tIoU 0.5 exactly ([0,4] vs [2,6]: 2/6 no;
+        // use [0,2]: 2/4 = 0.5): TP at 0.5 (not below), FP at 0.9.
+        let pred = r#"{"results": {
+            "v1": [{"label": "A", "score": 0.9, "segment": [0, 10]},
+                   {"label": "A", "score": 0.8, "segment": [0, 10]},
+                   {"label": "A", "score": 0.6, "segment": [22, 30]}],
+            "v2": [{"label": "A", "score": 0.7, "segment": [5, 15]},
+                   {"label": "B", "score": 0.5, "segment": [0, 2]}]
+        }}"#;
+        let report = evaluate(GT, pred, &[0.5, 0.9]);
+        let a = &report.per_class[0];
+        assert!((a.ap[0] - 5.0 / 6.0).abs() < 1e-15, "{:?}", a.ap);
+        assert!((a.ap[1] - 5.0 / 9.0).abs() < 1e-15, "{:?}", a.ap);
+        let b = &report.per_class[1];
+        assert_eq!(b.ap, [1.0, 0.0]);
+        assert!((report.map[0] - (5.0 / 6.0 + 1.0) / 2.0).abs() < 1e-15);
+        assert!((report.average_map - (report.map[0] + report.map[1]) / 2.0).abs() < 1e-15);
+    }
+
+    #[test]
+    fn class_without_predictions_counts_as_zero_and_is_reported() {
+        let pred = r#"{"results": {"v1": [{"label": "A", "score": 1, "segment": [0, 10]}]}}"#;
+        let report = evaluate(GT, pred, &[0.5]);
+        assert_eq!(report.per_class[1].ap, [0.0]);
+        assert!((report.per_class[0].ap[0] - 1.0 / 3.0).abs() < 1e-15);
+        assert!(report
+            .warnings
+            .iter()
+            .any(|w| w.contains("no predictions and get AP 0")));
+        assert!(report
+            .warnings
+            .iter()
+            .any(|w| w.contains("1 annotated video")));
+    }
+
+    #[test]
+    fn predictions_for_unknown_videos_are_false_positives_with_a_prefix_hint() {
+        let pred = r#"{"results": {
+            "v_v1": [{"label": "A", "score": 1.0, "segment": [0, 10]}],
+            "v1": [{"label": "A", "score": 0.5, "segment": [0, 10]}]}}"#;
+        let report = evaluate(GT, pred, &[0.5]);
+        // FP then TP: precision [0, 1/2], recall [0, 1/3] -> AP = 1/3 * 1/2.
+        assert!((report.per_class[0].ap[0] - 1.0 / 6.0).abs() < 1e-15);
+        assert!(
+            report.warnings.iter().any(|w| w.contains("\"v_\" prefix")),
+            "{:?}",
+            report.warnings
+        );
+    }
+
+    #[test]
+    fn ties_keep_file_order() {
+        // Equal scores: whichever comes first in the file ranks first. A false positive ranked
+        // before the true positive halves the AP.
+        let fp_first = r#"{"results": {
+            "v1": [{"label": "B", "score": 0.5, "segment": [0, 4]}],
+            "v2": [{"label": "B", "score": 0.5, "segment": [0, 4]}]}}"#;
+        assert_eq!(evaluate(GT, fp_first, &[0.5]).per_class[1].ap, [0.5]);
+        let tp_first = r#"{"results": {
+            "v2": [{"label": "B", "score": 0.5, "segment": [0, 4]},
+                   {"label": "B", "score": 0.5, "segment": [10, 12]}]}}"#;
+        assert_eq!(evaluate(GT, tp_first, &[0.5]).per_class[1].ap, [1.0]);
+    }
+
+    #[test]
+    fn highest_tiou_unlocked_segment_wins() {
+        // One prediction overlapping two A segments of v1; the better match is gt [0,10].
+        let gt = r#"{"database": {"v": {"subset": "validation", "annotations": [
+            {"segment": [0, 8], "label": "A"}, {"segment": [0, 10], "label": "A"}]}}}"#;
+        let pred = r#"{"results": {"v": [
+            {"label": "A", "score": 0.9, "segment": [0, 10]},
+            {"label": "A", "score": 0.8, "segment": [0, 10]}]}}"#;
+        // First locks [0,10] (tIoU 1), second falls back to [0,8] (tIoU 0.8): both TP at 0.7,
+        // only the first at 0.9.
+        let report = evaluate(gt, pred, &[0.7, 0.9]);
+        assert_eq!(report.per_class[0].ap[0], 1.0);
+        assert_eq!(report.per_class[0].ap[1], 0.5);
+    }
+
+    #[test]
+    fn precision_curve_starts_at_best_precision_and_ends_at_zero_without_full_recall() {
+        let pred = r#"{"results": {"v1": [{"label": "A", "score": 1, "segment": [0, 10]}],
+                                   "v2": [{"label": "B", "score": 1, "segment": [0, 4]}]}}"#;
+        let report = evaluate(GT, pred, &[0.5]);
+        let curve = &report.precision_at_recall[0];
+        assert_eq!(curve.len(), RECALL_LEVELS);
+        assert_eq!(curve[0], 1.0);
+        // Class A reaches recall 1/3 only: at recall 0.5, A contributes 0 and B 1.
+        assert_eq!(curve[50], 0.5);
+        assert_eq!(curve[100], 0.5);
+    }
+}

@@ -1,0 +1,391 @@
+//! Ground-truth annotations in the ActivityNet layout (ActivityNet 1.2/1.3, HACS, and the common
+//! THUMOS14 JSON conversion).
+//!
+//! The file holds every subset; evaluation looks at one. As in the official tool, the classes are
+//! the labels that occur in the chosen subset, in order of first appearance, and every annotation
+//! counts, duplicates included. THUMOS14 users disagree about three test videos and the
+//! "Ambiguous" label, so both can be dropped explicitly, and the report says what was dropped.
+
+use crate::error::{EvalError, Result};
+use crate::json::{parse_error, read_file, OrderedMap};
+use crate::segment::Segment;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+/// The three THUMOS14 test videos that many repositories drop (mislabelled or misaligned
+/// annotations in the original release).
+pub const THUMOS14_DISPUTED_TEST_VIDEOS: [&str; 3] = [
+    "video_test_0000270",
+    "video_test_0001292",
+    "video_test_0001496",
+];
+
+/// The THUMOS14 label for segments the annotators could not assign to a class.
+pub const THUMOS14_AMBIGUOUS_LABEL: &str = "Ambiguous";
+
+/// Which part of a ground-truth file to evaluate against.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GroundTruthOptions {
+    /// The subset to keep (`validation` for ActivityNet; `test` or `Test` for THUMOS14). Matched
+    /// exactly first, then case-insensitively if that is unambiguous.
+    pub subset: String,
+    /// Videos to drop from the ground truth; predictions for them are dropped too.
+    pub exclude_videos: Vec<String>,
+    /// Labels whose annotations are dropped; predictions with them are dropped too.
+    pub exclude_labels: Vec<String>,
+}
+
+impl Default for GroundTruthOptions {
+    fn default() -> Self {
+        GroundTruthOptions {
+            subset: "validation".to_string(),
+            exclude_videos: Vec::new(),
+            exclude_labels: Vec::new(),
+        }
+    }
+}
+
+/// One annotated action instance of the evaluated subset.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Annotation {
+    /// Index into [`GroundTruth::videos`].
+    pub video: u32,
+    /// Index into [`GroundTruth::classes`].
+    pub class: u32,
+    /// Where the action happens.
+    pub segment: Segment,
+}
+
+/// One video of the evaluated subset.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GroundTruthVideo {
+    /// The video id, as the file spells it.
+    pub id: String,
+    /// Duration in seconds, where the file gives one.
+    pub duration: Option<f64>,
+    /// Its annotations: a range into [`GroundTruth::annotations`].
+    pub annotations: Range<usize>,
+}
+
+/// The ground truth of one subset, ready for evaluation.
+#[derive(Clone, Debug)]
+pub struct GroundTruth {
+    /// The file it was read from (for messages).
+    pub path: PathBuf,
+    /// The subset name as spelled in the file.
+    pub subset: String,
+    /// Class names in order of first appearance in the subset.
+    pub classes: Vec<String>,
+    /// The subset's videos in file order, annotated or not.
+    pub videos: Vec<GroundTruthVideo>,
+    /// All annotations of the subset, grouped by video in file order.
+    pub annotations: Vec<Annotation>,
+    /// Videos dropped on request.
+    pub excluded_videos: HashSet<String>,
+    /// Labels dropped on request.
+    pub excluded_labels: HashSet<String>,
+    /// What was dropped, in words, for the report.
+    pub notes: Vec<String>,
+    class_index: HashMap<String, u32>,
+    video_index: HashMap<String, u32>,
+}
+
+#[derive(Deserialize)]
+struct RawFile {
+    database: OrderedMap<RawVideo>,
+}
+
+#[derive(Deserialize)]
+struct RawVideo {
+    subset: String,
+    #[serde(default)]
+    duration: Option<f64>,
+    #[serde(default)]
+    annotations: Vec<RawAnnotation>,
+}
+
+#[derive(Deserialize)]
+struct RawAnnotation {
+    segment: [f64; 2],
+    label: String,
+}
+
+impl GroundTruth {
+    /// Reads a ground-truth file and keeps the requested subset.
+    pub fn from_path(path: &Path, options: &GroundTruthOptions) -> Result<Self> {
+        let bytes = read_file(path)?;
+        Self::from_slice(&bytes, path, options)
+    }
+
+    /// Parses ground truth from bytes; `path` is only used in messages.
+    pub fn from_slice(bytes: &[u8], path: &Path, options: &GroundTruthOptions) -> Result<Self> {
+        let raw: RawFile =
+            serde_json::from_slice(bytes).map_err(|e| parse_error(path, bytes, e))?;
+        Self::from_raw(raw, path, options)
+    }
+
+    fn from_raw(raw: RawFile, path: &Path, options: &GroundTruthOptions) -> Result<Self> {
+        let subset = resolve_subset(&raw, path, &options.subset)?;
+        let excluded_videos: HashSet<String> = options.exclude_videos.iter().cloned().collect();
+        let excluded_labels: HashSet<String> = options.exclude_labels.iter().cloned().collect();
+        let mut truth = GroundTruth {
+            path: path.to_path_buf(),
+            subset: subset.clone(),
+            classes: Vec::new(),
+            videos: Vec::new(),
+            annotations: Vec::new(),
+            excluded_videos,
+            excluded_labels,
+            notes: Vec::new(),
+            class_index: HashMap::new(),
+            video_index: HashMap::new(),
+        };
+        let (mut dropped_videos, mut dropped_annotations) = (0usize, 0usize);
+        for (id, video) in raw.database.0 {
+            if video.subset != subset {
+                continue;
+            }
+            if truth.excluded_videos.contains(&id) {
+                dropped_videos += 1;
+                continue;
+            }
+            if let Some(duration) = video.duration {
+                if !duration.is_finite() || duration < 0.0 {
+                    return Err(EvalError::entry(
+                        path,
+                        &id,
+                        format!("duration {duration} is not a non-negative number"),
+                    ));
+                }
+            }
+            let video_number = truth.videos.len() as u32;
+            let first = truth.annotations.len();
+            for (number, annotation) in video.annotations.into_iter().enumerate() {
+                let [start, end] = annotation.segment;
+                check_segment(path, &id, number, start, end)?;
+                if truth.excluded_labels.contains(&annotation.label) {
+                    dropped_annotations += 1;
+                    continue;
+                }
+                let class = truth.intern_class(annotation.label);
+                truth.annotations.push(Annotation {
+                    video: video_number,
+                    class,
+                    segment: Segment::new(start, end),
+                });
+            }
+            truth.video_index.insert(id.clone(), video_number);
+            truth.videos.push(GroundTruthVideo {
+                id,
+                duration: video.duration,
+                annotations: first..truth.annotations.len(),
+            });
+        }
+        if dropped_videos > 0 {
+            truth.notes.push(format!(
+                "dropped {dropped_videos} excluded video(s) from the ground truth"
+            ));
+        }
+        if dropped_annotations > 0 {
+            let mut labels: Vec<&str> = truth.excluded_labels.iter().map(String::as_str).collect();
+            labels.sort_unstable();
+            truth.notes.push(format!(
+                "dropped {dropped_annotations} annotation(s) labelled {}",
+                labels.join(", ")
+            ));
+        }
+        if truth.annotations.is_empty() {
+            return Err(EvalError::format(
+                path,
+                format!("subset {subset:?} has no annotations to evaluate against"),
+            ));
+        }
+        Ok(truth)
+    }
+
+    fn intern_class(&mut self, label: String) -> u32 {
+        if let Some(&class) = self.class_index.get(&label) {
+            return class;
+        }
+        let class = self.classes.len() as u32;
+        self.class_index.insert(label.clone(), class);
+        self.classes.push(label);
+        class
+    }
+
+    /// The class index of a label, if it is a class of the subset.
+    pub fn class_of(&self, label: &str) -> Option<u32> {
+        self.class_index.get(label).copied()
+    }
+
+    /// The index of a video of the subset.
+    pub fn video_of(&self, id: &str) -> Option<u32> {
+        self.video_index.get(id).copied()
+    }
+
+    /// The annotations of one video.
+    pub fn annotations_of(&self, video: u32) -> &[Annotation] {
+        &self.annotations[self.videos[video as usize].annotations.clone()]
+    }
+
+    /// The videos that have at least one annotation, in file order (the official tool's video
+    /// list for proposal recall).
+    pub fn annotated_videos(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..self.videos.len() as u32).filter(|&v| !self.videos[v as usize].annotations.is_empty())
+    }
+
+    /// The class name closest to `label` (case or spacing differences), for error hints.
+    pub(crate) fn closest_class(&self, label: &str) -> Option<&str> {
+        let squash = |s: &str| -> String {
+            s.chars()
+                .filter(|c| c.is_alphanumeric())
+                .flat_map(char::to_lowercase)
+                .collect()
+        };
+        let wanted = squash(label);
+        self.classes
+            .iter()
+            .find(|class| squash(class) == wanted)
+            .map(String::as_str)
+    }
+}
+
+fn check_segment(path: &Path, video: &str, number: usize, start: f64, end: f64) -> Result<()> {
+    if !start.is_finite() || !end.is_finite() {
+        return Err(EvalError::entry(
+            path,
+            video,
+            format!("annotation {number}: segment [{start}, {end}] is not finite"),
+        ));
+    }
+    if end < start {
+        return Err(EvalError::entry(
+            path,
+            video,
+            format!("annotation {number}: segment end {end} is before start {start}"),
+        ));
+    }
+    Ok(())
+}
+
+fn resolve_subset(raw: &RawFile, path: &Path, wanted: &str) -> Result<String> {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for (_, video) in &raw.database.0 {
+        *counts.entry(video.subset.as_str()).or_default() += 1;
+    }
+    if counts.contains_key(wanted) {
+        return Ok(wanted.to_string());
+    }
+    let folded: Vec<&str> = counts
+        .keys()
+        .copied()
+        .filter(|name| name.eq_ignore_ascii_case(wanted))
+        .collect();
+    if let [only] = folded.as_slice() {
+        return Ok(only.to_string());
+    }
+    let available = if counts.is_empty() {
+        "none (the database is empty)".to_string()
+    } else {
+        counts
+            .iter()
+            .map(|(name, n)| format!("{name:?} ({n} videos)"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Err(EvalError::UnknownSubset {
+        path: path.to_path_buf(),
+        subset: wanted.to_string(),
+        available,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GT: &str = r#"{"version": "1.3", "taxonomy": [], "database": {
+        "a": {"subset": "validation", "duration": 10.0, "url": "x",
+              "annotations": [{"segment": [1, 3], "label": "Run"}, {"segment": [4, 8], "label": "Jump"}]},
+        "b": {"subset": "training", "duration": 5.0,
+              "annotations": [{"segment": [0, 1], "label": "Swim"}]},
+        "c": {"subset": "validation", "duration": 7.0,
+              "annotations": [{"segment": [2, 5], "label": "Jump"}, {"segment": [2, 5], "label": "Jump"}]},
+        "d": {"subset": "validation", "duration": 3.0, "annotations": []}
+    }}"#;
+
+    fn read(text: &str, options: &GroundTruthOptions) -> Result<GroundTruth> {
+        GroundTruth::from_slice(text.as_bytes(), Path::new("gt.json"), options)
+    }
+
+    #[test]
+    fn keeps_subset_classes_in_first_appearance_order_and_duplicates() {
+        let truth = read(GT, &GroundTruthOptions::default()).expect("valid ground truth");
+        assert_eq!(truth.classes, ["Run", "Jump"]);
+        assert_eq!(truth.videos.len(), 3);
+        assert_eq!(truth.annotations.len(), 4);
+        assert_eq!(truth.annotated_videos().collect::<Vec<_>>(), [0, 1]);
+        assert_eq!(truth.annotations_of(1).len(), 2);
+        assert_eq!(truth.class_of("Swim"), None);
+        assert_eq!(truth.video_of("b"), None);
+    }
+
+    #[test]
+    fn subset_matches_case_insensitively_and_unknown_subset_lists_the_others() {
+        let options = GroundTruthOptions {
+            subset: "Validation".into(),
+            ..Default::default()
+        };
+        assert_eq!(read(GT, &options).expect("folded").subset, "validation");
+        let options = GroundTruthOptions {
+            subset: "test".into(),
+            ..Default::default()
+        };
+        let message = read(GT, &options).expect_err("no test subset").to_string();
+        assert!(message.contains("\"training\" (1 videos)"), "{message}");
+        assert!(message.starts_with("gt.json"), "{message}");
+    }
+
+    #[test]
+    fn bad_segments_and_missing_keys_name_file_and_video() {
+        let reversed = GT.replace("[4, 8]", "[8, 4]");
+        let message = read(&reversed, &GroundTruthOptions::default())
+            .expect_err("reversed segment")
+            .to_string();
+        assert!(
+            message.contains("gt.json: video a: annotation 1"),
+            "{message}"
+        );
+        let missing = GT.replace("\"subset\": \"training\", ", "");
+        let message = read(&missing, &GroundTruthOptions::default())
+            .expect_err("missing subset")
+            .to_string();
+        assert!(
+            message.contains("video b") && message.contains("subset"),
+            "{message}"
+        );
+        let message = read("{\"db\": {}}", &GroundTruthOptions::default())
+            .expect_err("no database")
+            .to_string();
+        assert!(message.contains("database"), "{message}");
+        let message = read("  ", &GroundTruthOptions::default())
+            .expect_err("empty")
+            .to_string();
+        assert!(message.contains("empty"), "{message}");
+    }
+
+    #[test]
+    fn exclusions_drop_videos_and_labels_and_say_so() {
+        let options = GroundTruthOptions {
+            exclude_videos: vec!["c".into()],
+            exclude_labels: vec!["Run".into()],
+            ..Default::default()
+        };
+        let truth = read(GT, &options).expect("valid");
+        assert_eq!(truth.classes, ["Jump"]);
+        assert_eq!(truth.annotations.len(), 1);
+        assert_eq!(truth.notes.len(), 2, "{:?}", truth.notes);
+    }
+}

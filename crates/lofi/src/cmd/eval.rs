@@ -1,0 +1,387 @@
+//! `lofi eval detection` and `lofi eval proposals`: the official ActivityNet metrics from the
+//! command line, as a table for people or as JSON for scripts, with optional SVG plots.
+
+use crate::output::print_stdout;
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use lofi_eval::{
+    evaluate_detection, evaluate_proposals, DetectionReport, GroundTruth, GroundTruthOptions,
+    OrderedMap, PredictionKind, Predictions, ProposalOptions, ProposalReport, Thresholds,
+    THUMOS14_AMBIGUOUS_LABEL, THUMOS14_DISPUTED_TEST_VIDEOS,
+};
+use lofi_plot::{LineChart, Series};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// What to evaluate.
+#[derive(Debug, Subcommand)]
+pub enum EvalCommand {
+    /// Detection mAP per tIoU threshold, average mAP and per-class AP.
+    Detection(DetectionArgs),
+    /// Proposal average recall against the average number of proposals (AR@AN) and AUC.
+    Proposals(ProposalArgs),
+}
+
+/// Benchmarks with a standard threshold list and subset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Preset {
+    /// tIoU 0.5:0.95:10, subset "validation".
+    Activitynet,
+    /// tIoU 0.3:0.7:5, subset "test".
+    Thumos14,
+}
+
+impl Preset {
+    fn thresholds(self) -> Thresholds {
+        match self {
+            Preset::Activitynet => Thresholds::ACTIVITYNET,
+            Preset::Thumos14 => Thresholds::THUMOS14,
+        }
+    }
+
+    fn subset(self) -> &'static str {
+        match self {
+            Preset::Activitynet => "validation",
+            Preset::Thumos14 => "test",
+        }
+    }
+}
+
+/// Options shared by both evaluations.
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// Ground truth in the ActivityNet layout ({"database": {video: {subset, annotations}}}).
+    #[arg(long, value_name = "GT.json")]
+    ground_truth: PathBuf,
+    /// Subset to evaluate [default: the preset's, "validation" for ActivityNet]. Matched exactly,
+    /// then case-insensitively.
+    #[arg(long)]
+    subset: Option<String>,
+    /// tIoU thresholds as START:STOP:COUNT (numpy.linspace semantics).
+    #[arg(long, value_name = "START:STOP:N", conflicts_with = "preset")]
+    tiou: Option<Thresholds>,
+    /// Standard thresholds and subset of a benchmark.
+    #[arg(long, value_enum, default_value_t = Preset::Activitynet)]
+    preset: Preset,
+    /// Drop a video from the ground truth and the predictions (repeatable).
+    #[arg(long, value_name = "VIDEO_ID")]
+    exclude_video: Vec<String>,
+    /// Drop annotations and predictions with this label (repeatable).
+    #[arg(long, value_name = "LABEL")]
+    exclude_label: Vec<String>,
+    /// THUMOS14: drop the three disputed test videos (270, 1292, 1496).
+    #[arg(long)]
+    drop_disputed: bool,
+    /// THUMOS14: drop "Ambiguous" annotations and predictions.
+    #[arg(long)]
+    drop_ambiguous: bool,
+    /// Print the result as JSON (fractions, not percent) instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Write SVG plots into this folder.
+    #[arg(long, value_name = "DIR")]
+    plot: Option<PathBuf>,
+}
+
+impl CommonArgs {
+    fn ground_truth_options(&self) -> GroundTruthOptions {
+        let mut exclude_videos = self.exclude_video.clone();
+        if self.drop_disputed {
+            exclude_videos.extend(THUMOS14_DISPUTED_TEST_VIDEOS.iter().map(|v| v.to_string()));
+        }
+        let mut exclude_labels = self.exclude_label.clone();
+        if self.drop_ambiguous {
+            exclude_labels.push(THUMOS14_AMBIGUOUS_LABEL.to_string());
+        }
+        GroundTruthOptions {
+            subset: self
+                .subset
+                .clone()
+                .unwrap_or_else(|| self.preset.subset().to_string()),
+            exclude_videos,
+            exclude_labels,
+        }
+    }
+
+    fn thresholds(&self) -> Vec<f64> {
+        self.tiou
+            .unwrap_or_else(|| self.preset.thresholds())
+            .values()
+    }
+}
+
+/// Arguments of `lofi eval detection`.
+#[derive(Debug, Args)]
+pub struct DetectionArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Detections ({"results": {video: [{label, score, segment}]}}).
+    #[arg(long, value_name = "PRED.json")]
+    predictions: PathBuf,
+}
+
+/// Arguments of `lofi eval proposals`.
+#[derive(Debug, Args)]
+pub struct ProposalArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Proposals ({"results": {video: [{score, segment}]}}); labels are ignored.
+    #[arg(long, value_name = "P.json")]
+    proposals: PathBuf,
+    /// Average number of proposals per video at the end of the AR@AN curve.
+    #[arg(long, default_value_t = 100.0)]
+    max_avg_proposals: f64,
+}
+
+/// Runs an evaluation subcommand.
+pub fn run(command: EvalCommand) -> Result<()> {
+    match command {
+        EvalCommand::Detection(args) => detection(args),
+        EvalCommand::Proposals(args) => proposals(args),
+    }
+}
+
+fn detection(args: DetectionArgs) -> Result<()> {
+    let common = &args.common;
+    let truth = GroundTruth::from_path(&common.ground_truth, &common.ground_truth_options())?;
+    let predictions =
+        Predictions::from_path(&args.predictions, &truth, PredictionKind::Detections)?;
+    if predictions.items.is_empty() {
+        bail!(
+            "{}: the file has no detections to evaluate",
+            args.predictions.display()
+        );
+    }
+    let report = evaluate_detection(&truth, &predictions, &common.thresholds())?;
+    for warning in &report.warnings {
+        tracing::warn!("{warning}");
+    }
+    if let Some(dir) = &common.plot {
+        write_plot(
+            dir,
+            "precision_recall.svg",
+            &precision_recall_chart(&report),
+        )?;
+    }
+    if common.json {
+        print_stdout(&(serde_json::to_string_pretty(&detection_json(&report))? + "\n"))
+    } else {
+        print_stdout(&detection_table(&report, &truth, predictions.items.len()))
+    }
+}
+
+fn proposals(args: ProposalArgs) -> Result<()> {
+    let common = &args.common;
+    let truth = GroundTruth::from_path(&common.ground_truth, &common.ground_truth_options())?;
+    let proposals = Predictions::from_path(&args.proposals, &truth, PredictionKind::Proposals)?;
+    let options = ProposalOptions {
+        max_avg_proposals: args.max_avg_proposals,
+        tiou_thresholds: common.thresholds(),
+    };
+    let report = evaluate_proposals(&truth, &proposals, &options)?;
+    for warning in &report.warnings {
+        tracing::warn!("{warning}");
+    }
+    if let Some(dir) = &common.plot {
+        write_plot(dir, "recall_vs_proposals.svg", &recall_chart(&report))?;
+    }
+    if common.json {
+        print_stdout(&(serde_json::to_string_pretty(&proposal_json(&report))? + "\n"))
+    } else {
+        print_stdout(&proposal_table(&report, &truth))
+    }
+}
+
+/// The `--json` output of `lofi eval detection`: exactly these keys, fractions not percent.
+#[derive(Serialize)]
+struct DetectionJson<'a> {
+    tiou_thresholds: &'a [f64],
+    #[serde(rename = "mAP")]
+    map: &'a [f64],
+    #[serde(rename = "average_mAP")]
+    average_map: f64,
+    /// In the ground truth's class order.
+    #[serde(rename = "per_class_AP")]
+    per_class_ap: OrderedMap<&'a [f64]>,
+}
+
+fn detection_json(report: &DetectionReport) -> DetectionJson<'_> {
+    DetectionJson {
+        tiou_thresholds: &report.tiou_thresholds,
+        map: &report.map,
+        average_map: report.average_map,
+        per_class_ap: OrderedMap(
+            report
+                .per_class
+                .iter()
+                .map(|c| (c.label.clone(), c.ap.as_slice()))
+                .collect(),
+        ),
+    }
+}
+
+/// The `--json` output of `lofi eval proposals`; AUC in percent as the official tool prints it.
+#[derive(Serialize)]
+struct ProposalJson<'a> {
+    #[serde(rename = "AR@1")]
+    ar1: f64,
+    #[serde(rename = "AR@5")]
+    ar5: f64,
+    #[serde(rename = "AR@10")]
+    ar10: f64,
+    #[serde(rename = "AR@100")]
+    ar100: f64,
+    #[serde(rename = "AUC")]
+    auc: f64,
+    average_recall: &'a [f64],
+    avg_proposals: &'a [f64],
+}
+
+fn proposal_json(report: &ProposalReport) -> ProposalJson<'_> {
+    let ar = |an| report.ar(an).unwrap_or(f64::NAN);
+    ProposalJson {
+        ar1: ar(1),
+        ar5: ar(5),
+        ar10: ar(10),
+        ar100: ar(100),
+        auc: report.auc,
+        average_recall: &report.average_recall,
+        avg_proposals: &report.avg_proposals,
+    }
+}
+
+fn detection_table(report: &DetectionReport, truth: &GroundTruth, predictions: usize) -> String {
+    let mut out = format!(
+        "Detection on subset {:?}: {} videos, {} classes, {} ground-truth segments, {} predictions\n\n",
+        truth.subset,
+        truth.annotated_videos().count(),
+        truth.classes.len(),
+        truth.annotations.len(),
+        predictions
+    );
+    let header: Vec<String> = report
+        .tiou_thresholds
+        .iter()
+        .map(|t| format!("{:>6}", format_threshold(*t)))
+        .collect();
+    out.push_str(&format!("tIoU  {}  {:>7}\n", header.join(""), "average"));
+    let values: Vec<String> = report
+        .map
+        .iter()
+        .map(|m| format!("{:>6.2}", m * 100.0))
+        .collect();
+    out.push_str(&format!(
+        "mAP   {}  {:>7.2}\n",
+        values.join(""),
+        report.average_map * 100.0
+    ));
+    let worst = report.worst_classes(10);
+    out.push_str(&format!(
+        "\n{} worst classes by AP averaged over the thresholds:\n",
+        worst.len()
+    ));
+    let width = worst
+        .iter()
+        .map(|c| c.label.chars().count())
+        .max()
+        .unwrap_or(0);
+    for class in worst {
+        out.push_str(&format!(
+            "  {:<width$}  {:>6.2}  ({} ground truth, {} predictions)\n",
+            class.label,
+            class.average() * 100.0,
+            class.ground_truth,
+            class.predictions
+        ));
+    }
+    out
+}
+
+fn proposal_table(report: &ProposalReport, truth: &GroundTruth) -> String {
+    let mut out = format!(
+        "Proposals on subset {:?}: {} videos, {} ground-truth segments, tIoU {}..{}\n\n",
+        truth.subset,
+        truth.annotated_videos().count(),
+        truth.annotations.len(),
+        format_threshold(report.tiou_thresholds[0]),
+        format_threshold(report.tiou_thresholds[report.tiou_thresholds.len() - 1]),
+    );
+    for (an, ar) in &report.ar_at {
+        out.push_str(&format!("AR@{an:<4} {:>6.2}\n", ar * 100.0));
+    }
+    out.push_str(&format!("AUC     {:>6.2}\n", report.auc));
+    out
+}
+
+fn format_threshold(t: f64) -> String {
+    format!("{:.2}", (t * 1e6).round() / 1e6)
+}
+
+fn precision_recall_chart(report: &DetectionReport) -> LineChart {
+    let levels = report.precision_at_recall.first().map_or(0, Vec::len);
+    let mut chart = LineChart::new(
+        "Precision-recall per tIoU threshold (interpolated, averaged over classes)",
+        "recall",
+        "precision",
+    )
+    .with_ranges((0.0, 1.0), (0.0, 1.0));
+    for (threshold, curve) in report
+        .tiou_thresholds
+        .iter()
+        .zip(&report.precision_at_recall)
+    {
+        let points = curve
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (i as f64 / (levels - 1).max(1) as f64, *p))
+            .collect();
+        chart = chart.with_series(Series::new(
+            format!("tIoU {}", format_threshold(*threshold)),
+            points,
+        ));
+    }
+    chart
+}
+
+fn recall_chart(report: &ProposalReport) -> LineChart {
+    let mut chart = LineChart::new(
+        "Recall against average number of proposals per video",
+        "average number of proposals (AN)",
+        "recall",
+    );
+    let an_max = report.avg_proposals.last().copied().unwrap_or(1.0);
+    chart = chart.with_ranges((0.0, an_max), (0.0, 1.0));
+    let mut average = Series::new(
+        "average",
+        report
+            .avg_proposals
+            .iter()
+            .copied()
+            .zip(report.average_recall.iter().copied())
+            .collect(),
+    );
+    for (threshold, row) in report.tiou_thresholds.iter().zip(&report.recall) {
+        chart = chart.with_series(Series::new(
+            format!("tIoU {}", format_threshold(*threshold)),
+            report
+                .avg_proposals
+                .iter()
+                .copied()
+                .zip(row.iter().copied())
+                .collect(),
+        ));
+    }
+    average.name = format!("average (AUC {:.2})", report.auc);
+    chart.with_series(average)
+}
+
+fn write_plot(dir: &Path, name: &str, chart: &LineChart) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    let path = dir.join(name);
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, chart.to_svg())
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .with_context(|| format!("{}: cannot write", path.display()))?;
+    tracing::info!("wrote {}", path.display());
+    Ok(())
+}
