@@ -17,7 +17,8 @@
 use crate::error::{VideoError, VideoResult};
 use crate::index::{open_video, VideoIndex};
 use ffmpeg::{
-    decoder, format, frame, software::scaling, threading, Packet, Rational, Rescale, Rounding,
+    decoder, format, frame, software::scaling, threading, Discard, Packet, Rational, Rescale,
+    Rounding,
 };
 use ffmpeg_next as ffmpeg;
 use std::path::Path;
@@ -91,6 +92,8 @@ pub struct Sampler {
     eof_sent: bool,
     /// Decoding has run without a seek since the first keyframe.
     clean_run: bool,
+    /// Current discard setting of the decoder.
+    discard: Discard,
 }
 
 /// Output size of a short-side resize of `w x h` to `size`.
@@ -150,6 +153,7 @@ impl Sampler {
             stats: SamplerStats::default(),
             eof_sent: false,
             clean_run: true,
+            discard: Discard::Default,
         })
     }
 
@@ -377,6 +381,22 @@ impl Sampler {
                 Ok(()) => {
                     if packet.stream() != self.index.stream_index {
                         continue;
+                    }
+                    // A frame shown before the target that no other frame references is never
+                    // needed: let the decoder drop it (single-threaded decoding only, where the
+                    // setting applies to exactly this packet).
+                    if self.options.threads <= 1 {
+                        let before_target =
+                            packet.pts().or(packet.dts()).is_some_and(|p| p < target);
+                        let want = if before_target {
+                            Discard::NonReference
+                        } else {
+                            Discard::Default
+                        };
+                        if want != self.discard {
+                            self.decoder.skip_frame(want);
+                            self.discard = want;
+                        }
                     }
                     match self.decoder.send_packet(packet) {
                         Ok(()) => return Ok(()),

@@ -67,6 +67,21 @@ fn seek_and_sequential_return_identical_frames_cfr_h264() {
         indices(&seq),
         indices(&auto)
     );
+    // Frame-threaded decoding (which never drops unneeded frames) gives the same frames.
+    let mut threaded = Sampler::open(
+        &path,
+        SamplerOptions {
+            policy: SeekPolicy::Auto,
+            threads: 2,
+        },
+    )
+    .expect("open threaded");
+    let threaded = threaded.sample(&times, SIDE).expect("sample threaded");
+    assert!(
+        seq == threaded,
+        "threaded differs: {:?}",
+        indices(&threaded)
+    );
     let expected: Vec<usize> = times
         .iter()
         .map(|t| (t * f64::from(fps) + 1e-9).floor() as usize)
