@@ -18,7 +18,6 @@ use crate::ground_truth::GroundTruth;
 use crate::numeric::{numpy_mean, numpy_sum};
 use crate::predictions::{Prediction, Predictions};
 use crate::segment::{tiou, Segment};
-use std::collections::HashMap;
 use std::ops::Range;
 
 /// Number of recall levels at which the class-averaged precision curve is sampled (0, 0.01, ..., 1).
@@ -84,7 +83,15 @@ pub fn evaluate_detection(
     }
     let classes = truth.classes.len();
     let ground_truth = GroundTruthByClass::new(truth);
-    let video_truth: Vec<Option<u32>> = predictions.videos.iter().map(|v| v.truth).collect();
+    // For each predicted video, its ground-truth annotations (empty outside the subset).
+    let video_annotations: Vec<Range<usize>> = predictions
+        .videos
+        .iter()
+        .map(|v| match v.truth {
+            Some(t) => truth.videos[t as usize].annotations.clone(),
+            None => 0..0,
+        })
+        .collect();
 
     // Bucket predictions by class, keeping file order inside each bucket (a counting sort).
     let mut counts = vec![0usize; classes + 1];
@@ -123,23 +130,27 @@ pub fn evaluate_detection(
         let bucket = &mut bucketed[counts[class]..counts[class + 1]];
         // Stable: equal scores keep file order.
         bucket.sort_by(|a, b| b.score.total_cmp(&a.score));
-        let (ap, curves) = class_ap(
+        let positives = ground_truth.class_sizes[class];
+        match_class(
             bucket,
+            truth,
             &ground_truth,
-            class,
-            &video_truth,
+            &video_annotations,
             thresholds,
             &mut scratch,
         );
-        for (sum, curve) in curve_sums.iter_mut().zip(curves) {
-            for (s, c) in sum.iter_mut().zip(curve) {
+        let mut ap = Vec::with_capacity(thresholds.len());
+        for (level, sum) in curve_sums.iter_mut().enumerate() {
+            let hits = &scratch.hits[level];
+            ap.push(average_precision(hits, positives, &mut scratch.terms));
+            for (s, c) in sum.iter_mut().zip(precision_curve(hits, positives)) {
                 *s += c;
             }
         }
         per_class.push(ClassAp {
             label: label.clone(),
             ap,
-            ground_truth: ground_truth.segments[class].len(),
+            ground_truth: positives,
             predictions: bucket.len(),
         });
     }
@@ -161,29 +172,29 @@ pub fn evaluate_detection(
     })
 }
 
-/// Ground-truth segments grouped by class, and for each class the range of its segments that
-/// belong to each video (segments are stored grouped by video, in file order).
+/// For every annotation, its index among the annotations of its class (the official tool locks
+/// ground truth per class), and the number of annotations per class.
 struct GroundTruthByClass {
-    segments: Vec<Vec<Segment>>,
-    ranges: Vec<HashMap<u32, Range<u32>>>,
+    rank_in_class: Vec<u32>,
+    class_sizes: Vec<usize>,
 }
 
 impl GroundTruthByClass {
     fn new(truth: &GroundTruth) -> Self {
-        let classes = truth.classes.len();
-        let mut segments = vec![Vec::new(); classes];
-        let mut ranges: Vec<HashMap<u32, Range<u32>>> = vec![HashMap::new(); classes];
-        // Annotations are grouped by video, so each class's segments of one video are contiguous.
-        for annotation in &truth.annotations {
-            let class = annotation.class as usize;
-            let index = segments[class].len() as u32;
-            segments[class].push(annotation.segment);
-            ranges[class]
-                .entry(annotation.video)
-                .and_modify(|r| r.end = index + 1)
-                .or_insert(index..index + 1);
+        let mut class_sizes = vec![0usize; truth.classes.len()];
+        let rank_in_class = truth
+            .annotations
+            .iter()
+            .map(|a| {
+                let size = &mut class_sizes[a.class as usize];
+                *size += 1;
+                (*size - 1) as u32
+            })
+            .collect();
+        GroundTruthByClass {
+            rank_in_class,
+            class_sizes,
         }
-        GroundTruthByClass { segments, ranges }
     }
 }
 
@@ -191,46 +202,52 @@ impl GroundTruthByClass {
 struct Scratch {
     candidates: Vec<(f64, u32)>,
     locked: Vec<bool>,
-    true_positive: Vec<bool>,
-    precision: Vec<f64>,
-    recall: Vec<f64>,
+    /// Per threshold, the ranks (0-based, in score order) of the true positives.
+    hits: Vec<Vec<u32>>,
     terms: Vec<f64>,
 }
 
-/// AP per threshold for one class, and the interpolated precision at each recall level.
-fn class_ap(
+/// Greedy matching of one class's predictions (sorted best first) at every threshold; leaves the
+/// ranks of the true positives in `scratch.hits`.
+fn match_class(
     predictions: &[Prediction],
+    truth: &GroundTruth,
     ground_truth: &GroundTruthByClass,
-    class: usize,
-    video_truth: &[Option<u32>],
+    video_annotations: &[Range<usize>],
     thresholds: &[f64],
     scratch: &mut Scratch,
-) -> (Vec<f64>, Vec<Vec<f64>>) {
-    let segments = &ground_truth.segments[class];
-    let ranges = &ground_truth.ranges[class];
-    let (n, gt_count, levels) = (predictions.len(), segments.len(), thresholds.len());
-    if n == 0 {
-        return (vec![0.0; levels], vec![vec![0.0; RECALL_LEVELS]; levels]);
-    }
+) {
+    let levels = thresholds.len();
+    let Some(first) = predictions.first() else {
+        scratch.hits.clear();
+        scratch.hits.resize(levels, Vec::new());
+        return;
+    };
+    let class = first.class;
+    let gt_count = ground_truth.class_sizes[class as usize];
     scratch.locked.clear();
     scratch.locked.resize(levels * gt_count, false);
-    scratch.true_positive.clear();
-    scratch.true_positive.resize(levels * n, false);
-
-    for (i, prediction) in predictions.iter().enumerate() {
-        let Some(video) = video_truth[prediction.video as usize] else {
-            continue; // a video outside the subset: false positive at every threshold
-        };
-        let Some(range) = ranges.get(&video) else {
-            continue; // no ground truth of this class in this video: false positive
-        };
+    scratch.hits.resize(levels, Vec::new());
+    for hits in &mut scratch.hits {
+        hits.clear();
+    }
+    for (rank, prediction) in predictions.iter().enumerate() {
         let candidates = &mut scratch.candidates;
         candidates.clear();
-        candidates.extend(
-            range
-                .clone()
-                .map(|g| (tiou(prediction.segment, segments[g as usize]), g)),
-        );
+        for a in video_annotations[prediction.video as usize].clone() {
+            let annotation = &truth.annotations[a];
+            if annotation.class == class {
+                candidates.push((
+                    tiou(prediction.segment, annotation.segment),
+                    ground_truth.rank_in_class[a],
+                ));
+            }
+        }
+        // No ground truth of this class in this video (or a video outside the subset): a false
+        // positive at every threshold.
+        if candidates.is_empty() {
+            continue;
+        }
         // Highest tIoU first; stable, so equal tIoUs keep ground-truth file order.
         candidates.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal));
         for (level, &threshold) in thresholds.iter().enumerate() {
@@ -243,63 +260,64 @@ fn class_ap(
                     continue;
                 }
                 *lock = true;
-                scratch.true_positive[level * n + i] = true;
+                scratch.hits[level].push(rank as u32);
                 break;
             }
         }
     }
-
-    let positives = gt_count as f64;
-    let mut aps = Vec::with_capacity(levels);
-    let mut curves = Vec::with_capacity(levels);
-    for level in 0..levels {
-        let hits = &scratch.true_positive[level * n..(level + 1) * n];
-        // The official arrays with their sentinels: precision [0, p.., 0], recall [0, r.., 1].
-        let (precision, recall) = (&mut scratch.precision, &mut scratch.recall);
-        precision.clear();
-        recall.clear();
-        precision.push(0.0);
-        recall.push(0.0);
-        let (mut tp, mut fp) = (0.0f64, 0.0f64);
-        for &hit in hits {
-            if hit {
-                tp += 1.0;
-            } else {
-                fp += 1.0;
-            }
-            precision.push(tp / (tp + fp));
-            recall.push(tp / positives);
-        }
-        precision.push(0.0);
-        recall.push(1.0);
-        for i in (0..precision.len() - 1).rev() {
-            precision[i] = precision[i].max(precision[i + 1]);
-        }
-        let terms = &mut scratch.terms;
-        terms.clear();
-        for i in 1..recall.len() {
-            if recall[i] != recall[i - 1] {
-                terms.push((recall[i] - recall[i - 1]) * precision[i]);
-            }
-        }
-        aps.push(numpy_sum(terms));
-        curves.push(sample_curve(precision, recall));
-    }
-    (aps, curves)
 }
 
-/// Interpolated precision (already made monotone) at recall 0, 0.01, ..., 1.
-fn sample_curve(precision: &[f64], recall: &[f64]) -> Vec<f64> {
-    let mut curve = Vec::with_capacity(RECALL_LEVELS);
-    let mut i = 0;
-    for level in 0..RECALL_LEVELS {
-        let wanted = level as f64 / (RECALL_LEVELS - 1) as f64;
-        while i < recall.len() && recall[i] < wanted {
-            i += 1;
-        }
-        curve.push(precision.get(i).copied().unwrap_or(0.0));
+/// The official VOC-style interpolated AP, computed from the true-positive ranks alone.
+///
+/// Recall only changes at a true positive, and precision only rises there (it falls along every
+/// run of false positives), so the precision made monotone from the right, read at the points
+/// where recall changes, is the running maximum over the later true positives. The terms are the
+/// official ones in the official order, including the final zero term `(1 - recall) * 0` that
+/// numpy adds when recall never reaches 1, so the pairwise sum groups them identically.
+fn average_precision(hits: &[u32], positives: usize, terms: &mut Vec<f64>) -> f64 {
+    let positives = positives as f64;
+    terms.clear();
+    let mut best_after = 0.0f64;
+    // Walk backwards to fill in the running maximum, then reverse.
+    for (k, &rank) in hits.iter().enumerate().rev() {
+        let tp = (k + 1) as f64;
+        let precision = tp / (rank as f64 + 1.0);
+        best_after = best_after.max(precision);
+        let step = tp / positives - k as f64 / positives;
+        terms.push(step * best_after);
     }
-    curve
+    terms.reverse();
+    let last_recall = hits.len() as f64 / positives;
+    if last_recall != 1.0 {
+        terms.push((1.0 - last_recall) * 0.0);
+    }
+    numpy_sum(terms)
+}
+
+/// Interpolated precision at recall 0, 0.01, ..., 1, from the true-positive ranks.
+fn precision_curve(hits: &[u32], positives: usize) -> Vec<f64> {
+    let positives = positives as f64;
+    // Suffix maxima of precision over the true positives.
+    let mut best = vec![0.0f64; hits.len() + 1];
+    for (k, &rank) in hits.iter().enumerate().rev() {
+        best[k] = best[k + 1].max((k + 1) as f64 / (rank as f64 + 1.0));
+    }
+    (0..RECALL_LEVELS)
+        .map(|level| {
+            let wanted = level as f64 / (RECALL_LEVELS - 1) as f64;
+            // The first true positive whose recall reaches the level.
+            let k = hits
+                .iter()
+                .enumerate()
+                .position(|(k, _)| (k + 1) as f64 / positives >= wanted)
+                .unwrap_or(hits.len());
+            if level == 0 {
+                best[0]
+            } else {
+                best[k]
+            }
+        })
+        .collect()
 }
 
 fn warnings(truth: &GroundTruth, predictions: &Predictions, per_class: &[ClassAp]) -> Vec<String> {

@@ -32,6 +32,7 @@ mod nms;
 mod numeric;
 mod predictions;
 mod proposal;
+mod scan;
 mod segment;
 
 pub use detection::{evaluate_detection, ClassAp, DetectionReport};

@@ -1,21 +1,20 @@
 //! Detection and proposal files: fast reading for evaluation, and plain owned types for writing.
 //!
-//! An ActivityNet-sized detection file holds about a million entries. The evaluation reader streams
-//! it straight into a compact table (video index, class index, score, segment), borrowing labels
-//! from the input buffer instead of allocating a string per entry, and checks every entry on the
-//! way: finite score, finite segment with `end >= start`, a label the ground truth knows. The
+//! An ActivityNet-sized detection file holds about a million entries. The evaluation reader scans
+//! it once (see `scan`) straight into a compact table (video index, class index, score, segment),
+//! borrowing labels from the input buffer instead of allocating a string per entry, and checks
+//! every entry on the way: finite score, finite segment with `end >= start`, a label the ground
+//! truth knows. The
 //! owned types ([`DetectionFile`], [`ProposalFile`]) are for the tools that produce such files.
 
 use crate::error::{EvalError, Result};
 use crate::ground_truth::GroundTruth;
 use crate::json::{parse_error, read_file, write_json_atomic, OrderedMap};
+use crate::scan::Scanner;
 use crate::segment::Segment;
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
-use std::cell::RefCell;
 use std::collections::HashSet;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// What a prediction file holds.
@@ -81,28 +80,36 @@ impl Predictions {
         truth: &GroundTruth,
         kind: PredictionKind,
     ) -> Result<Self> {
-        let context = Context {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(EvalError::format(path, "the file is empty"));
+        }
+        let mut reader = Reader {
             path,
             truth,
             kind,
-            failure: RefCell::new(None),
-            seen: RefCell::new(HashSet::new()),
-            output: RefCell::new(Predictions {
+            seen: HashSet::new(),
+            output: Predictions {
                 path: path.to_path_buf(),
                 videos: Vec::new(),
                 items: Vec::with_capacity(bytes.len() / 80),
                 dropped: 0,
-            }),
+            },
         };
-        let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-        let parsed = FileSeed(&context)
-            .deserialize(&mut deserializer)
-            .and_then(|()| deserializer.end());
-        if let Some(failure) = context.failure.into_inner() {
-            return Err(failure);
+        let mut scanner = Scanner::new(bytes, path)?;
+        let mut found = false;
+        scanner.object("an object with a \"results\" key", |s, key| {
+            if key == "results" && !found {
+                found = true;
+                reader.results(s)
+            } else {
+                s.skip_value()
+            }
+        })?;
+        scanner.finish()?;
+        if !found {
+            return Err(EvalError::format(path, "missing the \"results\" key"));
         }
-        parsed.map_err(|e| parse_error(path, bytes, e))?;
-        Ok(context.output.into_inner())
+        Ok(reader.output)
     }
 
     /// How many videos of the file are not videos of the evaluated subset.
@@ -111,214 +118,167 @@ impl Predictions {
     }
 }
 
-struct Context<'a> {
+/// Reads the `results` object into compact predictions, checking each entry.
+struct Reader<'a> {
     path: &'a Path,
     truth: &'a GroundTruth,
     kind: PredictionKind,
-    failure: RefCell<Option<EvalError>>,
-    seen: RefCell<HashSet<String>>,
-    output: RefCell<Predictions>,
+    seen: HashSet<String>,
+    output: Predictions,
 }
 
-impl Context<'_> {
-    /// Records our own (non-syntax) error and returns a serde error that unwinds the parse.
-    fn fail<E: de::Error>(&self, error: EvalError) -> E {
-        let message = error.to_string();
-        self.failure.borrow_mut().get_or_insert(error);
-        E::custom(message)
-    }
-}
-
-struct FileSeed<'c, 'a>(&'c Context<'a>);
-
-impl<'de> DeserializeSeed<'de> for FileSeed<'_, '_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for FileSeed<'_, '_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an object with a \"results\" key")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut found = false;
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            if key == "results" && !found {
-                map.next_value_seed(ResultsSeed(self.0))?;
-                found = true;
-            } else {
-                map.next_value::<IgnoredAny>()?;
-            }
-        }
-        if !found {
-            return Err(de::Error::missing_field("results"));
-        }
-        Ok(())
-    }
-}
-
-struct ResultsSeed<'c, 'a>(&'c Context<'a>);
-
-impl<'de> DeserializeSeed<'de> for ResultsSeed<'_, '_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ResultsSeed<'_, '_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an object mapping video ids to lists of predictions")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let context = self.0;
-        while let Some(id) = map.next_key::<String>()? {
-            if !context.seen.borrow_mut().insert(id.clone()) {
-                return Err(context.fail(EvalError::entry(
-                    context.path,
-                    &id,
-                    "appears twice in \"results\" (JSON readers disagree on which copy counts)",
-                )));
-            }
-            let excluded = context.truth.excluded_videos.contains(&id);
-            let video = {
-                let mut output = context.output.borrow_mut();
-                let video = output.videos.len() as u32;
-                let truth = context.truth.video_of(&id);
-                output.videos.push(PredictedVideo {
-                    id: id.clone(),
-                    truth,
-                });
-                video
-            };
-            map.next_value_seed(VideoSeed {
-                context,
-                id: &id,
-                video,
-                excluded,
-            })?;
-        }
-        Ok(())
-    }
-}
-
-struct VideoSeed<'c, 'a, 'i> {
-    context: &'c Context<'a>,
-    id: &'i str,
-    video: u32,
-    excluded: bool,
-}
-
-impl<'de> DeserializeSeed<'de> for VideoSeed<'_, '_, '_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_seq(self)
-    }
-}
-
-#[derive(Deserialize)]
-struct RawPrediction<'a> {
-    #[serde(borrow, default)]
+/// One entry's fields as found in the file.
+#[derive(Default)]
+struct RawEntry<'a> {
     label: Option<Cow<'a, str>>,
-    score: f64,
-    segment: [f64; 2],
+    score: Option<f64>,
+    segment: Option<[f64; 2]>,
 }
 
-impl<'de> Visitor<'de> for VideoSeed<'_, '_, '_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "a list of predictions for video {}", self.id)
+impl Reader<'_> {
+    fn results(&mut self, scanner: &mut Scanner<'_>) -> Result<()> {
+        scanner.object(
+            "an object mapping video ids to lists of predictions",
+            |s, id| {
+                let id = id.into_owned();
+                if !self.seen.insert(id.clone()) {
+                    return Err(EvalError::entry(
+                        self.path,
+                        &id,
+                        "appears twice in \"results\" (JSON readers disagree on which copy counts)",
+                    ));
+                }
+                let video = self.output.videos.len() as u32;
+                self.output.videos.push(PredictedVideo {
+                    truth: self.truth.video_of(&id),
+                    id: id.clone(),
+                });
+                let excluded = self.truth.excluded_videos.contains(&id);
+                s.array("a list of predictions", |s, number| {
+                    let raw = Self::entry(s).map_err(|e| in_entry(e, &id, number))?;
+                    self.keep(raw, &id, number, video, excluded)
+                })
+                .map_err(|e| in_entry(e, &id, usize::MAX))
+            },
+        )
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let context = self.context;
-        let truth = context.truth;
-        let mut number = 0usize;
-        loop {
-            let raw = match seq.next_element::<RawPrediction<'de>>() {
-                Ok(Some(raw)) => raw,
-                Ok(None) => break,
-                Err(e) => {
-                    return Err(de::Error::custom(format_args!(
-                        "video {}: entry {number}: {e}",
-                        self.id
-                    )))
-                }
-            };
-            let current = number;
-            let entry = |message: String| {
-                EvalError::entry(context.path, self.id, format!("entry {current}: {message}"))
-            };
-            if !raw.score.is_finite() {
-                return Err(context.fail(entry(format!("score {} is not finite", raw.score))));
-            }
-            let [start, end] = raw.segment;
-            if !start.is_finite() || !end.is_finite() {
-                return Err(context.fail(entry(format!("segment [{start}, {end}] is not finite"))));
-            }
-            if end < start {
-                return Err(
-                    context.fail(entry(format!("segment end {end} is before start {start}")))
-                );
-            }
-            number += 1;
-            let class = match context.kind {
-                PredictionKind::Proposals => Prediction::NO_CLASS,
-                PredictionKind::Detections => {
-                    let Some(label) = raw.label else {
-                        return Err(context.fail(entry(
-                            "has no \"label\" (detections need one; use `lofi eval proposals` \
-                             for class-agnostic proposals)"
-                                .to_string(),
+    fn entry<'t>(scanner: &mut Scanner<'t>) -> Result<RawEntry<'t>> {
+        let mut raw = RawEntry::default();
+        scanner.object("a prediction object", |s, key| {
+            match key.as_ref() {
+                "label" => raw.label = if s.null() { None } else { Some(s.string()?) },
+                "score" => raw.score = Some(s.number()?),
+                "segment" => {
+                    let mut ends = [0.0; 2];
+                    let mut count = 0;
+                    s.array("a segment [start, end]", |s, i| {
+                        let value = s.number()?;
+                        if i < 2 {
+                            ends[i] = value;
+                        }
+                        count = i + 1;
+                        Ok(())
+                    })?;
+                    if count != 2 {
+                        return Err(s.error(format!(
+                            "a segment must be [start, end], found {count} number(s)"
                         )));
-                    };
-                    match truth.class_of(&label) {
-                        Some(class) => class,
-                        None if truth.excluded_labels.contains(label.as_ref()) => {
-                            context.output.borrow_mut().dropped += 1;
-                            continue;
-                        }
-                        None => {
-                            let hint = truth
-                                .closest_class(&label)
-                                .map(|c| format!(" (did you mean {c:?}?)"))
-                                .unwrap_or_default();
-                            return Err(context.fail(EvalError::UnknownLabel {
-                                path: context.path.to_path_buf(),
-                                video: self.id.to_string(),
-                                label: label.into_owned(),
-                                subset: truth.subset.clone(),
-                                hint,
-                            }));
-                        }
+                    }
+                    raw.segment = Some(ends);
+                }
+                _ => s.skip_value()?,
+            }
+            Ok(())
+        })?;
+        Ok(raw)
+    }
+
+    fn keep(
+        &mut self,
+        raw: RawEntry<'_>,
+        id: &str,
+        number: usize,
+        video: u32,
+        excluded: bool,
+    ) -> Result<()> {
+        let entry =
+            |message: String| EvalError::entry(self.path, id, format!("entry {number}: {message}"));
+        let score = raw.score.ok_or_else(|| entry("has no \"score\"".into()))?;
+        let [start, end] = raw
+            .segment
+            .ok_or_else(|| entry("has no \"segment\"".into()))?;
+        if !score.is_finite() {
+            return Err(entry(format!("score {score} is not finite")));
+        }
+        if !start.is_finite() || !end.is_finite() {
+            return Err(entry(format!("segment [{start}, {end}] is not finite")));
+        }
+        if end < start {
+            return Err(entry(format!("segment end {end} is before start {start}")));
+        }
+        let class = match self.kind {
+            PredictionKind::Proposals => Prediction::NO_CLASS,
+            PredictionKind::Detections => {
+                let Some(label) = raw.label else {
+                    return Err(entry(
+                        "has no \"label\" (detections need one; use `lofi eval proposals` for \
+                         class-agnostic proposals)"
+                            .into(),
+                    ));
+                };
+                match self.truth.class_of(&label) {
+                    Some(class) => class,
+                    None if self.truth.excluded_labels.contains(label.as_ref()) => {
+                        self.output.dropped += 1;
+                        return Ok(());
+                    }
+                    None => {
+                        let hint = self
+                            .truth
+                            .closest_class(&label)
+                            .map(|c| format!(" (did you mean {c:?}?)"))
+                            .unwrap_or_default();
+                        return Err(EvalError::UnknownLabel {
+                            path: self.path.to_path_buf(),
+                            video: id.to_string(),
+                            label: label.into_owned(),
+                            subset: self.truth.subset.clone(),
+                            hint,
+                        });
                     }
                 }
-            };
-            let mut output = context.output.borrow_mut();
-            if self.excluded {
-                output.dropped += 1;
-                continue;
             }
-            output.items.push(Prediction {
-                video: self.video,
-                class,
-                score: raw.score,
-                segment: Segment::new(start, end),
-            });
+        };
+        if excluded {
+            self.output.dropped += 1;
+            return Ok(());
         }
+        self.output.items.push(Prediction {
+            video,
+            class,
+            score,
+            segment: Segment::new(start, end),
+        });
         Ok(())
+    }
+}
+
+/// Adds "(video X, entry N)" to a syntax error found inside a video's list.
+fn in_entry(error: EvalError, video: &str, number: usize) -> EvalError {
+    match error {
+        EvalError::Format { path, message } if !message.contains("(in video ") => {
+            let place = if number == usize::MAX {
+                format!("video {video}")
+            } else {
+                format!("video {video}, entry {number}")
+            };
+            EvalError::Format {
+                path,
+                message: format!("{message} (in {place})"),
+            }
+        }
+        other => other,
     }
 }
 
@@ -461,7 +421,7 @@ mod tests {
             ),
             (
                 wrap(r#"{"label": "Run", "score": NaN, "segment": [0, 1]}"#),
-                "NaN or Infinity values, which are not JSON",
+                "NaN and Infinity are not JSON",
             ),
             (
                 wrap(r#"{"label": "Run", "score": 1e999, "segment": [0, 1]}"#),
@@ -477,11 +437,19 @@ mod tests {
             ),
             (
                 wrap(r#"{"label": "Run", "segment": [0, 1]}"#),
-                "video a: entry 0: missing field `score`",
+                "video a: entry 0: has no \"score\"",
             ),
             (
                 wrap(r#"{"label": "Run", "score": 1, "segment": [0]}"#),
-                "video a: entry 0",
+                "found 1 number(s) (in video a, entry 0)",
+            ),
+            (
+                wrap(r#"{"label": "Run", "score": "1", "segment": [0, 1]}"#),
+                "expected a number, found '\"' (in video a, entry 0)",
+            ),
+            (
+                wrap(r#"{"label": 3, "score": 1, "segment": [0, 1]}"#),
+                "expected a string",
             ),
             (
                 wrap(r#"{"score": 1, "segment": [0, 1]}"#),
@@ -491,7 +459,8 @@ mod tests {
                 r#"{"results": {"a": [], "a": []}}"#.to_string(),
                 "appears twice",
             ),
-            (r#"{"res": {}}"#.to_string(), "missing field `results`"),
+            (r#"{"res": {}}"#.to_string(), "missing the \"results\" key"),
+            (r#"{"results": {}} {}"#.to_string(), "after the end"),
             (r#"{"results": {"a": [}"#.to_string(), "line 1"),
             (String::new(), "the file is empty"),
             (r#"[1, 2]"#.to_string(), "pred.json"),

@@ -143,9 +143,15 @@ pub fn run(command: EvalCommand) -> Result<()> {
 
 fn detection(args: DetectionArgs) -> Result<()> {
     let common = &args.common;
+    let clock = std::time::Instant::now();
     let truth = GroundTruth::from_path(&common.ground_truth, &common.ground_truth_options())?;
+    tracing::debug!(
+        "read ground truth in {:.3} s",
+        clock.elapsed().as_secs_f64()
+    );
     let predictions =
         Predictions::from_path(&args.predictions, &truth, PredictionKind::Detections)?;
+    tracing::debug!("read predictions in {:.3} s", clock.elapsed().as_secs_f64());
     if predictions.items.is_empty() {
         bail!(
             "{}: the file has no detections to evaluate",
@@ -153,6 +159,7 @@ fn detection(args: DetectionArgs) -> Result<()> {
         );
     }
     let report = evaluate_detection(&truth, &predictions, &common.thresholds())?;
+    tracing::debug!("evaluated in {:.3} s", clock.elapsed().as_secs_f64());
     for warning in &report.warnings {
         tracing::warn!("{warning}");
     }
