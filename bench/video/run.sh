@@ -51,7 +51,7 @@ peers() { "$VENV/bin/python" bench/video/peers.py "$@" 2>/dev/null; }
 import re, sys
 rows = [dict(re.findall(r"(\w+)=(\S+)", l)) for l in open(sys.argv[1]) if l.startswith("RESULT")]
 def get(tool, key, val):
-    return next((r for r in rows if r["tool"] == tool and r.get(key, "").endswith(val)), None)
+    return next((r for r in rows if r["tool"] == tool and key in r and r[key].endswith(val)), None)
 print("\n| task | lofi fps | decord fps | PyAV fps | lofi / decord | lofi / PyAV |")
 print("|---|---:|---:|---:|---:|---:|")
 for name, key, val in [("60 s 1280x720, 100 x 1 @224", "file", "hd720.mp4"),
