@@ -26,6 +26,7 @@ struct Measurement {
 }
 
 /// Runs a command to completion and returns its wall time, CPU time and peak RSS.
+#[allow(clippy::zombie_processes)] // the child is reaped by wait4 below, not by Child::wait
 fn run_measured(command: &mut Command) -> Measurement {
     let output_file = tempfile::NamedTempFile::new().expect("temporary file");
     let started = Instant::now();
