@@ -32,6 +32,17 @@ How it differs from the official tool (deliberately)
     * Empty proposal input (or no kept proposal for any ground-truth video) is an error (exit 2)
       instead of a ZeroDivisionError / silent inf.
 
+Official behaviours it mirrors on purpose (checked against the official code)
+    * Every GT annotation counts, duplicates included; predictions for videos of another
+      subset or unknown videos are false positives (detection). Classes without predictions
+      have AP 0 and count in the mean.
+    * Proposals: n_videos counts only subset videos with >= 1 annotation; the keep ratio uses
+      every proposal in the file (also other subsets / unknown videos); a GT video without
+      proposals contributes one all-zero tIoU column.
+    * tIoU 0/0 (two zero-length segments) is NaN; in detection a NaN candidate is visited first
+      and `nan < thr` is false, so it is matched as a true positive; in proposals `nan >= thr`
+      is false, so it never recalls.
+
 Usage
     python3 anet_reference.py detection --ground-truth GT.json --predictions PRED.json \
         [--subset validation] [--tiou 0.5:0.95:10]
