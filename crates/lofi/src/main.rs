@@ -29,6 +29,10 @@ enum Command {
     /// Evaluate detections or proposals with the ActivityNet protocol.
     #[command(subcommand)]
     Eval(cmd::eval::EvalCommand),
+    /// Write the seeded synthetic untrimmed-video benchmark (videos, ground truth, clips).
+    Synth(cmd::synth::SynthArgs),
+    /// Check a video folder against a ground-truth file: durations, codecs, missing videos.
+    Probe(cmd::probe::ProbeArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +40,8 @@ fn main() -> ExitCode {
     init_logging(cli.verbose, cli.quiet);
     let result = match cli.command {
         Command::Eval(command) => cmd::eval::run(command),
+        Command::Synth(args) => cmd::synth::run(args),
+        Command::Probe(args) => cmd::probe::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
