@@ -20,10 +20,12 @@
 //!   anchor-validity mask `[D, L]` that is 1 where `start + duration <= L`.
 
 pub mod error;
+pub mod gtad;
 pub mod resnet;
 pub mod shift;
 
 pub use error::ModelError;
+pub use gtad::{GcnextBlock, GtadConfig, GtadHead, GtadOutput, SgAlign};
 pub use resnet::{ResNetConfig, TsmEncoder};
 
 #[cfg(test)]
