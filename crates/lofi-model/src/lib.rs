@@ -21,12 +21,16 @@
 
 pub mod error;
 pub mod gtad;
+pub mod loss;
 pub mod resnet;
 pub mod shift;
+pub mod targets;
 
 pub use error::ModelError;
 pub use gtad::{GcnextBlock, GtadConfig, GtadHead, GtadOutput, SgAlign};
+pub use loss::{GtadLoss, GtadLossConfig, LossParts};
 pub use resnet::{ResNetConfig, TsmEncoder};
+pub use targets::{GtadTargets, Segment, TargetConfig};
 
 #[cfg(test)]
 mod test_util;
