@@ -510,7 +510,7 @@ impl GtadHead {
         // [O, C, n_tot] -> [n_tot, O, C]
         let w = w.reshape([o, c, n_tot]).permute([2, 0, 1]);
         let proj = |src: Tensor<3>, from: usize, n: usize| -> Tensor<3> {
-            let ws = w.clone().slice([from..from + n]).reshape([1, n * o, c]);
+            let ws = w.clone().narrow(0, from, n).reshape([1, n * o, c]);
             ws.matmul(src) // [B, n * O, L]
         };
         let mut acc: Option<Tensor<3>> = None;

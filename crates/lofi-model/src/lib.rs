@@ -19,8 +19,10 @@
 //!   (duration - 1, start snippet), channel 0 = regression IoU, 1 = classification IoU, with an
 //!   anchor-validity mask `[D, L]` that is 1 where `start + duration <= L`.
 
+pub mod checkpoint;
 pub mod error;
 pub mod gtad;
+pub mod import;
 pub mod loss;
 pub mod resnet;
 pub mod shift;

@@ -254,6 +254,9 @@ impl Bottleneck {
 
 /// One residual block of either kind. Enum variant names are not part of checkpoint keys (the
 /// stores skip them), so keys read `layer1.0.conv1.weight` like torchvision's.
+// Blocks live in a Vec of at most six per stage and burn's Module derive does not accept
+// boxed fields, so the size difference between variants is accepted.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Block {
     /// ResNet-18/34 block.

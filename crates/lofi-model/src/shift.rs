@@ -28,7 +28,7 @@ pub fn temporal_shift(x: Tensor<4>, n_segment: usize, fold_div: usize) -> Tensor
         n_segment > 0 && nt % n_segment == 0,
         "temporal_shift: batch {nt} is not a multiple of n_segment {n_segment}"
     );
-    let fold = if fold_div == 0 { 0 } else { c / fold_div };
+    let fold = c.checked_div(fold_div).unwrap_or(0);
     if fold == 0 {
         return x;
     }
