@@ -204,7 +204,8 @@ pub struct BasicBlock {
 }
 
 impl BasicBlock {
-    fn new(cin: usize, planes: usize, stride: usize, device: &Device) -> Self {
+    /// A block from `cin` to `planes` channels (a projection shortcut when the shape changes).
+    pub fn new(cin: usize, planes: usize, stride: usize, device: &Device) -> Self {
         Self {
             conv1: conv2d(cin, planes, 3, stride, 1, device),
             bn1: BatchNormConfig::new(planes).init(device),
@@ -237,7 +238,8 @@ pub struct Bottleneck {
 }
 
 impl Bottleneck {
-    fn new(cin: usize, planes: usize, stride: usize, device: &Device) -> Self {
+    /// A block from `cin` to `4 * planes` channels (a projection shortcut when the shape changes).
+    pub fn new(cin: usize, planes: usize, stride: usize, device: &Device) -> Self {
         let out = planes * 4;
         Self {
             conv1: conv2d(cin, planes, 1, 1, 0, device),
