@@ -256,3 +256,78 @@ if __name__ == "__main__":
     gcnext_block()
     sgalign_case()
     head_case()
+
+
+# ---------------------------------------------------------------------------------------------
+# A whole TSM-ResNet-18 (width 4) in the TSM authors' checkpoint layout, saved as a .pth, with
+# the snippet features it gives in eval mode (BatchNorm running statistics), to test .pth import.
+
+class TorchvisionBasic(nn.Module):
+    def __init__(self, cin, planes, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = None
+        if stride != 1 or cin != planes:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, planes, 1, stride, bias=False),
+                                            nn.BatchNorm2d(planes))
+
+    def forward(self, x, n_segment):
+        y = F.relu(self.bn1(self.conv1(temporal_shift(x, n_segment))))
+        y = self.bn2(self.conv2(y))
+        return F.relu(y + (x if self.downsample is None else self.downsample(x)))
+
+
+class TsmResNet18(nn.Module):
+    def __init__(self, w, classes):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, w, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(w)
+        cin = w
+        for i in range(4):
+            planes = w << i
+            stride = 1 if i == 0 else 2
+            blocks = nn.ModuleList([TorchvisionBasic(cin, planes, stride), TorchvisionBasic(planes, planes, 1)])
+            setattr(self, f"layer{i + 1}", blocks)
+            cin = planes
+        self.fc = nn.Linear(cin, classes)
+
+    def forward(self, video):
+        b, l, f, c, h, w = video.shape
+        x = video.reshape(b * l * f, c, h, w)
+        x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 3, 2, 1)
+        for i in range(4):
+            for blk in getattr(self, f"layer{i + 1}"):
+                x = blk(x, l * f)
+        feats = x.mean((2, 3)).view(b, l, f, -1).mean(2)
+        return feats, self.fc(feats.mean(1))
+
+
+def tsm_resnet18_pth():
+    net = TsmResNet18(4, 5).to(DT)
+    randomise_bn(net)
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            with torch.no_grad():
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+    net.eval()
+    video = torch.randn(1, 3, 2, 3, 32, 32, dtype=DT)
+    with torch.no_grad():
+        feats, logits = net(video)
+    sd = {}
+    for k, v in net.state_dict().items():
+        k = k.replace(".conv1.", ".conv1.net.") if k.startswith("layer") else k
+        k = "module.new_fc." + k[3:] if k.startswith("fc.") else "module.base_model." + k
+        sd[k] = v.to(torch.float32)
+    path = os.path.join(OUT, "tsm_r18_w4.pth")
+    torch.save({"epoch": 1, "state_dict": sd}, path)
+    print(f"{path}: {os.path.getsize(path)} bytes")
+    save_file({"io.video": f32(video), "io.out.features": f32(feats), "io.out.logits": f32(logits)},
+              os.path.join(OUT, "tsm_r18_w4_io.safetensors"))
+
+
+if __name__ == "__main__":
+    tsm_resnet18_pth()

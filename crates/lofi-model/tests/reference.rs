@@ -243,3 +243,31 @@ fn gtad_head_l25_matches_pytorch() {
         "d/dstart_out.bias",
     );
 }
+
+#[test]
+fn tsm_release_pth_imports_and_matches_pytorch_in_eval_mode() {
+    use lofi_model::import::{import_resnet, ImportOptions};
+    use lofi_model::ResNetConfig;
+    let io = Fixture::open("tsm_r18_w4_io");
+    let device = Device::flex();
+    let enc = ResNetConfig::tiny(18, 4)
+        .with_num_classes(Some(5))
+        .with_frozen_bn(true)
+        .init(&device)
+        .expect("valid config");
+    let (enc, report) = import_resnet(
+        enc,
+        &fixture("tsm_r18_w4").with_extension("pth"),
+        &ImportOptions::default(),
+    )
+    .expect("TSM release layout imports");
+    assert!(report.missing.is_empty(), "{report:?}");
+    let video = io.tensor::<6>("io.video", &device);
+    let feats = enc.forward(video.clone()).expect("valid input");
+    check(feats, io.raw("io.out.features"), 1e-4, "snippet features");
+    let [b, l, f, c, h, w] = video.dims();
+    let logits = enc
+        .classify(video.reshape([b, l * f, c, h, w]))
+        .expect("classifier");
+    check(logits, io.raw("io.out.logits"), 1e-4, "clip logits");
+}
