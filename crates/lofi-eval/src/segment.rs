@@ -48,8 +48,9 @@ impl From<Segment> for [f64; 2] {
 ///
 /// Computed as the official tool does: `inter = max(0, min(e1, e2) - max(s1, s2))`,
 /// `union = len(gt) + len(pred) - inter`, `inter / union`. Where the union is not positive (two
-/// zero-length segments at the same instant) the official tool divides by zero and gets NaN; we
-/// return 0 instead, so that such a pair never matches.
+/// zero-length segments, wherever they are) the official tool divides by zero, gets NaN, and its
+/// matching loop then counts the pair as a true positive; we return 0 instead, so that such a pair
+/// never matches.
 #[inline]
 pub fn tiou(prediction: Segment, ground_truth: Segment) -> f64 {
     let intersection =

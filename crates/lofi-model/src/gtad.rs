@@ -1,0 +1,744 @@
+//! The G-TAD localization head (Xu et al., CVPR 2020) for any temporal length `L`: GCNeXt graph
+//! blocks, start/end heads, sub-graph alignment (SGAlign) over all anchors and the 2-D scoring
+//! head that gives a regression-IoU map and a classification-IoU map.
+//!
+//! Exists because LoFi trains this head end to end with the encoder at several temporal scales
+//! (L = 25, 50, 100), so nothing here may assume a fixed `L`: anchors, sampling tables and masks
+//! are all derived from the input length at run time.
+//!
+//! # Layouts
+//! - input features `[B, C, L]`;
+//! - start / end probabilities `[B, L]`;
+//! - maps `[B, 2, D, L]`: entry `(d, t)` is the anchor that starts at snippet `t` and lasts
+//!   `d + 1` snippets (ends at `t + d + 1`, in snippet units), channel 0 the regression IoU,
+//!   channel 1 the classification IoU (BMN / G-TAD's duration x start layout);
+//! - `D = min(max_duration, L)`; [`anchor_mask`] is 1 where `t + d + 1 <= L` and 0 for anchors
+//!   that run past the end (their map entries are meaningless and excluded from the losses).
+//!
+//! # SGAlign without a dense sampling matrix
+//! Each anchor `[t_s, t_e]` is extended by `extend_ratio` of its length on both sides; `N`
+//! (32) points spaced evenly over it (bin centres, one sample per bin) are read from the
+//! block's features by linear interpolation, and `N_c` (4) points likewise from the "context"
+//! features (each node's mean over its k graph neighbours). Interpolation is a gather of the two
+//! neighbouring snippets and a weighted sum, with RoIAlign's boundary rules (zero beyond one
+//! snippet outside, clamped at the edges). The aligned map has `C * (N + N_c)` channels laid out
+//! `c * (N + N_c) + i` like G-TAD's `view`. Because the first 1x1 convolution of the scoring head
+//! is linear, [`GtadHead`] applies it per sample slot *before* sampling (`W_i x`, `[B, O, L]`)
+//! and gathers those instead: mathematically identical, but the 9216-channel map and any
+//! `[L, N * L * L]` matrix are never built. [`SgAlign::forward`] builds the explicit map for
+//! testing and for users who want it.
+
+use burn::module::Module;
+use burn::nn::conv::{Conv1d, Conv1dConfig, Conv2d, Conv2dConfig};
+use burn::nn::{PaddingConfig1d, PaddingConfig2d};
+use burn::tensor::activation::{relu, sigmoid};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ModelError;
+
+/// Shape and hyper-parameters of the G-TAD head. Defaults ([`GtadConfig::new`]) are the
+/// published ones.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GtadConfig {
+    /// Channels of the input snippet features.
+    pub in_channels: usize,
+    /// Hidden width of the graph blocks (256).
+    pub hidden: usize,
+    /// Groups of the stem convolution (4).
+    pub stem_groups: usize,
+    /// Neighbours in the semantic graph (3).
+    pub k: usize,
+    /// Cardinality of the grouped convolutions (32).
+    pub groups: usize,
+    /// Channels per group inside a GCNeXt block (4, width 128).
+    pub width_per_group: usize,
+    /// Sample points inside each extended anchor (32).
+    pub num_samples: usize,
+    /// Context sample points from the graph-neighbour features (4).
+    pub context_samples: usize,
+    /// Extension of each anchor on each side, as a fraction of its length (0.5).
+    pub extend_ratio: f64,
+    /// Width of the first map convolution (512).
+    pub map_hidden: usize,
+    /// Width of the other map convolutions (128).
+    pub map_channels: usize,
+    /// Kernel of the two middle map convolutions (1 on ActivityNet, 3 on THUMOS14).
+    pub map_kernel: usize,
+    /// Longest anchor in snippets; `None` = `L` (all anchors).
+    pub max_duration: Option<usize>,
+}
+
+impl GtadConfig {
+    /// Published G-TAD sizes for `in_channels`-dimensional features.
+    pub fn new(in_channels: usize) -> Self {
+        Self {
+            in_channels,
+            hidden: 256,
+            stem_groups: 4,
+            k: 3,
+            groups: 32,
+            width_per_group: 4,
+            num_samples: 32,
+            context_samples: 4,
+            extend_ratio: 0.5,
+            map_hidden: 512,
+            map_channels: 128,
+            map_kernel: 1,
+            max_duration: None,
+        }
+    }
+
+    /// A small head with the same structure, for tests.
+    pub fn tiny(in_channels: usize) -> Self {
+        Self {
+            in_channels,
+            hidden: 16,
+            stem_groups: 4,
+            k: 3,
+            groups: 4,
+            width_per_group: 4,
+            num_samples: 8,
+            context_samples: 2,
+            extend_ratio: 0.5,
+            map_hidden: 32,
+            map_channels: 16,
+            map_kernel: 1,
+            max_duration: None,
+        }
+    }
+
+    /// Sets `max_duration`.
+    pub fn with_max_duration(mut self, d: Option<usize>) -> Self {
+        self.max_duration = d;
+        self
+    }
+
+    /// Number of anchor durations `D` used at temporal length `l`.
+    pub fn durations(&self, l: usize) -> usize {
+        self.max_duration.map_or(l, |d| d.min(l))
+    }
+
+    fn validate(&self) -> Result<(), ModelError> {
+        let bad = |m: String| Err(ModelError::Config(m));
+        if [
+            self.in_channels,
+            self.hidden,
+            self.stem_groups,
+            self.k,
+            self.groups,
+            self.width_per_group,
+            self.num_samples,
+            self.map_hidden,
+            self.map_channels,
+            self.map_kernel,
+        ]
+        .contains(&0)
+        {
+            return bad("G-TAD sizes must all be positive".into());
+        }
+        if self.in_channels % self.stem_groups != 0 || self.hidden % self.stem_groups != 0 {
+            return bad(format!(
+                "in_channels {} and hidden {} must be multiples of stem_groups {}",
+                self.in_channels, self.hidden, self.stem_groups
+            ));
+        }
+        if self.map_kernel % 2 == 0 {
+            return bad(format!("map_kernel {} must be odd", self.map_kernel));
+        }
+        if self.max_duration == Some(0) {
+            return bad("max_duration must be at least 1".into());
+        }
+        if !(self.extend_ratio.is_finite() && self.extend_ratio >= 0.0) {
+            return bad(format!("extend_ratio {} must be >= 0", self.extend_ratio));
+        }
+        Ok(())
+    }
+
+    /// Builds the head.
+    pub fn init(&self, device: &Device) -> Result<GtadHead, ModelError> {
+        self.validate()?;
+        let h = self.hidden;
+        let block = || GcnextBlock::new(h, self.k, self.groups, self.width_per_group, device);
+        let n_tot = self.num_samples + self.context_samples;
+        let pad = self.map_kernel / 2;
+        let c2 = |cin: usize, cout: usize, k: usize, p: usize| {
+            Conv2dConfig::new([cin, cout], [k, k])
+                .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
+                .init(device)
+        };
+        Ok(GtadHead {
+            stem: Conv1dConfig::new(self.in_channels, h, 3)
+                .with_padding(PaddingConfig1d::Explicit(1, 1))
+                .with_groups(self.stem_groups)
+                .init(device),
+            backbone1: block(),
+            start_gcn: block(),
+            start_out: Conv1dConfig::new(h, 1, 1).init(device),
+            end_gcn: block(),
+            end_out: Conv1dConfig::new(h, 1, 1).init(device),
+            backbone2: block(),
+            loc1: c2(h * n_tot, self.map_hidden, 1, 0),
+            loc2: c2(self.map_hidden, self.map_channels, 1, 0),
+            loc3: c2(self.map_channels, self.map_channels, self.map_kernel, pad),
+            loc4: c2(self.map_channels, self.map_channels, self.map_kernel, pad),
+            loc5: c2(self.map_channels, 2, 1, 0),
+            align: SgAlign {
+                num_samples: self.num_samples,
+                context_samples: self.context_samples,
+                extend_ratio: self.extend_ratio,
+                max_duration: self.max_duration,
+            },
+            k: self.k,
+        })
+    }
+}
+
+/// Indices of the `k` nearest neighbours (squared Euclidean distance, self included) of every
+/// node: `x` is `[B, C, L]`, the result `[B, L, k]` holds snippet indices. Computed on detached
+/// features: the graph is rebuilt from the current features but carries no gradient itself.
+pub fn knn_indices(x: Tensor<3>, k: usize) -> Tensor<3, Int> {
+    let x = x.detach();
+    let xt = x.clone().swap_dims(1, 2); // [B, L, C]
+    let inner = xt.matmul(x.clone()); // [B, L, L]
+    let sq = x.powi_scalar(2).sum_dim(1); // [B, 1, L]
+                                          // -(|xi|^2 - 2 xi.xj + |xj|^2): larger is closer.
+    let neg = inner.mul_scalar(2.0) - sq.clone() - sq.swap_dims(1, 2);
+    let l = neg.dims()[2];
+    neg.topk_with_indices(k.min(l), 2).1
+}
+
+/// Gathers neighbour features: `x` `[B, C, L]`, `idx` `[B, L, k]` -> `[B, C, L, k]`.
+pub fn gather_neighbours(x: Tensor<3>, idx: Tensor<3, Int>) -> Tensor<4> {
+    let [b, c, l] = x.dims();
+    let k = idx.dims()[2];
+    let device = x.device();
+    let offset = Tensor::<1, Int>::arange(0..b as i64, &device)
+        .mul_scalar(l as i64)
+        .reshape([b, 1, 1]);
+    let flat = (idx + offset).reshape([b * l * k]);
+    let rows = x.swap_dims(1, 2).reshape([b * l, c]).select(0, flat); // [B*L*k, C]
+    rows.reshape([b, l, k, c]).permute([0, 3, 1, 2])
+}
+
+/// GCNeXt block: `ReLU(temporal(x) + semantic(x) + x)`, with the semantic graph rebuilt from `x`.
+#[derive(Module, Debug)]
+pub struct GcnextBlock {
+    /// Temporal stream 1x1 convolution (C -> width).
+    pub tconv1: Conv1d,
+    /// Temporal stream grouped kernel-3 convolution.
+    pub tconv2: Conv1d,
+    /// Temporal stream 1x1 convolution (width -> C).
+    pub tconv3: Conv1d,
+    /// Semantic stream 1x1 convolution on `[neighbour, self]` edges (2C -> width).
+    pub sconv1: Conv2d,
+    /// Semantic stream grouped 1x1 convolution.
+    pub sconv2: Conv2d,
+    /// Semantic stream 1x1 convolution (width -> C).
+    pub sconv3: Conv2d,
+    /// Graph neighbours.
+    pub k: usize,
+}
+
+impl GcnextBlock {
+    /// A block on `channels` features, `groups` x `width_per_group` inner width.
+    pub fn new(
+        channels: usize,
+        k: usize,
+        groups: usize,
+        width_per_group: usize,
+        device: &Device,
+    ) -> Self {
+        let w = groups * width_per_group;
+        Self {
+            tconv1: Conv1dConfig::new(channels, w, 1).init(device),
+            tconv2: Conv1dConfig::new(w, w, 3)
+                .with_groups(groups)
+                .with_padding(PaddingConfig1d::Explicit(1, 1))
+                .init(device),
+            tconv3: Conv1dConfig::new(w, channels, 1).init(device),
+            sconv1: Conv2dConfig::new([2 * channels, w], [1, 1]).init(device),
+            sconv2: Conv2dConfig::new([w, w], [1, 1])
+                .with_groups(groups)
+                .init(device),
+            sconv3: Conv2dConfig::new([w, channels], [1, 1]).init(device),
+            k,
+        }
+    }
+
+    /// Semantic stream alone (edge convolutions, max over neighbours) given neighbour indices.
+    pub fn semantic(&self, x: Tensor<3>, idx: Tensor<3, Int>) -> Tensor<3> {
+        let k = idx.dims()[2];
+        let [b, c, l] = x.dims();
+        let nb = gather_neighbours(x.clone(), idx); // [B, C, L, k]
+        let me = x.reshape([b, c, l, 1]).expand([b, c, l, k]);
+        let edges = Tensor::cat(vec![nb, me], 1); // [B, 2C, L, k]
+        let s = relu(self.sconv1.forward(edges));
+        let s = relu(self.sconv2.forward(s));
+        let s = self.sconv3.forward(s); // [B, C, L, k]
+        let cout = s.dims()[1];
+        s.max_dim(3).reshape([b, cout, l])
+    }
+
+    /// `[B, C, L]` -> `[B, C, L]`.
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let t = relu(self.tconv1.forward(x.clone()));
+        let t = relu(self.tconv2.forward(t));
+        let t = self.tconv3.forward(t);
+        let idx = knn_indices(x.clone(), self.k);
+        let s = self.semantic(x.clone(), idx);
+        relu(t + s + x)
+    }
+}
+
+/// Host-side sampling table of SGAlign at one temporal length: for every slot `i` and anchor
+/// `a = d * L + t`, the two snippet indices and weights of the linear interpolation.
+#[derive(Debug, Clone)]
+pub struct SampleTable {
+    /// Temporal length.
+    pub l: usize,
+    /// Durations.
+    pub d: usize,
+    /// Slots (sample points).
+    pub slots: usize,
+    /// Lower snippet index, `[slots, D * L]` row-major.
+    pub lo: Vec<i64>,
+    /// Upper snippet index.
+    pub hi: Vec<i64>,
+    /// Weight of `lo`.
+    pub w_lo: Vec<f32>,
+    /// Weight of `hi`.
+    pub w_hi: Vec<f32>,
+}
+
+impl SampleTable {
+    /// Builds the table for `slots` evenly spaced samples (bin centres) in every extended anchor.
+    pub fn new(l: usize, d: usize, slots: usize, extend_ratio: f64) -> Self {
+        let n = slots * d * l;
+        let (mut lo, mut hi) = (vec![0i64; n], vec![0i64; n]);
+        let (mut w_lo, mut w_hi) = (vec![0f32; n], vec![0f32; n]);
+        for dur in 0..d {
+            for t in 0..l {
+                if t + dur + 1 > l {
+                    continue; // invalid anchor: weights stay zero
+                }
+                let len = (dur + 1) as f64;
+                let xmin = t as f64 - len * extend_ratio;
+                let xmax = (t + dur + 1) as f64 + len * extend_ratio;
+                let bin = (xmax - xmin) / slots as f64;
+                for i in 0..slots {
+                    let pos = xmin + (i as f64 + 0.5) * bin;
+                    let j = i * d * l + dur * l + t;
+                    if pos < -1.0 || pos > l as f64 {
+                        continue;
+                    }
+                    let mut x = pos.max(0.0);
+                    let mut low = x.floor() as usize;
+                    let high;
+                    if low >= l - 1 {
+                        low = l - 1;
+                        high = l - 1;
+                        x = low as f64;
+                    } else {
+                        high = low + 1;
+                    }
+                    let frac = (x - low as f64) as f32;
+                    lo[j] = low as i64;
+                    hi[j] = high as i64;
+                    w_lo[j] = 1.0 - frac;
+                    w_hi[j] = frac;
+                }
+            }
+        }
+        Self {
+            l,
+            d,
+            slots,
+            lo,
+            hi,
+            w_lo,
+            w_hi,
+        }
+    }
+
+    fn slot_tensors(&self, i: usize, device: &Device) -> [Tensor<1>; 2] {
+        let a = self.d * self.l;
+        let r = i * a..(i + 1) * a;
+        [
+            Tensor::from_data(TensorData::new(self.w_lo[r.clone()].to_vec(), [a]), device),
+            Tensor::from_data(TensorData::new(self.w_hi[r].to_vec(), [a]), device),
+        ]
+    }
+
+    fn slot_indices(&self, i: usize, device: &Device) -> [Tensor<1, Int>; 2] {
+        let a = self.d * self.l;
+        let r = i * a..(i + 1) * a;
+        [
+            Tensor::from_data(TensorData::new(self.lo[r.clone()].to_vec(), [a]), device),
+            Tensor::from_data(TensorData::new(self.hi[r].to_vec(), [a]), device),
+        ]
+    }
+
+    /// Samples `src` `[B, C, L]` at slot `i` for every anchor: `[B, C, D * L]`.
+    pub fn sample_slot(&self, src: Tensor<3>, i: usize) -> Tensor<3> {
+        let device = src.device();
+        let [lo, hi] = self.slot_indices(i, &device);
+        let [wl, wh] = self.slot_tensors(i, &device);
+        let a = self.d * self.l;
+        let wl = wl.reshape([1, 1, a]);
+        let wh = wh.reshape([1, 1, a]);
+        src.clone().select(2, lo) * wl + src.select(2, hi) * wh
+    }
+}
+
+/// Sub-graph alignment: samples every anchor of the `(duration, start)` grid.
+#[derive(Module, Debug)]
+pub struct SgAlign {
+    /// Sample points from the block features.
+    pub num_samples: usize,
+    /// Sample points from the context (graph-neighbour mean) features.
+    pub context_samples: usize,
+    /// Anchor extension on each side, as a fraction of its length.
+    pub extend_ratio: f64,
+    /// Longest anchor in snippets (`None` = `L`).
+    pub max_duration: Option<usize>,
+}
+
+impl SgAlign {
+    /// Durations at length `l`.
+    pub fn durations(&self, l: usize) -> usize {
+        self.max_duration.map_or(l, |d| d.min(l))
+    }
+
+    /// Tables for the inner and the context samples at length `l`.
+    pub fn tables(&self, l: usize) -> (SampleTable, SampleTable) {
+        let d = self.durations(l);
+        (
+            SampleTable::new(l, d, self.num_samples, self.extend_ratio),
+            SampleTable::new(l, d, self.context_samples, self.extend_ratio),
+        )
+    }
+
+    /// The explicit aligned map: `x`, `ctx` `[B, C, L]` -> `[B, C * (N + N_c), D, L]` with
+    /// channel `c * (N + N_c) + i`. Memory grows as `C * (N + N_c) * D * L`; the head uses the
+    /// fused path instead.
+    pub fn forward(&self, x: Tensor<3>, ctx: Tensor<3>) -> Tensor<4> {
+        let [b, c, l] = x.dims();
+        let (inner, context) = self.tables(l);
+        let d = inner.d;
+        let mut slots: Vec<Tensor<3>> = (0..inner.slots)
+            .map(|i| inner.sample_slot(x.clone(), i))
+            .collect();
+        slots.extend((0..context.slots).map(|i| context.sample_slot(ctx.clone(), i)));
+        let n = slots.len();
+        let stacked = Tensor::stack::<4>(slots, 2); // [B, C, n, D*L]
+        stacked.reshape([b, c * n, d, l])
+    }
+}
+
+/// Mean of each node's `k` graph neighbours (self included): G-TAD's context features.
+pub fn context_features(x: Tensor<3>, k: usize) -> Tensor<3> {
+    let [b, c, l] = x.dims();
+    let idx = knn_indices(x.clone(), k);
+    gather_neighbours(x, idx).mean_dim(3).reshape([b, c, l])
+}
+
+/// Mask of valid anchors `[D, L]`: 1 where `t + d + 1 <= L`.
+pub fn anchor_mask(l: usize, d: usize, device: &Device) -> Tensor<2> {
+    let v: Vec<f32> = (0..d)
+        .flat_map(|dur| (0..l).map(move |t| if t + dur < l { 1.0 } else { 0.0 }))
+        .collect();
+    Tensor::from_data(TensorData::new(v, [d, l]), device)
+}
+
+/// Everything the head predicts for a batch.
+#[derive(Debug, Clone)]
+pub struct GtadOutput {
+    /// Start probabilities `[B, L]`.
+    pub start: Tensor<2>,
+    /// End probabilities `[B, L]`.
+    pub end: Tensor<2>,
+    /// `[B, 2, D, L]`: regression IoU (channel 0) and classification IoU (channel 1).
+    pub maps: Tensor<4>,
+    /// Valid anchors `[D, L]`.
+    pub mask: Tensor<2>,
+}
+
+/// The G-TAD head.
+#[derive(Module, Debug)]
+pub struct GtadHead {
+    /// Stem: grouped kernel-3 convolution to `hidden` channels (then ReLU).
+    pub stem: Conv1d,
+    /// First GCNeXt block, shared by the boundary heads and the proposal branch.
+    pub backbone1: GcnextBlock,
+    /// Start head graph block.
+    pub start_gcn: GcnextBlock,
+    /// Start head output (then sigmoid).
+    pub start_out: Conv1d,
+    /// End head graph block.
+    pub end_gcn: GcnextBlock,
+    /// End head output (then sigmoid).
+    pub end_out: Conv1d,
+    /// Graph block before SGAlign.
+    pub backbone2: GcnextBlock,
+    /// First map convolution, 1x1 over the `C * (N + N_c)` aligned channels (fused with SGAlign).
+    pub loc1: Conv2d,
+    /// 1x1 map convolution.
+    pub loc2: Conv2d,
+    /// Map convolution (kernel `map_kernel`).
+    pub loc3: Conv2d,
+    /// Map convolution (kernel `map_kernel`).
+    pub loc4: Conv2d,
+    /// Output map convolution to 2 channels (then sigmoid).
+    pub loc5: Conv2d,
+    /// Sampling parameters.
+    pub align: SgAlign,
+    /// Graph neighbours for the context features.
+    pub k: usize,
+}
+
+impl GtadHead {
+    /// Applies `loc1` to the SGAlign samples without building the aligned map: returns
+    /// `[B, map_hidden, D, L]` before the ReLU, equal to `loc1(SgAlign::forward(x, ctx))`.
+    pub fn align_project(&self, x: Tensor<3>, ctx: Tensor<3>) -> Tensor<4> {
+        let [b, c, l] = x.dims();
+        let (inner, context) = self.align.tables(l);
+        let d = inner.d;
+        let n_tot = inner.slots + context.slots;
+        let w = self.loc1.weight.val(); // [O, C * n_tot, 1, 1]
+        let o = w.dims()[0];
+        // [O, C, n_tot] -> [n_tot, O, C]
+        let w = w.reshape([o, c, n_tot]).permute([2, 0, 1]);
+        let proj = |src: Tensor<3>, from: usize, n: usize| -> Tensor<3> {
+            let ws = w.clone().narrow(0, from, n).reshape([1, n * o, c]);
+            ws.matmul(src) // [B, n * O, L]
+        };
+        let mut acc: Option<Tensor<3>> = None;
+        for (table, src, from) in [(&inner, x, 0), (&context, ctx, inner.slots)] {
+            if table.slots == 0 {
+                continue;
+            }
+            let y = proj(src, from, table.slots);
+            for i in 0..table.slots {
+                let yi = y.clone().slice([0..b, i * o..(i + 1) * o]);
+                let s = table.sample_slot(yi, i);
+                acc = Some(match acc {
+                    Some(a) => a + s,
+                    None => s,
+                });
+            }
+        }
+        let device = self.loc1.weight.val().device();
+        let acc = acc.unwrap_or_else(|| Tensor::zeros([b, o, d * l], &device));
+        let out = match &self.loc1.bias {
+            Some(bias) => acc + bias.val().reshape([1, o, 1]),
+            None => acc,
+        };
+        out.reshape([b, o, d, l])
+    }
+
+    /// Runs the head on features `[B, C, L]`.
+    pub fn forward(&self, features: Tensor<3>) -> Result<GtadOutput, ModelError> {
+        let [b, c, l] = features.dims();
+        let c_expected = self.stem.weight.dims()[1] * self.stem.groups;
+        if c != c_expected || b == 0 || l == 0 {
+            return Err(ModelError::Input(format!(
+                "G-TAD input must be [B, {c_expected}, L] with B, L > 0, got {:?}",
+                [b, c, l]
+            )));
+        }
+        let base = self.backbone1.forward(relu(self.stem.forward(features)));
+        let start = sigmoid(self.start_out.forward(self.start_gcn.forward(base.clone())));
+        let end = sigmoid(self.end_out.forward(self.end_gcn.forward(base.clone())));
+        let x = self.backbone2.forward(base);
+        let ctx = context_features(x.clone(), self.k);
+        let m = relu(self.align_project(x, ctx));
+        let m = relu(self.loc2.forward(m));
+        let m = relu(self.loc3.forward(m));
+        let m = relu(self.loc4.forward(m));
+        let maps = sigmoid(self.loc5.forward(m));
+        let d = self.align.durations(l);
+        Ok(GtadOutput {
+            start: start.reshape([b, l]),
+            end: end.reshape([b, l]),
+            maps,
+            mask: anchor_mask(l, d, &features_device(&self.stem)),
+        })
+    }
+}
+
+fn features_device(conv: &Conv1d) -> Device {
+    conv.weight.val().device()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::{assert_close, fd_check, lcg_vec};
+    use burn::tensor::Distribution;
+
+    fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        t.into_data().try_to_vec().unwrap_or_default()
+    }
+
+    #[test]
+    fn head_shapes_at_l_25_50_100() {
+        let device = Device::flex();
+        let head = GtadConfig::tiny(8).init(&device).expect("valid");
+        for l in [25, 50, 100] {
+            let x = Tensor::<3>::random([2, 8, l], Distribution::Default, &device);
+            let out = head.forward(x).expect("valid");
+            assert_eq!(out.start.dims(), [2, l]);
+            assert_eq!(out.end.dims(), [2, l]);
+            assert_eq!(out.maps.dims(), [2, 2, l, l]);
+            assert_eq!(out.mask.dims(), [l, l]);
+            let mask = to_vec(out.mask);
+            assert_eq!(
+                mask.iter().sum::<f32>() as usize,
+                l * (l + 1) / 2,
+                "anchor count at L = {l}"
+            );
+            assert!(to_vec(out.maps).iter().all(|v| v.is_finite()));
+        }
+    }
+
+    #[test]
+    fn max_duration_limits_the_map() {
+        let device = Device::flex();
+        let head = GtadConfig::tiny(8)
+            .with_max_duration(Some(10))
+            .init(&device)
+            .expect("valid");
+        let out = head
+            .forward(Tensor::<3>::random(
+                [1, 8, 25],
+                Distribution::Default,
+                &device,
+            ))
+            .expect("valid");
+        assert_eq!(out.maps.dims(), [1, 2, 10, 25]);
+        let out = head
+            .forward(Tensor::<3>::random(
+                [1, 8, 6],
+                Distribution::Default,
+                &device,
+            ))
+            .expect("valid");
+        assert_eq!(out.maps.dims(), [1, 2, 6, 6]);
+    }
+
+    #[test]
+    fn bad_config_and_input_are_errors() {
+        let device = Device::flex();
+        let mut cfg = GtadConfig::tiny(8);
+        cfg.stem_groups = 3;
+        assert!(cfg.init(&device).is_err());
+        let head = GtadConfig::tiny(8).init(&device).expect("valid");
+        assert!(head
+            .forward(Tensor::<3>::zeros([1, 6, 10], &device))
+            .is_err());
+    }
+
+    #[test]
+    fn knn_finds_nearest_including_self() {
+        let device = Device::flex();
+        // 1-D features at positions 0, 1, 10, 11, 12.
+        let x = Tensor::<3>::from_data(
+            TensorData::new(vec![0.0f32, 1.0, 10.0, 11.0, 12.0], [1, 1, 5]),
+            &device,
+        );
+        let idx: Vec<i64> = knn_indices(x, 2)
+            .into_data()
+            .convert::<i64>()
+            .try_to_vec()
+            .unwrap_or_default();
+        let sets: Vec<Vec<i64>> = idx
+            .chunks(2)
+            .map(|c| {
+                let mut v = c.to_vec();
+                v.sort_unstable();
+                v
+            })
+            .collect();
+        assert_eq!(sets[0], vec![0, 1]);
+        assert_eq!(sets[1], vec![0, 1]);
+        assert_eq!(sets[3].len(), 2);
+        assert!(sets[3].contains(&3));
+        assert!(sets[4].contains(&4) && sets[4].contains(&3));
+    }
+
+    #[test]
+    fn sample_table_interpolates_like_roi_align() {
+        // L = 4, anchor (t = 1, d = 0) -> [1, 2], extended to [0.5, 2.5]; 2 samples at 1.0, 2.0.
+        let t = SampleTable::new(4, 4, 2, 0.5);
+        assert_eq!((t.lo[1], t.hi[1], t.w_lo[1], t.w_hi[1]), (1, 2, 1.0, 0.0));
+        // Exact check on a linear signal: sampling f(j) = j returns the positions themselves.
+        let device = Device::flex();
+        let src = Tensor::<3>::from_data(
+            TensorData::new(vec![0.0f32, 1.0, 2.0, 3.0], [1, 1, 4]),
+            &device,
+        );
+        let s0 = to_vec(t.sample_slot(src.clone(), 0));
+        let s1 = to_vec(t.sample_slot(src, 1));
+        // anchor (d = 0, t = 1): index 1 -> positions 1.0 and 2.0
+        assert!((s0[1] - 1.0).abs() < 1e-6 && (s1[1] - 2.0).abs() < 1e-6);
+        // anchor (d = 1, t = 0): [0, 2] -> [-1, 3]; samples at 0 and 2 (bin centres of 2 bins)
+        assert!((s0[4] - 0.0).abs() < 1e-6 && (s1[4] - 2.0).abs() < 1e-6);
+        // invalid anchor (d = 3, t = 1): zeros
+        assert_eq!(s0[13], 0.0);
+    }
+
+    #[test]
+    fn fused_projection_equals_explicit_map_then_conv() {
+        let device = Device::flex();
+        let head = GtadConfig::tiny(8).init(&device).expect("valid");
+        let x = Tensor::<3>::random([2, 16, 7], Distribution::Default, &device);
+        let ctx = Tensor::<3>::random([2, 16, 7], Distribution::Default, &device);
+        let fused = to_vec(head.align_project(x.clone(), ctx.clone()));
+        let explicit = to_vec(head.loc1.forward(head.align.forward(x, ctx)));
+        assert_close(&fused, &explicit, 1e-4, "fused SGAlign + loc1");
+    }
+
+    #[test]
+    fn sgalign_gradient_matches_finite_differences() {
+        let device = Device::flex();
+        let align = SgAlign {
+            num_samples: 3,
+            context_samples: 1,
+            extend_ratio: 0.5,
+            max_duration: None,
+        };
+        let shape = [1, 2, 5];
+        let x0 = lcg_vec(10, 3);
+        let wv = lcg_vec(2 * 4 * 5 * 5, 4);
+        let f = |x: Tensor<3>| {
+            let dev = x.device();
+            let w = Tensor::<4>::from_data(TensorData::new(wv.clone(), [1, 8, 5, 5]), &dev);
+            (align.forward(x.clone(), x.mul_scalar(0.5)) * w).sum()
+        };
+        fd_check(&x0, shape, &device, f, 1e-2, 1e-3);
+    }
+
+    #[test]
+    fn knn_edge_aggregation_gradient_matches_finite_differences() {
+        let device = Device::flex();
+        let block = GcnextBlock::new(4, 3, 2, 2, &device);
+        let shape = [1, 4, 6];
+        let x0 = lcg_vec(24, 5);
+        let wv = lcg_vec(24, 6);
+        // Neighbours fixed from x0 so that the finite differences do not change the graph.
+        let idx_data = knn_indices(
+            Tensor::<3>::from_data(TensorData::new(x0.clone(), shape), &device),
+            3,
+        )
+        .into_data();
+        let f = |x: Tensor<3>| {
+            let dev = x.device();
+            let idx = Tensor::<3, Int>::from_data(idx_data.clone(), &dev);
+            let block = block.clone().fork(&dev);
+            let w = Tensor::<3>::from_data(TensorData::new(wv.clone(), shape), &dev);
+            (block.semantic(x, idx) * w).sum()
+        };
+        fd_check(&x0, shape, &device, f, 1e-3, 2e-2);
+    }
+}

@@ -1,0 +1,38 @@
+//! Burn modules for LoFi: the TSM-ResNet video encoder, the G-TAD localization head for any
+//! temporal length, their training targets and losses, and checkpoint import/export.
+//!
+//! Why this crate exists: LoFi trains a TSM encoder and a G-TAD head together, and every number
+//! the project reports depends on both being faithful to the published architectures. Keeping the
+//! networks, targets and losses in one crate (with no video decoding and no training loop) lets the
+//! trainer, the feature extractor and the head-only trainer share exactly the same code.
+//!
+//! # Backends
+//! Burn 0.22 carries the backend in the [`burn::tensor::Device`] rather than in a type parameter,
+//! so every module here is backend-generic by construction: build it on `Device::flex()` for the
+//! CPU (what the tests use), on a GPU device when one is enabled, and wrap the device with
+//! `.autodiff()` to train. Nothing in this crate names a backend.
+//!
+//! # Layouts (see each module for details)
+//! - encoder input `[B, L, F, 3, S, S]` (videos, snippets, frames per snippet, RGB, pixels),
+//!   output snippet features `[B, L, C]`;
+//! - head input `[B, C, L]`; start/end probabilities `[B, L]`; IoU maps `[B, 2, D, L]` indexed by
+//!   (duration - 1, start snippet), channel 0 = regression IoU, 1 = classification IoU, with an
+//!   anchor-validity mask `[D, L]` that is 1 where `start + duration <= L`.
+
+pub mod checkpoint;
+pub mod error;
+pub mod gtad;
+pub mod import;
+pub mod loss;
+pub mod resnet;
+pub mod shift;
+pub mod targets;
+
+pub use error::ModelError;
+pub use gtad::{GcnextBlock, GtadConfig, GtadHead, GtadOutput, SgAlign};
+pub use loss::{GtadLoss, GtadLossConfig, LossParts};
+pub use resnet::{ResNetConfig, TsmEncoder};
+pub use targets::{GtadTargets, Segment, TargetConfig};
+
+#[cfg(test)]
+mod test_util;

@@ -1,0 +1,273 @@
+//! Checks our modules against PyTorch reference fixtures (made by
+//! `test-tools/model/make_fixtures.py`, committed under `tests/fixtures`): forward outputs to 1e-4
+//! and gradients of `sum(output * probe)` for a few parameters and the input to 1e-3, for one TSM
+//! block, one GCNeXt block, SGAlign and the full G-TAD head at L = 25.
+
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::store::{ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
+use burn::tensor::{Device, Tensor, TensorData};
+use lofi_model::gtad::{GcnextBlock, SgAlign};
+use lofi_model::resnet::{BasicBlock, Block};
+use lofi_model::GtadConfig;
+use safetensors::SafeTensors;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(format!("{name}.safetensors"))
+}
+
+struct Fixture {
+    bytes: Vec<u8>,
+    path: PathBuf,
+}
+
+impl Fixture {
+    fn open(name: &str) -> Self {
+        let path = fixture(name);
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        Self { bytes, path }
+    }
+
+    fn raw(&self, key: &str) -> (Vec<f32>, Vec<usize>) {
+        let st = SafeTensors::deserialize(&self.bytes).expect("valid safetensors");
+        let t = st
+            .tensor(key)
+            .unwrap_or_else(|e| panic!("{}: {key}: {e}", self.path.display()));
+        let data = t
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        (data, t.shape().to_vec())
+    }
+
+    fn tensor<const D: usize>(&self, key: &str, device: &Device) -> Tensor<D> {
+        let (v, shape) = self.raw(key);
+        Tensor::from_data(TensorData::new(v, shape), device)
+    }
+
+    fn load<M: Module>(&self, mut module: M) -> M {
+        let mut store = SafetensorsStore::from_file(&self.path)
+            .with_from_adapter(PyTorchToBurnAdapter)
+            .allow_partial(true);
+        let result = module.load_from(&mut store).expect("readable fixture");
+        assert!(
+            result.missing.is_empty() && result.errors.is_empty(),
+            "{}: missing {:?}, errors {:?}",
+            self.path.display(),
+            result.missing,
+            result.errors
+        );
+        module
+    }
+}
+
+fn check<const D: usize>(got: Tensor<D>, want: (Vec<f32>, Vec<usize>), tol: f32, what: &str) {
+    assert_eq!(got.dims().to_vec(), want.1, "{what}: shape");
+    let got: Vec<f32> = got.into_data().try_to_vec().expect("f32 data");
+    let scale = want.0.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+    let worst = got
+        .iter()
+        .zip(&want.0)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        worst <= tol * scale,
+        "{what}: max abs error {worst} > {tol} x {scale}"
+    );
+}
+
+fn probe_loss<const D: usize>(y: Tensor<D>, fx: &Fixture, key: &str) -> Tensor<1> {
+    let p = fx.tensor::<D>(&format!("io.probe.{key}"), &y.device());
+    (y * p).sum()
+}
+
+#[test]
+fn tsm_block_matches_pytorch() {
+    let fx = Fixture::open("tsm_block");
+    let device = Device::flex().autodiff();
+    let blk = fx.load(BasicBlock::new(16, 32, 2, &device));
+    let x = fx.tensor::<4>("io.x", &device).require_grad();
+    let block = Block::Basic(blk);
+    let y = block.forward(x.clone(), Some((4, 8)));
+    let grads = probe_loss(y.clone(), &fx, "y").backward();
+    check(y, fx.raw("io.out.y"), 1e-4, "tsm block output");
+    check(
+        x.grad(&grads).expect("grad"),
+        fx.raw("grad.x"),
+        1e-3,
+        "d/dx",
+    );
+    let Block::Basic(b) = &block else {
+        unreachable!("built as a basic block")
+    };
+    let g = |t: Tensor<4>| t.grad(&grads).expect("grad");
+    check(
+        g(b.conv1.weight.val()),
+        fx.raw("grad.conv1.weight"),
+        1e-3,
+        "d/dconv1",
+    );
+    check(
+        b.bn1.gamma.val().grad(&grads).expect("grad"),
+        fx.raw("grad.bn1.weight"),
+        1e-3,
+        "d/dbn1.gamma",
+    );
+    let ds = b.downsample.as_ref().expect("shortcut");
+    check(
+        g(ds.conv.weight.val()),
+        fx.raw("grad.downsample.conv.weight"),
+        1e-3,
+        "d/ddownsample",
+    );
+}
+
+#[test]
+fn gcnext_block_matches_pytorch() {
+    let fx = Fixture::open("gcnext_block");
+    let device = Device::flex().autodiff();
+    let blk = fx.load(GcnextBlock::new(32, 3, 8, 4, &device));
+    let x = fx.tensor::<3>("io.x", &device).require_grad();
+    let y = blk.forward(x.clone());
+    let grads = probe_loss(y.clone(), &fx, "y").backward();
+    check(y, fx.raw("io.out.y"), 1e-4, "gcnext output");
+    check(
+        x.grad(&grads).expect("grad"),
+        fx.raw("grad.x"),
+        1e-3,
+        "d/dx",
+    );
+    check(
+        blk.tconv2.weight.val().grad(&grads).expect("grad"),
+        fx.raw("grad.tconv2.weight"),
+        1e-3,
+        "d/dtconv2",
+    );
+    check(
+        blk.sconv1.weight.val().grad(&grads).expect("grad"),
+        fx.raw("grad.sconv1.weight"),
+        1e-3,
+        "d/dsconv1",
+    );
+    let bias = blk.sconv3.bias.as_ref().expect("bias").val();
+    check(
+        bias.grad(&grads).expect("grad"),
+        fx.raw("grad.sconv3.bias"),
+        1e-3,
+        "d/dsconv3.bias",
+    );
+}
+
+#[test]
+fn sgalign_matches_pytorch() {
+    let fx = Fixture::open("sgalign");
+    let device = Device::flex().autodiff();
+    let align = SgAlign {
+        num_samples: 8,
+        context_samples: 2,
+        extend_ratio: 0.5,
+        max_duration: None,
+    };
+    let x = fx.tensor::<3>("io.x", &device).require_grad();
+    let ctx = fx.tensor::<3>("io.ctx", &device).require_grad();
+    let y = align.forward(x.clone(), ctx.clone());
+    let grads = probe_loss(y.clone(), &fx, "y").backward();
+    check(y, fx.raw("io.out.y"), 1e-4, "sgalign output");
+    check(
+        x.grad(&grads).expect("grad"),
+        fx.raw("grad.x"),
+        1e-3,
+        "d/dx",
+    );
+    check(
+        ctx.grad(&grads).expect("grad"),
+        fx.raw("grad.ctx"),
+        1e-3,
+        "d/dctx",
+    );
+}
+
+#[test]
+fn gtad_head_l25_matches_pytorch() {
+    let fx = Fixture::open("gtad_head_l25");
+    let device = Device::flex().autodiff();
+    let head = fx.load(GtadConfig::tiny(8).init(&device).expect("valid config"));
+    let x = fx.tensor::<3>("io.x", &device).require_grad();
+    let out = head.forward(x.clone()).expect("valid input");
+    let loss = probe_loss(out.start.clone(), &fx, "start")
+        + probe_loss(out.end.clone(), &fx, "end")
+        + probe_loss(out.maps.clone(), &fx, "maps");
+    let grads = loss.backward();
+    check(out.start, fx.raw("io.out.start"), 1e-4, "start");
+    check(out.end, fx.raw("io.out.end"), 1e-4, "end");
+    // The reference maps are meaningless past the end but computed the same way (zero samples).
+    check(out.maps, fx.raw("io.out.maps"), 1e-4, "maps");
+    check(
+        x.grad(&grads).expect("grad"),
+        fx.raw("grad.x"),
+        1e-3,
+        "d/dx",
+    );
+    check(
+        head.stem.weight.val().grad(&grads).expect("grad"),
+        fx.raw("grad.stem.weight"),
+        1e-3,
+        "d/dstem",
+    );
+    check(
+        head.loc1.weight.val().grad(&grads).expect("grad"),
+        fx.raw("grad.loc1.weight"),
+        1e-3,
+        "d/dloc1",
+    );
+    check(
+        head.backbone2
+            .sconv1
+            .weight
+            .val()
+            .grad(&grads)
+            .expect("grad"),
+        fx.raw("grad.backbone2.sconv1.weight"),
+        1e-3,
+        "d/dbackbone2.sconv1",
+    );
+    let b = head.start_out.bias.as_ref().expect("bias").val();
+    check(
+        b.grad(&grads).expect("grad"),
+        fx.raw("grad.start_out.bias"),
+        1e-3,
+        "d/dstart_out.bias",
+    );
+}
+
+#[test]
+fn tsm_release_pth_imports_and_matches_pytorch_in_eval_mode() {
+    use lofi_model::import::{import_resnet, ImportOptions};
+    use lofi_model::ResNetConfig;
+    let io = Fixture::open("tsm_r18_w4_io");
+    let device = Device::flex();
+    let enc = ResNetConfig::tiny(18, 4)
+        .with_num_classes(Some(5))
+        .with_frozen_bn(true)
+        .init(&device)
+        .expect("valid config");
+    let (enc, report) = import_resnet(
+        enc,
+        &fixture("tsm_r18_w4").with_extension("pth"),
+        &ImportOptions::default(),
+    )
+    .expect("TSM release layout imports");
+    assert!(report.missing.is_empty(), "{report:?}");
+    let video = io.tensor::<6>("io.video", &device);
+    let feats = enc.forward(video.clone()).expect("valid input");
+    check(feats, io.raw("io.out.features"), 1e-4, "snippet features");
+    let [b, l, f, c, h, w] = video.dims();
+    let logits = enc
+        .classify(video.reshape([b, l * f, c, h, w]))
+        .expect("classifier");
+    check(logits, io.raw("io.out.logits"), 1e-4, "clip logits");
+}

@@ -1,0 +1,333 @@
+#!/usr/bin/env python3
+"""Reference fixtures for lofi-model, computed with PyTorch (not run in CI).
+
+Builds small versions of the networks of crates/lofi-model with the same parameter names, runs
+them in float64 and writes one .safetensors file per case into crates/lofi-model/tests/fixtures:
+the weights (PyTorch conventions: BatchNorm weight/bias, conv [out, in/groups, k...]), the inputs
+(`io.*`), the outputs and a few gradients (`grad.*`) of `sum(output * io.probe)`.
+
+Cases: one TSM basic block (with shortcut and BatchNorm in training mode), one GCNeXt block,
+SGAlign alone, and the full G-TAD head at L = 25. The implementations below are written from the
+published descriptions and the conventions documented in the crate (see gtad.rs), independently of
+the Rust code.
+
+Usage (torch in a throw-away venv):
+    python3 -m venv /tmp/torchenv && /tmp/torchenv/bin/pip install torch safetensors numpy
+    /tmp/torchenv/bin/python test-tools/model/make_fixtures.py
+"""
+import math
+import os
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from safetensors.torch import save_file
+
+torch.manual_seed(1234)
+DT = torch.float64
+OUT = os.path.join(os.path.dirname(__file__), "..", "..", "crates", "lofi-model", "tests", "fixtures")
+
+
+def temporal_shift(x, n_segment, fold_div=8):
+    nt, c, h, w = x.shape
+    v = x.view(nt // n_segment, n_segment, c, h, w)
+    fold = c // fold_div
+    out = torch.zeros_like(v)
+    out[:, :-1, :fold] = v[:, 1:, :fold]  # frame t reads t + 1
+    out[:, 1:, fold:2 * fold] = v[:, :-1, fold:2 * fold]  # frame t reads t - 1
+    out[:, :, 2 * fold:] = v[:, :, 2 * fold:]
+    return out.view(nt, c, h, w)
+
+
+class Shortcut(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 1, stride, bias=False)
+        self.bn = nn.BatchNorm2d(cout)
+
+    def forward(self, x):
+        return self.bn(self.conv(x))
+
+
+class TsmBasicBlock(nn.Module):
+    def __init__(self, cin, planes, stride, n_segment):
+        super().__init__()
+        self.n_segment = n_segment
+        self.conv1 = nn.Conv2d(cin, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = Shortcut(cin, planes, stride)
+
+    def forward(self, x):
+        y = F.relu(self.bn1(self.conv1(temporal_shift(x, self.n_segment))))
+        y = self.bn2(self.conv2(y))
+        return F.relu(y + self.downsample(x))
+
+
+def knn(x, k):
+    # x [B, C, L]; squared distances, self included; returns [B, L, k]
+    d = (x.unsqueeze(3) - x.unsqueeze(2)).pow(2).sum(1)  # [B, L, L]
+    return d.topk(k, dim=-1, largest=False).indices
+
+
+def neighbours(x, idx):
+    # x [B, C, L], idx [B, L, k] -> [B, C, L, k]
+    b, c, l = x.shape
+    k = idx.shape[-1]
+    out = torch.stack([x[i][:, idx[i].reshape(-1)].view(c, l, k) for i in range(b)])
+    return out
+
+
+class Gcnext(nn.Module):
+    def __init__(self, ch, k, groups, wpg):
+        super().__init__()
+        w = groups * wpg
+        self.k = k
+        self.tconv1 = nn.Conv1d(ch, w, 1)
+        self.tconv2 = nn.Conv1d(w, w, 3, padding=1, groups=groups)
+        self.tconv3 = nn.Conv1d(w, ch, 1)
+        self.sconv1 = nn.Conv2d(2 * ch, w, 1)
+        self.sconv2 = nn.Conv2d(w, w, 1, groups=groups)
+        self.sconv3 = nn.Conv2d(w, ch, 1)
+
+    def forward(self, x):
+        t = self.tconv3(F.relu(self.tconv2(F.relu(self.tconv1(x)))))
+        nb = neighbours(x, knn(x.detach(), self.k))
+        me = x.unsqueeze(3).expand_as(nb)
+        e = torch.cat([nb, me], 1)
+        s = self.sconv3(F.relu(self.sconv2(F.relu(self.sconv1(e))))).max(3).values
+        return F.relu(t + s + x)
+
+
+def sample_anchors(src, slots, ratio, d_max):
+    # src [B, C, L] -> [B, C, slots, D, L], RoIAlign-style linear interpolation at bin centres
+    b, c, l = src.shape
+    cols = []
+    for i in range(slots):
+        plane = []
+        for d in range(d_max):
+            row = []
+            for t in range(l):
+                v = torch.zeros(b, c, dtype=src.dtype)
+                if t + d + 1 <= l:
+                    ln = d + 1
+                    xmin = t - ln * ratio
+                    xmax = t + d + 1 + ln * ratio
+                    pos = xmin + (i + 0.5) * (xmax - xmin) / slots
+                    if -1.0 <= pos <= l:
+                        p = max(pos, 0.0)
+                        lo = int(math.floor(p))
+                        if lo >= l - 1:
+                            lo = hi = l - 1
+                            p = float(lo)
+                        else:
+                            hi = lo + 1
+                        f = p - lo
+                        v = src[:, :, lo] * (1 - f) + src[:, :, hi] * f
+                row.append(v)
+            plane.append(torch.stack(row, -1))  # [B, C, L]
+        cols.append(torch.stack(plane, -2))  # [B, C, D, L]
+    return torch.stack(cols, 2)
+
+
+def sgalign(x, ctx, n, nc, ratio, d_max):
+    b, c, l = x.shape
+    a = sample_anchors(x, n, ratio, d_max)
+    bctx = sample_anchors(ctx, nc, ratio, d_max)
+    return torch.cat([a, bctx], 2).reshape(b, c * (n + nc), d_max, l)
+
+
+class Head(nn.Module):
+    def __init__(self, cin, hidden=16, stem_groups=4, k=3, groups=4, wpg=4, n=8, nc=2,
+                 map_hidden=32, map_ch=16, ratio=0.5):
+        super().__init__()
+        self.k, self.n, self.nc, self.ratio = k, n, nc, ratio
+        self.stem = nn.Conv1d(cin, hidden, 3, padding=1, groups=stem_groups)
+        self.backbone1 = Gcnext(hidden, k, groups, wpg)
+        self.start_gcn = Gcnext(hidden, k, groups, wpg)
+        self.start_out = nn.Conv1d(hidden, 1, 1)
+        self.end_gcn = Gcnext(hidden, k, groups, wpg)
+        self.end_out = nn.Conv1d(hidden, 1, 1)
+        self.backbone2 = Gcnext(hidden, k, groups, wpg)
+        self.loc1 = nn.Conv2d(hidden * (n + nc), map_hidden, 1)
+        self.loc2 = nn.Conv2d(map_hidden, map_ch, 1)
+        self.loc3 = nn.Conv2d(map_ch, map_ch, 1)
+        self.loc4 = nn.Conv2d(map_ch, map_ch, 1)
+        self.loc5 = nn.Conv2d(map_ch, 2, 1)
+
+    def forward(self, x):
+        b, _, l = x.shape
+        base = self.backbone1(F.relu(self.stem(x)))
+        start = torch.sigmoid(self.start_out(self.start_gcn(base))).view(b, l)
+        end = torch.sigmoid(self.end_out(self.end_gcn(base))).view(b, l)
+        y = self.backbone2(base)
+        ctx = neighbours(y, knn(y.detach(), self.k)).mean(3)
+        m = sgalign(y, ctx, self.n, self.nc, self.ratio, l)
+        m = F.relu(self.loc1(m))
+        m = F.relu(self.loc2(m))
+        m = F.relu(self.loc3(m))
+        m = F.relu(self.loc4(m))
+        return start, end, torch.sigmoid(self.loc5(m))
+
+
+def f32(t):
+    return t.detach().to(torch.float32).contiguous()
+
+
+def dump(name, module, inputs, outputs, probes, grads):
+    tensors = {k: f32(v) for k, v in module.state_dict().items() if "num_batches_tracked" not in k}
+    for k, v in inputs.items():
+        tensors["io." + k] = f32(v)
+    for k, v in outputs.items():
+        tensors["io.out." + k] = f32(v)
+    for k, v in probes.items():
+        tensors["io.probe." + k] = f32(v)
+    for k, v in grads.items():
+        tensors["grad." + k] = f32(v)
+    path = os.path.join(OUT, name + ".safetensors")
+    save_file(tensors, path)
+    print(f"{path}: {os.path.getsize(path)} bytes")
+
+
+def probe_loss(outputs):
+    probes = {k: torch.randn_like(v) for k, v in outputs.items()}
+    loss = sum((outputs[k] * probes[k]).sum() for k in outputs)
+    return loss, probes
+
+
+def randomise_bn(module):
+    for m in module.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            with torch.no_grad():
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
+
+
+def tsm_block():
+    blk = TsmBasicBlock(16, 32, 2, n_segment=4).to(DT)
+    randomise_bn(blk)
+    blk.train()
+    x = torch.randn(2 * 4, 16, 8, 8, dtype=DT, requires_grad=True)
+    y = blk(x)
+    loss, probes = probe_loss({"y": y})
+    loss.backward()
+    grads = {"x": x.grad, "conv1.weight": blk.conv1.weight.grad, "bn1.weight": blk.bn1.weight.grad,
+             "downsample.conv.weight": blk.downsample.conv.weight.grad}
+    dump("tsm_block", blk, {"x": x}, {"y": y}, probes, grads)
+
+
+def gcnext_block():
+    blk = Gcnext(32, 3, 8, 4).to(DT)
+    x = torch.randn(2, 32, 12, dtype=DT, requires_grad=True)
+    y = blk(x)
+    loss, probes = probe_loss({"y": y})
+    loss.backward()
+    grads = {"x": x.grad, "tconv2.weight": blk.tconv2.weight.grad, "sconv1.weight": blk.sconv1.weight.grad,
+             "sconv3.bias": blk.sconv3.bias.grad}
+    dump("gcnext_block", blk, {"x": x}, {"y": y}, probes, grads)
+
+
+def sgalign_case():
+    x = torch.randn(2, 4, 10, dtype=DT, requires_grad=True)
+    ctx = torch.randn(2, 4, 10, dtype=DT, requires_grad=True)
+    y = sgalign(x, ctx, 8, 2, 0.5, 10)
+    loss, probes = probe_loss({"y": y})
+    loss.backward()
+    dump("sgalign", nn.Module(), {"x": x, "ctx": ctx}, {"y": y}, probes, {"x": x.grad, "ctx": ctx.grad})
+
+
+def head_case():
+    head = Head(8).to(DT)
+    x = torch.randn(1, 8, 25, dtype=DT, requires_grad=True)
+    start, end, maps = head(x)
+    outs = {"start": start, "end": end, "maps": maps}
+    loss, probes = probe_loss(outs)
+    loss.backward()
+    grads = {"x": x.grad, "stem.weight": head.stem.weight.grad, "loc1.weight": head.loc1.weight.grad,
+             "backbone2.sconv1.weight": head.backbone2.sconv1.weight.grad,
+             "start_out.bias": head.start_out.bias.grad}
+    dump("gtad_head_l25", head, {"x": x}, outs, probes, grads)
+
+
+if __name__ == "__main__":
+    os.makedirs(OUT, exist_ok=True)
+    tsm_block()
+    gcnext_block()
+    sgalign_case()
+    head_case()
+
+
+# ---------------------------------------------------------------------------------------------
+# A whole TSM-ResNet-18 (width 4) in the TSM authors' checkpoint layout, saved as a .pth, with
+# the snippet features it gives in eval mode (BatchNorm running statistics), to test .pth import.
+
+class TorchvisionBasic(nn.Module):
+    def __init__(self, cin, planes, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = None
+        if stride != 1 or cin != planes:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, planes, 1, stride, bias=False),
+                                            nn.BatchNorm2d(planes))
+
+    def forward(self, x, n_segment):
+        y = F.relu(self.bn1(self.conv1(temporal_shift(x, n_segment))))
+        y = self.bn2(self.conv2(y))
+        return F.relu(y + (x if self.downsample is None else self.downsample(x)))
+
+
+class TsmResNet18(nn.Module):
+    def __init__(self, w, classes):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, w, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(w)
+        cin = w
+        for i in range(4):
+            planes = w << i
+            stride = 1 if i == 0 else 2
+            blocks = nn.ModuleList([TorchvisionBasic(cin, planes, stride), TorchvisionBasic(planes, planes, 1)])
+            setattr(self, f"layer{i + 1}", blocks)
+            cin = planes
+        self.fc = nn.Linear(cin, classes)
+
+    def forward(self, video):
+        b, l, f, c, h, w = video.shape
+        x = video.reshape(b * l * f, c, h, w)
+        x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 3, 2, 1)
+        for i in range(4):
+            for blk in getattr(self, f"layer{i + 1}"):
+                x = blk(x, l * f)
+        feats = x.mean((2, 3)).view(b, l, f, -1).mean(2)
+        return feats, self.fc(feats.mean(1))
+
+
+def tsm_resnet18_pth():
+    net = TsmResNet18(4, 5).to(DT)
+    randomise_bn(net)
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            with torch.no_grad():
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+    net.eval()
+    video = torch.randn(1, 3, 2, 3, 32, 32, dtype=DT)
+    with torch.no_grad():
+        feats, logits = net(video)
+    sd = {}
+    for k, v in net.state_dict().items():
+        k = k.replace(".conv1.", ".conv1.net.") if k.startswith("layer") else k
+        k = "module.new_fc." + k[3:] if k.startswith("fc.") else "module.base_model." + k
+        sd[k] = v.to(torch.float32)
+    path = os.path.join(OUT, "tsm_r18_w4.pth")
+    torch.save({"epoch": 1, "state_dict": sd}, path)
+    print(f"{path}: {os.path.getsize(path)} bytes")
+    save_file({"io.video": f32(video), "io.out.features": f32(feats), "io.out.logits": f32(logits)},
+              os.path.join(OUT, "tsm_r18_w4_io.safetensors"))
+
+
+if __name__ == "__main__":
+    tsm_resnet18_pth()
