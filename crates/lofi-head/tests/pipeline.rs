@@ -44,12 +44,16 @@ fn extract_train_detect_evaluate() -> TestResult {
     let config = tiny_extract();
 
     // Extraction.
+    let t0 = std::time::Instant::now();
     let first = extract(&config, &inputs(root, "features", None), &|_, _| {})?;
     assert_eq!((first.videos, first.extracted, first.skipped), (n, n, 0));
     assert!(first.failed.is_empty(), "{:?}", first.failed);
     let index = FeatureIndex::read(&root.join("features/index.json"))?;
     assert_eq!(index.videos.len(), n);
-    assert_eq!((index.snippets, index.frames_per_snippet, index.size), (L, 1, 64));
+    assert_eq!(
+        (index.snippets, index.frames_per_snippet, index.size),
+        (L, 1, 64)
+    );
     for (id, e) in &index.videos {
         assert_eq!(e.shape, [L, 64]);
         let a = lofi_head::npy::read_2d(&root.join("features").join(&e.file))?;
@@ -62,48 +66,85 @@ fn extract_train_detect_evaluate() -> TestResult {
         .filter_map(|e| e.ok())
         .all(|e| !e.file_name().to_string_lossy().ends_with(".partial")));
 
+    eprintln!("extract: {:.1} s", t0.elapsed().as_secs_f64());
     // Resume: everything is skipped; a truncated output is redone.
     let again = extract(&config, &inputs(root, "features", None), &|_, _| {})?;
     assert_eq!((again.extracted, again.skipped, again.redone), (0, n, 0));
-    let victim = index.videos.values().next().map(|e| e.file.clone()).unwrap_or_default();
+    let victim = index
+        .videos
+        .values()
+        .next()
+        .map(|e| e.file.clone())
+        .unwrap_or_default();
     let path = root.join("features").join(&victim);
     let bytes = std::fs::read(&path)?;
     std::fs::write(&path, &bytes[..bytes.len() / 2])?;
     let redo = extract(&config, &inputs(root, "features", None), &|_, _| {})?;
     assert_eq!((redo.extracted, redo.skipped, redo.redone), (1, n - 1, 1));
-    assert_eq!(std::fs::read(&path)?, bytes, "redone output equals the original");
+    assert_eq!(
+        std::fs::read(&path)?,
+        bytes,
+        "redone output equals the original"
+    );
 
-    // Sharding: three shards cover every video exactly once.
+    // Sharding (validation subset only, to keep the test short): three shards cover every
+    // video exactly once.
+    let mut val_config = config.clone();
+    val_config.subset = Some("validation".into());
     let mut seen: Vec<String> = Vec::new();
     for k in 0..3 {
         let shard = Shard { index: k, count: 3 };
-        let out = extract(&config, &inputs(root, "sharded", Some(shard)), &|_, _| {})?;
+        let out = extract(
+            &val_config,
+            &inputs(root, "sharded", Some(shard)),
+            &|_, _| {},
+        )?;
         let idx = FeatureIndex::read(&out.index_path)?;
-        assert!(out.index_path.ends_with(format!("index.shard-{k}-of-3.json")));
+        assert!(out
+            .index_path
+            .ends_with(format!("index.shard-{k}-of-3.json")));
+        assert_eq!(idx.videos.len(), out.extracted);
         seen.extend(idx.videos.keys().cloned());
     }
     seen.sort();
-    let mut all: Vec<String> = index.videos.keys().cloned().collect();
-    all.sort();
+    let gt = root.join("ground_truth.json");
+    let truth = lofi_video::ground_truth::GroundTruth::read(&gt)?;
+    let all: Vec<String> = truth
+        .database
+        .iter()
+        .filter(|(_, e)| e.subset == "validation")
+        .map(|(id, _)| id.clone())
+        .collect();
+    assert!(all.len() >= 3);
     assert_eq!(seen, all);
 
     // Verify: complete after the merge; then a deleted and a truncated file are caught.
-    let gt = root.join("ground_truth.json");
-    let report = verify(&root.join("sharded"), &gt, None)?;
+    let report = verify(&root.join("sharded"), &gt, Some("validation"))?;
     assert!(report.is_complete(), "{report:?}");
-    assert_eq!(report.ok, n);
-    assert_eq!(FeatureIndex::read(&report.index_path)?.videos.len(), n);
+    assert_eq!(report.ok, all.len());
+    assert_eq!(
+        FeatureIndex::read(&report.index_path)?.videos.len(),
+        all.len()
+    );
+    // Against the whole ground truth, the training videos are reported missing.
+    let whole = verify(&root.join("sharded"), &gt, None)?;
+    assert_eq!(whole.missing.len(), n - all.len());
     std::fs::remove_file(root.join("sharded").join(&all[0]).with_extension("npy"))?;
     let t = root.join("sharded").join(format!("{}.npy", all[1]));
     let b = std::fs::read(&t)?;
     std::fs::write(&t, &b[..b.len() - 8])?;
-    let report = verify(&root.join("sharded"), &gt, None)?;
+    let report = verify(&root.join("sharded"), &gt, Some("validation"))?;
     assert!(!report.is_complete());
     assert_eq!(report.missing, vec![all[0].clone()]);
     assert_eq!(report.corrupt.len(), 1);
     assert_eq!(report.corrupt[0].id, all[1]);
-    assert!(report.corrupt[0].reason.contains("truncated"), "{:?}", report.corrupt);
+    assert!(
+        report.corrupt[0].reason.contains("truncated"),
+        "{:?}",
+        report.corrupt
+    );
 
+    eprintln!("shards+verify: {:.1} s", t0.elapsed().as_secs_f64());
     // Head training on our features.
     let mut head_cfg = HeadConfig::tiny(L);
     head_cfg.epochs = 6;
@@ -128,10 +169,19 @@ fn extract_train_detect_evaluate() -> TestResult {
     );
     let val = outcome.val_average_map.ok_or("no validation ran")?;
     assert!((0.0..=1.0).contains(&val));
-    for f in ["config.toml", "metrics.jsonl", "head.bpk", "head.json", "checkpoints/epoch-6.bpk"] {
+    for f in [
+        "config.toml",
+        "metrics.jsonl",
+        "head.bpk",
+        "head.json",
+        "checkpoints/epoch-6.bpk",
+    ] {
         assert!(run.join(f).is_file(), "{f} missing");
     }
-    assert_eq!(std::fs::read_to_string(run.join("checkpoints/last"))?.trim(), "epoch-6.bpk");
+    assert_eq!(
+        std::fs::read_to_string(run.join("checkpoints/last"))?.trim(),
+        "epoch-6.bpk"
+    );
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(run.join("metrics.jsonl"))?
         .lines()
         .map(serde_json::from_str)
@@ -147,6 +197,7 @@ fn extract_train_detect_evaluate() -> TestResult {
         && l["loss"].is_f64()
         && l["loss_parts"]["regression"].is_f64()));
 
+    eprintln!("train: {:.1} s", t0.elapsed().as_secs_f64());
     // Detection with our classifier, then evaluation.
     let det_path = root.join("detections.json");
     let cls_path = root.join("class_scores.json");
@@ -166,7 +217,10 @@ fn extract_train_detect_evaluate() -> TestResult {
     assert_eq!(det.videos, outcome.val_videos);
     let report = det.report.ok_or("no report")?;
     assert_eq!(report.map.len(), 10);
-    assert!((report.average_map - val).abs() < 1e-9, "detect and validation agree");
+    assert!(
+        (report.average_map - val).abs() < 1e-9,
+        "detect and validation agree"
+    );
     // The written file is what `lofi eval` reads.
     let truth = lofi_eval::GroundTruth::from_path(&gt, &lofi_eval::GroundTruthOptions::default())?;
     let preds = lofi_eval::Predictions::from_path(
@@ -182,7 +236,9 @@ fn extract_train_detect_evaluate() -> TestResult {
     assert!((again.average_map - report.average_map).abs() < 1e-12);
     for (video, items) in &det.detections.results.0 {
         assert!(items.len() <= 200, "{video}: top-100 x 2 classes");
-        assert!(items.iter().all(|d| d.segment.start >= 0.0 && d.segment.end >= d.segment.start));
+        assert!(items
+            .iter()
+            .all(|d| d.segment.start >= 0.0 && d.segment.end >= d.segment.start));
     }
     // The class scores used can be fed back as an external file with the same result.
     let det2 = detect(
@@ -199,5 +255,6 @@ fn extract_train_detect_evaluate() -> TestResult {
         },
     )?;
     assert_eq!(det2.detections, det.detections);
+    eprintln!("detect: {:.1} s", t0.elapsed().as_secs_f64());
     Ok(())
 }
