@@ -89,6 +89,15 @@ impl VideoIndex {
     /// Build the index of `path` with one pass over its packet headers (no decoding).
     pub fn build(path: &Path) -> VideoResult<Self> {
         let (mut input, stream_index) = open_video(path)?;
+        Self::scan(&mut input, stream_index, path)
+    }
+
+    /// Build the index from an open container (left at its end; the caller rewinds it).
+    pub(crate) fn scan(
+        input: &mut format::context::Input,
+        stream_index: usize,
+        path: &Path,
+    ) -> VideoResult<Self> {
         let stream = input
             .stream(stream_index)
             .ok_or_else(|| VideoError::NoVideoStream {

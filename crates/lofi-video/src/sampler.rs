@@ -109,15 +109,38 @@ pub fn short_side_size(w: u32, h: u32, size: u32) -> (u32, u32) {
 
 impl Sampler {
     /// Open `path`, index it and prepare a decoder.
+    ///
+    /// The container is opened once: the index pass reads packet headers to the end, then the
+    /// demuxer is rewound to the first keyframe (reopened only if the rewind fails).
     pub fn open(path: &Path, options: SamplerOptions) -> VideoResult<Self> {
-        let index = VideoIndex::build(path)?;
-        Self::with_index(index, options)
+        let (mut input, stream_index) = open_video(path)?;
+        let index = VideoIndex::scan(&mut input, stream_index, path)?;
+        let (num, den) = index.time_base;
+        let first = index.keyframe_pts[0].rescale_with(
+            Rational::new(num, den),
+            ffmpeg::rescale::TIME_BASE,
+            Rounding::Down,
+        );
+        let input = match input.seek(first, ..first) {
+            Ok(()) => input,
+            Err(_) => open_video(path)?.0,
+        };
+        Self::from_parts(index, input, stream_index, options)
     }
 
     /// Open the video of an existing index.
     pub fn with_index(index: VideoIndex, options: SamplerOptions) -> VideoResult<Self> {
+        let (input, stream_index) = open_video(&index.path)?;
+        Self::from_parts(index, input, stream_index, options)
+    }
+
+    fn from_parts(
+        index: VideoIndex,
+        input: format::context::Input,
+        stream_index: usize,
+        options: SamplerOptions,
+    ) -> VideoResult<Self> {
         let path = index.path.clone();
-        let (input, stream_index) = open_video(&path)?;
         let stream = input
             .stream(stream_index)
             .ok_or_else(|| VideoError::NoVideoStream { path: path.clone() })?;
@@ -320,7 +343,6 @@ impl Sampler {
             errno: ffmpeg::error::EAGAIN,
         };
         let mut incoming = frame::Video::empty();
-        let mut packet = Packet::empty();
         loop {
             match self.decoder.receive_frame(&mut incoming) {
                 Ok(()) => {
@@ -365,7 +387,7 @@ impl Sampler {
                         self.position = Position::End;
                         return Ok(Forward::Missed);
                     }
-                    self.feed(&mut packet, target)?;
+                    self.feed(target)?;
                 }
                 Err(e) => {
                     return Err(self.decode_err(target, format!("decoder error: {e}")));
@@ -375,8 +397,11 @@ impl Sampler {
     }
 
     /// Send the next packet of the video stream (or end of stream) to the decoder.
-    fn feed(&mut self, packet: &mut Packet, target: i64) -> VideoResult<()> {
+    fn feed(&mut self, target: i64) -> VideoResult<()> {
         loop {
+            // A fresh packet per read: `av_read_frame` overwrites without unreferencing, so
+            // reusing one packet would leak every packet's data.
+            let mut packet = Packet::empty();
             match packet.read(&mut self.input) {
                 Ok(()) => {
                     if packet.stream() != self.index.stream_index {
@@ -398,7 +423,7 @@ impl Sampler {
                             self.discard = want;
                         }
                     }
-                    match self.decoder.send_packet(packet) {
+                    match self.decoder.send_packet(&packet) {
                         Ok(()) => return Ok(()),
                         // A corrupt packet: the decoder conceals it; keep going.
                         Err(ffmpeg::Error::InvalidData) => continue,

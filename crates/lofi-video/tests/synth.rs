@@ -2,8 +2,77 @@
 //! loader reading it back.
 
 use lofi_video::ground_truth::{find_video, GroundTruth};
+use lofi_video::sampler::SamplerOptions;
 use lofi_video::synth::{write_dataset, ClipIndex, SynthConfig, SynthPreset, CLASSES};
-use lofi_video::{Fidelity, Loader, LoaderConfig, SamplingPlan, VideoIndex, VideoJob};
+use lofi_video::{Fidelity, Loader, LoaderConfig, Sampler, SamplingPlan, VideoIndex, VideoJob};
+use std::path::Path;
+
+/// Classify a decoded clip from the actor's trajectory alone (bright, unsaturated pixels), to show
+/// that the class lives in the motion and survives H.264 at 64 px.
+fn classify_by_motion(path: &Path) -> &'static str {
+    let mut sampler = Sampler::open(path, SamplerOptions::default()).expect("open clip");
+    let index = sampler.index().clone();
+    let times: Vec<f64> = index.frame_pts.iter().map(|&p| index.seconds(p)).collect();
+    let s = 64usize;
+    let frames = sampler.sample(&times, s as u32).expect("decode clip");
+    let tau = std::f64::consts::TAU;
+    let mut track = Vec::new();
+    for f in frames.chunks_exact(3 * s * s) {
+        let (mut cx, mut sx, mut cy, mut sy, mut n) = (0.0, 0.0, 0.0, 0.0, 0.0);
+        for y in 0..s {
+            for x in 0..s {
+                let i = y * s + x;
+                if f[i].min(f[s * s + i]).min(f[2 * s * s + i]) > 190 {
+                    let (ax, ay) = (tau * x as f64 / s as f64, tau * y as f64 / s as f64);
+                    cx += ax.cos();
+                    sx += ax.sin();
+                    cy += ay.cos();
+                    sy += ay.sin();
+                    n += 1.0;
+                }
+            }
+        }
+        let px = sx.atan2(cx).rem_euclid(tau) / tau * s as f64;
+        let py = sy.atan2(cy).rem_euclid(tau) / tau * s as f64;
+        track.push((px, py, n));
+    }
+    let delta = |a: f64, b: f64| {
+        let d = (a - b).rem_euclid(s as f64);
+        if d > s as f64 / 2.0 {
+            d - s as f64
+        } else {
+            d
+        }
+    };
+    let (mut dx, mut x_span, mut y_span) = (0.0f64, (0.0f64, 0.0f64), (0.0f64, 0.0f64));
+    let (mut x, mut y) = (0.0, 0.0);
+    for w in track.windows(2) {
+        let (ddx, ddy) = (delta(w[1].0, w[0].0), delta(w[1].1, w[0].1));
+        dx += ddx;
+        x += ddx;
+        y += ddy;
+        x_span = (x_span.0.min(x), x_span.1.max(x));
+        y_span = (y_span.0.min(y), y_span.1.max(y));
+    }
+    let areas: Vec<f64> = track.iter().map(|t| t.2).collect();
+    let (amin, amax) = areas
+        .iter()
+        .fold((f64::MAX, 0.0f64), |(lo, hi), &a| (lo.min(a), hi.max(a)));
+    let secs = index.duration();
+    if amax > 1.8 * amin.max(1.0) {
+        "pulse"
+    } else if dx.abs() > 0.2 * s as f64 * secs {
+        if dx > 0.0 {
+            "slide_right"
+        } else {
+            "slide_left"
+        }
+    } else if x_span.1 - x_span.0 < 0.08 * s as f64 {
+        "bounce"
+    } else {
+        "orbit"
+    }
+}
 
 #[test]
 fn tiny_dataset_is_complete_deterministic_and_loadable() {
@@ -63,6 +132,19 @@ fn tiny_dataset_is_complete_deterministic_and_loadable() {
         assert!((index.duration() - want).abs() < 1e-6, "{}", clip.file);
         assert_eq!(CLASSES[clip.label_index], clip.label);
     }
+
+    // The class is readable from the motion of the decoded clips.
+    let correct = clips
+        .clips
+        .iter()
+        .filter(|c| classify_by_motion(&a.path().join(&c.file)) == c.label)
+        .count();
+    eprintln!("motion-rule accuracy: {correct}/{}", clips.clips.len());
+    assert!(
+        correct * 10 >= clips.clips.len() * 9,
+        "{correct} of {} clips classified from motion",
+        clips.clips.len()
+    );
 
     let plan = Fidelity::new(16, 32)
         .expect("fidelity")

@@ -33,6 +33,8 @@ enum Command {
     Synth(cmd::synth::SynthArgs),
     /// Check a video folder against a ground-truth file: durations, codecs, missing videos.
     Probe(cmd::probe::ProbeArgs),
+    /// Write a self-contained HTML report of a run folder.
+    Report(cmd::report::ReportArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +44,7 @@ fn main() -> ExitCode {
         Command::Eval(command) => cmd::eval::run(command),
         Command::Synth(args) => cmd::synth::run(args),
         Command::Probe(args) => cmd::probe::run(args),
+        Command::Report(args) => cmd::report::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,4 +2,5 @@
 
 pub mod eval;
 pub mod probe;
+pub mod report;
 pub mod synth;
