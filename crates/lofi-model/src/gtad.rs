@@ -500,6 +500,10 @@ pub struct GtadHead {
 impl GtadHead {
     /// Applies `loc1` to the SGAlign samples without building the aligned map: returns
     /// `[B, map_hidden, D, L]` before the ReLU, equal to `loc1(SgAlign::forward(x, ctx))`.
+    ///
+    /// # Panics
+    /// If `x` and `ctx` do not have the head's `hidden` channels ([`GtadHead::forward`] checks
+    /// its input, so this only concerns direct callers).
     pub fn align_project(&self, x: Tensor<3>, ctx: Tensor<3>) -> Tensor<4> {
         let [b, c, l] = x.dims();
         let (inner, context) = self.align.tables(l);
