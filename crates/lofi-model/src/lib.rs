@@ -12,6 +12,14 @@
 //! CPU (what the tests use), on a GPU device when one is enabled, and wrap the device with
 //! `.autodiff()` to train. Nothing in this crate names a backend.
 //!
+//! # Contents
+//! - [`resnet`]: TSM-ResNet-18/34/50 encoder (temporal + residual shift, trainable or frozen
+//!   BatchNorm, clip classifier for pre-training); [`shift`]: the temporal shift;
+//! - [`r2plus1d`]: R(2+1)D-18/34 trunk with the same input/output contract;
+//! - [`gtad`]: the G-TAD head (GCNeXt, SGAlign, start/end and IoU-map heads) for any `L`;
+//! - [`targets`], [`loss`]: training targets at any `L` and the G-TAD loss;
+//! - [`checkpoint`]: our own checkpoints; [`import`]: PyTorch / safetensors weight import.
+//!
 //! # Layouts (see each module for details)
 //! - encoder input `[B, L, F, 3, S, S]` (videos, snippets, frames per snippet, RGB, pixels),
 //!   output snippet features `[B, L, C]`;
