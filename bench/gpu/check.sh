@@ -36,14 +36,14 @@ say "card: ${CARD:-none found by nvidia-smi}"
 echo "{\"impl\":\"card\",\"card\":\"${CARD}\"}" >>"$RES"
 
 # --- Vulkan loader and NVIDIA ICD ------------------------------------------------------------
-if ! ldconfig -p | grep -q 'libvulkan.so.1'; then
-  if ls .gpu/debs/*.deb >/dev/null 2>&1; then
-    for f in .gpu/debs/*.deb; do dpkg -x "$f" /; done
-    ldconfig
-    say "unpacked $(ls .gpu/debs/*.deb | wc -l) .deb(s) for the Vulkan loader"
-  else
-    say "WARNING: no libvulkan.so.1 and no .gpu/debs: the burn part will find no adapter"
-  fi
+# The loader and the GL dispatch libraries the NVIDIA ICD links against (the device image has
+# none of them); unpacked into / as the device notes prescribe, on a GPU machine only.
+if command -v nvidia-smi >/dev/null && ls .gpu/debs/*.deb >/dev/null 2>&1; then
+  for f in .gpu/debs/*.deb; do dpkg -x "$f" /; done
+  ldconfig
+  say "unpacked $(ls .gpu/debs/*.deb | wc -l) .deb(s): Vulkan loader and GL dispatch"
+elif ! ldconfig -p | grep -q 'libvulkan.so.1'; then
+  say "WARNING: no libvulkan.so.1 and no .gpu/debs: the burn part will find no adapter"
 fi
 if [ -z "${VK_DRIVER_FILES:-}" ]; then
   for icd in /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json /usr/share/vulkan/icd.d/nvidia_icd.json \
@@ -85,7 +85,7 @@ if [ "${SKIP_BURN:-0}" != 1 ]; then
       say "burn vulkan fidelity $f (cap ${BURN_CAP_S}s)"
       smi_start
       line=$(timeout -k 5 "$BURN_CAP_S" "$BIN" --device vulkan --fidelity "$f" --warmup 2 --steps "$STEPS" \
-        --time-cap-s $((BURN_CAP_S / 2)) 2> >(tee -a "$LOG" >&2))
+        --time-cap-s $((BURN_CAP_S / 2)))
       rc=$?
       smi=$(smi_stop)
       if [ -n "$line" ]; then

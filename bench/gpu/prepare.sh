@@ -41,7 +41,9 @@ if [ "${SKIP_DEBS:-0}" != 1 ]; then
   apt-get $o update >/dev/null
   rm -f .gpu/debs/*.deb
   # shellcheck disable=SC2086
-  (cd .gpu/debs && apt-get $o download libvulkan1)
+  # The loader, plus the GL dispatch libraries the NVIDIA ICD (libGLX_nvidia) links against; the
+  # device notes list exactly these as what made Vulkan run there.
+  (cd .gpu/debs && apt-get $o download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2)
   echo "prepare.sh: $(ls .gpu/debs)" >&2
 fi
 
