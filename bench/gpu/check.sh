@@ -9,8 +9,9 @@
 # Output: the table on stdout and in $OUT/table.md, raw JSON lines in $OUT/results.jsonl, the full
 # log in $OUT/check.log.
 #
-# Knobs (environment): FIDELITIES (default "full s t st"), BURN_CAP_S (per fidelity, default 75),
-# TORCH_CAP_S (per PyTorch run, default 80), STEPS (timed steps, default 5), SKIP_TORCH=1,
+# Knobs (environment): FIDELITIES (default "full s t st"), BURN_CAP_S (per fidelity, default 70),
+# TORCH_CAP_S (per PyTorch run, default 60), TOTAL_CAP_S (no part starts after it, default 400),
+# STEPS (timed steps, default 5), SKIP_TORCH=1,
 # SKIP_BURN=1.
 set -u
 OUT=${OUT:-/tmp/lofi-gpu-check}
@@ -20,9 +21,9 @@ RES="$OUT/results.jsonl"
 : >"$RES"
 exec > >(tee -a "$LOG") 2>&1
 FIDELITIES=${FIDELITIES:-"full s t st"}
-BURN_CAP_S=${BURN_CAP_S:-75}
-TORCH_CAP_S=${TORCH_CAP_S:-70}
-TOTAL_CAP_S=${TOTAL_CAP_S:-420}   # a part that would start after this many seconds is skipped
+BURN_CAP_S=${BURN_CAP_S:-70}
+TORCH_CAP_S=${TORCH_CAP_S:-60}
+TOTAL_CAP_S=${TOTAL_CAP_S:-400}   # a part that would start after this many seconds is skipped
 STEPS=${STEPS:-5}
 PY=${PYTHON:-python3}
 BIN=.gpu/gpu_step
