@@ -16,7 +16,11 @@ fn running_statistics_survive_save_and_load() {
     let cfg = ResNetConfig::tiny(18, 4);
     let enc = cfg.init(&device).expect("valid");
     for _ in 0..3 {
-        let x = Tensor::<6>::random([1, 4, 1, 3, 32, 32], Distribution::Normal(1.0, 2.0), &device);
+        let x = Tensor::<6>::random(
+            [1, 4, 1, 3, 32, 32],
+            Distribution::Normal(1.0, 2.0),
+            &device,
+        );
         let _ = enc.forward(x).expect("ok");
     }
     let dir = tempfile::tempdir().expect("tmp");
