@@ -30,6 +30,7 @@ use crate::shift::temporal_shift;
 
 /// Shape of a TSM-ResNet encoder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ResNetConfig {
     /// 18, 34 (basic blocks) or 50 (bottleneck blocks).
     pub depth: usize,

@@ -1,0 +1,525 @@
+//! From a trained head to labelled detections: boundary candidates, anchor scores, Soft-NMS,
+//! top-k, fusion with video-level class scores, and the ActivityNet results file.
+//!
+//! Exists because every number the project reports passes through this post-processing, in three
+//! places: `lofi detect`, the head trainer's per-epoch validation, and the LoFi trainer's
+//! validation pass ([`validate_head`]). One implementation keeps them identical.
+//!
+//! # Rules (BMN / G-TAD)
+//! - Boundary positions: position `p` (in snippet units, `0..=L`) is time `p D / L`, the
+//!   convention of lofi-model's targets (boundary `i` is centred at `i / L` of the span; anchor
+//!   `(d, t)` covers `[t, t + d + 1]`) and of lofi-video's sampling plan (snippet `i` covers
+//!   `[i D / L, (i + 1) D / L)`). The start probability of position `p < L` is `start[p]`; the end
+//!   probability of position `e` is `end[e]` for `e < L` and `end[L - 1]` for `e = L` (the last
+//!   boundary region, whose target is 1 for an action that ends with the video).
+//! - Candidates: a start position is kept when its probability is a local peak (strictly above
+//!   both neighbours; a missing neighbour counts as lower) or above half the video's maximum start
+//!   probability; position 0 is always kept (BMN's rule). Ends likewise, position `L` always kept.
+//! - Every candidate pair `t < e` with `e - t <= D` is an anchor; its score is
+//!   `classification map x regression map` at `(e - t - 1, t)`. With `boundary_in_score` the
+//!   boundary probabilities multiply in too (`start x end x cls x reg`, BMN's full rule);
+//!   off by default, as in the G-TAD description we follow.
+//! - Gaussian Soft-NMS (`sigma`, 0.8 on ActivityNet) keeps the `top_k` (100) best.
+//! - Each kept proposal is paired with the video's `top_classes` (2) classes, score = proposal
+//!   score x class score ([`lofi_eval::fuse_with_class_scores`]).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Device, Tensor, TensorData};
+use lofi_eval::{
+    evaluate_detection, fuse_with_class_scores, soft_nms, DetectionFile, DetectionReport,
+    GroundTruth as EvalTruth, GroundTruthOptions, PredictionKind, Predictions, ScoredSegment,
+    SoftNms, Thresholds, VideoClassScores,
+};
+use lofi_model::GtadHead;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{HeadError, Result};
+use crate::features::{FeatureStore, VideoFeatures};
+use crate::model::{cpu_device, TrainedHead};
+
+/// Post-processing settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectConfig {
+    /// Gaussian Soft-NMS width (0.8 on ActivityNet, 0.46 on THUMOS14).
+    pub soft_nms_sigma: f64,
+    /// Proposals kept per video (100).
+    pub top_k: usize,
+    /// Video-level classes paired with each proposal (2).
+    pub top_classes: usize,
+    /// Multiply the start and end probabilities into the proposal score (BMN's full rule).
+    pub boundary_in_score: bool,
+    /// Videos per forward pass.
+    pub batch_size: usize,
+}
+
+impl Default for DetectConfig {
+    fn default() -> Self {
+        Self {
+            soft_nms_sigma: 0.8,
+            top_k: 100,
+            top_classes: 2,
+            boundary_in_score: false,
+            batch_size: 16,
+        }
+    }
+}
+
+impl DetectConfig {
+    /// Checks every value before any work.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.soft_nms_sigma.is_finite() && self.soft_nms_sigma > 0.0) {
+            return Err(HeadError::Config(format!(
+                "soft_nms_sigma = {} must be a positive number",
+                self.soft_nms_sigma
+            )));
+        }
+        for (key, v) in [
+            ("top_k", self.top_k),
+            ("top_classes", self.top_classes),
+            ("batch_size", self.batch_size),
+        ] {
+            if v == 0 {
+                return Err(HeadError::Config(format!("{key} must be at least 1")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One video's head outputs on the host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeadScores {
+    /// Temporal length `L`.
+    pub l: usize,
+    /// Anchor durations `D`.
+    pub d: usize,
+    /// Start probabilities `[L]`.
+    pub start: Vec<f32>,
+    /// End probabilities `[L]`.
+    pub end: Vec<f32>,
+    /// Regression IoU map `[D, L]`.
+    pub reg: Vec<f32>,
+    /// Classification IoU map `[D, L]`.
+    pub cls: Vec<f32>,
+}
+
+fn candidates(p: &[f32], always: usize) -> Vec<bool> {
+    let n = p.len();
+    let max = p.iter().copied().fold(0f32, f32::max);
+    (0..n)
+        .map(|i| {
+            let left = i == 0 || p[i] > p[i - 1];
+            let right = i + 1 == n || p[i] > p[i + 1];
+            i == always || (left && right) || p[i] > 0.5 * max
+        })
+        .collect()
+}
+
+/// Scored candidate segments (seconds) of one video before Soft-NMS (see the module docs).
+pub fn candidate_proposals(
+    s: &HeadScores,
+    duration: f64,
+    boundary_in_score: bool,
+) -> Vec<ScoredSegment> {
+    let l = s.l;
+    let starts = candidates(&s.start, 0);
+    // End positions 1..=L read end[e] (e < L) or end[L - 1] (e = L).
+    let end_at = |e: usize| s.end[e.min(l - 1)];
+    let end_probs: Vec<f32> = (1..=l).map(end_at).collect();
+    let ends = candidates(&end_probs, l - 1); // index j is position j + 1
+    let step = duration / l as f64;
+    let mut out = Vec::new();
+    for t in (0..l).filter(|&t| starts[t]) {
+        for e in (t + 1..=l).filter(|&e| ends[e - 1]) {
+            let dur = e - t - 1;
+            if dur >= s.d {
+                break;
+            }
+            let idx = dur * l + t;
+            let mut score = f64::from(s.cls[idx]) * f64::from(s.reg[idx]);
+            if boundary_in_score {
+                score *= f64::from(s.start[t]) * f64::from(end_at(e));
+            }
+            out.push(ScoredSegment::new(
+                t as f64 * step,
+                (e as f64 * step).min(duration),
+                score,
+            ));
+        }
+    }
+    out
+}
+
+fn to_host<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+    t.into_data()
+        .try_to_vec::<f32>()
+        .map_err(|e| HeadError::Input(format!("cannot read a head output: {e:?}")))
+}
+
+/// Runs `head` on videos (all at the same `L` and `C`), `batch_size` at a time.
+pub fn head_scores(
+    head: &GtadHead,
+    videos: &[&VideoFeatures],
+    batch_size: usize,
+    device: &Device,
+) -> Result<Vec<HeadScores>> {
+    let mut out = Vec::with_capacity(videos.len());
+    for chunk in videos.chunks(batch_size.max(1)) {
+        let (l, c) = (chunk[0].l, chunk[0].c);
+        if let Some(v) = chunk.iter().find(|v| v.l != l || v.c != c) {
+            return Err(HeadError::Input(format!(
+                "video {:?} has features [{}, {}], the batch [{l}, {c}]",
+                v.id, v.l, v.c
+            )));
+        }
+        let x = batch_tensor(chunk, device);
+        let o = head.forward(x)?;
+        let [b, _, d, _] = o.maps.dims();
+        let start = to_host(o.start)?;
+        let end = to_host(o.end)?;
+        let maps = to_host(o.maps)?;
+        for i in 0..b {
+            let m = &maps[i * 2 * d * l..(i + 1) * 2 * d * l];
+            out.push(HeadScores {
+                l,
+                d,
+                start: start[i * l..(i + 1) * l].to_vec(),
+                end: end[i * l..(i + 1) * l].to_vec(),
+                reg: m[..d * l].to_vec(),
+                cls: m[d * l..].to_vec(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Stacks `[L, C]` features into the head's `[B, C, L]` input.
+pub fn batch_tensor(videos: &[&VideoFeatures], device: &Device) -> Tensor<3> {
+    let (l, c) = (videos[0].l, videos[0].c);
+    let mut data = Vec::with_capacity(videos.len() * l * c);
+    for v in videos {
+        for ch in 0..c {
+            data.extend((0..l).map(|t| v.data[t * c + ch]));
+        }
+    }
+    Tensor::from_data(TensorData::new(data, [videos.len(), c, l]), device)
+}
+
+/// Class-agnostic proposals of each video: head, candidates, Soft-NMS, top-k.
+pub fn head_proposals(
+    head: &GtadHead,
+    videos: &[&VideoFeatures],
+    config: &DetectConfig,
+    device: &Device,
+) -> Result<Vec<Vec<ScoredSegment>>> {
+    config.validate()?;
+    let scores = head_scores(head, videos, config.batch_size, device)?;
+    let nms = SoftNms::gaussian(config.soft_nms_sigma, config.top_k);
+    scores
+        .iter()
+        .zip(videos)
+        .map(|(s, v)| {
+            let c = candidate_proposals(s, v.duration, config.boundary_in_score);
+            Ok(soft_nms(&c, &nms)?)
+        })
+        .collect()
+}
+
+/// Class scores in the `{"class": [...], "results": {video: [score per class]}}` layout that
+/// [`VideoClassScores`] reads and `lofi detect --class-scores-out` writes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassScoreFile {
+    /// Class names.
+    pub class: Vec<String>,
+    /// Per video, one score per class.
+    pub results: BTreeMap<String, Vec<f64>>,
+}
+
+impl ClassScoreFile {
+    /// As the evaluation crate's type.
+    pub fn to_scores(&self) -> Result<VideoClassScores> {
+        let bytes = serde_json::to_vec(self)
+            .map_err(|e| HeadError::Input(format!("cannot encode class scores: {e}")))?;
+        Ok(VideoClassScores::from_slice(
+            &bytes,
+            Path::new("<class scores from the trained classifier>"),
+        )?)
+    }
+}
+
+/// Labelled detections of each video: proposals fused with `classes`' top classes.
+///
+/// With `truth`, detections whose label is not a class of the evaluated subset are dropped (the
+/// official tool refuses such files; on ActivityNet every class occurs in every subset, so this
+/// only matters for small datasets); the second value counts them.
+pub fn detections(
+    videos: &[&VideoFeatures],
+    proposals: &[Vec<ScoredSegment>],
+    classes: &VideoClassScores,
+    top_classes: usize,
+    truth: Option<&EvalTruth>,
+) -> Result<(DetectionFile, usize)> {
+    let mut results = Vec::with_capacity(videos.len());
+    let mut dropped = 0;
+    for (v, p) in videos.iter().zip(proposals) {
+        let mut fused = fuse_with_class_scores(&v.id, p, classes, top_classes)?;
+        if let Some(truth) = truth {
+            let before = fused.len();
+            fused.retain(|d| truth.class_of(&d.label).is_some());
+            dropped += before - fused.len();
+        }
+        results.push((v.id.clone(), fused));
+    }
+    Ok((DetectionFile::new(results), dropped))
+}
+
+/// Evaluates a detection file in memory against `truth` at the ActivityNet thresholds.
+pub fn evaluate(truth: &EvalTruth, file: &DetectionFile) -> Result<DetectionReport> {
+    let bytes = serde_json::to_vec(file)
+        .map_err(|e| HeadError::Input(format!("cannot encode detections: {e}")))?;
+    let predictions = Predictions::from_slice(
+        &bytes,
+        Path::new("<detections in memory>"),
+        truth,
+        PredictionKind::Detections,
+    )?;
+    Ok(evaluate_detection(
+        truth,
+        &predictions,
+        &Thresholds::ACTIVITYNET.values(),
+    )?)
+}
+
+/// The validation pass the trainers call: runs `head` on per-video features `[L, C]` (for
+/// example the encoder's outputs at the current fidelity), turns them into detections with the
+/// rules above and the video-level `classes`, and evaluates them against `truth` (already
+/// restricted to the subset) at the ActivityNet tIoU thresholds 0.5:0.05:0.95. Returns the
+/// [`DetectionReport`] (`map` per threshold, `average_map`). Runs wherever `head` lives; pass a
+/// non-autodiff copy (`head.valid()`) to avoid recording a graph.
+pub fn validate_head(
+    head: &GtadHead,
+    videos: &[VideoFeatures],
+    truth: &EvalTruth,
+    classes: &VideoClassScores,
+    config: &DetectConfig,
+) -> Result<DetectionReport> {
+    if videos.is_empty() {
+        return Err(HeadError::Input(
+            "validation needs at least one video".into(),
+        ));
+    }
+    let device = head.stem.weight.val().device();
+    let refs: Vec<&VideoFeatures> = videos.iter().collect();
+    let proposals = head_proposals(head, &refs, config, &device)?;
+    let (file, _) = detections(&refs, &proposals, classes, config.top_classes, Some(truth))?;
+    evaluate(truth, &file)
+}
+
+/// Inputs of [`detect`] besides the settings.
+#[derive(Debug, Clone)]
+pub struct DetectInputs {
+    /// A `lofi train-head` run folder (`head.json`, `head.bpk`, `classifier.bpk`).
+    pub head_dir: PathBuf,
+    /// Feature folder.
+    pub features: PathBuf,
+    /// Ground truth (ActivityNet layout): the video list and durations.
+    pub ground_truth: PathBuf,
+    /// Subset to detect on ("validation").
+    pub subset: String,
+    /// External video-level class scores; `None` uses the run's trained classifier.
+    pub class_scores: Option<PathBuf>,
+    /// Where to write the detections (ActivityNet results JSON).
+    pub out: PathBuf,
+    /// Where to write the class scores used (when they come from our classifier).
+    pub class_scores_out: Option<PathBuf>,
+    /// Also evaluate against the ground truth and return the report.
+    pub evaluate: bool,
+}
+
+/// What [`detect`] produced.
+#[derive(Debug, Clone)]
+pub struct DetectOutcome {
+    /// The detections written to `out`.
+    pub detections: DetectionFile,
+    /// Videos detected.
+    pub videos: usize,
+    /// Detections dropped because their class does not occur in the subset.
+    pub dropped: usize,
+    /// The evaluation, when asked for.
+    pub report: Option<DetectionReport>,
+}
+
+/// `lofi detect`: loads a trained head and the subset's features, writes detections (and the
+/// class scores used), and optionally evaluates them.
+pub fn detect(config: &DetectConfig, inputs: &DetectInputs) -> Result<DetectOutcome> {
+    config.validate()?;
+    let device = cpu_device();
+    let trained = TrainedHead::load(&inputs.head_dir, &device)?;
+    let truth = lofi_video::ground_truth::GroundTruth::read(&inputs.ground_truth)?;
+    let store = FeatureStore::open(&inputs.features)?;
+    let mut videos = Vec::new();
+    for (id, entry) in truth
+        .database
+        .iter()
+        .filter(|(_, e)| e.subset == inputs.subset)
+    {
+        videos.push(store.load_at(
+            id,
+            entry.duration,
+            trained.meta.snippets,
+            Some(trained.meta.in_channels),
+        )?);
+    }
+    if videos.is_empty() {
+        return Err(HeadError::Input(format!(
+            "{}: no video of subset {:?}",
+            inputs.ground_truth.display(),
+            inputs.subset
+        )));
+    }
+    let refs: Vec<&VideoFeatures> = videos.iter().collect();
+    let classes = match (
+        &inputs.class_scores,
+        &trained.classifier,
+        &trained.meta.classifier,
+    ) {
+        (Some(path), _, _) => VideoClassScores::from_path(path)?,
+        (None, Some(model), Some(meta)) => {
+            let probs = meta.predict(model, &refs, &device)?;
+            let file = ClassScoreFile {
+                class: meta.classes.clone(),
+                results: videos.iter().map(|v| v.id.clone()).zip(probs).collect(),
+            };
+            if let Some(out) = &inputs.class_scores_out {
+                let text = serde_json::to_string(&file)
+                    .map_err(|e| HeadError::format(out, e.to_string()))?;
+                crate::npy::write_atomic(out, (text + "\n").as_bytes())
+                    .map_err(|e| HeadError::io(out, e))?;
+            }
+            file.to_scores()?
+        }
+        _ => {
+            return Err(HeadError::Input(format!(
+                "{}: this run has no video classifier; pass a class-score file",
+                inputs.head_dir.display()
+            )))
+        }
+    };
+    let proposals = head_proposals(&trained.head, &refs, config, &device)?;
+    let eval_truth = EvalTruth::from_path(
+        &inputs.ground_truth,
+        &GroundTruthOptions {
+            subset: inputs.subset.clone(),
+            ..GroundTruthOptions::default()
+        },
+    );
+    // Without annotations (a test subset) there is no class list to check labels against.
+    let eval_truth = match eval_truth {
+        Ok(t) => Some(t).filter(|t| !t.classes.is_empty()),
+        Err(e) if inputs.evaluate => return Err(e.into()),
+        Err(_) => None,
+    };
+    let (file, dropped) = detections(
+        &refs,
+        &proposals,
+        &classes,
+        config.top_classes,
+        eval_truth.as_ref(),
+    )?;
+    if dropped > 0 {
+        tracing::warn!(
+            "dropped {dropped} detections whose class does not occur in subset {:?}",
+            inputs.subset
+        );
+    }
+    file.write(&inputs.out)?;
+    let report = match (&eval_truth, inputs.evaluate) {
+        (Some(truth), true) => Some(evaluate(truth, &file)?),
+        (None, true) => {
+            return Err(HeadError::Input(format!(
+                "{}: subset {:?} has no annotations to evaluate against",
+                inputs.ground_truth.display(),
+                inputs.subset
+            )))
+        }
+        (_, false) => None,
+    };
+    Ok(DetectOutcome {
+        detections: file,
+        videos: videos.len(),
+        dropped,
+        report,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scores(l: usize, start: Vec<f32>, end: Vec<f32>) -> HeadScores {
+        HeadScores {
+            l,
+            d: l,
+            start,
+            end,
+            reg: vec![1.0; l * l],
+            cls: vec![0.5; l * l],
+        }
+    }
+
+    #[test]
+    fn peaks_and_half_max_make_candidates_with_the_first_and_last_always_kept() {
+        let c = candidates(&[0.1, 0.2, 0.9, 0.3, 0.35, 0.2], 0);
+        assert_eq!(c, vec![true, false, true, false, true, false]);
+        let c = candidates(&[0.1, 0.6, 0.7, 0.8, 0.1], 4);
+        assert_eq!(c, vec![false, true, true, true, true]);
+    }
+
+    #[test]
+    fn anchors_map_to_seconds_with_the_snippet_convention() {
+        // L = 4, duration 8 s: position p is 2p seconds. Only start 1 and end 3 stand out, plus
+        // the always-kept start 0 and end position 4.
+        let s = scores(4, vec![0.0, 0.9, 0.0, 0.0], vec![0.0, 0.0, 0.0, 0.9]);
+        let c = candidate_proposals(&s, 8.0, false);
+        let segs: Vec<(f64, f64)> = c.iter().map(|p| (p.segment.start, p.segment.end)).collect();
+        // end probabilities at positions 1..=4 are end[1], end[2], end[3], end[3]: peaks at 3
+        // (0.9 > 0) and 4 is always kept; 3 and 4 also exceed half the max.
+        assert_eq!(segs, vec![(0.0, 6.0), (0.0, 8.0), (2.0, 6.0), (2.0, 8.0)]);
+        assert!(c.iter().all(|p| (p.score - 0.5).abs() < 1e-12));
+        let with_boundaries = candidate_proposals(&s, 8.0, true);
+        assert!((with_boundaries[2].score - 0.5 * 0.9 * 0.9).abs() < 1e-6);
+        assert_eq!(with_boundaries[0].score, 0.0);
+    }
+
+    #[test]
+    fn max_duration_limits_anchors() {
+        let mut s = scores(4, vec![1.0; 4], vec![1.0; 4]);
+        s.d = 2;
+        s.reg.truncate(8);
+        s.cls.truncate(8);
+        let c = candidate_proposals(&s, 4.0, false);
+        assert!(c
+            .iter()
+            .all(|p| p.segment.end - p.segment.start <= 2.0 + 1e-9));
+        assert_eq!(c.len(), 4 + 3);
+    }
+
+    #[test]
+    fn bad_settings_are_refused() {
+        for cfg in [
+            DetectConfig {
+                soft_nms_sigma: 0.0,
+                ..DetectConfig::default()
+            },
+            DetectConfig {
+                top_k: 0,
+                ..DetectConfig::default()
+            },
+        ] {
+            assert!(cfg.validate().is_err());
+        }
+    }
+}

@@ -1,0 +1,671 @@
+//! `lofi extract`: the frozen encoder at full fidelity turns every video into a feature file, and
+//! `lofi extract --verify` checks a feature folder against the ground truth.
+//!
+//! Exists because extraction is the longest job after training (ActivityNet: ~20k videos) and
+//! the one users split across a cluster: so it is resumable (a video whose output exists and reads
+//! back with the right shape is skipped; a corrupt one is redone), shardable (`--shard K/N` takes
+//! the videos whose position in the sorted id list is `K` modulo `N`, `K` counted from 0, so `N`
+//! array jobs cover every video exactly once), writes each file under a temporary name and renames
+//! it, and ends with a list of failed videos instead of stopping at the first bad one.
+//!
+//! Outputs (issue-5 contract): `FEATURES_DIR/<id>.npy` (`[L, C]` float32, C order) and
+//! `FEATURES_DIR/index.json`. A sharded run writes `index.shard-K-of-N.json` instead (shards run
+//! concurrently and must not race on one file); [`verify`] merges whatever is on disk into
+//! `index.json`.
+//!
+//! Sampling: lofi-video's plan, `L` snippets of `F` frames over `[0, D]` with `D` the annotated
+//! duration; snippet `i` covers `[i D / L, (i + 1) D / L)` (see `lofi_video::plan`). The encoder
+//! sees one video at a time, `[1, L, F, 3, S, S]`, in inference mode (BatchNorm running
+//! statistics), and its snippet features (mean over the `F` frames) are written as they are.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor, TensorData};
+use lofi_model::{ResNetConfig, TsmEncoder};
+use lofi_video::ground_truth::{find_video, GroundTruth};
+use lofi_video::{Fidelity, Loader, LoaderConfig, SamplingPlan, VideoJob};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{HeadError, Result};
+use crate::features::{FailedVideo, FeatureIndex, IndexEntry, INDEX_FILE};
+use crate::model::cpu_device;
+use crate::npy;
+
+/// The encoder to extract with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncoderSpec {
+    /// Its architecture (must match the checkpoint, `num_classes` included).
+    pub model: ResNetConfig,
+    /// A checkpoint written by lofi (`.bpk`), or a PyTorch `.pth`/`.safetensors` (imported with
+    /// lofi-model's key remapping; unused keys such as another task's classifier are ignored).
+    /// `None` extracts with a randomly initialised encoder (seeded; for tests and baselines).
+    pub checkpoint: Option<PathBuf>,
+    /// Seed of the random initialisation when there is no checkpoint.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+/// A `--shard K/N` selection: `index` in `0..count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    /// This shard, from 0.
+    pub index: usize,
+    /// Number of shards.
+    pub count: usize,
+}
+
+impl Shard {
+    /// Parses `K/N` (`K` from 0).
+    pub fn parse(text: &str) -> Result<Self> {
+        let err = || {
+            HeadError::Config(format!(
+                "shard {text:?} must be K/N with 0 <= K < N (K counted from 0)"
+            ))
+        };
+        let (k, n) = text.split_once('/').ok_or_else(err)?;
+        let index: usize = k.trim().parse().map_err(|_| err())?;
+        let count: usize = n.trim().parse().map_err(|_| err())?;
+        if count == 0 || index >= count {
+            return Err(err());
+        }
+        Ok(Self { index, count })
+    }
+
+    /// Whether the video at `position` of the sorted id list belongs to this shard.
+    pub fn takes(&self, position: usize) -> bool {
+        position % self.count == self.index
+    }
+}
+
+/// Settings of `lofi extract` (TOML; unknown keys are errors).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtractConfig {
+    /// Snippets per video, `L` (100).
+    #[serde(default = "default_snippets")]
+    pub snippets: usize,
+    /// Frames per snippet, `F` (1).
+    #[serde(default = "default_frames")]
+    pub frames_per_snippet: usize,
+    /// Frame side, `S` (224).
+    #[serde(default = "default_size")]
+    pub size: usize,
+    /// Decoding worker threads.
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+    /// Allowed shortfall of a video against its annotated duration, seconds.
+    #[serde(default = "default_tolerance")]
+    pub duration_tolerance: f64,
+    /// Only videos of this subset (`None`: all videos of the ground truth).
+    #[serde(default)]
+    pub subset: Option<String>,
+    /// The encoder.
+    pub encoder: EncoderSpec,
+}
+
+fn default_snippets() -> usize {
+    100
+}
+fn default_frames() -> usize {
+    1
+}
+fn default_size() -> usize {
+    224
+}
+fn default_workers() -> usize {
+    2
+}
+fn default_tolerance() -> f64 {
+    1.0
+}
+
+impl ExtractConfig {
+    /// Full fidelity (100 x 1 x 224) with `encoder`.
+    pub fn new(encoder: EncoderSpec) -> Self {
+        Self {
+            snippets: default_snippets(),
+            frames_per_snippet: default_frames(),
+            size: default_size(),
+            workers: default_workers(),
+            duration_tolerance: default_tolerance(),
+            subset: None,
+            encoder,
+        }
+    }
+
+    /// Parses and validates a TOML config.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self> {
+        let c: Self = toml::from_str(text).map_err(|e| HeadError::format(path, e.to_string()))?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Checks every value before any work.
+    pub fn validate(&self) -> Result<()> {
+        for (key, v) in [
+            ("snippets", self.snippets),
+            ("frames_per_snippet", self.frames_per_snippet),
+            ("size", self.size),
+            ("workers", self.workers),
+        ] {
+            if v == 0 {
+                return Err(HeadError::Config(format!("{key} must be at least 1")));
+            }
+        }
+        if !(self.duration_tolerance.is_finite() && self.duration_tolerance >= 0.0) {
+            return Err(HeadError::Config(format!(
+                "duration_tolerance = {} must be >= 0",
+                self.duration_tolerance
+            )));
+        }
+        if self.size < 32 {
+            return Err(HeadError::Config(format!(
+                "size = {} is too small for a ResNet (at least 32 px)",
+                self.size
+            )));
+        }
+        if let Some(p) = &self.encoder.checkpoint {
+            if !p.is_file() {
+                return Err(HeadError::Config(format!(
+                    "encoder.checkpoint {} does not exist",
+                    p.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn plan(&self) -> Result<SamplingPlan> {
+        let fidelity = Fidelity::new(self.snippets, self.size)?;
+        Ok(fidelity.apply(&SamplingPlan::new(self.frames_per_snippet)?))
+    }
+}
+
+/// Where `extract` reads and writes.
+#[derive(Debug, Clone)]
+pub struct ExtractInputs {
+    /// Ground truth (the video list and durations).
+    pub ground_truth: PathBuf,
+    /// Folder of the video files (`<id>.mp4` etc., with or without `v_`).
+    pub videos: PathBuf,
+    /// Feature folder.
+    pub out: PathBuf,
+    /// Shard of the video list (`None`: all).
+    pub shard: Option<Shard>,
+}
+
+/// What `extract` did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExtractOutcome {
+    /// Videos of this shard.
+    pub videos: usize,
+    /// Newly extracted.
+    pub extracted: usize,
+    /// Already done (valid output found).
+    pub skipped: usize,
+    /// Existing outputs that were corrupt and were redone.
+    pub redone: usize,
+    /// Videos that failed, with the reason.
+    pub failed: Vec<FailedVideo>,
+    /// The index file written.
+    pub index_path: PathBuf,
+    /// Frames encoded.
+    pub frames: usize,
+    /// Wall time, seconds.
+    pub seconds: f64,
+}
+
+/// Builds the encoder of `spec` on `device` in inference mode.
+pub fn load_encoder(spec: &EncoderSpec, device: &Device) -> Result<TsmEncoder> {
+    device.seed(spec.seed);
+    let encoder = spec.model.init(device)?;
+    let encoder = match &spec.checkpoint {
+        None => encoder,
+        Some(path) => {
+            let ext = path
+                .extension()
+                .and_then(|e| e.to_str())
+                .unwrap_or("")
+                .to_ascii_lowercase();
+            if matches!(ext.as_str(), "pth" | "pt" | "safetensors") {
+                let options = lofi_model::import::ImportOptions {
+                    ignore_unused: true,
+                    ..Default::default()
+                };
+                lofi_model::import::import_resnet(encoder, path, &options)?.0
+            } else {
+                lofi_model::checkpoint::load(encoder, path)?
+            }
+        }
+    };
+    Ok(encoder.valid())
+}
+
+/// Checks an existing output: header, shape `[L, C]`, file size. `Ok(shape)` when usable.
+pub fn check_output(
+    path: &Path,
+    l: usize,
+    c: Option<usize>,
+) -> std::result::Result<[usize; 2], String> {
+    let header = npy::read_header(path).map_err(|e| e.0)?;
+    if header.dtype != npy::Dtype::F32 || header.shape.len() != 2 {
+        return Err(format!(
+            "expected a 2-D float32 array, found {:?} {:?}",
+            header.dtype, header.shape
+        ));
+    }
+    let shape = [header.shape[0], header.shape[1]];
+    if shape[0] != l || c.is_some_and(|c| c != shape[1]) {
+        return Err(format!(
+            "shape {shape:?}, expected [{l}, {}]",
+            c.map_or("C".to_string(), |c| c.to_string())
+        ));
+    }
+    let len = std::fs::metadata(path).map_err(|e| e.to_string())?.len() as usize;
+    let want = header.data_offset + header.data_bytes();
+    if len != want {
+        return Err(format!(
+            "file has {len} bytes, its header promises {want} (truncated or corrupt)"
+        ));
+    }
+    Ok(shape)
+}
+
+fn check_id(id: &str, gt: &Path) -> Result<()> {
+    if id.is_empty() || id.contains(['/', '\\']) || id.starts_with('.') {
+        return Err(HeadError::format(
+            gt,
+            format!("video id {id:?} cannot be used as a file name"),
+        ));
+    }
+    Ok(())
+}
+
+/// The videos of the ground truth selected by `subset` and `shard`, sorted by id, with durations.
+pub fn select_videos(
+    truth: &GroundTruth,
+    gt_path: &Path,
+    subset: Option<&str>,
+    shard: Option<Shard>,
+) -> Result<Vec<(String, f64)>> {
+    let mut out = Vec::new();
+    let all = truth
+        .database
+        .iter()
+        .filter(|(_, e)| subset.is_none_or(|s| e.subset == s));
+    for (pos, (id, entry)) in all.enumerate() {
+        if shard.is_none_or(|s| s.takes(pos)) {
+            check_id(id, gt_path)?;
+            out.push((id.clone(), entry.duration));
+        }
+    }
+    Ok(out)
+}
+
+/// Index file name of a shard.
+pub fn index_name(shard: Option<Shard>) -> String {
+    match shard {
+        Some(s) if s.count > 1 => format!("index.shard-{}-of-{}.json", s.index, s.count),
+        _ => INDEX_FILE.to_string(),
+    }
+}
+
+/// Extracts features of every selected video; see the module docs. `progress(done, total)` is
+/// called after each video of the shard (skipped ones included).
+pub fn extract(
+    config: &ExtractConfig,
+    inputs: &ExtractInputs,
+    progress: &dyn Fn(usize, usize),
+) -> Result<ExtractOutcome> {
+    config.validate()?;
+    let started = Instant::now();
+    let truth = GroundTruth::read(&inputs.ground_truth)?;
+    let selected = select_videos(
+        &truth,
+        &inputs.ground_truth,
+        config.subset.as_deref(),
+        inputs.shard,
+    )?;
+    std::fs::create_dir_all(&inputs.out).map_err(|e| HeadError::io(&inputs.out, e))?;
+    let device = cpu_device();
+    let encoder = load_encoder(&config.encoder, &device)?;
+    let c = config.encoder.model.out_channels();
+    let l = config.snippets;
+    let total = selected.len();
+
+    let mut entries: BTreeMap<String, IndexEntry> = BTreeMap::new();
+    let mut failed = Vec::new();
+    let mut jobs = Vec::new();
+    let (mut skipped, mut redone) = (0, 0);
+    for (id, duration) in &selected {
+        let file = format!("{id}.npy");
+        let path = inputs.out.join(&file);
+        if path.exists() {
+            match check_output(&path, l, Some(c)) {
+                Ok(shape) => {
+                    entries.insert(
+                        id.clone(),
+                        IndexEntry {
+                            file,
+                            duration: *duration,
+                            shape,
+                        },
+                    );
+                    skipped += 1;
+                    progress(skipped, total);
+                    continue;
+                }
+                Err(reason) => {
+                    tracing::warn!(
+                        "video {id}: existing {} is unusable ({reason}); redoing it",
+                        path.display()
+                    );
+                    redone += 1;
+                }
+            }
+        }
+        match find_video(&inputs.videos, id) {
+            Some(video) => jobs.push(VideoJob {
+                id: id.clone(),
+                path: video,
+                annotated_duration: Some(*duration),
+            }),
+            None => {
+                let reason = format!("no video file for it in {}", inputs.videos.display());
+                tracing::warn!("video {id}: {reason}");
+                failed.push(FailedVideo {
+                    id: id.clone(),
+                    reason,
+                });
+                progress(skipped + failed.len(), total);
+            }
+        }
+    }
+
+    let mut loader_cfg = LoaderConfig::new(config.plan()?);
+    loader_cfg.workers = config.workers;
+    loader_cfg.queue = config.workers * 2;
+    loader_cfg.duration_tolerance = config.duration_tolerance;
+    let mut extracted = 0;
+    let mut frames = 0;
+    if !jobs.is_empty() {
+        let mut loader = Loader::new(jobs, loader_cfg)?;
+        for video in loader.by_ref() {
+            let clip = video.clip.to_f32_normalized();
+            let [cl, f, ch, h, w] = clip.shape;
+            let x =
+                Tensor::<6>::from_data(TensorData::new(clip.data, [1, cl, f, ch, h, w]), &device);
+            let feats = encoder.forward(x)?;
+            let data: Vec<f32> = feats
+                .into_data()
+                .try_to_vec::<f32>()
+                .map_err(|e| HeadError::Input(format!("cannot read encoder output: {e:?}")))?;
+            let file = format!("{}.npy", video.id);
+            let path = inputs.out.join(&file);
+            match npy::write_f32_2d(&path, l, c, &data) {
+                Ok(()) => {
+                    entries.insert(
+                        video.id.clone(),
+                        IndexEntry {
+                            file,
+                            duration: video.duration,
+                            shape: [l, c],
+                        },
+                    );
+                    extracted += 1;
+                    frames += cl * f;
+                }
+                Err(e) => failed.push(FailedVideo {
+                    id: video.id.clone(),
+                    reason: format!("{}: {}", path.display(), e.0),
+                }),
+            }
+            progress(skipped + extracted + failed.len(), total);
+        }
+        let report = loader.finish();
+        for f in report.failed {
+            tracing::warn!("video {}: {}", f.id, f.reason);
+            failed.push(FailedVideo {
+                id: f.id,
+                reason: f.reason,
+            });
+            progress(skipped + extracted + failed.len(), total);
+        }
+    }
+    failed.sort_by(|a, b| a.id.cmp(&b.id));
+    let index = FeatureIndex {
+        snippets: l,
+        frames_per_snippet: config.frames_per_snippet,
+        size: config.size,
+        encoder: encoder_name(&config.encoder),
+        videos: entries,
+        failed: failed.clone(),
+    };
+    let index_path = inputs.out.join(index_name(inputs.shard));
+    index.write(&index_path)?;
+    Ok(ExtractOutcome {
+        videos: total,
+        extracted,
+        skipped,
+        redone,
+        failed,
+        index_path,
+        frames,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn encoder_name(spec: &EncoderSpec) -> String {
+    match &spec.checkpoint {
+        Some(p) => p.display().to_string(),
+        None => format!(
+            "random TSM-ResNet-{} width {} (seed {})",
+            spec.model.depth, spec.model.base_width, spec.seed
+        ),
+    }
+}
+
+/// What [`verify`] found.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct VerifyReport {
+    /// Videos with a valid feature file.
+    pub ok: usize,
+    /// Videos without a feature file.
+    pub missing: Vec<String>,
+    /// Videos whose file is unusable, with the reason.
+    pub corrupt: Vec<FailedVideo>,
+    /// The merged index written (`index.json`), listing the valid files.
+    pub index_path: PathBuf,
+}
+
+impl VerifyReport {
+    /// Whether every video has a valid file.
+    pub fn is_complete(&self) -> bool {
+        self.missing.is_empty() && self.corrupt.is_empty()
+    }
+}
+
+/// `lofi extract --verify`: checks that every video of the ground truth (`subset` only, when
+/// given) has a valid `<id>.npy` in `dir` (header, `[L, C]` shape agreeing with the other files
+/// and the index, complete data, finite values), merges the shard indexes into `index.json`
+/// (valid files only; missing and corrupt ones under `failed`), and lists what is wrong.
+pub fn verify(dir: &Path, ground_truth: &Path, subset: Option<&str>) -> Result<VerifyReport> {
+    let truth = GroundTruth::read(ground_truth)?;
+    let selected = select_videos(&truth, ground_truth, subset, None)?;
+    // Settings from any index on disk (index.json or shard indexes).
+    let mut settings: Option<FeatureIndex> = None;
+    let mut durations: BTreeMap<String, f64> = BTreeMap::new();
+    let listing = std::fs::read_dir(dir).map_err(|e| HeadError::io(dir, e))?;
+    let mut index_files: Vec<PathBuf> = listing
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("index") && n.ends_with(".json"))
+        })
+        .collect();
+    index_files.sort();
+    for p in &index_files {
+        let idx = FeatureIndex::read(p)?;
+        if let Some(s) = &settings {
+            if (s.snippets, s.frames_per_snippet, s.size)
+                != (idx.snippets, idx.frames_per_snippet, idx.size)
+            {
+                return Err(HeadError::format(
+                    p,
+                    format!(
+                        "made with L={}, F={}, S={} but {} says L={}, F={}, S={}",
+                        idx.snippets,
+                        idx.frames_per_snippet,
+                        idx.size,
+                        index_files[0].display(),
+                        s.snippets,
+                        s.frames_per_snippet,
+                        s.size
+                    ),
+                ));
+            }
+        }
+        for (id, e) in &idx.videos {
+            durations.insert(id.clone(), e.duration);
+        }
+        settings.get_or_insert(idx);
+    }
+    let mut report = VerifyReport::default();
+    let mut entries = BTreeMap::new();
+    let mut channels: Option<usize> = None;
+    let mut l_seen: Option<usize> = settings.as_ref().map(|s| s.snippets);
+    for (id, duration) in &selected {
+        let file = format!("{id}.npy");
+        let path = dir.join(&file);
+        if !path.is_file() {
+            report.missing.push(id.clone());
+            continue;
+        }
+        let checked = match l_seen {
+            Some(l) => check_output(&path, l, channels),
+            None => npy::read_header(&path)
+                .map_err(|e| e.0)
+                .and_then(|h| match h.shape.first() {
+                    Some(&l) => check_output(&path, l, channels),
+                    None => Err("array has no dimensions".into()),
+                }),
+        };
+        let checked = checked.and_then(|shape| {
+            let a = npy::read_2d(&path).map_err(|e| e.0)?;
+            match a.data.iter().position(|v| !v.is_finite()) {
+                Some(i) => Err(format!(
+                    "value {} at row {} is not finite",
+                    a.data[i],
+                    i / a.cols
+                )),
+                None => Ok(shape),
+            }
+        });
+        match checked {
+            Ok(shape) => {
+                l_seen.get_or_insert(shape[0]);
+                channels.get_or_insert(shape[1]);
+                entries.insert(
+                    id.clone(),
+                    IndexEntry {
+                        file,
+                        duration: durations.get(id).copied().unwrap_or(*duration),
+                        shape,
+                    },
+                );
+                report.ok += 1;
+            }
+            Err(reason) => report.corrupt.push(FailedVideo {
+                id: id.clone(),
+                reason: format!("{}: {reason}", path.display()),
+            }),
+        }
+    }
+    let mut failed: Vec<FailedVideo> = report
+        .missing
+        .iter()
+        .map(|id| FailedVideo {
+            id: id.clone(),
+            reason: "missing".into(),
+        })
+        .chain(report.corrupt.iter().cloned())
+        .collect();
+    failed.sort_by(|a, b| a.id.cmp(&b.id));
+    let base = settings.unwrap_or(FeatureIndex {
+        snippets: l_seen.unwrap_or(0),
+        frames_per_snippet: 0,
+        size: 0,
+        encoder: "unknown (no index file found)".into(),
+        videos: BTreeMap::new(),
+        failed: Vec::new(),
+    });
+    let merged = FeatureIndex {
+        videos: entries,
+        failed,
+        ..base
+    };
+    report.index_path = dir.join(INDEX_FILE);
+    merged.write(&report.index_path)?;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_parse_and_partition() {
+        assert_eq!(Shard::parse("1/3").ok(), Some(Shard { index: 1, count: 3 }));
+        for bad in ["3/3", "1", "a/2", "0/0", "-1/2"] {
+            assert!(Shard::parse(bad).is_err(), "{bad}");
+        }
+        let shards: Vec<Shard> = (0..3).map(|k| Shard { index: k, count: 3 }).collect();
+        for pos in 0..20 {
+            assert_eq!(shards.iter().filter(|s| s.takes(pos)).count(), 1);
+        }
+        assert_eq!(index_name(Some(shards[2])), "index.shard-2-of-3.json");
+        assert_eq!(index_name(None), "index.json");
+    }
+
+    #[test]
+    fn config_refuses_unknown_keys_and_bad_values() {
+        let p = Path::new("extract.toml");
+        let base = "[encoder]\nseed = 1\n[encoder.model]\ndepth = 18\nbase_width = 8\nshift = true\nshift_div = 8\nfrozen_bn = false\n";
+        let ok = ExtractConfig::from_toml(&format!("snippets = 8\nsize = 64\n{base}"), p)
+            .expect("valid");
+        assert_eq!((ok.snippets, ok.frames_per_snippet, ok.size), (8, 1, 64));
+        let e = ExtractConfig::from_toml(&format!("snipets = 8\n{base}"), p).expect_err("key");
+        assert!(e.to_string().contains("snipets"), "{e}");
+        let e = ExtractConfig::from_toml(&format!("snippets = 0\n{base}"), p).expect_err("zero");
+        assert!(e.to_string().contains("snippets"), "{e}");
+        let with_ckpt = base.replace(
+            "seed = 1\n",
+            "seed = 1\ncheckpoint = \"/nonexistent/enc.bpk\"\n",
+        );
+        let e = ExtractConfig::from_toml(&with_ckpt, p).expect_err("missing checkpoint");
+        assert!(e.to_string().contains("/nonexistent/enc.bpk"), "{e}");
+        let typo = format!("{base}shift_dvi = 4\n");
+        let e = ExtractConfig::from_toml(&typo, p).expect_err("typo in the model table");
+        assert!(e.to_string().contains("shift_dvi"), "{e}");
+    }
+
+    #[test]
+    fn check_output_catches_truncation_and_wrong_shape() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("v.npy");
+        npy::write_f32_2d(&p, 4, 3, &[0.5; 12]).expect("write");
+        assert_eq!(check_output(&p, 4, Some(3)), Ok([4, 3]));
+        assert!(check_output(&p, 5, Some(3)).is_err());
+        assert!(check_output(&p, 4, Some(2)).is_err());
+        let bytes = std::fs::read(&p).expect("read");
+        std::fs::write(&p, &bytes[..bytes.len() - 4]).expect("truncate");
+        assert!(check_output(&p, 4, Some(3))
+            .expect_err("truncated")
+            .contains("truncated"));
+    }
+}

@@ -1,0 +1,33 @@
+//! Everything after a frozen encoder: feature extraction (sharded, resumable, verifiable), feature
+//! files (ours and the peers' `.npy` / `.csv`), G-TAD trained from scratch on features with a
+//! video-level classifier beside it, detection (BMN boundary rule, Soft-NMS, class fusion) and
+//! evaluation with the ActivityNet protocol.
+//!
+//! Why this crate exists: LoFi's reported numbers come from step 3 of the method, where the
+//! trained encoder is frozen, features are extracted at full fidelity and a fresh G-TAD is trained
+//! and evaluated on them. That pipeline is also what users run on a peer's published features,
+//! so it lives apart from the end-to-end trainer (which calls [`validate_head`] for its
+//! validation pass) and depends only on the video, model and evaluation crates.
+//!
+//! Entry points, each a config struct in and an outcome struct out:
+//! [`extract()`] / [`verify`], [`train_head`], [`detect()`], and [`validate_head`].
+
+pub mod detect;
+pub mod error;
+pub mod extract;
+pub mod features;
+pub mod model;
+pub mod npy;
+pub mod train;
+
+pub use detect::{
+    detect, head_proposals, validate_head, ClassScoreFile, DetectConfig, DetectInputs,
+    DetectOutcome,
+};
+pub use error::{HeadError, Result};
+pub use extract::{
+    extract, verify, EncoderSpec, ExtractConfig, ExtractInputs, ExtractOutcome, Shard, VerifyReport,
+};
+pub use features::{FeatureIndex, FeatureStore, VideoFeatures};
+pub use model::{cpu_device, HeadArch, HeadMeta, TrainedHead};
+pub use train::{train_head, HeadConfig, HeadInputs, HeadOutcome, StepProgress};

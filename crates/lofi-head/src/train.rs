@@ -1,0 +1,711 @@
+//! `lofi train-head`: G-TAD trained from scratch on feature files, with the video-level
+//! classifier beside it, per-step metrics, per-epoch checkpoints and validation.
+//!
+//! Exists because LoFi's final numbers come from exactly this stage (paper section 3, step 3):
+//! the encoder is frozen, features are extracted at full fidelity, and a fresh G-TAD is trained
+//! on them with G-TAD's own recipe. The same function serves our features and a peer's.
+//!
+//! Recipe defaults (G-TAD on ActivityNet): Adam, learning rate 4e-3, weight decay 1e-4 (L2 added
+//! to the gradient, as PyTorch's Adam does), batch 16, 10 epochs, learning rate x0.1 after every
+//! 5 epochs, gradient clipping at global norm 1.
+//!
+//! Run folder (`out`): `config.toml` (the settings used), `metrics.jsonl` (one line per step,
+//! one `epoch_end` line per epoch with the mean loss and `val_average_mAP` when validation ran),
+//! `checkpoints/epoch-<N>.bpk` + `checkpoints/last`, and at the end `head.bpk`,
+//! `classifier.bpk` and `head.json` (see [`crate::model`]).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::grad_clipping::GradientClippingConfig;
+use burn::module::Module;
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Device, Tensor, TensorData};
+use lofi_eval::{GroundTruth as EvalTruth, GroundTruthOptions};
+use lofi_model::{GtadLoss, GtadTargets, Segment, TargetConfig};
+use lofi_video::ground_truth::GroundTruth;
+use serde::{Deserialize, Serialize};
+
+use crate::detect::{validate_head, ClassScoreFile, DetectConfig};
+use crate::error::{HeadError, Result};
+use crate::features::{FeatureStore, VideoFeatures};
+use crate::model::{cpu_device, files, ClassifierMeta, HeadArch, HeadMeta, VideoClassifier};
+use crate::npy::write_atomic;
+
+/// Settings of the video-level classifier trained beside the head.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClassifierConfig {
+    /// Train it (otherwise `lofi detect` needs an external class-score file).
+    pub enabled: bool,
+    /// Hidden units; 0 = linear softmax classifier.
+    pub hidden: usize,
+    /// Full-batch Adam steps.
+    pub steps: usize,
+    /// Learning rate.
+    pub lr: f64,
+    /// L2 weight decay.
+    pub weight_decay: f64,
+}
+
+impl Default for ClassifierConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            hidden: 0,
+            steps: 300,
+            lr: 1e-2,
+            weight_decay: 1e-4,
+        }
+    }
+}
+
+/// Everything `lofi train-head` reads from its TOML config (unknown keys are errors).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeadConfig {
+    /// Temporal scale `L` of the head; features of any length are resampled to it.
+    pub snippets: usize,
+    /// Epochs.
+    pub epochs: usize,
+    /// Videos per batch.
+    pub batch_size: usize,
+    /// Adam learning rate.
+    pub lr: f64,
+    /// L2 weight decay.
+    pub weight_decay: f64,
+    /// The learning rate is multiplied by `lr_gamma` every `lr_step_epochs` epochs.
+    pub lr_step_epochs: usize,
+    /// Learning-rate decay factor.
+    pub lr_gamma: f64,
+    /// Clip the global gradient norm at this value (0 = no clipping).
+    pub grad_clip: f64,
+    /// Seed of initialisation, shuffling and the loss's band sampling.
+    pub seed: u64,
+    /// Subset to train on.
+    pub train_subset: String,
+    /// Subset to validate on.
+    pub val_subset: String,
+    /// Validate every this many epochs (0 = never; the last epoch always when > 0).
+    pub validate_every: usize,
+    /// Skip videos without a feature file (with a warning) instead of failing.
+    pub skip_missing: bool,
+    /// Width of the region around each ground-truth boundary, in snippets (3).
+    pub boundary_width: f64,
+    /// Head sizes.
+    pub head: HeadArch,
+    /// The video-level classifier.
+    pub classifier: ClassifierConfig,
+    /// Post-processing used by validation.
+    pub detect: DetectConfig,
+}
+
+impl Default for HeadConfig {
+    fn default() -> Self {
+        Self {
+            snippets: 100,
+            epochs: 10,
+            batch_size: 16,
+            lr: 4e-3,
+            weight_decay: 1e-4,
+            lr_step_epochs: 5,
+            lr_gamma: 0.1,
+            grad_clip: 1.0,
+            seed: 0,
+            train_subset: "training".into(),
+            val_subset: "validation".into(),
+            validate_every: 1,
+            skip_missing: false,
+            boundary_width: 3.0,
+            head: HeadArch::default(),
+            classifier: ClassifierConfig::default(),
+            detect: DetectConfig::default(),
+        }
+    }
+}
+
+impl HeadConfig {
+    /// A small, fast configuration for tests and the demo: the tiny head at `snippets`, batch 4.
+    pub fn tiny(snippets: usize) -> Self {
+        Self {
+            snippets,
+            batch_size: 4,
+            head: HeadArch::tiny(),
+            ..Self::default()
+        }
+    }
+
+    /// Parses a TOML config (unknown keys are errors naming the key) and validates it.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self> {
+        let c: Self = toml::from_str(text).map_err(|e| HeadError::format(path, e.to_string()))?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Checks every value before any work; errors name the key.
+    pub fn validate(&self) -> Result<()> {
+        let err = |m: String| Err(HeadError::Config(m));
+        for (key, v) in [
+            ("snippets", self.snippets),
+            ("epochs", self.epochs),
+            ("batch_size", self.batch_size),
+            ("lr_step_epochs", self.lr_step_epochs),
+        ] {
+            if v == 0 {
+                return err(format!("{key} must be at least 1"));
+            }
+        }
+        for (key, v, positive) in [
+            ("lr", self.lr, true),
+            ("weight_decay", self.weight_decay, false),
+            ("lr_gamma", self.lr_gamma, true),
+            ("grad_clip", self.grad_clip, false),
+            ("boundary_width", self.boundary_width, true),
+            ("classifier.lr", self.classifier.lr, true),
+            (
+                "classifier.weight_decay",
+                self.classifier.weight_decay,
+                false,
+            ),
+        ] {
+            if !v.is_finite() || v < 0.0 || (positive && v == 0.0) {
+                let need = if positive { "> 0" } else { ">= 0" };
+                return err(format!("{key} = {v} must be a finite number {need}"));
+            }
+        }
+        if self.classifier.enabled && self.classifier.steps == 0 {
+            return err("classifier.steps must be at least 1".into());
+        }
+        if self.train_subset.is_empty() {
+            return err("train_subset must not be empty".into());
+        }
+        self.detect.validate()?;
+        // The head's own checks (group divisibility etc.) with a representative width.
+        let probe = self.head.gtad(self.head.stem_groups.max(1) * 4);
+        probe
+            .init(&Device::flex())
+            .map(|_| ())
+            .map_err(|e| HeadError::Config(format!("head: {e}")))
+    }
+
+    /// The learning rate of `epoch` (0-based).
+    pub fn lr_at(&self, epoch: usize) -> f64 {
+        self.lr * self.lr_gamma.powi((epoch / self.lr_step_epochs) as i32)
+    }
+}
+
+/// Where `train_head` reads and writes.
+#[derive(Debug, Clone)]
+pub struct HeadInputs {
+    /// Feature folder (ours or a peer's).
+    pub features: PathBuf,
+    /// Ground truth (ActivityNet layout).
+    pub ground_truth: PathBuf,
+    /// Run folder.
+    pub out: PathBuf,
+}
+
+/// What `train_head` did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeadOutcome {
+    /// The run folder.
+    pub run_dir: PathBuf,
+    /// Training videos used.
+    pub train_videos: usize,
+    /// Validation videos used.
+    pub val_videos: usize,
+    /// Mean loss of each epoch.
+    pub epoch_loss: Vec<f64>,
+    /// Average mAP of the last validation, when one ran.
+    pub val_average_map: Option<f64>,
+    /// Training accuracy (top-1) of the video classifier, when trained.
+    pub classifier_train_accuracy: Option<f64>,
+    /// Wall time, seconds.
+    pub seconds: f64,
+}
+
+/// Training progress reported after each step.
+#[derive(Debug, Clone, Copy)]
+pub struct StepProgress {
+    /// 0-based epoch.
+    pub epoch: usize,
+    /// Steps done so far in total.
+    pub step: usize,
+    /// Total steps of the run.
+    pub total_steps: usize,
+    /// Loss of the step.
+    pub loss: f64,
+}
+
+/// Appends JSON lines to `metrics.jsonl`, flushing each.
+struct Metrics {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+impl Metrics {
+    fn create(path: &Path) -> Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| HeadError::io(path, e))?;
+        Ok(Self {
+            file,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn line(&mut self, value: &serde_json::Value) -> Result<()> {
+        let mut text = value.to_string();
+        text.push('\n');
+        self.file
+            .write_all(text.as_bytes())
+            .and_then(|_| self.file.flush())
+            .map_err(|e| HeadError::io(&self.path, e))
+    }
+}
+
+fn seconds_to_fractions(id: &str, duration: f64, ann: &[[f64; 2]]) -> Vec<Segment> {
+    let mut out = Vec::new();
+    for seg in ann {
+        let s = (seg[0] / duration).clamp(0.0, 1.0);
+        let e = (seg[1] / duration).clamp(0.0, 1.0);
+        if e > s {
+            out.push(Segment::new(s, e));
+        } else {
+            tracing::warn!(
+                "video {id}: annotation [{}, {}] lies outside [0, {duration}] s; ignored",
+                seg[0],
+                seg[1]
+            );
+        }
+    }
+    out
+}
+
+/// One training video: features, targets' segments and labels.
+struct TrainVideo {
+    features: VideoFeatures,
+    segments: Vec<Segment>,
+    /// Annotated seconds per class name.
+    labels: Vec<(String, f64)>,
+}
+
+fn load_subset(
+    store: &FeatureStore,
+    truth: &GroundTruth,
+    subset: &str,
+    l: usize,
+    channels: &mut Option<usize>,
+    skip_missing: bool,
+) -> Result<Vec<TrainVideo>> {
+    let mut out = Vec::new();
+    for (id, entry) in truth.database.iter().filter(|(_, e)| e.subset == subset) {
+        if !(entry.duration.is_finite() && entry.duration > 0.0) {
+            return Err(HeadError::Input(format!(
+                "video {id}: duration {} in the ground truth is not positive",
+                entry.duration
+            )));
+        }
+        let features = match store.load_at(id, entry.duration, l, *channels) {
+            Ok(f) => f,
+            Err(e @ HeadError::Features { .. }) if skip_missing && store.locate(id).is_none() => {
+                tracing::warn!("skipping: {e}");
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        *channels = Some(features.c);
+        let ann: Vec<[f64; 2]> = entry.annotations.iter().map(|a| a.segment).collect();
+        let mut labels: Vec<(String, f64)> = Vec::new();
+        for a in &entry.annotations {
+            let len = (a.segment[1] - a.segment[0]).max(0.0);
+            match labels.iter_mut().find(|(n, _)| *n == a.label) {
+                Some((_, t)) => *t += len,
+                None => labels.push((a.label.clone(), len)),
+            }
+        }
+        out.push(TrainVideo {
+            segments: seconds_to_fractions(id, entry.duration, &ann),
+            features,
+            labels,
+        });
+    }
+    Ok(out)
+}
+
+/// Deterministic permutation (splitmix64 + Fisher-Yates).
+fn permutation(n: usize, seed: u64) -> Vec<usize> {
+    let mut s = seed;
+    let mut next = move || {
+        s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = s;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let mut p: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        let j = (next() % (i as u64 + 1)) as usize;
+        p.swap(i, j);
+    }
+    p
+}
+
+fn scalar(t: Tensor<1>) -> Result<f64> {
+    let v: Vec<f32> = t
+        .into_data()
+        .try_to_vec::<f32>()
+        .map_err(|e| HeadError::Input(format!("cannot read a loss value: {e:?}")))?;
+    Ok(v.first().copied().map_or(f64::NAN, f64::from))
+}
+
+/// Trains the video-level classifier on the training videos (see [`crate::model`]).
+/// Returns the description, the trained module (plain device) and its training accuracy.
+fn train_classifier(
+    videos: &[TrainVideo],
+    config: &ClassifierConfig,
+    seed: u64,
+) -> Result<Option<(ClassifierMeta, VideoClassifier, f64)>> {
+    let mut classes: Vec<String> = videos
+        .iter()
+        .flat_map(|v| v.labels.iter().map(|(n, _)| n.clone()))
+        .collect();
+    classes.sort();
+    classes.dedup();
+    if classes.len() < 2 {
+        tracing::warn!(
+            "the training subset has {} class(es); no video classifier trained",
+            classes.len()
+        );
+        return Ok(None);
+    }
+    let labelled: Vec<&TrainVideo> = videos.iter().filter(|v| !v.labels.is_empty()).collect();
+    let feats: Vec<&VideoFeatures> = labelled.iter().map(|v| &v.features).collect();
+    let pooled: Vec<Vec<f32>> = feats
+        .iter()
+        .map(|f| crate::model::pool_features(f))
+        .collect();
+    let d = pooled[0].len();
+    let n = pooled.len() as f32;
+    let mut mean = vec![0f32; d];
+    for p in &pooled {
+        mean.iter_mut().zip(p).for_each(|(m, x)| *m += x / n);
+    }
+    let mut std = vec![0f32; d];
+    for p in &pooled {
+        std.iter_mut()
+            .zip(p.iter().zip(&mean))
+            .for_each(|(s, (x, m))| *s += (x - m) * (x - m) / n);
+    }
+    std.iter_mut().for_each(|s| *s = s.sqrt().max(1e-6));
+    let meta = ClassifierMeta {
+        classes: classes.clone(),
+        hidden: config.hidden,
+        mean,
+        std,
+    };
+    let k = classes.len();
+    let mut target = vec![0f32; labelled.len() * k];
+    for (i, v) in labelled.iter().enumerate() {
+        let total: f64 = v.labels.iter().map(|(_, t)| t.max(1e-9)).sum();
+        for (name, t) in &v.labels {
+            if let Ok(j) = classes.binary_search(name) {
+                target[i * k + j] += (t.max(1e-9) / total) as f32;
+            }
+        }
+    }
+    let device = cpu_device().autodiff();
+    device.seed(seed ^ 0xC1A5_51F1);
+    let x = meta.inputs(&feats, &device);
+    let y = Tensor::<2>::from_data(
+        TensorData::new(target.clone(), [labelled.len(), k]),
+        &device,
+    );
+    let mut model = meta.init(&device);
+    let mut optim = AdamConfig::new()
+        .with_weight_decay(
+            (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32)),
+        )
+        .init();
+    for _ in 0..config.steps {
+        let logits = model.forward(x.clone());
+        let loss = (log_softmax(logits, 1) * y.clone()).sum_dim(1).mean().neg();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(config.lr, model, grads);
+    }
+    let model = model.valid();
+    let plain = cpu_device();
+    let probs = meta.predict(&model, &feats, &plain)?;
+    let correct = probs
+        .iter()
+        .enumerate()
+        .filter(|(i, p)| {
+            let best = p
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map_or(0, |(j, _)| j);
+            target[i * k + best] > 0.0
+        })
+        .count();
+    Ok(Some((meta, model, correct as f64 / labelled.len() as f64)))
+}
+
+/// Trains a G-TAD head (and the video classifier) on feature files; see the module docs.
+/// `progress` is called after every step.
+pub fn train_head(
+    config: &HeadConfig,
+    inputs: &HeadInputs,
+    progress: &dyn Fn(StepProgress),
+) -> Result<HeadOutcome> {
+    config.validate()?;
+    let started = Instant::now();
+    let truth = GroundTruth::read(&inputs.ground_truth)?;
+    let store = FeatureStore::open(&inputs.features)?;
+    let l = config.snippets;
+    let mut channels = None;
+    let train = load_subset(
+        &store,
+        &truth,
+        &config.train_subset,
+        l,
+        &mut channels,
+        config.skip_missing,
+    )?;
+    if train.is_empty() {
+        return Err(HeadError::Input(format!(
+            "{}: no video of subset {:?} with features in {}",
+            inputs.ground_truth.display(),
+            config.train_subset,
+            inputs.features.display()
+        )));
+    }
+    let val = if config.validate_every > 0 {
+        load_subset(
+            &store,
+            &truth,
+            &config.val_subset,
+            l,
+            &mut channels,
+            config.skip_missing,
+        )?
+    } else {
+        Vec::new()
+    };
+    let c = channels.unwrap_or(train[0].features.c);
+
+    // Run folder and the config actually used.
+    let ckpt_dir = inputs.out.join("checkpoints");
+    std::fs::create_dir_all(&ckpt_dir).map_err(|e| HeadError::io(&ckpt_dir, e))?;
+    let config_path = inputs.out.join("config.toml");
+    let text = toml::to_string_pretty(config)
+        .map_err(|e| HeadError::format(&config_path, e.to_string()))?;
+    write_atomic(&config_path, text.as_bytes()).map_err(|e| HeadError::io(&config_path, e))?;
+    let mut metrics = Metrics::create(&inputs.out.join("metrics.jsonl"))?;
+
+    // Classifier first, so that every validation can use it.
+    let classifier = if config.classifier.enabled {
+        train_classifier(&train, &config.classifier, config.seed)?
+    } else {
+        None
+    };
+    let val_scores = match (&classifier, val.is_empty()) {
+        (Some((meta, model, _)), false) => {
+            let refs: Vec<&VideoFeatures> = val.iter().map(|v| &v.features).collect();
+            let probs = meta.predict(model, &refs, &cpu_device())?;
+            let file = ClassScoreFile {
+                class: meta.classes.clone(),
+                results: refs.iter().map(|v| v.id.clone()).zip(probs).collect(),
+            };
+            Some(file.to_scores()?)
+        }
+        _ => None,
+    };
+    let val_truth = match &val_scores {
+        Some(_) => Some(EvalTruth::from_path(
+            &inputs.ground_truth,
+            &GroundTruthOptions {
+                subset: config.val_subset.clone(),
+                ..GroundTruthOptions::default()
+            },
+        )?),
+        None => None,
+    };
+    let val_features: Vec<VideoFeatures> = val.iter().map(|v| v.features.clone()).collect();
+
+    // Head.
+    let device = cpu_device().autodiff();
+    device.seed(config.seed);
+    let gtad = config.head.gtad(c);
+    let mut head = gtad.init(&device)?;
+    let target_cfg = TargetConfig {
+        boundary_width: config.boundary_width,
+        max_duration: config.head.max_duration,
+    };
+    let targets: Vec<GtadTargets> = train
+        .iter()
+        .map(|v| GtadTargets::new(&v.segments, l, &target_cfg))
+        .collect::<std::result::Result<_, _>>()?;
+    let loss_fn = GtadLoss::default();
+    let mut optim = AdamConfig::new()
+        .with_weight_decay(
+            (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32)),
+        )
+        .with_grad_clipping(
+            (config.grad_clip > 0.0)
+                .then_some(GradientClippingConfig::Norm(config.grad_clip as f32)),
+        )
+        .init();
+    let batches = train.len().div_ceil(config.batch_size);
+    let total_steps = batches * config.epochs;
+    let mut step = 0usize;
+    let mut epoch_loss = Vec::with_capacity(config.epochs);
+    let mut val_average_map = None;
+    for epoch in 0..config.epochs {
+        let lr = config.lr_at(epoch);
+        let order = permutation(train.len(), config.seed.wrapping_add(epoch as u64));
+        let mut sum = 0.0;
+        for (batch, idx) in order.chunks(config.batch_size).enumerate() {
+            let feats: Vec<&VideoFeatures> = idx.iter().map(|&i| &train[i].features).collect();
+            let tg: Vec<GtadTargets> = idx.iter().map(|&i| targets[i].clone()).collect();
+            let x = crate::detect::batch_tensor(&feats, &device);
+            let out = head.forward(x)?;
+            let parts = loss_fn.compute(&out, &tg, config.seed.wrapping_add(step as u64))?;
+            let loss = scalar(parts.total.clone())?;
+            if !loss.is_finite() {
+                return Err(HeadError::Input(format!(
+                    "loss became {loss} at epoch {epoch}, step {step}; lower lr (now {lr})"
+                )));
+            }
+            let grads = GradientsParams::from_grads(parts.total.backward(), &head);
+            head = optim.step(lr, head, grads);
+            sum += loss;
+            metrics.line(&serde_json::json!({
+                "stage": "train-head", "epoch": epoch, "batch": batch, "step": step,
+                "snippets": l, "loss": loss, "lr": lr,
+                "elapsed_s": started.elapsed().as_secs_f64(),
+                "loss_parts": {
+                    "boundary": scalar(parts.boundary)?,
+                    "regression": scalar(parts.regression)?,
+                    "classification": scalar(parts.classification)?,
+                },
+            }))?;
+            step += 1;
+            progress(StepProgress {
+                epoch,
+                step,
+                total_steps,
+                loss,
+            });
+        }
+        let mean = sum / batches as f64;
+        epoch_loss.push(mean);
+        // Checkpoint.
+        let name = format!("epoch-{}.bpk", epoch + 1);
+        lofi_model::checkpoint::save(&head, &ckpt_dir.join(&name))?;
+        let last = ckpt_dir.join("last");
+        write_atomic(&last, format!("{name}\n").as_bytes()).map_err(|e| HeadError::io(&last, e))?;
+        // Validation.
+        let due = config.validate_every > 0
+            && ((epoch + 1) % config.validate_every == 0 || epoch + 1 == config.epochs);
+        let mut line = serde_json::json!({
+            "stage": "train-head", "event": "epoch_end", "epoch": epoch, "step": step,
+            "loss": mean, "lr": lr, "elapsed_s": started.elapsed().as_secs_f64(),
+        });
+        if let (true, Some(scores), Some(vt)) = (due, &val_scores, &val_truth) {
+            let report = validate_head(&head.valid(), &val_features, vt, scores, &config.detect)?;
+            val_average_map = Some(report.average_map);
+            line["val_average_mAP"] = serde_json::json!(report.average_map);
+            line["val_mAP"] = serde_json::json!(report.map);
+            tracing::info!(
+                "epoch {}: loss {mean:.4}, validation average mAP {:.4}",
+                epoch + 1,
+                report.average_map
+            );
+        } else {
+            tracing::info!("epoch {}: loss {mean:.4}", epoch + 1);
+        }
+        metrics.line(&line)?;
+    }
+
+    // Final artefacts.
+    lofi_model::checkpoint::save(&head.valid(), &inputs.out.join(files::HEAD))?;
+    let (classifier_meta, accuracy) = match classifier {
+        Some((meta, model, acc)) => {
+            lofi_model::checkpoint::save(&model, &inputs.out.join(files::CLASSIFIER))?;
+            (Some(meta), Some(acc))
+        }
+        None => (None, None),
+    };
+    let meta = HeadMeta {
+        in_channels: c,
+        snippets: l,
+        arch: config.head.clone(),
+        classifier: classifier_meta,
+        epochs: config.epochs,
+    };
+    let meta_path = inputs.out.join(files::META);
+    let text = serde_json::to_string_pretty(&meta)
+        .map_err(|e| HeadError::format(&meta_path, e.to_string()))?;
+    write_atomic(&meta_path, (text + "\n").as_bytes()).map_err(|e| HeadError::io(&meta_path, e))?;
+    Ok(HeadOutcome {
+        run_dir: inputs.out.clone(),
+        train_videos: train.len(),
+        val_videos: val.len(),
+        epoch_loss,
+        val_average_map,
+        classifier_train_accuracy: accuracy,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recipe_defaults_and_schedule() {
+        let c = HeadConfig::default();
+        assert_eq!(
+            (c.lr, c.weight_decay, c.batch_size, c.epochs),
+            (4e-3, 1e-4, 16, 10)
+        );
+        assert_eq!(c.grad_clip, 1.0);
+        assert!((c.lr_at(4) - 4e-3).abs() < 1e-12);
+        assert!((c.lr_at(5) - 4e-4).abs() < 1e-12);
+        assert!((c.lr_at(9) - 4e-4).abs() < 1e-12);
+    }
+
+    #[test]
+    fn unknown_keys_and_impossible_values_are_refused_by_name() {
+        let p = Path::new("head.toml");
+        let e = HeadConfig::from_toml("epochs = 3\nlearning_rate = 0.1\n", p).expect_err("key");
+        assert!(e.to_string().contains("learning_rate"), "{e}");
+        let e = HeadConfig::from_toml("lr = -1.0\n", p).expect_err("value");
+        assert!(e.to_string().contains("lr = -1"), "{e}");
+        let e = HeadConfig::from_toml("[head]\nhidden = 6\n", p).expect_err("groups");
+        assert!(e.to_string().contains("head"), "{e}");
+        let e = HeadConfig::from_toml("[detect]\ntop_k = 0\n", p).expect_err("top_k");
+        assert!(e.to_string().contains("top_k"), "{e}");
+        let ok = HeadConfig::from_toml("epochs = 2\n[head]\nhidden = 32\n", p).expect("valid");
+        assert_eq!((ok.epochs, ok.head.hidden, ok.head.groups), (2, 32, 32));
+        // The written config reads back identically.
+        let text = toml::to_string_pretty(&ok).expect("serialize");
+        assert_eq!(HeadConfig::from_toml(&text, p).expect("round trip"), ok);
+    }
+
+    #[test]
+    fn permutation_is_seeded() {
+        let a = permutation(20, 3);
+        assert_eq!(a, permutation(20, 3));
+        assert_ne!(a, permutation(20, 4));
+        let mut s = a.clone();
+        s.sort_unstable();
+        assert_eq!(s, (0..20).collect::<Vec<_>>());
+    }
+}

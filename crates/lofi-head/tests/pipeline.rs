@@ -1,0 +1,260 @@
+//! End to end at tiny sizes on the CPU: synthetic videos -> extract (resumable, sharded,
+//! verified) -> train-head -> detect -> ActivityNet evaluation.
+
+use std::path::Path;
+
+use lofi_head::{
+    detect, extract, train_head, verify, DetectConfig, DetectInputs, EncoderSpec, ExtractConfig,
+    ExtractInputs, FeatureIndex, HeadConfig, HeadInputs, Shard,
+};
+use lofi_model::ResNetConfig;
+use lofi_video::synth::{write_dataset, SynthConfig, SynthPreset};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+const L: usize = 16;
+
+fn tiny_extract() -> ExtractConfig {
+    let mut c = ExtractConfig::new(EncoderSpec {
+        model: ResNetConfig::tiny(18, 8),
+        checkpoint: None,
+        seed: 3,
+    });
+    c.snippets = L;
+    c.size = 64;
+    c
+}
+
+fn inputs(root: &Path, out: &str, shard: Option<Shard>) -> ExtractInputs {
+    ExtractInputs {
+        ground_truth: root.join("ground_truth.json"),
+        videos: root.join("videos"),
+        out: root.join(out),
+        shard,
+    }
+}
+
+#[test]
+fn extract_train_detect_evaluate() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let root = dir.path();
+    let synth = SynthConfig::preset(SynthPreset::Tiny, 11);
+    write_dataset(root, &synth, 2, &|_| {})?;
+    let n = synth.videos;
+    let config = tiny_extract();
+
+    // Extraction.
+    let t0 = std::time::Instant::now();
+    let first = extract(&config, &inputs(root, "features", None), &|_, _| {})?;
+    assert_eq!((first.videos, first.extracted, first.skipped), (n, n, 0));
+    assert!(first.failed.is_empty(), "{:?}", first.failed);
+    let index = FeatureIndex::read(&root.join("features/index.json"))?;
+    assert_eq!(index.videos.len(), n);
+    assert_eq!(
+        (index.snippets, index.frames_per_snippet, index.size),
+        (L, 1, 64)
+    );
+    for (id, e) in &index.videos {
+        assert_eq!(e.shape, [L, 64]);
+        let a = lofi_head::npy::read_2d(&root.join("features").join(&e.file))?;
+        assert_eq!((a.rows, a.cols), (L, 64), "{id}");
+        assert!(a.data.iter().all(|v| v.is_finite()));
+        assert!(a.data.iter().any(|v| *v != 0.0));
+    }
+    // No temporary files left behind.
+    assert!(std::fs::read_dir(root.join("features"))?
+        .filter_map(|e| e.ok())
+        .all(|e| !e.file_name().to_string_lossy().ends_with(".partial")));
+
+    eprintln!("extract: {:.1} s", t0.elapsed().as_secs_f64());
+    // Resume: everything is skipped; a truncated output is redone.
+    let again = extract(&config, &inputs(root, "features", None), &|_, _| {})?;
+    assert_eq!((again.extracted, again.skipped, again.redone), (0, n, 0));
+    let victim = index
+        .videos
+        .values()
+        .next()
+        .map(|e| e.file.clone())
+        .unwrap_or_default();
+    let path = root.join("features").join(&victim);
+    let bytes = std::fs::read(&path)?;
+    std::fs::write(&path, &bytes[..bytes.len() / 2])?;
+    let redo = extract(&config, &inputs(root, "features", None), &|_, _| {})?;
+    assert_eq!((redo.extracted, redo.skipped, redo.redone), (1, n - 1, 1));
+    assert_eq!(
+        std::fs::read(&path)?,
+        bytes,
+        "redone output equals the original"
+    );
+
+    // Sharding (validation subset only, to keep the test short): three shards cover every
+    // video exactly once.
+    let mut val_config = config.clone();
+    val_config.subset = Some("validation".into());
+    let mut seen: Vec<String> = Vec::new();
+    for k in 0..3 {
+        let shard = Shard { index: k, count: 3 };
+        let out = extract(
+            &val_config,
+            &inputs(root, "sharded", Some(shard)),
+            &|_, _| {},
+        )?;
+        let idx = FeatureIndex::read(&out.index_path)?;
+        assert!(out
+            .index_path
+            .ends_with(format!("index.shard-{k}-of-3.json")));
+        assert_eq!(idx.videos.len(), out.extracted);
+        seen.extend(idx.videos.keys().cloned());
+    }
+    seen.sort();
+    let gt = root.join("ground_truth.json");
+    let truth = lofi_video::ground_truth::GroundTruth::read(&gt)?;
+    let all: Vec<String> = truth
+        .database
+        .iter()
+        .filter(|(_, e)| e.subset == "validation")
+        .map(|(id, _)| id.clone())
+        .collect();
+    assert!(all.len() >= 3);
+    assert_eq!(seen, all);
+
+    // Verify: complete after the merge; then a deleted and a truncated file are caught.
+    let report = verify(&root.join("sharded"), &gt, Some("validation"))?;
+    assert!(report.is_complete(), "{report:?}");
+    assert_eq!(report.ok, all.len());
+    assert_eq!(
+        FeatureIndex::read(&report.index_path)?.videos.len(),
+        all.len()
+    );
+    // Against the whole ground truth, the training videos are reported missing.
+    let whole = verify(&root.join("sharded"), &gt, None)?;
+    assert_eq!(whole.missing.len(), n - all.len());
+    std::fs::remove_file(root.join("sharded").join(&all[0]).with_extension("npy"))?;
+    let t = root.join("sharded").join(format!("{}.npy", all[1]));
+    let b = std::fs::read(&t)?;
+    std::fs::write(&t, &b[..b.len() - 8])?;
+    let report = verify(&root.join("sharded"), &gt, Some("validation"))?;
+    assert!(!report.is_complete());
+    assert_eq!(report.missing, vec![all[0].clone()]);
+    assert_eq!(report.corrupt.len(), 1);
+    assert_eq!(report.corrupt[0].id, all[1]);
+    assert!(
+        report.corrupt[0].reason.contains("truncated"),
+        "{:?}",
+        report.corrupt
+    );
+
+    eprintln!("shards+verify: {:.1} s", t0.elapsed().as_secs_f64());
+    // Head training on our features.
+    let mut head_cfg = HeadConfig::tiny(L);
+    head_cfg.epochs = 6;
+    head_cfg.lr_step_epochs = 4;
+    let run = root.join("head");
+    let outcome = train_head(
+        &head_cfg,
+        &HeadInputs {
+            features: root.join("features"),
+            ground_truth: gt.clone(),
+            out: run.clone(),
+        },
+        &|_| {},
+    )?;
+    assert_eq!(outcome.train_videos + outcome.val_videos, n);
+    assert_eq!(outcome.epoch_loss.len(), 6);
+    assert!(outcome.epoch_loss.iter().all(|l| l.is_finite()));
+    assert!(
+        outcome.epoch_loss[5] < outcome.epoch_loss[0],
+        "loss did not go down: {:?}",
+        outcome.epoch_loss
+    );
+    let val = outcome.val_average_map.ok_or("no validation ran")?;
+    assert!((0.0..=1.0).contains(&val));
+    for f in [
+        "config.toml",
+        "metrics.jsonl",
+        "head.bpk",
+        "head.json",
+        "checkpoints/epoch-6.bpk",
+    ] {
+        assert!(run.join(f).is_file(), "{f} missing");
+    }
+    assert_eq!(
+        std::fs::read_to_string(run.join("checkpoints/last"))?.trim(),
+        "epoch-6.bpk"
+    );
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(run.join("metrics.jsonl"))?
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    let epoch_ends: Vec<&serde_json::Value> =
+        lines.iter().filter(|l| l["event"] == "epoch_end").collect();
+    assert_eq!(epoch_ends.len(), 6);
+    assert!(epoch_ends[5]["val_average_mAP"].is_f64());
+    let steps: Vec<&serde_json::Value> =
+        lines.iter().filter(|l| l.get("event").is_none()).collect();
+    assert!(!steps.is_empty());
+    assert!(steps.iter().all(|l| l["stage"] == "train-head"
+        && l["loss"].is_f64()
+        && l["loss_parts"]["regression"].is_f64()));
+
+    eprintln!("train: {:.1} s", t0.elapsed().as_secs_f64());
+    // Detection with our classifier, then evaluation.
+    let det_path = root.join("detections.json");
+    let cls_path = root.join("class_scores.json");
+    let det = detect(
+        &DetectConfig::default(),
+        &DetectInputs {
+            head_dir: run.clone(),
+            features: root.join("features"),
+            ground_truth: gt.clone(),
+            subset: "validation".into(),
+            class_scores: None,
+            out: det_path.clone(),
+            class_scores_out: Some(cls_path.clone()),
+            evaluate: true,
+        },
+    )?;
+    assert_eq!(det.videos, outcome.val_videos);
+    let report = det.report.ok_or("no report")?;
+    assert_eq!(report.map.len(), 10);
+    assert!(
+        (report.average_map - val).abs() < 1e-9,
+        "detect and validation agree"
+    );
+    // The written file is what `lofi eval` reads.
+    let truth = lofi_eval::GroundTruth::from_path(&gt, &lofi_eval::GroundTruthOptions::default())?;
+    let preds = lofi_eval::Predictions::from_path(
+        &det_path,
+        &truth,
+        lofi_eval::PredictionKind::Detections,
+    )?;
+    let again = lofi_eval::evaluate_detection(
+        &truth,
+        &preds,
+        &lofi_eval::Thresholds::ACTIVITYNET.values(),
+    )?;
+    assert!((again.average_map - report.average_map).abs() < 1e-12);
+    for (video, items) in &det.detections.results.0 {
+        assert!(items.len() <= 200, "{video}: top-100 x 2 classes");
+        assert!(items
+            .iter()
+            .all(|d| d.segment.start >= 0.0 && d.segment.end >= d.segment.start));
+    }
+    // The class scores used can be fed back as an external file with the same result.
+    let det2 = detect(
+        &DetectConfig::default(),
+        &DetectInputs {
+            class_scores: Some(cls_path),
+            class_scores_out: None,
+            out: root.join("detections2.json"),
+            head_dir: run,
+            features: root.join("features"),
+            ground_truth: gt,
+            subset: "validation".into(),
+            evaluate: true,
+        },
+    )?;
+    assert_eq!(det2.detections, det.detections);
+    eprintln!("detect: {:.1} s", t0.elapsed().as_secs_f64());
+    Ok(())
+}
