@@ -127,6 +127,8 @@ fn every_schedule_trains_at_its_fidelities() {
             );
             let v = e.val_loss.expect("validated every epoch");
             assert!(v.is_finite() && v > 0.0);
+            let m = e.val_average_map.expect("validation mAP");
+            assert!((0.0..=1.0).contains(&m), "{kind:?}: mAP {m}");
         }
         let names: Vec<&str> = outcome.fidelities.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(names, want, "{kind:?}");

@@ -125,6 +125,9 @@ fn pretrain_train_and_exact_resume() {
         .filter(|m| m["event"] == "epoch_end")
         .collect();
     assert!(ends.iter().all(|m| m["val_loss"].as_f64().is_some()));
+    assert!(ends.iter().all(|m| m["val_average_mAP"]
+        .as_f64()
+        .is_some_and(|x| (0.0..=1.0).contains(&x))));
 
     // Stopped after 4 batches (epoch 1, batch 0), then resumed.
     let b = dir.path().join("b");
