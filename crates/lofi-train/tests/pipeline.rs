@@ -104,7 +104,11 @@ fn every_schedule_trains_at_its_fidelities() {
         } else {
             1
         };
-        let config = tiny(kind, epochs);
+        let mut config = tiny(kind, epochs);
+        // The options ride along on two of the schedules: frozen BatchNorm and burn's
+        // gradient checkpointing must train too.
+        config.encoder.frozen_bn = kind == ScheduleKind::T;
+        config.gradient_checkpointing = kind == ScheduleKind::St;
         let outcome =
             train(&config, &paths(&out, true), &RunOptions::default()).expect("training runs");
         for f in [
