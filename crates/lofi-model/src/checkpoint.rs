@@ -57,7 +57,12 @@ pub fn save<M: Module>(module: &M, path: &Path) -> Result<(), ModelError> {
     let mut store = BurnpackStore::from_file(&tmp)
         .auto_extension(false)
         .overwrite(true);
+    // Save the inference view of the module: on an autodiff device, saving the training module
+    // directly wrote BatchNorm running statistics that did not match the ones the module uses
+    // (found by lofi-train's resume test); `valid()` has the same parameters and the current
+    // statistics.
     module
+        .valid()
         .save_into(&mut store)
         .map_err(|e| err(format!("cannot write: {e}")))?;
     std::fs::rename(&tmp, path).map_err(|e| err(format!("cannot rename {}: {e}", tmp.display())))

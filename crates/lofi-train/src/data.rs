@@ -137,12 +137,11 @@ pub fn read_clips(data: &Path, subset: &str) -> TrainResult<(Vec<String>, Vec<Cl
     Ok((index.classes, clips))
 }
 
+/// Decoded clips `(id, clip)` in job order, and the videos that failed.
+pub type Decoded = (Vec<(String, ClipU8)>, Vec<VideoFailure>);
+
 /// Decodes `jobs` with `plan` on `workers` threads, in order; failures are returned, not fatal.
-pub fn decode(
-    jobs: Vec<VideoJob>,
-    plan: SamplingPlan,
-    workers: usize,
-) -> TrainResult<(Vec<(String, ClipU8)>, Vec<VideoFailure>)> {
+pub fn decode(jobs: Vec<VideoJob>, plan: SamplingPlan, workers: usize) -> TrainResult<Decoded> {
     if jobs.is_empty() {
         return Ok((Vec::new(), Vec::new()));
     }

@@ -48,6 +48,9 @@ pub enum TrainError {
     /// The model crate rejected a config, input or checkpoint.
     #[error(transparent)]
     Model(#[from] lofi_model::ModelError),
+    /// The detection post-processing or evaluation of the validation pass failed.
+    #[error("validation: {0}")]
+    Head(#[from] lofi_head::HeadError),
     /// The video crate failed.
     #[error(transparent)]
     Video(#[from] lofi_video::VideoError),

@@ -308,11 +308,9 @@ pub fn plan(
                 ByteSize(per)
             )));
         }
-        let micro = if per == 0 {
-            batch
-        } else {
-            ((available / per) as usize).clamp(1, batch)
-        };
+        let micro = available
+            .checked_div(per)
+            .map_or(batch, |m| (m as usize).clamp(1, batch));
         // Spread the batch evenly over the passes (e.g. 16 over 3 passes of 6, 5, 5 rather than
         // 7, 7, 2): same number of passes, smaller peak.
         let accumulation = batch.div_ceil(micro);

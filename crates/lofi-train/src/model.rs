@@ -45,7 +45,8 @@ impl LofiModel {
 pub fn sgd(section: &OptimizerSection) -> ModuleOptimizer {
     let mut config = SgdConfig::new();
     if section.weight_decay > 0.0 {
-        config = config.with_weight_decay(Some(WeightDecayConfig::new(section.weight_decay as f32)));
+        config =
+            config.with_weight_decay(Some(WeightDecayConfig::new(section.weight_decay as f32)));
     }
     if section.momentum > 0.0 {
         config = config.with_momentum(Some(
@@ -142,4 +143,36 @@ pub fn probe_pass(
     let (grads, _) = backward_pass(model, clips, &targets, &GtadLoss::default(), 0, 1.0)?;
     drop(grads);
     Ok(())
+}
+
+struct Flatten(Vec<f32>);
+
+impl burn::module::ModuleVisitor for Flatten {
+    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+        let values = param.val().into_data().convert::<f32>().try_to_vec::<f32>();
+        self.0.extend(values.unwrap_or_default());
+    }
+}
+
+/// All trainable values of a module, flattened in visiting order.
+pub fn flat_parameters<M: Module>(module: &M) -> Vec<f32> {
+    let mut v = Flatten(Vec::new());
+    module.visit(&mut v);
+    v.0
+}
+
+/// The flattened parameters of the `encoder.bpk` and `head.bpk` that a run of `config` wrote to
+/// `run_dir`, loaded into the config's architecture: for comparing runs (e.g. an uninterrupted
+/// and a resumed one) independently of file metadata.
+pub fn saved_run_parameters(
+    config: &TrainConfig,
+    run_dir: &std::path::Path,
+) -> TrainResult<Vec<f32>> {
+    let device = Device::flex();
+    let fresh = LofiModel::init(config, &device)?;
+    let encoder = lofi_model::checkpoint::load(fresh.encoder, &run_dir.join("encoder.bpk"))?;
+    let head = lofi_model::checkpoint::load(fresh.head, &run_dir.join("head.bpk"))?;
+    let mut out = flat_parameters(&encoder);
+    out.extend(flat_parameters(&head));
+    Ok(out)
 }

@@ -34,7 +34,7 @@ use crate::data::{decode, read_videos, stack_clips, FailureList, TrainVideo};
 use crate::error::{TrainError, TrainResult};
 use crate::io::{read_metrics, truncate_metrics, LastCheckpoint, MetricsLog};
 use crate::memory::{measure, plan, MemoryMeter, MemoryPlan, Probe, ProcMeter};
-use crate::model::{backward_pass, loss, probe_pass, sgd, LofiModel};
+use crate::model::{backward_pass, probe_pass, sgd, LofiModel};
 use crate::schedule::{fidelity_name, FidelitySchedule};
 
 /// Where `lofi train` reads and writes.
@@ -179,13 +179,10 @@ pub(crate) fn prepare_run_dir<C: Serialize + serde::de::DeserializeOwned + Parti
 
 pub(crate) fn save_optimizer(optim: &ModuleOptimizer, path: &Path) -> TrainResult<()> {
     let tmp = path.with_extension("optim.partial");
-    optim
-        .to_record()
-        .save(&tmp)
-        .map_err(|e| TrainError::Data {
-            path: tmp.clone(),
-            message: format!("cannot write the optimizer state: {e:?}"),
-        })?;
+    optim.to_record().save(&tmp).map_err(|e| TrainError::Data {
+        path: tmp.clone(),
+        message: format!("cannot write the optimizer state: {e:?}"),
+    })?;
     std::fs::rename(&tmp, path).map_err(|e| TrainError::io(path, e))
 }
 
@@ -232,7 +229,13 @@ pub fn plan_memory(
     for &f in &fidelities {
         for &b in &sizes {
             let ((), bytes) = measure(meter, || probe_pass(&probe_model, config, f, b, device))?;
-            tracing::debug!(snippets = f.snippets, size = f.size, batch = b, bytes, "probe");
+            tracing::debug!(
+                snippets = f.snippets,
+                size = f.size,
+                batch = b,
+                bytes,
+                "probe"
+            );
             probes.push(Probe {
                 fidelity: f,
                 batch: b,
@@ -271,8 +274,7 @@ pub fn train(
                 .into(),
         ));
     }
-    let (train_videos, mut failures) =
-        read_videos(&paths.ground_truth, &paths.videos, "training")?;
+    let (train_videos, mut failures) = read_videos(&paths.ground_truth, &paths.videos, "training")?;
     let (val_videos, val_failed) = if config.validate_every > 0 {
         read_videos(&paths.ground_truth, &paths.videos, "validation")?
     } else {
@@ -286,6 +288,11 @@ pub fn train(
             paths.videos.display()
         )));
     }
+    let val_truth = if val_videos.is_empty() {
+        None
+    } else {
+        ValidationTruth::read(&paths.ground_truth, &val_videos)?
+    };
     let ckpt = prepare_run_dir(config, &paths.out, options.resume)?;
     let mut skipped = FailureList::default();
     skipped.extend(failures);
@@ -380,14 +387,22 @@ pub fn train(
             skipped.extend(failed);
             bar.inc(1);
             if clips.is_empty() {
-                tracing::warn!(epoch, batch = b, "every video of this batch failed; skipped");
+                tracing::warn!(
+                    epoch,
+                    batch = b,
+                    "every video of this batch failed; skipped"
+                );
                 continue;
             }
             let by_id = |id: &str| train_videos.iter().find(|v| v.id == id);
             let mut targets = Vec::with_capacity(clips.len());
             for (id, _) in &clips {
                 let v = by_id(id).ok_or_else(|| TrainError::NoData(format!("unknown id {id}")))?;
-                targets.push(GtadTargets::new(&v.segments, fidelity.snippets, &targets_cfg)?);
+                targets.push(GtadTargets::new(
+                    &v.segments,
+                    fidelity.snippets,
+                    &targets_cfg,
+                )?);
             }
             let micro = micro_of(fidelity);
             let n = clips.len();
@@ -406,9 +421,9 @@ pub fn train(
                 let (grads, v) =
                     backward_pass(&model, x, &targets[start..end], &loss_fn, seed, share)?;
                 acc.accumulate(&model, grads);
-                for (s, x) in sums
-                    .iter_mut()
-                    .zip([v.total, v.boundary, v.regression, v.classification])
+                for (s, x) in
+                    sums.iter_mut()
+                        .zip([v.total, v.boundary, v.regression, v.classification])
                 {
                     *s += f64::from(x) * f64::from(share);
                 }
@@ -466,7 +481,14 @@ pub fn train(
         let validate = config.validate_every > 0
             && ((epoch + 1) % config.validate_every == 0 || epoch + 1 == config.epochs);
         let val = if validate && !val_videos.is_empty() {
-            let (v, failed) = validation_pass(&model, &val_videos, config, full, &loss_fn)?;
+            let (v, failed) = validation_pass(
+                &model,
+                &val_videos,
+                config,
+                full,
+                &loss_fn,
+                val_truth.as_ref(),
+            )?;
             skipped.extend(failed);
             Some(v)
         } else {
@@ -533,19 +555,83 @@ pub fn train(
 pub struct Validation {
     /// Mean G-TAD loss over the validation videos at full fidelity.
     pub mean_loss: f64,
-    /// Average mAP of the detections, when the detection post-processing is available.
+    /// Average mAP (tIoU 0.5:0.05:0.95) of the head's detections, labelled with the videos'
+    /// ground-truth classes; `None` when the subset has no annotation to evaluate against.
     pub average_map: Option<f64>,
 }
 
+/// What the validation pass evaluates against: the subset's ground truth for lofi-eval and the
+/// video-level class scores used to label proposals.
+pub struct ValidationTruth {
+    truth: lofi_eval::GroundTruth,
+    classes: lofi_eval::VideoClassScores,
+}
+
+impl ValidationTruth {
+    /// Reads the `validation` subset of `ground_truth`. Video-level classes are the videos' own
+    /// ground-truth labels (score 1 for a label present in the video, 0 otherwise): during LoFi
+    /// training no video classifier exists yet, so this mAP measures localization with perfect
+    /// classification, comparable between epochs and schedules. `None` when the subset has no
+    /// annotation.
+    pub fn read(ground_truth: &Path, videos: &[TrainVideo]) -> TrainResult<Option<Self>> {
+        let options = lofi_eval::GroundTruthOptions {
+            subset: "validation".into(),
+            ..lofi_eval::GroundTruthOptions::default()
+        };
+        let truth = match lofi_eval::GroundTruth::from_path(ground_truth, &options) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!("validation mAP disabled: {e}");
+                return Ok(None);
+            }
+        };
+        let gt = lofi_video::ground_truth::GroundTruth::read(ground_truth)?;
+        let mut classes: Vec<String> = gt
+            .database
+            .values()
+            .flat_map(|v| v.annotations.iter().map(|a| a.label.clone()))
+            .collect();
+        classes.sort();
+        classes.dedup();
+        let results = videos
+            .iter()
+            .map(|v| {
+                let labels: Vec<&str> = gt.database.get(&v.id).map_or_else(Vec::new, |e| {
+                    e.annotations.iter().map(|a| a.label.as_str()).collect()
+                });
+                let scores = classes
+                    .iter()
+                    .map(|c| {
+                        if labels.contains(&c.as_str()) {
+                            1.0
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect();
+                (v.id.clone(), scores)
+            })
+            .collect();
+        let classes = lofi_head::detect::ClassScoreFile {
+            class: classes,
+            results,
+        }
+        .to_scores()?;
+        Ok(Some(Self { truth, classes }))
+    }
+}
+
 /// Validation at full fidelity through the jointly trained head, in inference mode (BatchNorm
-/// running statistics, no gradient). Reports the mean localization loss; the average mAP is
-/// left `None` until the detection post-processing (crate lofi-head) is wired in here.
+/// running statistics, no gradient): the mean localization loss and, with `truth`, the average
+/// mAP of the head's detections (lofi-head's post-processing: candidates, Soft-NMS, top-k,
+/// class fusion; lofi-eval's ActivityNet protocol).
 pub fn validation_pass(
     model: &LofiModel,
     videos: &[TrainVideo],
     config: &TrainConfig,
     full: Fidelity,
     loss_fn: &GtadLoss,
+    truth: Option<&ValidationTruth>,
 ) -> TrainResult<(Validation, Vec<VideoFailure>)> {
     let device = cpu_device();
     let model = model.valid();
@@ -558,6 +644,7 @@ pub fn validation_pass(
     let mut total = 0f64;
     let mut count = 0usize;
     let mut failures = Vec::new();
+    let mut features = Vec::new();
     for (k, group) in videos.chunks(chunk).enumerate() {
         let jobs = group
             .iter()
@@ -573,23 +660,64 @@ pub fn validation_pass(
             continue;
         }
         let mut targets = Vec::new();
+        let mut durations = Vec::new();
         for (id, _) in &clips {
             let v = group
                 .iter()
                 .find(|v| &v.id == id)
                 .ok_or_else(|| TrainError::NoData(format!("unknown id {id}")))?;
             targets.push(GtadTargets::new(&v.segments, full.snippets, &tc)?);
+            durations.push(v.duration);
         }
         let refs: Vec<_> = clips.iter().map(|(_, c)| c).collect();
         let x = stack_clips(&refs, &device)?;
-        let (_, v) = loss(&model, x, &targets, loss_fn, k as u64)?;
-        total += f64::from(v.total) * clips.len() as f64;
+        let feats = model.encoder.forward(x)?;
+        let [b, l, c] = feats.dims();
+        let host = feats
+            .clone()
+            .into_data()
+            .try_to_vec::<f32>()
+            .map_err(|e| TrainError::NoData(format!("cannot read features: {e:?}")))?;
+        for (i, (id, _)) in clips.iter().enumerate() {
+            features.push(lofi_head::features::VideoFeatures {
+                id: id.clone(),
+                duration: durations[i],
+                l,
+                c,
+                data: host[i * l * c..(i + 1) * l * c].to_vec(),
+            });
+        }
+        debug_assert_eq!(b, clips.len());
+        let out = model.head.forward(feats.swap_dims(1, 2))?;
+        let parts = loss_fn.compute(&out, &targets, k as u64)?;
+        let value = parts
+            .total
+            .into_data()
+            .try_to_vec::<f32>()
+            .ok()
+            .and_then(|v| v.first().copied())
+            .unwrap_or(f32::NAN);
+        total += f64::from(value) * clips.len() as f64;
         count += clips.len();
     }
+    let average_map = match truth {
+        Some(t) if !features.is_empty() => {
+            let detect = lofi_head::detect::DetectConfig::default();
+            let report = lofi_head::detect::validate_head(
+                &model.head,
+                &features,
+                &t.truth,
+                &t.classes,
+                &detect,
+            )?;
+            Some(report.average_map)
+        }
+        _ => None,
+    };
     Ok((
         Validation {
             mean_loss: total / count.max(1) as f64,
-            average_map: None,
+            average_map,
         },
         failures,
     ))
@@ -640,8 +768,7 @@ pub fn fidelity_stats(path: &Path, stage: &str) -> TrainResult<Vec<FidelityStats
                 &mut out[last]
             }
         };
-        entry.mean_step_s =
-            (entry.mean_step_s * entry.steps as f64 + t) / (entry.steps + 1) as f64;
+        entry.mean_step_s = (entry.mean_step_s * entry.steps as f64 + t) / (entry.steps + 1) as f64;
         entry.steps += 1;
         entry.peak_memory_bytes = match (entry.peak_memory_bytes, peak) {
             (Some(a), Some(b)) => Some(a.max(b)),

@@ -51,7 +51,12 @@ fn data() -> &'static Data {
         assert!(outcome.epoch_losses[0].is_finite());
         let acc = outcome.val_accuracy[0].expect("validation clips exist");
         assert!((0.0..=1.0).contains(&acc));
-        for f in ["config.toml", "metrics.jsonl", "checkpoints/last", "summary.json"] {
+        for f in [
+            "config.toml",
+            "metrics.jsonl",
+            "checkpoints/last",
+            "summary.json",
+        ] {
             assert!(out.join(f).is_file(), "{f} missing");
         }
         Data {
@@ -94,20 +99,40 @@ fn every_schedule_trains_at_its_fidelities() {
     ];
     for (kind, want) in expected {
         let out = tmp.path().join(kind.name());
-        let epochs = if kind == ScheduleKind::LongCycle { 2 } else { 1 };
-        let config = tiny(kind, epochs);
+        let epochs = if kind == ScheduleKind::LongCycle {
+            2
+        } else {
+            1
+        };
+        let mut config = tiny(kind, epochs);
+        // The options ride along on two of the schedules: frozen BatchNorm and burn's
+        // gradient checkpointing must train too.
+        config.encoder.frozen_bn = kind == ScheduleKind::T;
+        config.gradient_checkpointing = kind == ScheduleKind::St;
         let outcome =
             train(&config, &paths(&out, true), &RunOptions::default()).expect("training runs");
-        for f in ["config.toml", "metrics.jsonl", "checkpoints/last", "summary.json"] {
+        for f in [
+            "config.toml",
+            "metrics.jsonl",
+            "checkpoints/last",
+            "summary.json",
+        ] {
             assert!(out.join(f).is_file(), "{kind:?}: {f} missing");
         }
-        assert!(out.join(format!("checkpoints/epoch-{}.bpk", epochs - 1)).is_file());
+        assert!(out
+            .join(format!("checkpoints/epoch-{}.bpk", epochs - 1))
+            .is_file());
         assert!(outcome.encoder.is_file() && outcome.head.is_file());
         assert_eq!(outcome.epochs.len(), epochs);
         for e in &outcome.epochs {
-            assert!(e.mean_loss.is_finite() && e.mean_loss > 0.0, "{kind:?}: {e:?}");
+            assert!(
+                e.mean_loss.is_finite() && e.mean_loss > 0.0,
+                "{kind:?}: {e:?}"
+            );
             let v = e.val_loss.expect("validated every epoch");
             assert!(v.is_finite() && v > 0.0);
+            let m = e.val_average_map.expect("validation mAP");
+            assert!((0.0..=1.0).contains(&m), "{kind:?}: mAP {m}");
         }
         let names: Vec<&str> = outcome.fidelities.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(names, want, "{kind:?}");

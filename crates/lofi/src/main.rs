@@ -35,6 +35,10 @@ enum Command {
     Probe(cmd::probe::ProbeArgs),
     /// Write a self-contained HTML report of a run folder.
     Report(cmd::report::ReportArgs),
+    /// Pre-train the TSM encoder for clip classification on trimmed clips ("ACP").
+    Pretrain(cmd::pretrain::PretrainArgs),
+    /// Train encoder + G-TAD end to end under a LoFi fidelity schedule.
+    Train(cmd::train::TrainArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +49,8 @@ fn main() -> ExitCode {
         Command::Synth(args) => cmd::synth::run(args),
         Command::Probe(args) => cmd::probe::run(args),
         Command::Report(args) => cmd::report::run(args),
+        Command::Pretrain(args) => cmd::pretrain::run(args),
+        Command::Train(args) => cmd::train::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,8 @@
 //! One module per subcommand: its clap arguments and the glue from them to the library crates.
 
 pub mod eval;
+pub mod pretrain;
 pub mod probe;
 pub mod report;
 pub mod synth;
+pub mod train;

@@ -1,0 +1,159 @@
+//! `lofi train`: LoFi's end-to-end stage (encoder + G-TAD under a fidelity schedule), a thin
+//! layer over `lofi_train::train`: flags -> config and paths, then a summary table.
+
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+use lofi_train::config::read_config;
+use lofi_train::{train, RunOptions, ScheduleKind, TrainConfig, TrainPaths};
+use std::path::PathBuf;
+
+/// Starting configuration when no `--config` is given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TrainPreset {
+    /// The paper's recipe: TSM-R18 + G-TAD, 100 x 224, batch 16, SGD lr 0.1.
+    Paper,
+    /// Tiny networks at 16 x 64 for tests and the demo.
+    Tiny,
+}
+
+/// Schedule names on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ScheduleArg {
+    /// Full fidelity.
+    Full,
+    /// S-LoFi.
+    S,
+    /// T-LoFi.
+    T,
+    /// ST-LoFi.
+    St,
+    /// Long cycle S, T, ST.
+    LongCycle,
+    /// Short cycle S, T, ST.
+    ShortCycle,
+}
+
+/// Arguments of `lofi train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// TOML config (unknown keys are errors). Without it: the preset; with `--resume`: the
+    /// run's own config.toml.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Preset used when no config file is given.
+    #[arg(long, value_enum, default_value = "paper")]
+    preset: TrainPreset,
+    /// Dataset folder in the `lofi synth` layout (ground_truth.json + videos/).
+    #[arg(long, value_name = "DIR", required_unless_present_all = ["ground_truth", "videos"])]
+    data: Option<PathBuf>,
+    /// Ground-truth file (overrides DATA/ground_truth.json).
+    #[arg(long, value_name = "FILE")]
+    ground_truth: Option<PathBuf>,
+    /// Video folder (overrides DATA/videos).
+    #[arg(long, value_name = "DIR")]
+    videos: Option<PathBuf>,
+    /// Starting encoder (e.g. RUN_DIR/encoder.bpk of `lofi pretrain`).
+    #[arg(long, value_name = "FILE")]
+    encoder: Option<PathBuf>,
+    /// Run folder.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Override the config's schedule.
+    #[arg(long, value_enum)]
+    schedule: Option<ScheduleArg>,
+    /// Override the config's number of epochs.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Memory budget ("12GiB", "auto"): measure, plan micro-batches, print the plan.
+    #[arg(long, value_name = "SIZE")]
+    memory_budget: Option<String>,
+    /// Override the config's seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Continue the run in --out from its last complete epoch.
+    #[arg(long)]
+    resume: bool,
+    /// Test hook: stop after this many batches (as if killed); continue with --resume.
+    #[arg(long, hide = true)]
+    stop_after_batches: Option<usize>,
+}
+
+/// Run `lofi train`.
+pub fn run(args: TrainArgs) -> Result<()> {
+    let saved = args.out.join("config.toml");
+    let mut config: TrainConfig = match (&args.config, args.resume && saved.is_file()) {
+        (Some(path), _) => read_config(path)?,
+        (None, true) => read_config(&saved)?,
+        (None, false) => match args.preset {
+            TrainPreset::Paper => TrainConfig::default(),
+            TrainPreset::Tiny => TrainConfig::tiny(),
+        },
+    };
+    if let Some(s) = args.schedule {
+        config.schedule.kind = match s {
+            ScheduleArg::Full => ScheduleKind::Full,
+            ScheduleArg::S => ScheduleKind::S,
+            ScheduleArg::T => ScheduleKind::T,
+            ScheduleArg::St => ScheduleKind::St,
+            ScheduleArg::LongCycle => ScheduleKind::LongCycle,
+            ScheduleArg::ShortCycle => ScheduleKind::ShortCycle,
+        };
+    }
+    if let Some(e) = args.epochs {
+        config.epochs = e;
+    }
+    if let Some(s) = args.seed {
+        config.seed = s;
+    }
+    if args.memory_budget.is_some() {
+        config.memory_budget = args.memory_budget.clone();
+    }
+    let data = args.data.clone().unwrap_or_default();
+    let paths = TrainPaths {
+        ground_truth: args
+            .ground_truth
+            .clone()
+            .unwrap_or_else(|| data.join("ground_truth.json")),
+        videos: args.videos.clone().unwrap_or_else(|| data.join("videos")),
+        encoder: args.encoder.clone(),
+        out: args.out.clone(),
+    };
+    let options = RunOptions {
+        resume: args.resume,
+        stop_after_batches: args.stop_after_batches,
+        progress: true,
+    };
+    let outcome = train(&config, &paths, &options)
+        .with_context(|| format!("training into {} failed", args.out.display()))?;
+    println!(
+        "{:>10} {:>6} {:>12} {:>14}",
+        "fidelity", "steps", "step (s)", "peak memory"
+    );
+    for f in &outcome.fidelities {
+        println!(
+            "{:>10} {:>6} {:>12.3} {:>14}",
+            f.name,
+            f.steps,
+            f.mean_step_s,
+            f.peak_memory_bytes
+                .map_or_else(|| "-".to_string(), |b| lofi_train::ByteSize(b).to_string())
+        );
+    }
+    if let Some(last) = outcome.epochs.last() {
+        println!(
+            "final epoch {}: train loss {:.4}{}",
+            last.epoch,
+            last.mean_loss,
+            last.val_loss
+                .map_or_else(String::new, |v| format!(", validation loss {v:.4}"))
+        );
+    }
+    if !outcome.skipped.is_empty() {
+        eprintln!("skipped {} video(s):", outcome.skipped.len());
+        for (id, why) in &outcome.skipped {
+            eprintln!("  {id}: {why}");
+        }
+    }
+    println!("encoder: {}", outcome.encoder.display());
+    Ok(())
+}

@@ -1,0 +1,194 @@
+//! `lofi pretrain` and `lofi train` end to end through the real binary, at tiny sizes: files and
+//! metrics of a run, an exact resume after a stop in the middle of an epoch, and bad input
+//! rejected before any work.
+//!
+//! Both runs of the resume check use one rayon thread (`RAYON_NUM_THREADS=1`) so that every
+//! reduction of burn's CPU backend runs in a fixed order and the comparison can be exact.
+
+use std::path::Path;
+use std::process::Command;
+
+fn lofi(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_lofi"))
+        .args(args)
+        .env("RAYON_NUM_THREADS", "1")
+        .output()
+        .expect("run lofi");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 temp path")
+}
+
+/// Metrics lines without the fields that measure time or memory.
+fn comparable_metrics(run: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(run.join("metrics.jsonl")).expect("metrics");
+    text.lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).expect("json line");
+            if let Some(o) = v.as_object_mut() {
+                for k in ["elapsed_s", "step_s", "peak_memory_bytes"] {
+                    o.remove(k);
+                }
+            }
+            v
+        })
+        .collect()
+}
+
+#[test]
+fn pretrain_train_and_exact_resume() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let (ok, _, err) = lofi(&[
+        "synth",
+        "--out",
+        s(&data),
+        "--preset",
+        "tiny",
+        "--seed",
+        "5",
+    ]);
+    assert!(ok, "synth failed: {err}");
+
+    let pre = dir.path().join("pretrain");
+    let (ok, out, err) = lofi(&[
+        "pretrain",
+        "--data",
+        s(&data),
+        "--out",
+        s(&pre),
+        "--preset",
+        "tiny",
+        "--epochs",
+        "1",
+    ]);
+    assert!(ok, "pretrain failed: {err}");
+    assert!(out.contains("validation accuracy"), "{out}");
+    let encoder = pre.join("encoder.bpk");
+    assert!(encoder.is_file());
+
+    let train = |out_dir: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--data",
+            s(&data),
+            "--preset",
+            "tiny",
+            "--schedule",
+            "short-cycle",
+            "--epochs",
+            "2",
+            "--encoder",
+            s(&encoder),
+            "--out",
+            s(out_dir),
+        ];
+        args.extend_from_slice(extra);
+        lofi(&args)
+    };
+
+    // Uninterrupted: 12 training videos in batches of 4 = 3 steps per epoch.
+    let a = dir.path().join("a");
+    let (ok, out, err) = train(&a, &[]);
+    assert!(ok, "train failed: {err}");
+    for name in ["s", "t", "st"] {
+        assert!(
+            out.lines().any(|l| l.trim_start().starts_with(name)),
+            "{name} row missing: {out}"
+        );
+    }
+    for f in [
+        "config.toml",
+        "metrics.jsonl",
+        "encoder.bpk",
+        "head.bpk",
+        "summary.json",
+        "checkpoints/last",
+        "checkpoints/epoch-0.bpk",
+        "checkpoints/epoch-1.bpk",
+    ] {
+        assert!(a.join(f).is_file(), "{f} missing");
+    }
+    let metrics = comparable_metrics(&a);
+    assert_eq!(metrics.len(), 8, "6 steps + 2 epoch ends");
+    for m in &metrics {
+        assert!(m["loss"].as_f64().is_some_and(f64::is_finite), "{m}");
+    }
+    let ends: Vec<_> = metrics
+        .iter()
+        .filter(|m| m["event"] == "epoch_end")
+        .collect();
+    assert!(ends.iter().all(|m| m["val_loss"].as_f64().is_some()));
+    assert!(ends.iter().all(|m| m["val_average_mAP"]
+        .as_f64()
+        .is_some_and(|x| (0.0..=1.0).contains(&x))));
+
+    // Stopped after 4 batches (epoch 1, batch 0), then resumed.
+    let b = dir.path().join("b");
+    let (ok, _, err) = train(&b, &["--stop-after-batches", "4"]);
+    assert!(!ok, "the stop hook must end the run with an error");
+    assert!(err.contains("--resume"), "{err}");
+    assert_eq!(
+        comparable_metrics(&b).len(),
+        5,
+        "epoch 0 (3 + end) and one step"
+    );
+    let (ok, _, err) = train(&b, &["--resume"]);
+    assert!(ok, "resume failed: {err}");
+    assert_eq!(comparable_metrics(&b), metrics, "resumed metrics differ");
+    let config = lofi_train::TrainConfig::tiny();
+    let wa = lofi_train::model::saved_run_parameters(&config, &a).expect("run a weights");
+    let wb = lofi_train::model::saved_run_parameters(&config, &b).expect("run b weights");
+    assert!(!wa.is_empty() && wa.iter().all(|x| x.is_finite()));
+    assert!(wa == wb, "weights differ after resume");
+    let fresh = lofi_train::model::saved_run_parameters(&config, &pre);
+    assert!(fresh.is_err(), "the pretrain run has no head.bpk");
+
+    // A finished run is not silently overwritten.
+    let (ok, _, err) = train(&a, &[]);
+    assert!(!ok && err.contains("--resume"), "{err}");
+}
+
+#[test]
+fn bad_configs_fail_before_any_work() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("bad.toml");
+    let out = dir.path().join("run");
+    for (text, needle) in [
+        ("epochs = 2\nlearning_rate = 0.1\n", "learning_rate"),
+        ("[full]\nsnippets = 1\nsize = 64\n", "L >= 2"),
+        ("[full]\nsnippets = 16\nsize = 0\n", "size"),
+        ("memory_budget = \"12 parsecs\"\n", "parsecs"),
+    ] {
+        std::fs::write(&cfg, text).expect("write config");
+        let (ok, _, err) = lofi(&[
+            "train",
+            "--config",
+            s(&cfg),
+            "--data",
+            s(dir.path()),
+            "--out",
+            s(&out),
+        ]);
+        assert!(!ok, "{text} accepted");
+        assert!(err.contains(needle), "{text}: {err}");
+        assert!(!out.exists(), "{text}: the run folder was created");
+    }
+    std::fs::write(&cfg, "segmnets = 4\n").expect("write config");
+    let (ok, _, err) = lofi(&[
+        "pretrain",
+        "--config",
+        s(&cfg),
+        "--data",
+        s(dir.path()),
+        "--out",
+        s(&out),
+    ]);
+    assert!(!ok && err.contains("segmnets"), "{err}");
+}
