@@ -35,6 +35,12 @@ enum Command {
     Probe(cmd::probe::ProbeArgs),
     /// Write a self-contained HTML report of a run folder.
     Report(cmd::report::ReportArgs),
+    /// Frozen encoder -> one feature file per video (sharded, resumable); or --verify a folder.
+    Extract(cmd::extract::ExtractArgs),
+    /// Train a G-TAD head from scratch on feature files (ours or a peer's .npy / .csv).
+    TrainHead(cmd::train_head::TrainHeadArgs),
+    /// Trained head -> proposals -> Soft-NMS -> class fusion -> ActivityNet detections JSON.
+    Detect(cmd::detect::DetectArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +51,9 @@ fn main() -> ExitCode {
         Command::Synth(args) => cmd::synth::run(args),
         Command::Probe(args) => cmd::probe::run(args),
         Command::Report(args) => cmd::report::run(args),
+        Command::Extract(args) => cmd::extract::run(args),
+        Command::TrainHead(args) => cmd::train_head::run(args),
+        Command::Detect(args) => cmd::detect::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
