@@ -258,3 +258,34 @@ fn extract_train_detect_evaluate() -> TestResult {
     eprintln!("detect: {:.1} s", t0.elapsed().as_secs_f64());
     Ok(())
 }
+
+#[test]
+fn failed_videos_are_listed_and_do_not_stop_the_run() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let root = dir.path();
+    std::fs::create_dir(root.join("videos"))?;
+    std::fs::write(root.join("videos/garbage.mp4"), b"this is not a video")?;
+    std::fs::write(
+        root.join("ground_truth.json"),
+        r#"{"version": "t", "database": {
+            "absent": {"subset": "validation", "duration": 5.0, "annotations": []},
+            "garbage": {"subset": "validation", "duration": 5.0, "annotations": []}}}"#,
+    )?;
+    let out = extract(&tiny_extract(), &inputs(root, "features", None), &|_, _| {})?;
+    assert_eq!((out.videos, out.extracted), (2, 0));
+    let ids: Vec<&str> = out.failed.iter().map(|f| f.id.as_str()).collect();
+    assert_eq!(ids, vec!["absent", "garbage"]);
+    assert!(
+        out.failed[0].reason.contains("no video file"),
+        "{:?}",
+        out.failed
+    );
+    let index = FeatureIndex::read(&out.index_path)?;
+    assert_eq!(index.failed, out.failed);
+    assert!(index.videos.is_empty());
+    // Settings used are recorded beside the features.
+    let used = std::fs::read_to_string(root.join("features/config.toml"))?;
+    let back = ExtractConfig::from_toml(&used, &root.join("features/config.toml"))?;
+    assert_eq!(back, tiny_extract());
+    Ok(())
+}
