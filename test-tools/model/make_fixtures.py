@@ -331,3 +331,76 @@ def tsm_resnet18_pth():
 
 if __name__ == "__main__":
     tsm_resnet18_pth()
+
+
+# ---------------------------------------------------------------------------------------------
+# A small R(2+1)D-18 (layer1 width 4) with torchvision's module layout (stem.0/1/3/4,
+# layerX.Y.convZ.0.{0,1,3}, convZ.1, downsample.0/1), saved as a .pth, with its eval-mode clip
+# features, to check the R(2+1)D trunk and its import.
+
+def conv2plus1d(cin, cout, mid, stride):
+    return nn.Sequential(
+        nn.Conv3d(cin, mid, (1, 3, 3), (1, stride, stride), (0, 1, 1), bias=False),
+        nn.BatchNorm3d(mid), nn.ReLU(inplace=True),
+        nn.Conv3d(mid, cout, (3, 1, 1), (stride, 1, 1), (1, 0, 0), bias=False))
+
+
+class R21Block(nn.Module):
+    def __init__(self, cin, planes, stride):
+        super().__init__()
+        mid = (cin * planes * 27) // (cin * 9 + 3 * planes)
+        self.conv1 = nn.Sequential(conv2plus1d(cin, planes, mid, stride), nn.BatchNorm3d(planes), nn.ReLU(inplace=True))
+        self.conv2 = nn.Sequential(conv2plus1d(planes, planes, mid, 1), nn.BatchNorm3d(planes))
+        self.downsample = None
+        if stride != 1 or cin != planes:
+            self.downsample = nn.Sequential(nn.Conv3d(cin, planes, 1, stride, bias=False), nn.BatchNorm3d(planes))
+
+    def forward(self, x):
+        y = self.conv2(self.conv1(x))
+        return F.relu(y + (x if self.downsample is None else self.downsample(x)))
+
+
+class R2Plus1d18(nn.Module):
+    def __init__(self, w):
+        super().__init__()
+        mid = 45 * w // 64
+        self.stem = nn.Sequential(
+            nn.Conv3d(3, mid, (1, 7, 7), (1, 2, 2), (0, 3, 3), bias=False), nn.BatchNorm3d(mid), nn.ReLU(inplace=True),
+            nn.Conv3d(mid, w, (3, 1, 1), 1, (1, 0, 0), bias=False), nn.BatchNorm3d(w), nn.ReLU(inplace=True))
+        cin = w
+        for i in range(4):
+            planes = w << i
+            stride = 1 if i == 0 else 2
+            setattr(self, f"layer{i + 1}", nn.Sequential(R21Block(cin, planes, stride), R21Block(planes, planes, 1)))
+            cin = planes
+
+    def forward(self, clips):
+        x = self.stem(clips)
+        for i in range(4):
+            x = getattr(self, f"layer{i + 1}")(x)
+        return x.mean((2, 3, 4))
+
+
+def r2plus1d_pth():
+    net = R2Plus1d18(4).to(DT)
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm3d):
+            with torch.no_grad():
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+    net.eval()
+    video = torch.randn(1, 2, 4, 3, 32, 32, dtype=DT)  # [B, L, F, 3, S, S]
+    with torch.no_grad():
+        feats = net(video.reshape(2, 4, 3, 32, 32).transpose(1, 2)).view(1, 2, -1)
+    sd = {k: v.to(torch.float32) for k, v in net.state_dict().items()}
+    path = os.path.join(OUT, "r2plus1d18_w4.pth")
+    torch.save(sd, path)
+    print(f"{path}: {os.path.getsize(path)} bytes")
+    save_file({"io.video": f32(video), "io.out.features": f32(feats)},
+              os.path.join(OUT, "r2plus1d18_w4_io.safetensors"))
+
+
+if __name__ == "__main__":
+    r2plus1d_pth()

@@ -12,6 +12,9 @@
 //! table turns any of the three layouts into our torchvision-style names, burn-store's PyTorch
 //! adapter renames BatchNorm `weight`/`bias` to `gamma`/`beta` and transposes `fc`, and any key
 //! that still does not match is reported by name ([`ModelError::KeyMismatch`]).
+//!
+//! R(2+1)D trunks load from torchvision's `r2plus1d_18` layout (and the same names under a
+//! `module.` or `backbone.` prefix, as in TSP's releases) through [`import_r2plus1d`].
 
 use std::path::Path;
 
@@ -19,8 +22,11 @@ use burn::store::{
     ApplyResult, KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
 };
 
+use burn::module::Module;
+
 use crate::checkpoint::check_apply;
 use crate::error::ModelError;
+use crate::r2plus1d::R2Plus1dEncoder;
 use crate::resnet::TsmEncoder;
 
 /// How strict an import is.
@@ -71,8 +77,27 @@ pub fn resnet_key_patterns() -> Vec<(&'static str, &'static str)> {
     ]
 }
 
-fn remapper() -> Result<KeyRemapper, ModelError> {
-    KeyRemapper::from_patterns(resnet_key_patterns())
+/// The key remapping for torchvision-layout R(2+1)D checkpoints (numbered `Sequential` entries
+/// to our named fields).
+pub fn r2plus1d_key_patterns() -> Vec<(&'static str, &'static str)> {
+    vec![
+        (r"^module\.", ""),
+        (r"^backbone\.", ""),
+        (r"^stem\.0\.", "stem.spatial."),
+        (r"^stem\.1\.", "stem.mid_bn."),
+        (r"^stem\.3\.", "stem.temporal."),
+        (r"^stem\.4\.", "stem.bn."),
+        (r"\.conv(\d)\.0\.0\.", ".conv$1.spatial."),
+        (r"\.conv(\d)\.0\.1\.", ".conv$1.mid_bn."),
+        (r"\.conv(\d)\.0\.3\.", ".conv$1.temporal."),
+        (r"\.conv(\d)\.1\.", ".bn$1."),
+        (r"\.downsample\.0\.", ".downsample.conv."),
+        (r"\.downsample\.1\.", ".downsample.bn."),
+    ]
+}
+
+fn remapper(patterns: Vec<(&'static str, &'static str)>) -> Result<KeyRemapper, ModelError> {
+    KeyRemapper::from_patterns(patterns)
         .map_err(|e| ModelError::Config(format!("bad key pattern: {e}")))
 }
 
@@ -84,10 +109,29 @@ fn is_ignorable(key: &str) -> bool {
 /// the supported layouts. Fails with [`ModelError::KeyMismatch`] naming every unmatched and missing
 /// key unless `options` relax it.
 pub fn import_resnet(
-    mut encoder: TsmEncoder,
+    encoder: TsmEncoder,
     path: &Path,
     options: &ImportOptions,
 ) -> Result<(TsmEncoder, ImportReport), ModelError> {
+    import_weights(encoder, path, options, resnet_key_patterns())
+}
+
+/// Loads torchvision-layout R(2+1)D weights (`.pth`, `.pt`, `.safetensors`) into `encoder`.
+pub fn import_r2plus1d(
+    encoder: R2Plus1dEncoder,
+    path: &Path,
+    options: &ImportOptions,
+) -> Result<(R2Plus1dEncoder, ImportReport), ModelError> {
+    import_weights(encoder, path, options, r2plus1d_key_patterns())
+}
+
+/// Loads PyTorch-convention weights into any module after remapping keys with `patterns`.
+pub fn import_weights<M: Module>(
+    mut encoder: M,
+    path: &Path,
+    options: &ImportOptions,
+    patterns: Vec<(&'static str, &'static str)>,
+) -> Result<(M, ImportReport), ModelError> {
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
@@ -107,8 +151,9 @@ pub fn import_resnet(
         "safetensors" => {
             let mut store = SafetensorsStore::from_file(path)
                 .with_from_adapter(PyTorchToBurnAdapter)
-                .remap(remapper()?)
+                .remap(remapper(patterns.clone())?)
                 .skip_enum_variants(true)
+                .map_indices_contiguous(false)
                 .allow_partial(true);
             encoder
                 .load_from(&mut store)
@@ -123,7 +168,8 @@ pub fn import_resnet(
             let mut found = None;
             for key in keys {
                 let mut store = PytorchStore::from_file(path)
-                    .remap(remapper()?)
+                    .remap(remapper(patterns.clone())?)
+                    .map_indices_contiguous(false)
                     .allow_partial(true);
                 if let Some(k) = &key {
                     store = store.with_top_level_key(k);
@@ -246,6 +292,47 @@ mod tests {
             let got = to_vec(enc.forward(x.clone()).expect("ok"));
             assert_eq!(got, want, "{name}: outputs differ after import");
         }
+    }
+
+    #[test]
+    fn imports_torchvision_r2plus1d_layout() {
+        use crate::r2plus1d::R2Plus1dConfig;
+        let device = Device::flex();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cfg = R2Plus1dConfig::tiny(18, 4);
+        let src = cfg.init(&device).expect("valid");
+        let path = dir.path().join("r21d.safetensors");
+        let mut store = SafetensorsStore::from_file(&path)
+            .with_to_adapter(BurnToPyTorchAdapter)
+            .skip_enum_variants(true)
+            .remap(
+                KeyRemapper::from_patterns(vec![
+                    (r"^stem\.spatial\.", "stem.0."),
+                    (r"^stem\.mid_bn\.", "stem.1."),
+                    (r"^stem\.temporal\.", "stem.3."),
+                    (r"^stem\.bn\.", "stem.4."),
+                    (r"\.conv(\d)\.spatial\.", ".conv$1.0.0."),
+                    (r"\.conv(\d)\.mid_bn\.", ".conv$1.0.1."),
+                    (r"\.conv(\d)\.temporal\.", ".conv$1.0.3."),
+                    (r"\.bn(\d)\.", ".conv$1.1."),
+                    (r"\.downsample\.conv\.", ".downsample.0."),
+                    (r"\.downsample\.bn\.", ".downsample.1."),
+                ])
+                .expect("valid patterns"),
+            );
+        src.save_into(&mut store).expect("written");
+        let (enc, report) = import_r2plus1d(
+            cfg.init(&device).expect("valid"),
+            &path,
+            &ImportOptions::default(),
+        )
+        .expect("torchvision layout imports");
+        assert!(report.missing.is_empty());
+        let x = Tensor::<6>::random([1, 2, 4, 3, 32, 32], Distribution::Default, &device);
+        assert_eq!(
+            to_vec(src.forward(x.clone()).expect("ok")),
+            to_vec(enc.forward(x).expect("ok"))
+        );
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub mod error;
 pub mod gtad;
 pub mod import;
 pub mod loss;
+pub mod r2plus1d;
 pub mod resnet;
 pub mod shift;
 pub mod targets;
@@ -31,6 +32,7 @@ pub mod targets;
 pub use error::ModelError;
 pub use gtad::{GcnextBlock, GtadConfig, GtadHead, GtadOutput, SgAlign};
 pub use loss::{GtadLoss, GtadLossConfig, LossParts};
+pub use r2plus1d::{R2Plus1dConfig, R2Plus1dEncoder};
 pub use resnet::{ResNetConfig, TsmEncoder};
 pub use targets::{GtadTargets, Segment, TargetConfig};
 

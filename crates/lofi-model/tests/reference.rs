@@ -271,3 +271,32 @@ fn tsm_release_pth_imports_and_matches_pytorch_in_eval_mode() {
         .expect("classifier");
     check(logits, io.raw("io.out.logits"), 1e-4, "clip logits");
 }
+
+#[test]
+fn torchvision_r2plus1d_pth_imports_and_matches_pytorch_in_eval_mode() {
+    use lofi_model::import::{import_r2plus1d, ImportOptions};
+    use lofi_model::R2Plus1dConfig;
+    let io = Fixture::open("r2plus1d18_w4_io");
+    let device = Device::flex();
+    let cfg = R2Plus1dConfig {
+        frozen_bn: true,
+        ..R2Plus1dConfig::tiny(18, 4)
+    };
+    let enc = cfg.init(&device).expect("valid config");
+    let (enc, report) = import_r2plus1d(
+        enc,
+        &fixture("r2plus1d18_w4").with_extension("pth"),
+        &ImportOptions::default(),
+    )
+    .expect("torchvision layout imports");
+    assert!(report.missing.is_empty(), "{report:?}");
+    let feats = enc
+        .forward(io.tensor::<6>("io.video", &device))
+        .expect("valid input");
+    check(
+        feats,
+        io.raw("io.out.features"),
+        1e-4,
+        "R(2+1)D snippet features",
+    );
+}

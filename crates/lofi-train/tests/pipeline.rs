@@ -1,0 +1,198 @@
+//! End-to-end at tiny sizes: synthetic videos -> `pretrain` -> `train` under every schedule,
+//! checking the files a run writes, that metrics are finite, that each schedule trains at the
+//! fidelities it should, and that a tiny over-fit run lowers its loss.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use lofi_train::config::FidelitySpec;
+use lofi_train::io::read_metrics;
+use lofi_train::{
+    pretrain, train, PretrainConfig, PretrainPaths, RunOptions, ScheduleKind, TrainConfig,
+    TrainPaths,
+};
+use lofi_video::synth::{write_dataset, SynthConfig, SynthPreset};
+
+struct Data {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    encoder: PathBuf,
+}
+
+/// Six training and two validation videos of 4-6 s at 64 px, and a pretrained tiny encoder.
+fn data() -> &'static Data {
+    static DATA: OnceLock<Data> = OnceLock::new();
+    DATA.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path().join("synth");
+        let config = SynthConfig {
+            videos: 8,
+            min_duration: 4.0,
+            max_duration: 6.0,
+            ..SynthConfig::preset(SynthPreset::Tiny, 3)
+        };
+        write_dataset(&root, &config, 2, &|_| {}).expect("synthetic data");
+        let out = dir.path().join("pretrain");
+        let cfg = PretrainConfig {
+            epochs: 1,
+            ..PretrainConfig::tiny()
+        };
+        let outcome = pretrain(
+            &cfg,
+            &PretrainPaths {
+                data: root.clone(),
+                out: out.clone(),
+            },
+            &RunOptions::default(),
+        )
+        .expect("pretraining runs");
+        assert!(outcome.encoder.is_file() && outcome.classifier.is_file());
+        assert_eq!(outcome.epoch_losses.len(), 1);
+        assert!(outcome.epoch_losses[0].is_finite());
+        let acc = outcome.val_accuracy[0].expect("validation clips exist");
+        assert!((0.0..=1.0).contains(&acc));
+        for f in ["config.toml", "metrics.jsonl", "checkpoints/last", "summary.json"] {
+            assert!(out.join(f).is_file(), "{f} missing");
+        }
+        Data {
+            encoder: outcome.encoder,
+            root,
+            _dir: dir,
+        }
+    })
+}
+
+fn paths(out: &Path, encoder: bool) -> TrainPaths {
+    let d = data();
+    TrainPaths {
+        ground_truth: d.root.join("ground_truth.json"),
+        videos: d.root.join("videos"),
+        encoder: encoder.then(|| d.encoder.clone()),
+        out: out.to_path_buf(),
+    }
+}
+
+fn tiny(kind: ScheduleKind, epochs: usize) -> TrainConfig {
+    let mut c = TrainConfig::tiny();
+    c.schedule.kind = kind;
+    c.epochs = epochs;
+    c.batch_size = 2;
+    c
+}
+
+#[test]
+fn every_schedule_trains_at_its_fidelities() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let full = (16usize, 64usize);
+    let expected: [(ScheduleKind, &[&str]); 6] = [
+        (ScheduleKind::Full, &["full"]),
+        (ScheduleKind::S, &["s"]),
+        (ScheduleKind::T, &["t"]),
+        (ScheduleKind::St, &["st"]),
+        (ScheduleKind::LongCycle, &["s", "t"]),
+        (ScheduleKind::ShortCycle, &["s", "t", "st"]),
+    ];
+    for (kind, want) in expected {
+        let out = tmp.path().join(kind.name());
+        let epochs = if kind == ScheduleKind::LongCycle { 2 } else { 1 };
+        let config = tiny(kind, epochs);
+        let outcome =
+            train(&config, &paths(&out, true), &RunOptions::default()).expect("training runs");
+        for f in ["config.toml", "metrics.jsonl", "checkpoints/last", "summary.json"] {
+            assert!(out.join(f).is_file(), "{kind:?}: {f} missing");
+        }
+        assert!(out.join(format!("checkpoints/epoch-{}.bpk", epochs - 1)).is_file());
+        assert!(outcome.encoder.is_file() && outcome.head.is_file());
+        assert_eq!(outcome.epochs.len(), epochs);
+        for e in &outcome.epochs {
+            assert!(e.mean_loss.is_finite() && e.mean_loss > 0.0, "{kind:?}: {e:?}");
+            let v = e.val_loss.expect("validated every epoch");
+            assert!(v.is_finite() && v > 0.0);
+        }
+        let names: Vec<&str> = outcome.fidelities.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, want, "{kind:?}");
+        for f in &outcome.fidelities {
+            assert!(f.mean_step_s > 0.0 && f.steps > 0);
+            if cfg!(target_os = "linux") {
+                assert!(f.peak_memory_bytes.unwrap_or(0) > 0);
+            }
+        }
+        let lines = read_metrics(&out.join("metrics.jsonl")).expect("metrics");
+        let steps: Vec<_> = lines.iter().filter(|v| v.get("event").is_none()).collect();
+        // 6 training videos in batches of 2: 3 steps per epoch.
+        assert_eq!(steps.len(), 3 * epochs, "{kind:?}");
+        for s in &steps {
+            assert!(s["loss"].as_f64().is_some_and(f64::is_finite));
+            assert_eq!(s["stage"], "train");
+            let l = s["snippets"].as_u64().unwrap_or(0) as usize;
+            assert!(l >= 2 && l <= full.0);
+        }
+        if kind == ScheduleKind::ShortCycle {
+            let per_batch: Vec<&str> = steps[..3]
+                .iter()
+                .map(|s| s["fidelity"].as_str().unwrap_or(""))
+                .collect();
+            assert_eq!(per_batch, ["s", "t", "st"]);
+        }
+    }
+}
+
+#[test]
+fn a_tiny_overfit_run_lowers_its_loss_and_the_planner_plans() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    // Two training videos only: the ground truth is cut down to them.
+    let d = data();
+    let text = std::fs::read_to_string(d.root.join("ground_truth.json")).expect("gt");
+    let mut gt: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let db = gt["database"].as_object_mut().expect("database");
+    let keep: Vec<String> = db
+        .iter()
+        .filter(|(_, v)| v["subset"] == "training")
+        .map(|(k, _)| k.clone())
+        .take(2)
+        .collect();
+    db.retain(|k, _| keep.contains(k));
+    let gt_path = tmp.path().join("gt.json");
+    std::fs::write(&gt_path, gt.to_string()).expect("written");
+    let out = tmp.path().join("overfit");
+    let mut config = tiny(ScheduleKind::Full, 12);
+    config.full = FidelitySpec {
+        snippets: 8,
+        size: 32,
+    };
+    config.validate_every = 0;
+    config.optimizer.lr = 0.1;
+    config.optimizer.momentum = 0.9;
+    config.optimizer.lr_step_epochs = 100;
+    config.memory_budget = Some("64GiB".into());
+    let mut p = paths(&out, false);
+    p.ground_truth = gt_path;
+    let outcome = train(&config, &p, &RunOptions::default()).expect("trains");
+    let losses: Vec<f64> = outcome.epochs.iter().map(|e| e.mean_loss).collect();
+    let first = losses[..3].iter().sum::<f64>() / 3.0;
+    let last = losses[losses.len() - 3..].iter().sum::<f64>() / 3.0;
+    assert!(last < 0.8 * first, "loss did not fall: {losses:?}");
+    let plan = outcome.memory_plan.expect("a budget was given");
+    assert_eq!(plan.fidelities.len(), 1);
+    assert!(plan.fidelities[0].per_sample_bytes > 0 || plan.fidelities[0].fixed_bytes > 0);
+    assert!(out.join("memory_plan.json").is_file());
+}
+
+#[test]
+fn bad_inputs_fail_before_any_work() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let out = tmp.path().join("bad");
+    let mut config = tiny(ScheduleKind::T, 1);
+    config.full.snippets = 4; // T gives L = 1
+    let err = train(&config, &paths(&out, false), &RunOptions::default()).expect_err("L < 2");
+    assert!(err.to_string().contains("L >= 2"), "{err}");
+    assert!(!out.exists(), "nothing may be written for a bad config");
+    let mut config = tiny(ScheduleKind::S, 1);
+    config.memory_budget = Some("1MiB".into());
+    let err = train(&config, &paths(&out, false), &RunOptions::default()).expect_err("budget");
+    assert!(err.to_string().contains("cannot hold one video"), "{err}");
+    let mut p = paths(&out, false);
+    p.ground_truth = tmp.path().join("missing.json");
+    let err = train(&tiny(ScheduleKind::S, 1), &p, &RunOptions::default()).expect_err("no gt");
+    assert!(err.to_string().contains("missing.json"), "{err}");
+}
