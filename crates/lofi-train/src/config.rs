@@ -611,8 +611,8 @@ mod tests {
 
     #[test]
     fn partial_files_take_defaults() {
-        let c: TrainConfig = parse_config("epochs = 3\n[schedule]\nkind = \"short-cycle\"\n")
-            .expect("valid config");
+        let c: TrainConfig =
+            parse_config("epochs = 3\n[schedule]\nkind = \"short-cycle\"\n").expect("valid config");
         assert_eq!(c.epochs, 3);
         assert_eq!(c.schedule.kind, ScheduleKind::ShortCycle);
         assert_eq!(c.batch_size, 16);
@@ -654,7 +654,10 @@ mod tests {
         check(&|c| c.optimizer.lr_step_epochs = 0, "lr_step_epochs");
         check(&|c| c.encoder.depth = 19, "encoder.depth");
         check(&|c| c.memory_budget = Some("lots".into()), "lots");
-        check(&|c| c.schedule.short_cycle_batches = 0, "short_cycle_batches");
+        check(
+            &|c| c.schedule.short_cycle_batches = 0,
+            "short_cycle_batches",
+        );
         check(
             &|c| {
                 c.schedule.kind = ScheduleKind::T;

@@ -45,7 +45,8 @@ impl LofiModel {
 pub fn sgd(section: &OptimizerSection) -> ModuleOptimizer {
     let mut config = SgdConfig::new();
     if section.weight_decay > 0.0 {
-        config = config.with_weight_decay(Some(WeightDecayConfig::new(section.weight_decay as f32)));
+        config =
+            config.with_weight_decay(Some(WeightDecayConfig::new(section.weight_decay as f32)));
     }
     if section.momentum > 0.0 {
         config = config.with_momentum(Some(

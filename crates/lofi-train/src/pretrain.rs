@@ -112,7 +112,13 @@ fn accuracy(
         let (x, y) = batch_tensors(&decoded, &by_id, &device)?;
         let pred = model.classify(x)?.argmax(1).reshape([decoded.len()]);
         let hits = pred.equal(y).int().sum();
-        right += hits.into_data().convert::<i64>().try_to_vec::<i64>().ok().and_then(|v| v.first().copied()).unwrap_or(0) as usize;
+        right += hits
+            .into_data()
+            .convert::<i64>()
+            .try_to_vec::<i64>()
+            .ok()
+            .and_then(|v| v.first().copied())
+            .unwrap_or(0) as usize;
         seen += decoded.len();
     }
     Ok((seen > 0).then(|| right as f64 / seen as f64))
@@ -255,7 +261,12 @@ pub fn pretrain(
         }
         .write(&ckpt)?;
         epochs_bar.inc(1);
-        tracing::info!(epoch, loss = mean, val_accuracy = acc, "pretrain epoch done");
+        tracing::info!(
+            epoch,
+            loss = mean,
+            val_accuracy = acc,
+            "pretrain epoch done"
+        );
     }
     epochs_bar.finish_and_clear();
     let classifier = paths.out.join("classifier.bpk");

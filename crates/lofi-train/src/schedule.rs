@@ -257,14 +257,9 @@ mod tests {
         let a = Fidelity::new(10, 32).expect("valid");
         let b = Fidelity::new(20, 16).expect("valid");
         let list = [a, b, a];
-        let long = FidelitySchedule::new(
-            ScheduleKind::LongCycle,
-            Fidelity::full(),
-            Some(&list),
-            1,
-            1,
-        )
-        .expect("valid");
+        let long =
+            FidelitySchedule::new(ScheduleKind::LongCycle, Fidelity::full(), Some(&list), 1, 1)
+                .expect("valid");
         assert_eq!(
             (0..6).map(|e| long.fidelity(e, 0)).collect::<Vec<_>>(),
             vec![a, b, a, a, b, a]
@@ -291,9 +286,7 @@ mod tests {
         assert!(FidelitySchedule::new(ScheduleKind::ShortCycle, full, None, 1, 0).is_err());
         assert!(FidelitySchedule::new(ScheduleKind::LongCycle, full, Some(&[]), 1, 1).is_err());
         let one = Fidelity::new(1, 64).expect("valid fidelity");
-        assert!(
-            FidelitySchedule::new(ScheduleKind::ShortCycle, full, Some(&[one]), 1, 1).is_err()
-        );
+        assert!(FidelitySchedule::new(ScheduleKind::ShortCycle, full, Some(&[one]), 1, 1).is_err());
         // T of a 4-snippet base has 1 snippet: rejected.
         let small = Fidelity::new(4, 64).expect("valid fidelity");
         assert!(FidelitySchedule::new(ScheduleKind::T, small, None, 1, 1).is_err());
@@ -312,10 +305,7 @@ mod tests {
             "7x9"
         );
         let names: Vec<&str> = KINDS.iter().map(|k| k.name()).collect();
-        assert_eq!(
-            names,
-            ["full", "s", "t", "st", "long-cycle", "short-cycle"]
-        );
+        assert_eq!(names, ["full", "s", "t", "st", "long-cycle", "short-cycle"]);
         for k in KINDS {
             let text = serde_json::to_string(&k).expect("serialisable");
             assert_eq!(text, format!("\"{}\"", k.name()));

@@ -179,13 +179,10 @@ pub(crate) fn prepare_run_dir<C: Serialize + serde::de::DeserializeOwned + Parti
 
 pub(crate) fn save_optimizer(optim: &ModuleOptimizer, path: &Path) -> TrainResult<()> {
     let tmp = path.with_extension("optim.partial");
-    optim
-        .to_record()
-        .save(&tmp)
-        .map_err(|e| TrainError::Data {
-            path: tmp.clone(),
-            message: format!("cannot write the optimizer state: {e:?}"),
-        })?;
+    optim.to_record().save(&tmp).map_err(|e| TrainError::Data {
+        path: tmp.clone(),
+        message: format!("cannot write the optimizer state: {e:?}"),
+    })?;
     std::fs::rename(&tmp, path).map_err(|e| TrainError::io(path, e))
 }
 
@@ -232,7 +229,13 @@ pub fn plan_memory(
     for &f in &fidelities {
         for &b in &sizes {
             let ((), bytes) = measure(meter, || probe_pass(&probe_model, config, f, b, device))?;
-            tracing::debug!(snippets = f.snippets, size = f.size, batch = b, bytes, "probe");
+            tracing::debug!(
+                snippets = f.snippets,
+                size = f.size,
+                batch = b,
+                bytes,
+                "probe"
+            );
             probes.push(Probe {
                 fidelity: f,
                 batch: b,
@@ -271,8 +274,7 @@ pub fn train(
                 .into(),
         ));
     }
-    let (train_videos, mut failures) =
-        read_videos(&paths.ground_truth, &paths.videos, "training")?;
+    let (train_videos, mut failures) = read_videos(&paths.ground_truth, &paths.videos, "training")?;
     let (val_videos, val_failed) = if config.validate_every > 0 {
         read_videos(&paths.ground_truth, &paths.videos, "validation")?
     } else {
@@ -380,14 +382,22 @@ pub fn train(
             skipped.extend(failed);
             bar.inc(1);
             if clips.is_empty() {
-                tracing::warn!(epoch, batch = b, "every video of this batch failed; skipped");
+                tracing::warn!(
+                    epoch,
+                    batch = b,
+                    "every video of this batch failed; skipped"
+                );
                 continue;
             }
             let by_id = |id: &str| train_videos.iter().find(|v| v.id == id);
             let mut targets = Vec::with_capacity(clips.len());
             for (id, _) in &clips {
                 let v = by_id(id).ok_or_else(|| TrainError::NoData(format!("unknown id {id}")))?;
-                targets.push(GtadTargets::new(&v.segments, fidelity.snippets, &targets_cfg)?);
+                targets.push(GtadTargets::new(
+                    &v.segments,
+                    fidelity.snippets,
+                    &targets_cfg,
+                )?);
             }
             let micro = micro_of(fidelity);
             let n = clips.len();
@@ -406,9 +416,9 @@ pub fn train(
                 let (grads, v) =
                     backward_pass(&model, x, &targets[start..end], &loss_fn, seed, share)?;
                 acc.accumulate(&model, grads);
-                for (s, x) in sums
-                    .iter_mut()
-                    .zip([v.total, v.boundary, v.regression, v.classification])
+                for (s, x) in
+                    sums.iter_mut()
+                        .zip([v.total, v.boundary, v.regression, v.classification])
                 {
                     *s += f64::from(x) * f64::from(share);
                 }
@@ -640,8 +650,7 @@ pub fn fidelity_stats(path: &Path, stage: &str) -> TrainResult<Vec<FidelityStats
                 &mut out[last]
             }
         };
-        entry.mean_step_s =
-            (entry.mean_step_s * entry.steps as f64 + t) / (entry.steps + 1) as f64;
+        entry.mean_step_s = (entry.mean_step_s * entry.steps as f64 + t) / (entry.steps + 1) as f64;
         entry.steps += 1;
         entry.peak_memory_bytes = match (entry.peak_memory_bytes, peak) {
             (Some(a), Some(b)) => Some(a.max(b)),

@@ -51,7 +51,12 @@ fn data() -> &'static Data {
         assert!(outcome.epoch_losses[0].is_finite());
         let acc = outcome.val_accuracy[0].expect("validation clips exist");
         assert!((0.0..=1.0).contains(&acc));
-        for f in ["config.toml", "metrics.jsonl", "checkpoints/last", "summary.json"] {
+        for f in [
+            "config.toml",
+            "metrics.jsonl",
+            "checkpoints/last",
+            "summary.json",
+        ] {
             assert!(out.join(f).is_file(), "{f} missing");
         }
         Data {
@@ -94,18 +99,32 @@ fn every_schedule_trains_at_its_fidelities() {
     ];
     for (kind, want) in expected {
         let out = tmp.path().join(kind.name());
-        let epochs = if kind == ScheduleKind::LongCycle { 2 } else { 1 };
+        let epochs = if kind == ScheduleKind::LongCycle {
+            2
+        } else {
+            1
+        };
         let config = tiny(kind, epochs);
         let outcome =
             train(&config, &paths(&out, true), &RunOptions::default()).expect("training runs");
-        for f in ["config.toml", "metrics.jsonl", "checkpoints/last", "summary.json"] {
+        for f in [
+            "config.toml",
+            "metrics.jsonl",
+            "checkpoints/last",
+            "summary.json",
+        ] {
             assert!(out.join(f).is_file(), "{kind:?}: {f} missing");
         }
-        assert!(out.join(format!("checkpoints/epoch-{}.bpk", epochs - 1)).is_file());
+        assert!(out
+            .join(format!("checkpoints/epoch-{}.bpk", epochs - 1))
+            .is_file());
         assert!(outcome.encoder.is_file() && outcome.head.is_file());
         assert_eq!(outcome.epochs.len(), epochs);
         for e in &outcome.epochs {
-            assert!(e.mean_loss.is_finite() && e.mean_loss > 0.0, "{kind:?}: {e:?}");
+            assert!(
+                e.mean_loss.is_finite() && e.mean_loss > 0.0,
+                "{kind:?}: {e:?}"
+            );
             let v = e.val_loss.expect("validated every epoch");
             assert!(v.is_finite() && v > 0.0);
         }
