@@ -318,6 +318,72 @@ pub fn validate_head(
     evaluate(truth, &file)
 }
 
+/// Wraps encoder outputs `[B, L, C]` (any device) as per-video features for [`validate_head`];
+/// `videos` gives each row's id and duration in seconds, in batch order.
+pub fn features_from_encoder(
+    output: Tensor<3>,
+    videos: &[(String, f64)],
+) -> Result<Vec<VideoFeatures>> {
+    let [b, l, c] = output.dims();
+    if b != videos.len() {
+        return Err(HeadError::Input(format!(
+            "{b} encoder outputs for {} videos",
+            videos.len()
+        )));
+    }
+    let data = to_host(output)?;
+    Ok(videos
+        .iter()
+        .enumerate()
+        .map(|(i, (id, duration))| VideoFeatures {
+            id: id.clone(),
+            duration: *duration,
+            l,
+            c,
+            data: data[i * l * c..(i + 1) * l * c].to_vec(),
+        })
+        .collect())
+}
+
+/// Class scores read off the ground truth: each video's annotated classes, weighted by their
+/// share of its annotated time. An ORACLE: it measures how well the head localizes with perfect
+/// video-level labels, which is useful to track training (the end-to-end trainer has no
+/// classifier) but must never be reported as a detection result.
+pub fn oracle_class_scores(
+    truth: &lofi_video::ground_truth::GroundTruth,
+    subset: &str,
+) -> Result<VideoClassScores> {
+    let mut classes: Vec<String> = truth
+        .database
+        .values()
+        .flat_map(|e| e.annotations.iter().map(|a| a.label.clone()))
+        .collect();
+    classes.sort();
+    classes.dedup();
+    let mut results = BTreeMap::new();
+    for (id, entry) in truth.database.iter().filter(|(_, e)| e.subset == subset) {
+        let mut scores = vec![0f64; classes.len()];
+        let total: f64 = entry
+            .annotations
+            .iter()
+            .map(|a| (a.segment[1] - a.segment[0]).max(1e-9))
+            .sum();
+        for a in &entry.annotations {
+            if let Ok(j) = classes.binary_search(&a.label) {
+                scores[j] += (a.segment[1] - a.segment[0]).max(1e-9) / total;
+            }
+        }
+        if !scores.is_empty() {
+            results.insert(id.clone(), scores);
+        }
+    }
+    ClassScoreFile {
+        class: classes,
+        results,
+    }
+    .to_scores()
+}
+
 /// Inputs of [`detect`] besides the settings.
 #[derive(Debug, Clone)]
 pub struct DetectInputs {
@@ -505,6 +571,47 @@ mod tests {
             .iter()
             .all(|p| p.segment.end - p.segment.start <= 2.0 + 1e-9));
         assert_eq!(c.len(), 4 + 3);
+    }
+
+    #[test]
+    fn validate_head_runs_on_encoder_outputs_with_oracle_classes() {
+        let text = r#"{"version": "t", "database": {
+            "a": {"subset": "validation", "duration": 10.0,
+                  "annotations": [{"segment": [2.0, 6.0], "label": "jump"}]},
+            "b": {"subset": "validation", "duration": 8.0,
+                  "annotations": [{"segment": [0.0, 8.0], "label": "run"}]},
+            "c": {"subset": "training", "duration": 8.0,
+                  "annotations": [{"segment": [1.0, 2.0], "label": "swim"}]}}}"#;
+        let gt: lofi_video::ground_truth::GroundTruth =
+            serde_json::from_str(text).expect("valid gt");
+        let oracle = oracle_class_scores(&gt, "validation").expect("scores");
+        assert_eq!(oracle.len(), 2);
+        assert_eq!(oracle.top_classes("a", 1).expect("a")[0].0, "jump");
+        let truth = EvalTruth::from_slice(
+            text.as_bytes(),
+            Path::new("gt.json"),
+            &GroundTruthOptions::default(),
+        )
+        .expect("eval gt");
+        let device = cpu_device();
+        let head = lofi_model::GtadConfig::tiny(8).init(&device).expect("head");
+        let out = Tensor::<3>::random([2, 10, 8], burn::tensor::Distribution::Default, &device);
+        let videos = vec![("a".to_string(), 10.0), ("b".to_string(), 8.0)];
+        let feats = features_from_encoder(out, &videos).expect("features");
+        assert_eq!((feats[1].l, feats[1].c, feats[1].duration), (10, 8, 8.0));
+        let report = validate_head(&head, &feats, &truth, &oracle, &DetectConfig::default())
+            .expect("report");
+        assert_eq!(report.map.len(), 10);
+        assert!((0.0..=1.0).contains(&report.average_map));
+        // Video "b" is the whole video and the end-to-end anchor is always a candidate, so with
+        // the oracle class it is a true positive: AP of "run" at tIoU 0.5 is positive.
+        let run = report
+            .per_class
+            .iter()
+            .find(|c| c.label == "run")
+            .expect("run");
+        assert!(run.ap[0] > 0.0);
+        assert!(features_from_encoder(Tensor::<3>::zeros([1, 4, 8], &device), &videos).is_err());
     }
 
     #[test]

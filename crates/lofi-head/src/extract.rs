@@ -331,6 +331,7 @@ pub fn extract(
         inputs.shard,
     )?;
     std::fs::create_dir_all(&inputs.out).map_err(|e| HeadError::io(&inputs.out, e))?;
+    write_config(config, &inputs.out.join("config.toml"))?;
     let device = cpu_device();
     let encoder = load_encoder(&config.encoder, &device)?;
     let c = config.encoder.model.out_channels();
@@ -457,6 +458,16 @@ pub fn extract(
         frames,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Writes the settings used; the temporary name carries the process id because the shards of
+/// one extraction may run at the same time in the same folder (they write identical settings).
+fn write_config(config: &ExtractConfig, path: &Path) -> Result<()> {
+    let text =
+        toml::to_string_pretty(config).map_err(|e| HeadError::format(path, e.to_string()))?;
+    let tmp = path.with_file_name(format!(".config.toml.{}.partial", std::process::id()));
+    std::fs::write(&tmp, text).map_err(|e| HeadError::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| HeadError::io(path, e))
 }
 
 fn encoder_name(spec: &EncoderSpec) -> String {

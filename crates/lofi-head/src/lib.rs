@@ -21,8 +21,8 @@ pub mod npy;
 pub mod train;
 
 pub use detect::{
-    detect, head_proposals, validate_head, ClassScoreFile, DetectConfig, DetectInputs,
-    DetectOutcome,
+    detect, features_from_encoder, head_proposals, oracle_class_scores, validate_head,
+    ClassScoreFile, DetectConfig, DetectInputs, DetectOutcome,
 };
 pub use error::{HeadError, Result};
 pub use extract::{

@@ -39,6 +39,12 @@ enum Command {
     Pretrain(cmd::pretrain::PretrainArgs),
     /// Train encoder + G-TAD end to end under a LoFi fidelity schedule.
     Train(cmd::train::TrainArgs),
+    /// Frozen encoder -> one feature file per video (sharded, resumable); or --verify a folder.
+    Extract(cmd::extract::ExtractArgs),
+    /// Train a G-TAD head from scratch on feature files (ours or a peer's .npy / .csv).
+    TrainHead(cmd::train_head::TrainHeadArgs),
+    /// Trained head -> proposals -> Soft-NMS -> class fusion -> ActivityNet detections JSON.
+    Detect(cmd::detect::DetectArgs),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +57,9 @@ fn main() -> ExitCode {
         Command::Report(args) => cmd::report::run(args),
         Command::Pretrain(args) => cmd::pretrain::run(args),
         Command::Train(args) => cmd::train::run(args),
+        Command::Extract(args) => cmd::extract::run(args),
+        Command::TrainHead(args) => cmd::train_head::run(args),
+        Command::Detect(args) => cmd::detect::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

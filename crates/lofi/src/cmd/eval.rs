@@ -201,7 +201,7 @@ fn proposals(args: ProposalArgs) -> Result<()> {
 
 /// The `--json` output of `lofi eval detection`: exactly these keys, fractions not percent.
 #[derive(Serialize)]
-struct DetectionJson<'a> {
+pub(crate) struct DetectionJson<'a> {
     tiou_thresholds: &'a [f64],
     #[serde(rename = "mAP")]
     map: &'a [f64],
@@ -212,7 +212,7 @@ struct DetectionJson<'a> {
     per_class_ap: OrderedMap<&'a [f64]>,
 }
 
-fn detection_json(report: &DetectionReport) -> DetectionJson<'_> {
+pub(crate) fn detection_json(report: &DetectionReport) -> DetectionJson<'_> {
     DetectionJson {
         tiou_thresholds: &report.tiou_thresholds,
         map: &report.map,

@@ -1,8 +1,11 @@
 //! One module per subcommand: its clap arguments and the glue from them to the library crates.
 
+pub mod detect;
 pub mod eval;
+pub mod extract;
 pub mod pretrain;
 pub mod probe;
 pub mod report;
 pub mod synth;
 pub mod train;
+pub mod train_head;

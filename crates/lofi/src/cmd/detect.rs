@@ -1,0 +1,118 @@
+//! `lofi detect`: a trained head -> proposals (BMN boundary rule, Soft-NMS, top-k) -> labelled
+//! detections fused with video-level class scores (an external file or the run's own classifier)
+//! -> an ActivityNet results file that `lofi eval detection` reads.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use lofi_head::{detect, DetectConfig, DetectInputs};
+
+/// Arguments of `lofi detect`.
+#[derive(Debug, Args)]
+pub struct DetectArgs {
+    /// A `lofi train-head` run folder.
+    #[arg(long, value_name = "DIR")]
+    head: PathBuf,
+    /// Feature folder.
+    #[arg(long, value_name = "DIR")]
+    features: PathBuf,
+    /// Ground truth (the video list and durations).
+    #[arg(long, value_name = "GT.json")]
+    ground_truth: PathBuf,
+    /// Where to write the detections (ActivityNet results JSON).
+    #[arg(long, value_name = "detections.json")]
+    out: PathBuf,
+    /// Subset to detect on.
+    #[arg(long, default_value = "validation")]
+    subset: String,
+    /// External video-level class scores (`{"class": [...], "results": {video: [...]}}` or
+    /// `{"results": {video: {label: score}}}`); default: the run's trained classifier.
+    #[arg(long, value_name = "FILE")]
+    class_scores: Option<PathBuf>,
+    /// Write the class scores of the run's classifier here (same layout).
+    #[arg(long, value_name = "FILE", conflicts_with = "class_scores")]
+    class_scores_out: Option<PathBuf>,
+    /// Also evaluate and write the result here (the `lofi eval detection --json` layout).
+    #[arg(long, value_name = "eval.json")]
+    eval_out: Option<PathBuf>,
+    /// TOML post-processing settings (soft_nms_sigma, top_k, top_classes, boundary_in_score).
+    #[arg(long, value_name = "detect.toml")]
+    config: Option<PathBuf>,
+    /// Soft-NMS sigma [default: 0.8].
+    #[arg(long)]
+    sigma: Option<f64>,
+    /// Proposals kept per video [default: 100].
+    #[arg(long)]
+    top_k: Option<usize>,
+    /// Classes paired with each proposal [default: 2].
+    #[arg(long)]
+    top_classes: Option<usize>,
+}
+
+/// Run `lofi detect`.
+pub fn run(args: DetectArgs) -> Result<()> {
+    let mut config: DetectConfig = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            toml::from_str(&text)
+                .with_context(|| format!("invalid settings in {}", path.display()))?
+        }
+        None => DetectConfig::default(),
+    };
+    if let Some(v) = args.sigma {
+        config.soft_nms_sigma = v;
+    }
+    if let Some(v) = args.top_k {
+        config.top_k = v;
+    }
+    if let Some(v) = args.top_classes {
+        config.top_classes = v;
+    }
+    config.validate()?;
+    let outcome = detect(
+        &config,
+        &DetectInputs {
+            head_dir: args.head.clone(),
+            features: args.features.clone(),
+            ground_truth: args.ground_truth.clone(),
+            subset: args.subset.clone(),
+            class_scores: args.class_scores.clone(),
+            out: args.out.clone(),
+            class_scores_out: args.class_scores_out.clone(),
+            evaluate: args.eval_out.is_some(),
+        },
+    )
+    .context("detection failed")?;
+    let count: usize = outcome
+        .detections
+        .results
+        .0
+        .iter()
+        .map(|(_, d)| d.len())
+        .sum();
+    tracing::info!(
+        "{} detections for {} videos written to {}",
+        count,
+        outcome.videos,
+        args.out.display()
+    );
+    if let (Some(path), Some(report)) = (&args.eval_out, &outcome.report) {
+        let text = serde_json::to_string_pretty(&super::eval::detection_json(report))? + "\n";
+        let tmp = path.with_file_name(format!(
+            ".{}.partial",
+            path.file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default()
+        ));
+        std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+        tracing::info!(
+            "average mAP {:.4}; evaluation in {}",
+            report.average_map,
+            path.display()
+        );
+    }
+    Ok(())
+}

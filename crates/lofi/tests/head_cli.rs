@@ -1,0 +1,200 @@
+//! `lofi extract` (+ `--verify`), `lofi train-head`, `lofi detect` and `lofi eval detection`
+//! end to end through the real binary at tiny sizes, plus their refusals of bad input.
+
+use std::path::Path;
+use std::process::Command;
+
+fn lofi(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_lofi"))
+        .args(args)
+        .output()
+        .expect("run lofi");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 temp path")
+}
+
+#[test]
+fn extract_train_head_detect_eval_through_the_cli() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let (ok, _, err) = lofi(&[
+        "synth",
+        "--out",
+        s(&data),
+        "--preset",
+        "tiny",
+        "--seed",
+        "5",
+    ]);
+    assert!(ok, "synth failed: {err}");
+    let gt = data.join("ground_truth.json");
+    let feats = dir.path().join("features");
+    let config = dir.path().join("extract.toml");
+    std::fs::write(
+        &config,
+        "snippets = 8\nsize = 32\n[encoder]\nseed = 2\n[encoder.model]\ndepth = 18\n\
+         base_width = 8\nshift = true\nshift_div = 8\nfrozen_bn = false\n",
+    )
+    .expect("write config");
+    let videos = data.join("videos");
+    let extract_args = [
+        "extract",
+        "--ground-truth",
+        s(&gt),
+        "--videos",
+        s(&videos),
+        "--out",
+        s(&feats),
+        "--config",
+        s(&config),
+    ];
+    let (ok, _, err) = lofi(&extract_args);
+    assert!(ok, "extract failed: {err}");
+    assert!(feats.join("index.json").is_file() && feats.join("config.toml").is_file());
+    let (ok, _, err) = lofi(&extract_args);
+    assert!(ok && err.contains("16 already done"), "resume: {err}");
+    let (ok, _, err) = lofi(&["extract", "--ground-truth", s(&gt), "--verify", s(&feats)]);
+    assert!(ok, "verify failed: {err}");
+
+    let run = dir.path().join("head");
+    let (ok, _, err) = lofi(&[
+        "train-head",
+        "--features",
+        s(&feats),
+        "--ground-truth",
+        s(&gt),
+        "--out",
+        s(&run),
+        "--tiny",
+        "--snippets",
+        "8",
+        "--epochs",
+        "3",
+    ]);
+    assert!(ok, "train-head failed: {err}");
+    for f in [
+        "config.toml",
+        "metrics.jsonl",
+        "head.bpk",
+        "head.json",
+        "checkpoints/last",
+    ] {
+        assert!(run.join(f).is_file(), "{f}");
+    }
+
+    let det = dir.path().join("detections.json");
+    let eval = dir.path().join("eval.json");
+    let cls = dir.path().join("class_scores.json");
+    let (ok, _, err) = lofi(&[
+        "detect",
+        "--head",
+        s(&run),
+        "--features",
+        s(&feats),
+        "--ground-truth",
+        s(&gt),
+        "--out",
+        s(&det),
+        "--eval-out",
+        s(&eval),
+        "--class-scores-out",
+        s(&cls),
+    ]);
+    assert!(ok, "detect failed: {err}");
+    let (ok, out, err) = lofi(&[
+        "eval",
+        "detection",
+        "--ground-truth",
+        s(&gt),
+        "--predictions",
+        s(&det),
+        "--json",
+    ]);
+    assert!(ok, "eval failed: {err}");
+    let from_eval: serde_json::Value = serde_json::from_str(&out).expect("eval json");
+    let from_detect: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&eval).expect("eval.json"))
+            .expect("eval.json parses");
+    assert_eq!(
+        from_eval, from_detect,
+        "eval.json is exactly `lofi eval detection --json`"
+    );
+    let avg = from_eval["average_mAP"].as_f64().expect("average_mAP");
+    assert!((0.0..=1.0).contains(&avg));
+    let classes: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cls).expect("class scores"))
+            .expect("class scores parse");
+    assert!(classes["class"].as_array().is_some_and(|c| c.len() >= 2));
+
+    // Verify catches a deleted and a truncated file and exits non-zero.
+    let mut npys: Vec<_> = std::fs::read_dir(&feats)
+        .expect("list")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "npy"))
+        .collect();
+    npys.sort();
+    std::fs::remove_file(&npys[0]).expect("delete");
+    let bytes = std::fs::read(&npys[1]).expect("read");
+    std::fs::write(&npys[1], &bytes[..bytes.len() - 3]).expect("truncate");
+    let (ok, _, err) = lofi(&["extract", "--ground-truth", s(&gt), "--verify", s(&feats)]);
+    assert!(!ok);
+    assert!(
+        err.contains("missing:") && err.contains("corrupt:"),
+        "{err}"
+    );
+    assert!(err.contains("1 missing and 1 corrupt"), "{err}");
+}
+
+#[test]
+fn bad_settings_are_refused_before_any_work() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("head.toml");
+    std::fs::write(&cfg, "epochs = 2\nlearnig_rate = 0.1\n").expect("write");
+    let out = dir.path().join("run");
+    let (ok, _, err) = lofi(&[
+        "train-head",
+        "--features",
+        s(dir.path()),
+        "--ground-truth",
+        s(&dir.path().join("gt.json")),
+        "--out",
+        s(&out),
+        "--config",
+        s(&cfg),
+    ]);
+    assert!(!ok && err.contains("learnig_rate"), "{err}");
+    assert!(!out.exists(), "nothing written before validation");
+    let (ok, _, err) = lofi(&[
+        "extract",
+        "--ground-truth",
+        "gt.json",
+        "--videos",
+        ".",
+        "--out",
+        s(&out),
+        "--shard",
+        "3/3",
+    ]);
+    assert!(!ok && err.contains("K/N"), "{err}");
+    let (ok, _, err) = lofi(&[
+        "detect",
+        "--head",
+        s(&out),
+        "--features",
+        ".",
+        "--ground-truth",
+        "gt.json",
+        "--out",
+        "d.json",
+        "--sigma",
+        "0",
+    ]);
+    assert!(!ok && err.contains("soft_nms_sigma"), "{err}");
+}
