@@ -35,6 +35,8 @@ enum Command {
     Probe(cmd::probe::ProbeArgs),
     /// Write a self-contained HTML report of a run folder.
     Report(cmd::report::ReportArgs),
+    /// Run the whole LoFi method on the built-in synthetic benchmark and print the paper's table.
+    Demo(cmd::demo::DemoArgs),
     /// Pre-train the TSM encoder for clip classification on trimmed clips ("ACP").
     Pretrain(cmd::pretrain::PretrainArgs),
     /// Train encoder + G-TAD end to end under a LoFi fidelity schedule.
@@ -55,6 +57,7 @@ fn main() -> ExitCode {
         Command::Synth(args) => cmd::synth::run(args),
         Command::Probe(args) => cmd::probe::run(args),
         Command::Report(args) => cmd::report::run(args),
+        Command::Demo(args) => cmd::demo::run(args),
         Command::Pretrain(args) => cmd::pretrain::run(args),
         Command::Train(args) => cmd::train::run(args),
         Command::Extract(args) => cmd::extract::run(args),

@@ -1,5 +1,6 @@
 //! One module per subcommand: its clap arguments and the glue from them to the library crates.
 
+pub mod demo;
 pub mod detect;
 pub mod eval;
 pub mod extract;
