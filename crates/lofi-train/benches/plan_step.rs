@@ -12,7 +12,7 @@
 use std::time::Instant;
 
 use lofi_train::config::{FidelitySpec, TrainConfig};
-use lofi_train::memory::{measure, plan, ByteSize, MemoryMeter, Probe, ProcMeter};
+use lofi_train::memory::{measure_from, plan, ByteSize, MemoryMeter, Probe, ProcMeter};
 use lofi_train::model::{probe_pass, LofiModel};
 use lofi_train::schedule::{fidelity_name, reductions};
 use lofi_video::Fidelity;
@@ -72,10 +72,15 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let baseline = meter.current()?;
     let mut probes = Vec::new();
     let mut times = Vec::new();
-    for &f in &fidelities {
-        for b in [2usize, 1] {
+    // As the planner does: cheapest first, each probe measured from the same baseline.
+    let mut order = fidelities.clone();
+    order.sort_by_key(|f| f.snippets * f.size * f.size);
+    for &f in &order {
+        for b in [1usize, 2] {
             let t0 = Instant::now();
-            let ((), bytes) = measure(&mut meter, || probe_pass(&model, &config, f, b, &device))?;
+            let ((), bytes) = measure_from(&mut meter, baseline, || {
+                probe_pass(&model, &config, f, b, &device)
+            })?;
             let secs = t0.elapsed().as_secs_f64();
             eprintln!(
                 "{:>5} batch {b}: {secs:.2} s, +{}",
@@ -105,6 +110,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
          fitted fixed | fitted per video | micro-batch under {budget} |"
     );
     println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    times.sort_by_key(|(f, _, _)| fidelities.iter().position(|g| g == f));
     for (f, secs, bytes) in &times {
         let fp = p.get(*f);
         println!(

@@ -14,8 +14,11 @@
 //! a step adds whatever the batch (parameter gradients, optimizer temporaries) and the budget is
 //! compared with `baseline + fixed + per_sample x micro_batch`, `baseline` being the resident
 //! memory before training (weights, decoded data, libraries). Freed memory that the allocator
-//! keeps can hide part of a later probe's growth, so probes run from the largest batch of the
-//! largest fidelity down and the fit never goes below the measured points.
+//! keeps would hide part of a later probe's growth if each probe were measured from the memory
+//! in use just before it (measured: at tiny sizes the first probe's 30 MiB hid every later one);
+//! so every probe is measured from the same baseline, taken before the first, and probes run in
+//! increasing order of cost (smallest fidelity first, batch 1 then 2): each reads at least its
+//! own need, and the fit never goes below a measured point.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -333,7 +336,23 @@ pub fn plan(
     })
 }
 
-/// Measures the peak growth of `work` with `meter`: `(result, bytes)`.
+/// Measures the peak of `work` above a fixed `baseline` (memory in use before the first probe):
+/// `(result, bytes)`. Against a fixed baseline, memory that the allocator kept from an earlier
+/// probe counts as used, so probes run in increasing order of cost read close to their true
+/// need and never below it.
+pub fn measure_from<T>(
+    meter: &mut dyn MemoryMeter,
+    baseline: u64,
+    work: impl FnOnce() -> TrainResult<T>,
+) -> TrainResult<(T, u64)> {
+    meter.reset_peak()?;
+    let out = work()?;
+    let peak = meter.peak()?;
+    Ok((out, peak.saturating_sub(baseline)))
+}
+
+/// Measures the peak growth of `work` with `meter` over the memory in use just before it:
+/// `(result, bytes)`.
 pub fn measure<T>(
     meter: &mut dyn MemoryMeter,
     work: impl FnOnce() -> TrainResult<T>,

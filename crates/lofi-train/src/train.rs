@@ -33,7 +33,7 @@ use crate::config::{write_config, TrainConfig};
 use crate::data::{decode, read_videos, stack_clips, FailureList, TrainVideo};
 use crate::error::{TrainError, TrainResult};
 use crate::io::{read_metrics, truncate_metrics, LastCheckpoint, MetricsLog};
-use crate::memory::{measure, plan, MemoryMeter, MemoryPlan, Probe, ProcMeter};
+use crate::memory::{measure_from, plan, MemoryMeter, MemoryPlan, Probe, ProcMeter};
 use crate::model::{backward_pass, probe_pass, sgd, LofiModel};
 use crate::schedule::{fidelity_name, FidelitySchedule};
 
@@ -207,8 +207,9 @@ pub(crate) fn progress_bar(len: usize, show: bool, what: &str) -> indicatif::Pro
     bar
 }
 
-/// Runs the memory planner: one probe pass per fidelity at batches 2 and 1 on a throwaway
-/// model (so training weights and BatchNorm statistics are untouched), then the fit.
+/// Runs the memory planner: one probe pass per fidelity at batches 1 and 2 on a throwaway
+/// model (so training weights and BatchNorm statistics are untouched), cheapest fidelity first,
+/// each measured from the memory in use before the first probe, then the fit.
 pub fn plan_memory(
     config: &TrainConfig,
     schedule: &FidelitySchedule,
@@ -217,18 +218,20 @@ pub fn plan_memory(
     budget: u64,
 ) -> TrainResult<MemoryPlan> {
     let mut fidelities = schedule.fidelities();
-    fidelities.sort_by_key(|f| std::cmp::Reverse(f.snippets * f.size * f.size));
+    fidelities.sort_by_key(|f| f.snippets * f.size * f.size);
     let baseline = meter.current()?;
     let mut probe_model = LofiModel::init(config, device)?;
     if config.encoder.frozen_bn {
         probe_model.encoder = probe_model.encoder.freeze_bn();
     }
     let mut probes = Vec::new();
-    let mut sizes = vec![config.batch_size.min(2), 1];
+    let mut sizes = vec![1, config.batch_size.min(2)];
     sizes.dedup();
     for &f in &fidelities {
         for &b in &sizes {
-            let ((), bytes) = measure(meter, || probe_pass(&probe_model, config, f, b, device))?;
+            let ((), bytes) = measure_from(meter, baseline, || {
+                probe_pass(&probe_model, config, f, b, device)
+            })?;
             tracing::debug!(
                 snippets = f.snippets,
                 size = f.size,
