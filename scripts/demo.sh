@@ -1,18 +1,10 @@
 #!/usr/bin/env bash
-# The first command of the README's quick start: sets the machine up, builds lofi and runs it on
-# the built-in example. Until `lofi demo` exists this evaluates the shipped example detections
-# and proposals with the official ActivityNet protocol and writes SVG plots.
+# The first command of the README's quick start: sets the machine up, builds lofi (release) and
+# runs `lofi demo`: the whole LoFi method on the built-in synthetic benchmark, ending with the
+# paper's table in shape and an HTML report (runs/demo/report.html). Extra arguments go to
+# `lofi demo` (e.g. --fresh, --size benchmark, --json table.json).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo build --release --locked -p lofi
-lofi=target/release/lofi
-out=${LOFI_DEMO_OUT:-runs/example}
-mkdir -p "$out"
-"$lofi" eval detection --ground-truth examples/eval/ground_truth.json \
-  --predictions examples/eval/detections.json --plot "$out"
-echo
-"$lofi" eval proposals --ground-truth examples/eval/ground_truth.json \
-  --proposals examples/eval/proposals.json --plot "$out"
-echo
-echo "Plots: $out/precision_recall.svg, $out/recall_vs_proposals.svg"
+exec target/release/lofi demo --out "${LOFI_DEMO_OUT:-runs/demo}" "$@"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The memory planner's view of one LoFi step (TSM-R18 + G-TAD, 1 frame per snippet) at full, S,
 # T and ST fidelity on the CPU, plus the tiny demo configuration. Prints Markdown rows for
-# bench/train/RESULTS.md. The step alone (one process per fidelity, with a PyTorch peer) is
+# BENCHMARKS.md. The step alone (one process per fidelity, with a PyTorch peer) is
 # lofi-model's bench: bench/model/run.sh.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

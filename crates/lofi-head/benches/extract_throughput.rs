@@ -6,7 +6,7 @@
 //! 64 px, tiny G-TAD head, 10 epochs): seconds for extract, train-head and detect.
 //!
 //! `cargo bench -p lofi-head --bench extract_throughput -- [L] [S] [runs]` (defaults 100 224 3).
-//! Prints Markdown rows for `bench/extract/RESULTS.md`.
+//! Prints Markdown rows for `BENCHMARKS.md`.
 
 use std::time::Instant;
 

@@ -7,7 +7,7 @@
 //! [--size 224] [--depth 18] [--width 64] [--budget 24GiB] [--fidelities full,s,t,st]`. The step itself is lofi-model's
 //! (`crates/lofi-model/benches/train_step.rs` measures it alone, one process per fidelity);
 //! this one runs exactly the probe `lofi train --memory-budget` runs, in one process, and prints
-//! Markdown rows for bench/train/RESULTS.md.
+//! Markdown rows for BENCHMARKS.md.
 
 use std::time::Instant;
 

@@ -42,7 +42,7 @@ use std::time::Instant;
 /// How big a demo to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum DemoSize {
-    /// 32 videos of 8-16 s at 64 px, 16 snippets: minutes on 2 CPU cores.
+    /// 48 videos of 8-16 s at 64 px, 16 snippets: a few minutes on 2 CPU cores.
     Tiny,
     /// 240 videos of 20-60 s at 128 px, 32 snippets: hours on a CPU, minutes on a GPU.
     Benchmark,
@@ -143,18 +143,20 @@ impl Plan {
         match size {
             DemoSize::Tiny => {
                 let synth = SynthConfig {
-                    videos: 32,
+                    videos: 48,
                     ..SynthConfig::preset(SynthPreset::Tiny, seed)
                 };
                 let mut pretrain = PretrainConfig::tiny();
                 pretrain.seed = seed;
-                pretrain.epochs = 4;
+                pretrain.epochs = 8;
                 let mut train = TrainConfig::tiny();
                 train.seed = seed;
-                train.epochs = 3;
+                train.epochs = 6;
                 train.encoder = pretrain.encoder.clone();
                 let mut head = HeadConfig::tiny(train.full.snippets);
                 head.seed = seed;
+                head.epochs = 20;
+                head.lr_step_epochs = 15;
                 Plan {
                     synth,
                     pretrain,
