@@ -24,6 +24,7 @@ pub mod error;
 pub mod gtad;
 pub mod import;
 pub mod loss;
+pub mod precision;
 pub mod resnet;
 pub mod shift;
 pub mod targets;
@@ -31,6 +32,7 @@ pub mod targets;
 pub use error::ModelError;
 pub use gtad::{GcnextBlock, GtadConfig, GtadHead, GtadOutput, SgAlign};
 pub use loss::{GtadLoss, GtadLossConfig, LossParts};
+pub use precision::Precision;
 pub use resnet::{ResNetConfig, TsmEncoder};
 pub use targets::{GtadTargets, Segment, TargetConfig};
 
