@@ -22,7 +22,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ModelError;
@@ -166,6 +166,18 @@ fn conv2d(cin: usize, cout: usize, k: usize, stride: usize, pad: usize, device: 
         .init(device)
 }
 
+/// BatchNorm in f32 whatever the activation dtype: under mixed precision the convolutions run in
+/// bf16 but the batch statistics, the running statistics and the affine parameters stay f32
+/// (see [`crate::precision`]); in f32 this is exactly `bn.forward(x)`.
+fn bn(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
+    let dtype = x.dtype();
+    if dtype == DType::F32 {
+        bn.forward(x)
+    } else {
+        bn.forward(x.cast(DType::F32)).cast(dtype)
+    }
+}
+
 /// The projection shortcut of a block whose shape changes (`downsample.0` / `downsample.1` in
 /// torchvision).
 #[derive(Module, Debug)]
@@ -184,7 +196,7 @@ impl Downsample {
         }
     }
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.bn.forward(self.conv.forward(x))
+        bn(&self.bn, self.conv.forward(x))
     }
 }
 
@@ -277,8 +289,8 @@ impl Block {
         };
         match self {
             Block::Basic(b) => {
-                let y = relu(b.bn1.forward(b.conv1.forward(branch_in)));
-                let y = b.bn2.forward(b.conv2.forward(y));
+                let y = relu(bn(&b.bn1, b.conv1.forward(branch_in)));
+                let y = bn(&b.bn2, b.conv2.forward(y));
                 let id = match &b.downsample {
                     Some(d) => d.forward(x),
                     None => x,
@@ -286,9 +298,9 @@ impl Block {
                 relu(y + id)
             }
             Block::Bottleneck(b) => {
-                let y = relu(b.bn1.forward(b.conv1.forward(branch_in)));
-                let y = relu(b.bn2.forward(b.conv2.forward(y)));
-                let y = b.bn3.forward(b.conv3.forward(y));
+                let y = relu(bn(&b.bn1, b.conv1.forward(branch_in)));
+                let y = relu(bn(&b.bn2, b.conv2.forward(y)));
+                let y = bn(&b.bn3, b.conv3.forward(y));
                 let id = match &b.downsample {
                     Some(d) => d.forward(x),
                     None => x,
@@ -367,7 +379,7 @@ impl TsmEncoder {
     /// spatially: returns `[N * T, C]`.
     pub fn frame_features(&self, frames: Tensor<4>, n_segment: usize) -> Tensor<2> {
         let shift = self.shift.then_some((n_segment, self.shift_div));
-        let x = relu(self.bn1.forward(self.conv1.forward(frames)));
+        let x = relu(bn(&self.bn1, self.conv1.forward(frames)));
         let mut x = self.maxpool.forward(x);
         for layer in [&self.layer1, &self.layer2, &self.layer3, &self.layer4] {
             for block in layer {

@@ -36,7 +36,9 @@ pub fn temporal_shift(x: Tensor<4>, n_segment: usize, fold_div: usize) -> Tensor
     let t = n_segment;
     let device = x.device();
     let x5: Tensor<5> = x.reshape([n, t, c, h, w]);
-    let zeros = |ch: usize| Tensor::<5>::zeros([n, 1, ch, h, w], &device);
+    // Zeros in the input's dtype (bf16 under mixed precision), on its device.
+    let dtype = x5.dtype();
+    let zeros = |ch: usize| Tensor::<5>::zeros([n, 1, ch, h, w], &device).cast(dtype);
     // Backward-looking part: frame t reads frame t + 1.
     let left = if t > 1 {
         Tensor::cat(

@@ -5,6 +5,7 @@
 //! errors; they become `anyhow` reports here, where a person reads them.
 
 mod cmd;
+mod device;
 mod output;
 
 use clap::{Parser, Subcommand};
@@ -20,6 +21,10 @@ struct Cli {
     /// Only warnings and errors.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     quiet: bool,
+    /// Compute device for model work: cpu, wgpu, vulkan or cuda[:N] (GPU ones need the cargo
+    /// feature of the same name).
+    #[arg(long, global = true, default_value = "cpu", value_name = "DEVICE")]
+    device: device::DeviceChoice,
     #[command(subcommand)]
     command: Command,
 }
@@ -47,11 +52,14 @@ enum Command {
     TrainHead(cmd::train_head::TrainHeadArgs),
     /// Trained head -> proposals -> Soft-NMS -> class fusion -> ActivityNet detections JSON.
     Detect(cmd::detect::DetectArgs),
+    /// Open the `--device`, run a check computation on it and print what it is.
+    Device(cmd::device::DeviceArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
+    device::select(cli.device);
     let result = match cli.command {
         Command::Eval(command) => cmd::eval::run(command),
         Command::Synth(args) => cmd::synth::run(args),
@@ -63,6 +71,7 @@ fn main() -> ExitCode {
         Command::Extract(args) => cmd::extract::run(args),
         Command::TrainHead(args) => cmd::train_head::run(args),
         Command::Detect(args) => cmd::detect::run(args),
+        Command::Device(args) => cmd::device::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -254,7 +254,8 @@ pub fn run(args: DemoArgs) -> Result<()> {
     let started = Instant::now();
     let out = &args.out;
     if args.fresh && out.exists() {
-        std::fs::remove_dir_all(out).with_context(|| format!("{}: cannot delete", out.display()))?;
+        std::fs::remove_dir_all(out)
+            .with_context(|| format!("{}: cannot delete", out.display()))?;
     }
     std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
     let plan = Plan::new(args.size, args.seed);

@@ -2,6 +2,7 @@
 
 pub mod demo;
 pub mod detect;
+pub mod device;
 pub mod eval;
 pub mod extract;
 pub mod pretrain;

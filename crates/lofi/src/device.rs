@@ -1,0 +1,229 @@
+//! The compute device every model-running subcommand uses, chosen once with the global
+//! `--device cpu|wgpu|vulkan|cuda[:N]` flag.
+//!
+//! Why this lives in the binary: burn 0.22 carries the backend in the [`Device`] value, so the
+//! library crates (lofi-model, lofi-train, lofi-head) are backend-free and take a `&Device`; only
+//! the program a person runs decides which backends are compiled in (cargo features `wgpu`,
+//! `vulkan`, `cuda`) and which one a run uses. A device that is not compiled in, or that cannot be
+//! opened (no Vulkan adapter, no CUDA driver), is a clear error naming the choice, never a panic.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::OnceLock;
+
+use anyhow::{bail, Result};
+use burn::tensor::Device;
+
+/// A device as named on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeviceChoice {
+    /// burn's flex backend on the CPU (always available; what tests and CI use).
+    #[default]
+    Cpu,
+    /// wgpu on whichever graphics API the machine offers (Vulkan, Metal, DX12).
+    Wgpu,
+    /// wgpu pinned to Vulkan (SPIR-V kernels); the verified GPU path on NVIDIA Linux.
+    Vulkan,
+    /// CUDA device with this index.
+    Cuda(usize),
+}
+
+impl DeviceChoice {
+    /// Device names this build can open, for error messages and `--help`.
+    pub fn compiled() -> Vec<&'static str> {
+        let mut names = vec!["cpu"];
+        if cfg!(feature = "wgpu") {
+            names.push("wgpu");
+        }
+        if cfg!(feature = "vulkan") {
+            names.push("vulkan");
+        }
+        if cfg!(feature = "cuda") {
+            names.push("cuda[:N]");
+        }
+        names
+    }
+}
+
+impl FromStr for DeviceChoice {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let choice = match s.trim().to_ascii_lowercase().as_str() {
+            "cpu" | "flex" => Self::Cpu,
+            "wgpu" => Self::Wgpu,
+            "vulkan" => Self::Vulkan,
+            "cuda" => Self::Cuda(0),
+            other => match other.strip_prefix("cuda:") {
+                Some(i) => Self::Cuda(
+                    i.parse()
+                        .map_err(|_| format!("bad CUDA device index {i:?} in {s:?}"))?,
+                ),
+                None => {
+                    return Err(format!(
+                        "unknown device {s:?}: use cpu, wgpu, vulkan or cuda[:N]"
+                    ))
+                }
+            },
+        };
+        Ok(choice)
+    }
+}
+
+impl fmt::Display for DeviceChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Cpu => write!(f, "cpu"),
+            Self::Wgpu => write!(f, "wgpu"),
+            Self::Vulkan => write!(f, "vulkan"),
+            Self::Cuda(i) => write!(f, "cuda:{i}"),
+        }
+    }
+}
+
+static CHOICE: OnceLock<DeviceChoice> = OnceLock::new();
+static OPENED: OnceLock<Device> = OnceLock::new();
+
+/// Records the `--device` choice; called once by `main` before any subcommand runs.
+pub fn select(choice: DeviceChoice) {
+    // A second call (tests) keeps the first choice, which is what every later `device()` saw.
+    let _ = CHOICE.set(choice);
+}
+
+/// The chosen device (opened on first use, then shared). Subcommands that run a model call this;
+/// wrap it with `.autodiff()` to train.
+pub fn device() -> Result<Device> {
+    if let Some(d) = OPENED.get() {
+        return Ok(d.clone());
+    }
+    let choice = CHOICE.get().copied().unwrap_or_default();
+    let d = open(choice)?;
+    Ok(OPENED.get_or_init(|| d).clone())
+}
+
+/// The error for a device whose cargo feature is off.
+#[cfg_attr(
+    all(feature = "wgpu", feature = "vulkan", feature = "cuda"),
+    allow(dead_code)
+)]
+fn not_built(choice: DeviceChoice, feature: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "--device {choice} is not compiled into this lofi (build with `--features {feature}`); \
+         this build has: {}",
+        DeviceChoice::compiled().join(", ")
+    )
+}
+
+/// Opens `choice`, failing with a message that names it and what this build offers.
+pub fn open(choice: DeviceChoice) -> Result<Device> {
+    match choice {
+        DeviceChoice::Cpu => Ok(Device::flex()),
+        DeviceChoice::Wgpu => {
+            #[cfg(feature = "wgpu")]
+            {
+                use anyhow::Context as _;
+                Device::wgpu_options().init().with_context(|| {
+                    format!("cannot open --device {choice} (no usable GPU adapter?)")
+                })
+            }
+            #[cfg(not(feature = "wgpu"))]
+            {
+                Err(not_built(choice, "wgpu"))
+            }
+        }
+        DeviceChoice::Vulkan => {
+            #[cfg(feature = "vulkan")]
+            {
+                use anyhow::Context as _;
+                Device::wgpu_options()
+                    .graphics_api(burn::tensor::wgpu::WgpuBackend::Vulkan)
+                    .init()
+                    .with_context(|| {
+                        format!(
+                            "cannot open --device {choice} (is a Vulkan loader (libvulkan.so.1) and a \
+                             GPU driver ICD installed? see VK_DRIVER_FILES)"
+                        )
+                    })
+            }
+            #[cfg(not(feature = "vulkan"))]
+            {
+                Err(not_built(choice, "vulkan"))
+            }
+        }
+        DeviceChoice::Cuda(index) => {
+            #[cfg(feature = "cuda")]
+            {
+                // burn opens CUDA lazily and panics inside its runtime when the driver is missing;
+                // catch that here so the user gets an error naming the device.
+                let d = Device::cuda(index);
+                let probe = d.clone();
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                    let t = burn::tensor::Tensor::<1>::zeros([1], &probe);
+                    t.into_data()
+                }))
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "cannot open --device {choice}: the CUDA runtime failed to start \
+                         (driver missing or index {index} out of range?)"
+                    )
+                })?;
+                Ok(d)
+            }
+            #[cfg(not(feature = "cuda"))]
+            {
+                let _ = index;
+                Err(not_built(choice, "cuda"))
+            }
+        }
+    }
+}
+
+/// Fails early when the chosen device cannot run a small computation (used by `lofi device`).
+pub fn check(device: &Device) -> Result<f32> {
+    let a = burn::tensor::Tensor::<2>::ones([64, 64], device);
+    let s = a.clone().matmul(a).sum();
+    let v = s
+        .into_data()
+        .try_to_vec::<f32>()
+        .map_err(|e| anyhow::anyhow!("cannot read back from the device: {e:?}"))?;
+    match v.first() {
+        Some(&x) if x == 64.0 * 64.0 * 64.0 => Ok(x),
+        Some(&x) => bail!("device computed a wrong 64x64 matmul sum ({x}, expected 262144)"),
+        None => bail!("device returned no data"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_device_names() {
+        assert_eq!("cpu".parse(), Ok(DeviceChoice::Cpu));
+        assert_eq!("CUDA".parse(), Ok(DeviceChoice::Cuda(0)));
+        assert_eq!("cuda:3".parse(), Ok(DeviceChoice::Cuda(3)));
+        assert_eq!("vulkan".parse(), Ok(DeviceChoice::Vulkan));
+        assert!("cuda:x".parse::<DeviceChoice>().is_err());
+        assert!("tpu".parse::<DeviceChoice>().is_err());
+        assert_eq!(DeviceChoice::Cuda(2).to_string(), "cuda:2");
+    }
+
+    #[test]
+    fn cpu_device_computes() {
+        let d = open(DeviceChoice::Cpu).expect("flex is always built");
+        assert_eq!(check(&d).expect("matmul"), 262144.0);
+    }
+
+    #[test]
+    fn devices_not_compiled_in_are_named_errors() {
+        if !cfg!(feature = "cuda") {
+            let e = open(DeviceChoice::Cuda(0)).expect_err("cuda not built");
+            let msg = format!("{e:#}");
+            assert!(msg.contains("--features cuda"), "{msg}");
+        }
+        if !cfg!(feature = "vulkan") {
+            let e = open(DeviceChoice::Vulkan).expect_err("vulkan not built");
+            assert!(format!("{e:#}").contains("cpu"));
+        }
+    }
+}
