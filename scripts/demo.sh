@@ -6,5 +6,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-cargo build --release --locked -p lofi
-exec target/release/lofi demo --out "${LOFI_DEMO_OUT:-runs/demo}" "$@"
+exec cargo run --release --locked -q -p lofi -- demo --out "${LOFI_DEMO_OUT:-runs/demo}" "$@"
