@@ -65,6 +65,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.snippets = l;
     config.size = s;
     let inputs = ExtractInputs {
+        device: device.clone(),
         ground_truth: dir.path().join("ground_truth.json"),
         videos: dir.path().join("videos"),
         out: dir.path().join("features"),
@@ -99,6 +100,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ex = extract(
         &tiny,
         &ExtractInputs {
+            device: device.clone(),
             ground_truth: gt.clone(),
             videos: root.join("videos"),
             out: root.join("features"),
@@ -111,6 +113,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let head = train_head(
         &HeadConfig::tiny(16),
         &HeadInputs {
+            device: device.clone(),
             features: root.join("features"),
             ground_truth: gt.clone(),
             out: root.join("head"),
@@ -122,6 +125,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let det = detect(
         &DetectConfig::default(),
         &DetectInputs {
+            device: device.clone(),
             head_dir: root.join("head"),
             features: root.join("features"),
             ground_truth: gt,

@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{HeadError, Result};
 use crate::features::{FeatureStore, VideoFeatures};
-use crate::model::{cpu_device, TrainedHead};
+use crate::model::TrainedHead;
 
 /// Post-processing settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -403,6 +403,8 @@ pub struct DetectInputs {
     pub class_scores_out: Option<PathBuf>,
     /// Also evaluate against the ground truth and return the report.
     pub evaluate: bool,
+    /// Where the head runs (`cpu_device()`, or a GPU opened by the caller).
+    pub device: Device,
 }
 
 /// What [`detect`] produced.
@@ -422,7 +424,7 @@ pub struct DetectOutcome {
 /// class scores used), and optionally evaluates them.
 pub fn detect(config: &DetectConfig, inputs: &DetectInputs) -> Result<DetectOutcome> {
     config.validate()?;
-    let device = cpu_device();
+    let device = inputs.device.clone();
     let trained = TrainedHead::load(&inputs.head_dir, &device)?;
     let truth = lofi_video::ground_truth::GroundTruth::read(&inputs.ground_truth)?;
     let store = FeatureStore::open(&inputs.features)?;
@@ -593,7 +595,7 @@ mod tests {
             &GroundTruthOptions::default(),
         )
         .expect("eval gt");
-        let device = cpu_device();
+        let device = crate::model::cpu_device();
         let head = lofi_model::GtadConfig::tiny(8).init(&device).expect("head");
         let out = Tensor::<3>::random([2, 10, 8], burn::tensor::Distribution::Default, &device);
         let videos = vec![("a".to_string(), 10.0), ("b".to_string(), 8.0)];

@@ -31,7 +31,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{HeadError, Result};
 use crate::features::{FailedVideo, FeatureIndex, IndexEntry, INDEX_FILE};
-use crate::model::cpu_device;
 use crate::npy;
 
 /// The encoder to extract with.
@@ -196,6 +195,8 @@ pub struct ExtractInputs {
     pub out: PathBuf,
     /// Shard of the video list (`None`: all).
     pub shard: Option<Shard>,
+    /// Where the encoder runs (`cpu_device()`, or a GPU opened by the caller).
+    pub device: Device,
 }
 
 /// What `extract` did.
@@ -332,7 +333,7 @@ pub fn extract(
     )?;
     std::fs::create_dir_all(&inputs.out).map_err(|e| HeadError::io(&inputs.out, e))?;
     write_config(config, &inputs.out.join("config.toml"))?;
-    let device = cpu_device();
+    let device = inputs.device.clone();
     let encoder = load_encoder(&config.encoder, &device)?;
     let c = config.encoder.model.out_channels();
     let l = config.snippets;

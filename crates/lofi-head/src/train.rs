@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use crate::detect::{validate_head, ClassScoreFile, DetectConfig};
 use crate::error::{HeadError, Result};
 use crate::features::{FeatureStore, VideoFeatures};
-use crate::model::{cpu_device, files, ClassifierMeta, HeadArch, HeadMeta, VideoClassifier};
+use crate::model::{files, ClassifierMeta, HeadArch, HeadMeta, VideoClassifier};
 use crate::npy::write_atomic;
 
 /// Settings of the video-level classifier trained beside the head.
@@ -206,6 +206,8 @@ pub struct HeadInputs {
     pub ground_truth: PathBuf,
     /// Run folder.
     pub out: PathBuf,
+    /// Where the head and the classifier train (`cpu_device()`, or a GPU opened by the caller).
+    pub device: Device,
 }
 
 /// What `train_head` did.
@@ -370,6 +372,7 @@ fn train_classifier(
     videos: &[TrainVideo],
     config: &ClassifierConfig,
     seed: u64,
+    plain: &Device,
 ) -> Result<Option<(ClassifierMeta, VideoClassifier, f64)>> {
     let mut classes: Vec<String> = videos
         .iter()
@@ -419,7 +422,7 @@ fn train_classifier(
             }
         }
     }
-    let device = cpu_device().autodiff();
+    let device = plain.clone().autodiff();
     device.seed(seed ^ 0xC1A5_51F1);
     let x = meta.inputs(&feats, &device);
     let y = Tensor::<2>::from_data(
@@ -439,8 +442,7 @@ fn train_classifier(
         model = optim.step(config.lr, model, grads);
     }
     let model = model.valid();
-    let plain = cpu_device();
-    let probs = meta.predict(&model, &feats, &plain)?;
+    let probs = meta.predict(&model, &feats, plain)?;
     let correct = probs
         .iter()
         .enumerate()
@@ -510,14 +512,14 @@ pub fn train_head(
 
     // Classifier first, so that every validation can use it.
     let classifier = if config.classifier.enabled {
-        train_classifier(&train, &config.classifier, config.seed)?
+        train_classifier(&train, &config.classifier, config.seed, &inputs.device)?
     } else {
         None
     };
     let val_scores = match (&classifier, val.is_empty()) {
         (Some((meta, model, _)), false) => {
             let refs: Vec<&VideoFeatures> = val.iter().map(|v| &v.features).collect();
-            let probs = meta.predict(model, &refs, &cpu_device())?;
+            let probs = meta.predict(model, &refs, &inputs.device)?;
             let file = ClassScoreFile {
                 class: meta.classes.clone(),
                 results: refs.iter().map(|v| v.id.clone()).zip(probs).collect(),
@@ -539,7 +541,7 @@ pub fn train_head(
     let val_features: Vec<VideoFeatures> = val.iter().map(|v| v.features.clone()).collect();
 
     // Head.
-    let device = cpu_device().autodiff();
+    let device = inputs.device.clone().autodiff();
     device.seed(config.seed);
     let gtad = config.head.gtad(c);
     let mut head = gtad.init(&device)?;

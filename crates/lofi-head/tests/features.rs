@@ -185,6 +185,7 @@ fn head_trains_on_peer_csv_features_of_another_length() -> TestResult {
     let out = train_head(
         &config,
         &HeadInputs {
+            device: lofi_head::cpu_device(),
             features: feats.clone(),
             ground_truth: gt.clone(),
             out: d.join("run"),
@@ -204,6 +205,7 @@ fn head_trains_on_peer_csv_features_of_another_length() -> TestResult {
     let e = train_head(
         &config,
         &HeadInputs {
+            device: lofi_head::cpu_device(),
             features: feats.clone(),
             ground_truth: gt.clone(),
             out: d.join("run2"),
@@ -221,6 +223,7 @@ fn head_trains_on_peer_csv_features_of_another_length() -> TestResult {
     let out = train_head(
         &config,
         &HeadInputs {
+            device: lofi_head::cpu_device(),
             features: feats,
             ground_truth: gt,
             out: d.join("run3"),

@@ -27,6 +27,7 @@ fn tiny_extract() -> ExtractConfig {
 
 fn inputs(root: &Path, out: &str, shard: Option<Shard>) -> ExtractInputs {
     ExtractInputs {
+        device: lofi_head::cpu_device(),
         ground_truth: root.join("ground_truth.json"),
         videos: root.join("videos"),
         out: root.join(out),
@@ -153,6 +154,7 @@ fn extract_train_detect_evaluate() -> TestResult {
     let outcome = train_head(
         &head_cfg,
         &HeadInputs {
+            device: lofi_head::cpu_device(),
             features: root.join("features"),
             ground_truth: gt.clone(),
             out: run.clone(),
@@ -204,6 +206,7 @@ fn extract_train_detect_evaluate() -> TestResult {
     let det = detect(
         &DetectConfig::default(),
         &DetectInputs {
+            device: lofi_head::cpu_device(),
             head_dir: run.clone(),
             features: root.join("features"),
             ground_truth: gt.clone(),
@@ -244,6 +247,7 @@ fn extract_train_detect_evaluate() -> TestResult {
     let det2 = detect(
         &DetectConfig::default(),
         &DetectInputs {
+            device: lofi_head::cpu_device(),
             class_scores: Some(cls_path),
             class_scores_out: None,
             out: root.join("detections2.json"),

@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use lofi_model::{GtadConfig, ResNetConfig, TargetConfig};
+use lofi_model::{GtadConfig, Precision, ResNetConfig, TargetConfig};
 use lofi_video::Fidelity;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -317,6 +317,10 @@ pub struct TrainConfig {
     pub boundary_width: f64,
     /// Burn's balanced gradient checkpointing (recomputes cheap activations in the backward).
     pub gradient_checkpointing: bool,
+    /// Numeric precision of the training step: "f32", or "bf16" (the encoder computes in bf16
+    /// with f32 master weights and BatchNorm; the head and the loss stay f32). Validation and
+    /// extraction run in f32.
+    pub precision: Precision,
     /// Validate every this many epochs at full fidelity (0: never).
     pub validate_every: usize,
     /// Video decoding threads.
@@ -339,6 +343,7 @@ impl Default for TrainConfig {
             head: HeadSection::default(),
             boundary_width: TargetConfig::default().boundary_width,
             gradient_checkpointing: false,
+            precision: Precision::F32,
             validate_every: 1,
             workers: 2,
         }

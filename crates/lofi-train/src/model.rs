@@ -8,8 +8,11 @@ use burn::module::Module;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
-use burn::tensor::{Device, Distribution, Tensor};
-use lofi_model::{GtadHead, GtadLoss, GtadOutput, GtadTargets, Segment, TargetConfig, TsmEncoder};
+use burn::tensor::{DType, Device, Distribution, Tensor};
+use lofi_model::precision::{compute_copy, master_grads};
+use lofi_model::{
+    GtadHead, GtadLoss, GtadOutput, GtadTargets, Precision, Segment, TargetConfig, TsmEncoder,
+};
 use lofi_video::Fidelity;
 
 use crate::config::{OptimizerSection, TrainConfig};
@@ -34,10 +37,30 @@ impl LofiModel {
         Ok(Self { encoder, head })
     }
 
-    /// Clips `[B, L, F, 3, S, S]` to G-TAD outputs at `L`.
+    /// Clips `[B, L, F, 3, S, S]` to G-TAD outputs at `L`. Encoder features in another float
+    /// type (a bf16 working copy) are cast to f32 for the head.
     pub fn forward(&self, clips: Tensor<6>) -> TrainResult<GtadOutput> {
         let features = self.encoder.forward(clips)?;
+        let features = if features.dtype() == DType::F32 {
+            features
+        } else {
+            features.cast(DType::F32)
+        };
         Ok(self.head.forward(features.swap_dims(1, 2))?)
+    }
+
+    /// The module one training pass runs in `precision`: the model itself for f32; for bf16 a
+    /// working copy whose encoder computes in bf16 (same parameter ids, BatchNorm f32 and shared)
+    /// while the head stays f32. Gradients taken on it go through [`master_grads`] to the f32
+    /// optimizer of `self`.
+    pub fn working_copy(&self, precision: Precision) -> Self {
+        match precision {
+            Precision::F32 => self.clone(),
+            Precision::Bf16 => Self {
+                encoder: compute_copy(&self.encoder, precision),
+                head: self.head.clone(),
+            },
+        }
     }
 }
 
@@ -104,8 +127,9 @@ pub fn loss(
     Ok((parts.total, values))
 }
 
-/// One forward/backward pass; the loss is multiplied by `scale` before the backward (the share
-/// of the optimizer step's batch that this micro-batch holds).
+/// One forward/backward pass in `precision`; the loss is multiplied by `scale` before the
+/// backward (the share of the optimizer step's batch that this micro-batch holds). The
+/// gradients are f32 and keyed by `model`'s parameters whatever the precision.
 pub fn backward_pass(
     model: &LofiModel,
     clips: Tensor<6>,
@@ -113,10 +137,19 @@ pub fn backward_pass(
     loss_fn: &GtadLoss,
     seed: u64,
     scale: f32,
+    precision: Precision,
 ) -> TrainResult<(GradientsParams, LossValues)> {
-    let (total, values) = loss(model, clips, targets, loss_fn, seed)?;
+    let working = model.working_copy(precision);
+    let (total, values) = loss(
+        &working,
+        precision.cast_input(clips),
+        targets,
+        loss_fn,
+        seed,
+    )?;
     let grads = (total * scale).backward();
-    Ok((GradientsParams::from_grads(grads, model), values))
+    let grads = GradientsParams::from_grads(grads, &working);
+    Ok((master_grads(grads, model), values))
 }
 
 /// A probe step for the memory planner: random clips of `batch` videos at `fidelity` with one
@@ -140,7 +173,15 @@ pub fn probe_pass(
     };
     let t = GtadTargets::new(&[Segment::new(0.2, 0.6)], fidelity.snippets, &tc)?;
     let targets = vec![t; batch];
-    let (grads, _) = backward_pass(model, clips, &targets, &GtadLoss::default(), 0, 1.0)?;
+    let (grads, _) = backward_pass(
+        model,
+        clips,
+        &targets,
+        &GtadLoss::default(),
+        0,
+        1.0,
+        config.precision,
+    )?;
     drop(grads);
     Ok(())
 }

@@ -29,7 +29,7 @@ use crate::error::{TrainError, TrainResult};
 use crate::io::{truncate_metrics, LastCheckpoint, MetricsLog};
 use crate::memory::{MemoryMeter, ProcMeter};
 use crate::model::sgd;
-use crate::train::{cpu_device, fidelity_stats, load_optimizer, prepare_run_dir, progress_bar};
+use crate::train::{fidelity_stats, load_optimizer, module_device, prepare_run_dir, progress_bar};
 use crate::train::{save_optimizer, FidelityStats, RunOptions};
 
 /// Where `lofi pretrain` reads and writes.
@@ -99,8 +99,8 @@ fn accuracy(
     if clips.is_empty() {
         return Ok(None);
     }
-    let device = cpu_device();
     let model = model.valid();
+    let device = module_device(&model);
     let (mut right, mut seen) = (0usize, 0usize);
     let refs: Vec<&Clip> = clips.iter().collect();
     for group in refs.chunks(config.batch_size) {
@@ -140,7 +140,7 @@ pub fn pretrain(
         )));
     }
     let ckpt = prepare_run_dir(config, &paths.out, options.resume)?;
-    let device = cpu_device().autodiff();
+    let device = options.device.clone().autodiff();
     device.seed(config.seed);
     let resnet = config.encoder.resnet(Some(classes.len()));
     let mut model = resnet.init(&device)?;

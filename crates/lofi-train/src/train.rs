@@ -51,8 +51,11 @@ pub struct TrainPaths {
 }
 
 /// How to run (not part of the experiment's config).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RunOptions {
+    /// Where the model runs: [`cpu_device()`] (the default) or a GPU the caller opened (the
+    /// binary's `--device`). Plain (non-autodiff); training wraps it.
+    pub device: Device,
     /// Continue the run in `out` from its last complete epoch.
     pub resume: bool,
     /// Debug/test hook: stop with [`TrainError::Stopped`] after this many batches in this
@@ -60,6 +63,17 @@ pub struct RunOptions {
     pub stop_after_batches: Option<usize>,
     /// Show progress bars (when stderr is a terminal).
     pub progress: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            device: cpu_device(),
+            resume: false,
+            stop_after_batches: None,
+            progress: false,
+        }
+    }
 }
 
 /// Step statistics of one fidelity over the whole run.
@@ -115,6 +129,15 @@ pub struct TrainOutcome {
 /// one place the training crate names a device.
 pub fn cpu_device() -> Device {
     Device::flex()
+}
+
+/// The device a module's parameters live on (the CPU for a module without parameters).
+pub(crate) fn module_device<M: Module>(module: &M) -> Device {
+    module
+        .devices()
+        .into_iter()
+        .next()
+        .unwrap_or_else(cpu_device)
 }
 
 fn epoch_seed(seed: u64, epoch: usize) -> u64 {
@@ -268,7 +291,17 @@ pub fn train(
     check_paths(paths)?;
     let schedule = config.fidelity_schedule()?;
     let full = config.full_fidelity()?;
-    let mut meter: Option<ProcMeter> = ProcMeter::new().ok();
+    // Host memory (RSS) is what the meter reads; it says nothing about a GPU's memory, so on a
+    // GPU the steps report the device pool instead and a budget is refused.
+    let on_cpu = options.device == cpu_device();
+    let mut meter: Option<ProcMeter> = if on_cpu { ProcMeter::new().ok() } else { None };
+    if !on_cpu && config.memory_budget.is_some() {
+        return Err(TrainError::Config(format!(
+            "memory_budget plans micro-batches from measured host memory, which does not \
+             describe {:?}; set micro_batch instead",
+            options.device
+        )));
+    }
     let budget = config.budget_bytes(meter.as_mut().and_then(|m| m.capacity()))?;
     if budget.is_some() && meter.is_none() {
         return Err(TrainError::Measure(
@@ -300,11 +333,12 @@ pub fn train(
     let mut skipped = FailureList::default();
     skipped.extend(failures);
 
-    let mut device = cpu_device().autodiff();
+    let mut device = options.device.clone().autodiff();
     if config.gradient_checkpointing {
         device = device.gradient_checkpointing();
     }
     device.seed(config.seed);
+    config.precision.check(&device)?;
     let mut model = LofiModel::init(config, &device)?;
     if let Some(path) = &paths.encoder {
         model.encoder = checkpoint::load(model.encoder, path)?;
@@ -421,8 +455,15 @@ pub fn train(
                 let x = stack_clips(&refs, &device)?;
                 let share = (end - start) as f32 / n as f32;
                 let seed = (step as u64) * 1024 + k as u64;
-                let (grads, v) =
-                    backward_pass(&model, x, &targets[start..end], &loss_fn, seed, share)?;
+                let (grads, v) = backward_pass(
+                    &model,
+                    x,
+                    &targets[start..end],
+                    &loss_fn,
+                    seed,
+                    share,
+                    config.precision,
+                )?;
                 acc.accumulate(&model, grads);
                 for (s, x) in
                     sums.iter_mut()
@@ -467,6 +508,7 @@ pub fn train(
                 "step_s": step_s,
                 "elapsed_s": elapsed_before + started.elapsed().as_secs_f64(),
                 "peak_memory_bytes": peak,
+                "device_reserved_bytes": device.memory_pool_usage().map(|u| u.bytes_reserved),
             }))?;
             step += 1;
             batches_here += 1;
@@ -636,8 +678,8 @@ pub fn validation_pass(
     loss_fn: &GtadLoss,
     truth: Option<&ValidationTruth>,
 ) -> TrainResult<(Validation, Vec<VideoFailure>)> {
-    let device = cpu_device();
     let model = model.valid();
+    let device = module_device(&model);
     let plan = full.apply(&SamplingPlan::new(config.frames_per_snippet)?);
     let tc = TargetConfig {
         boundary_width: config.boundary_width,

@@ -1,15 +1,17 @@
 //! End-to-end at tiny sizes: synthetic videos -> `pretrain` -> `train` under every schedule,
 //! checking the files a run writes, that metrics are finite, that each schedule trains at the
-//! fidelities it should, and that a tiny over-fit run lowers its loss.
+//! fidelities it should, and that a tiny over-fit run lowers its loss (in f32 and in bf16).
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use lofi_model::Precision;
 use lofi_train::config::FidelitySpec;
 use lofi_train::io::read_metrics;
+use lofi_train::model::saved_run_parameters;
 use lofi_train::{
     pretrain, train, PretrainConfig, PretrainPaths, RunOptions, ScheduleKind, TrainConfig,
-    TrainPaths,
+    TrainOutcome, TrainPaths,
 };
 use lofi_video::synth::{write_dataset, SynthConfig, SynthPreset};
 
@@ -162,8 +164,9 @@ fn every_schedule_trains_at_its_fidelities() {
     }
 }
 
-#[test]
-fn a_tiny_overfit_run_lowers_its_loss_and_the_planner_plans() {
+/// Over-fits two training videos for 12 epochs at 8 snippets of 32 px with `edit` applied to
+/// the config; returns the outcome, the run folder's parent and the first and last 3-epoch means.
+fn overfit(edit: impl Fn(&mut TrainConfig)) -> (TrainOutcome, tempfile::TempDir, f64, f64) {
     let tmp = tempfile::tempdir().expect("temp dir");
     // Two training videos only: the ground truth is cut down to them.
     let d = data();
@@ -189,18 +192,41 @@ fn a_tiny_overfit_run_lowers_its_loss_and_the_planner_plans() {
     config.optimizer.lr = 0.1;
     config.optimizer.momentum = 0.9;
     config.optimizer.lr_step_epochs = 100;
-    config.memory_budget = Some("64GiB".into());
+    edit(&mut config);
     let mut p = paths(&out, false);
     p.ground_truth = gt_path;
     let outcome = train(&config, &p, &RunOptions::default()).expect("trains");
     let losses: Vec<f64> = outcome.epochs.iter().map(|e| e.mean_loss).collect();
+    assert!(losses.iter().all(|l| l.is_finite()), "{losses:?}");
     let first = losses[..3].iter().sum::<f64>() / 3.0;
     let last = losses[losses.len() - 3..].iter().sum::<f64>() / 3.0;
-    assert!(last < 0.8 * first, "loss did not fall: {losses:?}");
+    (outcome, tmp, first, last)
+}
+
+#[test]
+fn a_tiny_overfit_run_lowers_its_loss_and_the_planner_plans() {
+    let (outcome, tmp, first, last) = overfit(|c| c.memory_budget = Some("64GiB".into()));
+    assert!(last < 0.8 * first, "loss did not fall: {first} -> {last}");
     let plan = outcome.memory_plan.expect("a budget was given");
     assert_eq!(plan.fidelities.len(), 1);
     assert!(plan.fidelities[0].per_sample_bytes > 0 || plan.fidelities[0].fixed_bytes > 0);
-    assert!(out.join("memory_plan.json").is_file());
+    assert!(tmp.path().join("overfit/memory_plan.json").is_file());
+}
+
+/// Mixed precision (bf16 encoder compute, f32 master weights) trains: the loss falls as in f32,
+/// and the saved weights are f32 and load into the f32 model.
+#[test]
+fn bf16_mixed_precision_overfits_and_saves_f32_weights() {
+    let (outcome, tmp, first, last) = overfit(|c| c.precision = Precision::Bf16);
+    assert!(
+        last < 0.8 * first,
+        "bf16 loss did not fall: {first} -> {last}"
+    );
+    let text = std::fs::read_to_string(tmp.path().join("overfit/config.toml")).expect("config");
+    assert!(text.contains("precision = \"bf16\""), "{text}");
+    let config: TrainConfig = toml::from_str(&text).expect("config parses");
+    let params = saved_run_parameters(&config, &outcome.run_dir).expect("f32 weights load");
+    assert!(params.iter().all(|v| v.is_finite()));
 }
 
 #[test]

@@ -22,6 +22,7 @@
 //! each LoFi schedule with full-fidelity end-to-end training.
 
 use anyhow::{bail, Context, Result};
+use burn::tensor::Device;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use lofi_eval::DetectionReport;
@@ -252,6 +253,7 @@ fn bar(len: usize, message: &str) -> ProgressBar {
 /// Runs the demo.
 pub fn run(args: DemoArgs) -> Result<()> {
     let started = Instant::now();
+    let device = crate::device::device()?;
     let out = &args.out;
     if args.fresh && out.exists() {
         std::fs::remove_dir_all(out)
@@ -286,7 +288,10 @@ pub fn run(args: DemoArgs) -> Result<()> {
                     data: data.clone(),
                     out: pretrained.clone(),
                 },
-                &RunOptions::default(),
+                &RunOptions {
+                    device: device.clone(),
+                    ..RunOptions::default()
+                },
             )?;
             spin.finish_and_clear();
             let accuracy = outcome.val_accuracy.last().copied().flatten();
@@ -305,7 +310,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
 
     let mut results = Vec::new();
     for row in rows {
-        let result = run_row(row, &plan, out, &data, &encoder)
+        let result = run_row(row, &plan, out, &data, &encoder, &device)
             .with_context(|| format!("demo row {}", row.name()))?;
         tracing::info!(
             "{}: average mAP {:.2}",
@@ -352,6 +357,7 @@ fn run_row(
     out: &Path,
     data: &Path,
     pretrained: &Path,
+    device: &Device,
 ) -> Result<DemoRow> {
     let dir = out.join("rows").join(row.name());
     let done = dir.join("row.json");
@@ -377,7 +383,10 @@ fn run_row(
             let outcome = train(
                 &config,
                 &paths(dir.join("train"), pretrained),
-                &RunOptions::default(),
+                &RunOptions {
+                    device: device.clone(),
+                    ..RunOptions::default()
+                },
             )?;
             spin.finish_and_clear();
             (outcome.encoder, outcome.fidelities)
@@ -393,6 +402,7 @@ fn run_row(
                 &config,
                 &paths(probe.clone(), pretrained),
                 &RunOptions {
+                    device: device.clone(),
                     stop_after_batches: Some(2),
                     ..RunOptions::default()
                 },
@@ -435,6 +445,7 @@ fn run_row(
     let extracted = extract(
         &extract_config,
         &ExtractInputs {
+            device: device.clone(),
             ground_truth: data.join("ground_truth.json"),
             videos: data.join("videos"),
             out: features.clone(),
@@ -456,6 +467,7 @@ fn run_row(
     train_head(
         &plan.head,
         &HeadInputs {
+            device: device.clone(),
             features: features.clone(),
             ground_truth: data.join("ground_truth.json"),
             out: head_dir.clone(),
@@ -466,6 +478,7 @@ fn run_row(
     let detected = detect(
         &plan.detect,
         &DetectInputs {
+            device: device.clone(),
             head_dir,
             features,
             ground_truth: data.join("ground_truth.json"),

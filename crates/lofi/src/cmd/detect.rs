@@ -74,6 +74,7 @@ pub fn run(args: DetectArgs) -> Result<()> {
     let outcome = detect(
         &config,
         &DetectInputs {
+            device: crate::device::device()?,
             head_dir: args.head.clone(),
             features: args.features.clone(),
             ground_truth: args.ground_truth.clone(),

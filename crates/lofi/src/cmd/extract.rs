@@ -115,6 +115,7 @@ pub fn run(args: ExtractArgs) -> Result<()> {
         bail!("--videos and --out are required to extract");
     };
     let inputs = ExtractInputs {
+        device: crate::device::device()?,
         ground_truth: args.ground_truth.clone(),
         videos,
         out,

@@ -54,6 +54,7 @@ pub fn run(args: PretrainArgs) -> Result<()> {
         out: args.out.clone(),
     };
     let options = RunOptions {
+        device: crate::device::device()?,
         resume: args.resume,
         stop_after_batches: args.stop_after_batches,
         progress: true,

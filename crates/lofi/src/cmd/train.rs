@@ -119,6 +119,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         out: args.out.clone(),
     };
     let options = RunOptions {
+        device: crate::device::device()?,
         resume: args.resume,
         stop_after_batches: args.stop_after_batches,
         progress: true,

@@ -80,6 +80,7 @@ pub fn run(args: TrainHeadArgs) -> Result<()> {
     let outcome = train_head(
         &config,
         &HeadInputs {
+            device: crate::device::device()?,
             features: args.features.clone(),
             ground_truth: args.ground_truth.clone(),
             out: args.out.clone(),
