@@ -27,6 +27,7 @@ pub mod error;
 pub mod io;
 pub mod memory;
 pub mod model;
+pub mod parallel;
 pub mod pretrain;
 pub mod schedule;
 pub mod train;

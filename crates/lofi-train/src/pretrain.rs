@@ -131,6 +131,11 @@ pub fn pretrain(
     options: &RunOptions,
 ) -> TrainResult<PretrainOutcome> {
     config.validate()?;
+    if !options.replica_devices.is_empty() {
+        return Err(TrainError::Config(
+            "pre-training runs on one device; data parallel is for `train`".into(),
+        ));
+    }
     let (classes, train_clips) = read_clips(&paths.data, "training")?;
     let (_, val_clips) = read_clips(&paths.data, "validation")?;
     if train_clips.is_empty() {

@@ -17,15 +17,20 @@
 //! its share of the batch before the backward, and the gradients are summed, so the step sees
 //! the batch mean. G-TAD's band-balanced regression weights and BatchNorm statistics are
 //! computed per micro-batch, so accumulation is close to, not bit-identical with, one big pass.
+//!
+//! # Several devices
+//! With [`RunOptions::replica_devices`], each batch is split across the devices first and each
+//! shard into micro-batches; gradients are summed on the primary device, which steps the optimizer
+//! (see [`crate::parallel`]). Checkpoints, metrics and resume are those of a single-device run.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::{GradientsAccumulator, ModuleOptimizer, OptimizerRecord};
+use burn::optim::{ModuleOptimizer, OptimizerRecord};
 use burn::tensor::Device;
 use lofi_model::{checkpoint, GtadLoss, GtadTargets, TargetConfig};
-use lofi_video::{Fidelity, SamplingPlan, VideoFailure, VideoJob};
+use lofi_video::{ClipU8, Fidelity, SamplingPlan, VideoFailure, VideoJob};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -34,7 +39,8 @@ use crate::data::{decode, read_videos, stack_clips, FailureList, TrainVideo};
 use crate::error::{TrainError, TrainResult};
 use crate::io::{read_metrics, truncate_metrics, LastCheckpoint, MetricsLog};
 use crate::memory::{measure_from, plan, MemoryMeter, MemoryPlan, Probe, ProcMeter};
-use crate::model::{backward_pass, probe_pass, sgd, LofiModel};
+use crate::model::{probe_pass, sgd, LofiModel};
+use crate::parallel::{Replicas, StepSpec};
 use crate::schedule::{fidelity_name, FidelitySchedule};
 
 /// Where `lofi train` reads and writes.
@@ -56,6 +62,9 @@ pub struct RunOptions {
     /// Where the model runs: [`cpu_device()`] (the default) or a GPU the caller opened (the
     /// binary's `--device`). Plain (non-autodiff); training wraps it.
     pub device: Device,
+    /// Further devices for data-parallel training (`lofi train` only): every batch is split
+    /// across `device` and these (see [`crate::parallel`]). Empty: `device` alone.
+    pub replica_devices: Vec<Device>,
     /// Continue the run in `out` from its last complete epoch.
     pub resume: bool,
     /// Debug/test hook: stop with [`TrainError::Stopped`] after this many batches in this
@@ -69,6 +78,7 @@ impl Default for RunOptions {
     fn default() -> Self {
         Self {
             device: cpu_device(),
+            replica_devices: Vec::new(),
             resume: false,
             stop_after_batches: None,
             progress: false,
@@ -347,6 +357,24 @@ pub fn train(
         model.encoder = model.encoder.freeze_bn();
     }
     let mut optim = sgd(&config.optimizer);
+    let replicas = {
+        let extra: Vec<Device> = options
+            .replica_devices
+            .iter()
+            .map(|d| {
+                let d = d.clone().autodiff();
+                if config.gradient_checkpointing {
+                    d.gradient_checkpointing()
+                } else {
+                    d
+                }
+            })
+            .collect();
+        for d in &extra {
+            config.precision.check(d)?;
+        }
+        Replicas::new(device.clone(), &extra)?
+    };
 
     let memory_plan = match (budget, meter.as_mut()) {
         (Some(b), Some(m)) => {
@@ -447,31 +475,14 @@ pub fn train(
                 m.reset_peak()?;
             }
             let t0 = Instant::now();
-            let mut acc = GradientsAccumulator::<LofiModel>::new();
-            let mut sums = [0f64; 4];
-            for (k, start) in (0..n).step_by(micro).enumerate() {
-                let end = (start + micro).min(n);
-                let refs: Vec<_> = clips[start..end].iter().map(|(_, c)| c).collect();
-                let x = stack_clips(&refs, &device)?;
-                let share = (end - start) as f32 / n as f32;
-                let seed = (step as u64) * 1024 + k as u64;
-                let (grads, v) = backward_pass(
-                    &model,
-                    x,
-                    &targets[start..end],
-                    &loss_fn,
-                    seed,
-                    share,
-                    config.precision,
-                )?;
-                acc.accumulate(&model, grads);
-                for (s, x) in
-                    sums.iter_mut()
-                        .zip([v.total, v.boundary, v.regression, v.classification])
-                {
-                    *s += f64::from(x) * f64::from(share);
-                }
-            }
+            let refs: Vec<&ClipU8> = clips.iter().map(|(_, c)| c).collect();
+            let spec = StepSpec {
+                videos: n,
+                step: step as u64,
+                precision: config.precision,
+                loss: loss_fn.clone(),
+            };
+            let (grads, sums) = replicas.gradients(&model, &refs, &targets, micro, &spec)?;
             if !sums[0].is_finite() {
                 return Err(TrainError::Diverged {
                     epoch,
@@ -479,7 +490,7 @@ pub fn train(
                     loss: sums[0] as f32,
                 });
             }
-            model = optim.step(lr, model, acc.grads());
+            model = optim.step(lr, model, grads);
             let step_s = t0.elapsed().as_secs_f64();
             let peak = match meter.as_mut() {
                 Some(m) => Some(m.peak()?),
@@ -497,7 +508,8 @@ pub fn train(
                 "size": fidelity.size,
                 "videos": n,
                 "micro_batch": micro,
-                "accumulation": n.div_ceil(micro),
+                "accumulation": n.div_ceil(replicas.len()).div_ceil(micro),
+                "replicas": replicas.len(),
                 "loss": sums[0],
                 "loss_parts": {
                     "boundary": sums[1],

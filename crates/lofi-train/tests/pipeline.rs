@@ -247,3 +247,58 @@ fn bad_inputs_fail_before_any_work() {
     let err = train(&tiny(ScheduleKind::S, 1), &p, &RunOptions::default()).expect_err("no gt");
     assert!(err.to_string().contains("missing.json"), "{err}");
 }
+
+/// Two replicas (both on the CPU) compute the same step as one device with the same micro-batch
+/// size: with frozen BatchNorm the losses and the trained weights agree up to summation order.
+/// With trainable BatchNorm the replicas' shared running statistics still train to finite values.
+#[test]
+fn data_parallel_replicas_match_a_single_device_run() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let mut config = tiny(ScheduleKind::T, 1);
+    config.batch_size = 4;
+    config.micro_batch = Some(1);
+    config.validate_every = 0;
+    config.optimizer.momentum = 0.9;
+    config.encoder.frozen_bn = true;
+    let run = |name: &str, config: &TrainConfig, replicas: usize| {
+        let out = tmp.path().join(name);
+        let options = RunOptions {
+            replica_devices: vec![lofi_train::cpu_device(); replicas - 1],
+            ..RunOptions::default()
+        };
+        let outcome = train(config, &paths(&out, true), &options).expect("trains");
+        let lines = read_metrics(&out.join("metrics.jsonl")).expect("metrics");
+        let steps: Vec<(f64, u64)> = lines
+            .iter()
+            .filter(|l| l.get("event").is_none())
+            .map(|l| {
+                (
+                    l["loss"].as_f64().expect("loss"),
+                    l["replicas"].as_u64().expect("replicas"),
+                )
+            })
+            .collect();
+        let params = saved_run_parameters(config, &outcome.run_dir).expect("weights");
+        (steps, params)
+    };
+    let (one, w1) = run("one", &config, 1);
+    let (two, w2) = run("two", &config, 2);
+    assert_eq!(one.len(), 2, "6 training videos in batches of 4: {one:?}");
+    assert_eq!(one.len(), two.len());
+    for ((a, ra), (b, rb)) in one.iter().zip(&two) {
+        assert_eq!((*ra, *rb), (1, 2));
+        assert!((a - b).abs() <= 1e-5 * a.abs().max(1.0), "loss {a} vs {b}");
+    }
+    assert_eq!(w1.len(), w2.len());
+    let worst = w1
+        .iter()
+        .zip(&w2)
+        .map(|(a, b)| (a - b).abs() / a.abs().max(1.0))
+        .fold(0f32, f32::max);
+    assert!(worst <= 1e-4, "weights differ by {worst}");
+
+    config.encoder.frozen_bn = false;
+    let (steps, w) = run("two-bn", &config, 2);
+    assert!(steps.iter().all(|(l, _)| l.is_finite()));
+    assert!(w.iter().all(|v| v.is_finite()));
+}

@@ -1,5 +1,6 @@
 //! The compute device every model-running subcommand uses, chosen once with the global
-//! `--device cpu|wgpu|vulkan|cuda[:N]` flag.
+//! `--device cpu|wgpu|vulkan|cuda[:N]` flag; `lofi train` also takes a comma-separated list
+//! (`--device cuda:0,cuda:1,cuda:2,cuda:3`) and trains data parallel on it.
 //!
 //! Why this lives in the binary: burn 0.22 carries the backend in the [`Device`] value, so the
 //! library crates (lofi-model, lofi-train, lofi-head) are backend-free and take a `&Device`; only
@@ -81,24 +82,54 @@ impl fmt::Display for DeviceChoice {
     }
 }
 
-static CHOICE: OnceLock<DeviceChoice> = OnceLock::new();
-static OPENED: OnceLock<Device> = OnceLock::new();
+static CHOICES: OnceLock<Vec<DeviceChoice>> = OnceLock::new();
+static OPENED: OnceLock<Vec<Device>> = OnceLock::new();
 
-/// Records the `--device` choice; called once by `main` before any subcommand runs.
-pub fn select(choice: DeviceChoice) {
+/// Records the `--device` list; called once by `main` before any subcommand runs.
+pub fn select(choices: Vec<DeviceChoice>) {
     // A second call (tests) keeps the first choice, which is what every later `device()` saw.
-    let _ = CHOICE.set(choice);
+    let _ = CHOICES.set(choices);
 }
 
-/// The chosen device (opened on first use, then shared). Subcommands that run a model call this;
-/// wrap it with `.autodiff()` to train.
-pub fn device() -> Result<Device> {
+fn chosen() -> Vec<DeviceChoice> {
+    match CHOICES.get() {
+        Some(c) if !c.is_empty() => c.clone(),
+        _ => vec![DeviceChoice::Cpu],
+    }
+}
+
+/// Every device of the `--device` list, opened on first use and then shared (the same choice
+/// listed twice is opened once and used twice). The first is the primary.
+pub fn devices() -> Result<Vec<Device>> {
     if let Some(d) = OPENED.get() {
         return Ok(d.clone());
     }
-    let choice = CHOICE.get().copied().unwrap_or_default();
-    let d = open(choice)?;
-    Ok(OPENED.get_or_init(|| d).clone())
+    let choices = chosen();
+    let mut opened: Vec<(DeviceChoice, Device)> = Vec::new();
+    for &c in &choices {
+        if !opened.iter().any(|(o, _)| *o == c) {
+            opened.push((c, open(c)?));
+        }
+    }
+    let list = choices
+        .iter()
+        .filter_map(|c| opened.iter().find(|(o, _)| o == c).map(|(_, d)| d.clone()))
+        .collect();
+    Ok(OPENED.get_or_init(|| list).clone())
+}
+
+/// The chosen device for subcommands that run on one. Wrap it with `.autodiff()` to train.
+pub fn device() -> Result<Device> {
+    let all = devices()?;
+    match all.as_slice() {
+        [one] => Ok(one.clone()),
+        _ => bail!(
+            "--device lists {} devices, but only `lofi train` uses several (data parallel); \
+             give one here (to extract on several GPUs, run one process per GPU with \
+             --device cuda:K --shard K/N)",
+            all.len()
+        ),
+    }
 }
 
 /// The error for a device whose cargo feature is off.

@@ -22,9 +22,15 @@ struct Cli {
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     quiet: bool,
     /// Compute device for model work: cpu, wgpu, vulkan or cuda[:N] (GPU ones need the cargo
-    /// feature of the same name).
-    #[arg(long, global = true, default_value = "cpu", value_name = "DEVICE")]
-    device: device::DeviceChoice,
+    /// feature of the same name). `lofi train` takes a list (cuda:0,cuda:1): data parallel.
+    #[arg(
+        long,
+        global = true,
+        default_value = "cpu",
+        value_name = "DEVICE[,DEVICE...]",
+        value_delimiter = ','
+    )]
+    device: Vec<device::DeviceChoice>,
     #[command(subcommand)]
     command: Command,
 }

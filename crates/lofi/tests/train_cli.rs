@@ -1,6 +1,6 @@
 //! `lofi pretrain` and `lofi train` end to end through the real binary, at tiny sizes: files and
-//! metrics of a run, an exact resume after a stop in the middle of an epoch, and bad input
-//! rejected before any work.
+//! metrics of a run, an exact resume after a stop in the middle of an epoch, a data-parallel run
+//! on a device list, and bad input rejected before any work.
 //!
 //! Both runs of the resume check use one rayon thread (`RAYON_NUM_THREADS=1`) so that every
 //! reduction of burn's CPU backend runs in a fixed order and the comparison can be exact.
@@ -153,6 +153,34 @@ fn pretrain_train_and_exact_resume() {
     // A finished run is not silently overwritten.
     let (ok, _, err) = train(&a, &[]);
     assert!(!ok && err.contains("--resume"), "{err}");
+
+    // A device list trains data parallel (two replicas on the CPU here) ...
+    let c = dir.path().join("c");
+    let (ok, _, err) = train(&c, &["--device", "cpu,cpu"]);
+    assert!(ok, "data-parallel train failed: {err}");
+    let steps: Vec<_> = comparable_metrics(&c)
+        .into_iter()
+        .filter(|m| m.get("event").is_none())
+        .collect();
+    assert_eq!(steps.len(), 6);
+    assert!(steps.iter().all(|m| m["replicas"] == 2), "{steps:?}");
+    // ... and a single-device stage refuses one, naming the alternative.
+    let (ok, _, err) = lofi(&[
+        "--device",
+        "cpu,cpu",
+        "extract",
+        "--ground-truth",
+        s(&data.join("ground_truth.json")),
+        "--videos",
+        s(&data.join("videos")),
+        "--out",
+        s(&dir.path().join("features")),
+    ]);
+    assert!(!ok, "extract must refuse two devices");
+    assert!(
+        err.contains("only `lofi train`") && err.contains("--shard"),
+        "{err}"
+    );
 }
 
 #[test]

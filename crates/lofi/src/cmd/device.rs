@@ -1,4 +1,4 @@
-//! `lofi device`: open the device chosen with `--device`, run a small check computation on it and
+//! `lofi device`: open the device(s) chosen with `--device`, run a small check computation on it and
 //! print what it is and what its allocator holds, so a user finds a missing driver or a backend
 //! that is not compiled in before a long run rather than at its first step.
 
@@ -14,20 +14,21 @@ pub struct DeviceArgs {}
 /// Runs `lofi device`.
 pub fn run(_args: DeviceArgs) -> Result<()> {
     println!("compiled backends: {}", DeviceChoice::compiled().join(", "));
-    let d = device::device()?;
-    let sum = device::check(&d)?;
-    println!("device: {d:?}");
-    #[cfg(any(feature = "wgpu", feature = "cuda"))]
-    if let Some(id) = d.identity() {
-        println!("identity: {id:?}");
-    }
-    println!("check: 64x64 matmul sum = {sum} (ok)");
-    match d.memory_pool_usage() {
-        Some(u) => println!(
-            "memory: {} bytes in use, {} bytes reserved",
-            u.bytes_in_use, u.bytes_reserved
-        ),
-        None => println!("memory: not reported by this backend"),
+    for d in device::devices()? {
+        let sum = device::check(&d)?;
+        println!("device: {d:?}");
+        #[cfg(any(feature = "wgpu", feature = "cuda"))]
+        if let Some(id) = d.identity() {
+            println!("identity: {id:?}");
+        }
+        println!("check: 64x64 matmul sum = {sum} (ok)");
+        match d.memory_pool_usage() {
+            Some(u) => println!(
+                "memory: {} bytes in use, {} bytes reserved",
+                u.bytes_in_use, u.bytes_reserved
+            ),
+            None => println!("memory: not reported by this backend"),
+        }
     }
     Ok(())
 }

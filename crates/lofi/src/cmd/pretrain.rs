@@ -58,6 +58,7 @@ pub fn run(args: PretrainArgs) -> Result<()> {
         resume: args.resume,
         stop_after_batches: args.stop_after_batches,
         progress: true,
+        ..RunOptions::default()
     };
     let outcome = pretrain(&config, &paths, &options)
         .with_context(|| format!("pre-training into {} failed", args.out.display()))?;

@@ -118,8 +118,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
         encoder: args.encoder.clone(),
         out: args.out.clone(),
     };
+    let mut devices = crate::device::devices()?.into_iter();
     let options = RunOptions {
-        device: crate::device::device()?,
+        device: devices.next().unwrap_or_else(lofi_train::cpu_device),
+        replica_devices: devices.collect(),
         resume: args.resume,
         stop_after_batches: args.stop_after_batches,
         progress: true,
