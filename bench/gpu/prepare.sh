@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepares `.gpu/` for bench/gpu/check.sh, on a build machine with Rust and package-registry
 # access (the device machine has neither): builds the burn training-step bench in release with the
-# Vulkan (wgpu) backend, strips it, and downloads the Vulkan loader .deb (amd64) that the device
+# Vulkan (wgpu) backend, strips and gzips it, and downloads the Vulkan loader .deb (amd64) that the device
 # image lacks. `.gpu/` ignores itself (`.gpu/.gitignore` = `*`), so it is never committed; name
 # it in the device tool's `carry`.
 #
@@ -29,10 +29,13 @@ if [ -z "$exe" ] || [ ! -x "$exe" ]; then
   echo "prepare.sh: cargo did not report the gpu_step executable" >&2
   exit 1
 fi
-cp "$exe" .gpu/gpu_step.tmp
-strip .gpu/gpu_step.tmp 2>/dev/null || true
-mv .gpu/gpu_step.tmp .gpu/gpu_step
-echo "prepare.sh: .gpu/gpu_step $(du -h .gpu/gpu_step | cut -f1)" >&2
+# The stripped binary is about 85 MB and the device tool carries 64 MiB at most: carry it gzipped
+# (about 20 MB); check.sh unpacks it.
+rm -f .gpu/gpu_step
+strip -o .gpu/gpu_step.tmp "$exe" 2>/dev/null || cp "$exe" .gpu/gpu_step.tmp
+gzip -9 -c .gpu/gpu_step.tmp >.gpu/gpu_step.gz.tmp
+mv .gpu/gpu_step.gz.tmp .gpu/gpu_step.gz
+echo "prepare.sh: .gpu/gpu_step.gz $(du -h .gpu/gpu_step.gz | cut -f1)" >&2
 
 if [ "${SKIP_DEBS:-0}" != 1 ]; then
   o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
@@ -49,7 +52,7 @@ fi
 
 # Smoke test here: the binary must start; without a GPU it must say so and exit 2.
 set +e
-msg=$(.gpu/gpu_step --device vulkan --fidelity 4x32 --depth 18 --base-width 4 --tiny-head --steps 1 --warmup 0 2>&1)
+msg=$(.gpu/gpu_step.tmp --device vulkan --fidelity 4x32 --depth 18 --base-width 4 --tiny-head --steps 1 --warmup 0 2>&1)
 rc=$?
 set -e
 echo "prepare.sh: smoke test exit $rc: $(echo "$msg" | tail -2)" >&2
@@ -57,5 +60,6 @@ if [ $rc -ne 0 ] && [ $rc -ne 2 ]; then
   echo "prepare.sh: gpu_step failed in an unexpected way" >&2
   exit 1
 fi
+rm -f .gpu/gpu_step.tmp
 du -sh .gpu >&2
 echo "prepare.sh: ready; carry .gpu and run: bash bench/gpu/check.sh" >&2

@@ -48,9 +48,13 @@ def main():
             order.append(f)
     ref = torch.get("f32", {})
     print(f"Card: {card}\n")
-    print("| fidelity | L x S | burn vulkan f32 step ms | torch f32 (no TF32) ms | burn / torch | "
+    dev = next((r.get("device") for r in burn.values() if r.get("device")), "vulkan")
+    tune = next((r.get("autotune") for r in burn.values() if r.get("autotune")), None)
+    if tune:
+        print(f"burn autotune level: {tune}\n")
+    print(f"| fidelity | L x S | burn {dev} f32 step ms | torch f32 (no TF32) ms | burn / torch | "
           "torch TF32 ms | torch bf16 autocast ms | burn live peak MiB (x full) | burn reserved MiB | "
-          "burn nvidia-smi +MiB | torch max allocated MiB (x full) | torch bf16 MiB (x full) |")
+          "burn nvidia-smi +MiB (process) | torch max allocated MiB (x full) | torch bf16 MiB (x full) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     fb = (burn.get("full") or {}).get("peak_in_use_bytes")
     ft = (ref.get("full") or {}).get("peak_bytes")
@@ -68,7 +72,7 @@ def main():
         print(f"| {f} | {shape} | {bcell} | {tcell} | {ratio} | {ms(t32.get('step_s_median'))} | "
               f"{ms(bf.get('step_s_median'))} | {mib(b.get('peak_in_use_bytes'))} ({frac(b.get('peak_in_use_bytes'), fb)}) | "
               f"{mib(b.get('peak_bytes'))} | "
-              f"{b.get('smi_peak_mib', '-')} | {mib(t.get('peak_bytes'))} ({frac(t.get('peak_bytes'), ft)}) | "
+              f"{smi if (smi := b.get('smi_peak_mib_process', b.get('smi_peak_mib'))) is not None else '-'} | {mib(t.get('peak_bytes'))} ({frac(t.get('peak_bytes'), ft)}) | "
               f"{mib(bf.get('peak_bytes'))} ({frac(bf.get('peak_bytes'), fbf)}) |")
     for r in other:
         what = r.get("error") or f"{ms(r.get('step_s_median'))} ms, live {mib(r.get('peak_in_use_bytes'))} MiB"

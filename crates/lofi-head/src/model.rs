@@ -27,8 +27,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{HeadError, Result};
 use crate::features::VideoFeatures;
 
-/// The CPU device. Backend selection lives in the binary (the GPU helper's `device.rs`); this is
-/// the one place this crate names a device for callers that do not pass one.
+/// The CPU device (burn's flex backend), for tests and callers without a GPU. Backend selection
+/// lives in the binary (`--device`), which passes the device it opened in the stages' inputs.
 pub fn cpu_device() -> Device {
     Device::flex()
 }

@@ -20,6 +20,12 @@
 //! (memory-bound) operations in the backward pass instead of storing their outputs. Burn offers
 //! no user-defined checkpoint boundaries (per ResNet stage, as PyTorch's `checkpoint` does), so
 //! the saving is smaller than segment checkpointing would give; the planner measures it.
+//!
+//! # Devices and precision
+//! [`RunOptions::device`] is where a run computes (the CPU unless the caller opened a GPU);
+//! [`RunOptions::replica_devices`] adds devices for data-parallel training ([`parallel`]); the
+//! config's `precision = "bf16"` trains the encoder in bf16 with f32 master weights
+//! (`lofi_model::precision`).
 
 pub mod config;
 pub mod data;

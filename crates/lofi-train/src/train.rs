@@ -135,8 +135,8 @@ pub struct TrainOutcome {
     pub skipped: Vec<(String, String)>,
 }
 
-/// The CPU device (burn's flex backend). Backend selection lives in the binary; this is the
-/// one place the training crate names a device.
+/// The CPU device (burn's flex backend): the default of [`RunOptions`]. Backend selection lives
+/// in the binary (`--device`), which passes the device it opened through [`RunOptions`].
 pub fn cpu_device() -> Device {
     Device::flex()
 }
