@@ -154,6 +154,110 @@ pub fn decode(jobs: Vec<VideoJob>, plan: SamplingPlan, workers: usize) -> TrainR
     Ok((clips, report.failed))
 }
 
+/// One batch to decode: its videos and the sampling plan of its fidelity.
+pub type BatchJob = (Vec<VideoJob>, SamplingPlan);
+
+/// The decoded batches of an epoch, in order. Either each batch is decoded when it is asked for
+/// (on the CPU, where decoding and the training step share the cores and a step's memory is
+/// measured from the whole process), or the next batch is decoded on a background thread while
+/// the device computes the current one (on a GPU, where decoding would otherwise leave it idle;
+/// at most one batch is held ahead). Both yield the same batches in the same order.
+pub struct EpochBatches {
+    inner: Pipeline,
+}
+
+enum Pipeline {
+    Inline {
+        pending: std::vec::IntoIter<BatchJob>,
+        workers: usize,
+    },
+    Ahead {
+        results: std::sync::mpsc::Receiver<TrainResult<Decoded>>,
+        remaining: usize,
+        thread: Option<std::thread::JoinHandle<()>>,
+    },
+}
+
+impl EpochBatches {
+    /// The batches of `jobs`, decoded with `workers` threads each, `ahead` or on demand.
+    pub fn new(jobs: Vec<BatchJob>, workers: usize, ahead: bool) -> TrainResult<Self> {
+        if !ahead {
+            return Ok(Self {
+                inner: Pipeline::Inline {
+                    pending: jobs.into_iter(),
+                    workers,
+                },
+            });
+        }
+        // A rendezvous channel: the thread decodes batch b+1 while b is being used, then waits
+        // until b+1 is taken, so one batch at most is held ahead.
+        let (tx, rx) = std::sync::mpsc::sync_channel(0);
+        let remaining = jobs.len();
+        let thread = std::thread::Builder::new()
+            .name("lofi-decode-ahead".into())
+            .spawn(move || {
+                for (videos, plan) in jobs {
+                    if tx.send(decode(videos, plan, workers)).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| TrainError::io("decode thread", e))?;
+        Ok(Self {
+            inner: Pipeline::Ahead {
+                results: rx,
+                remaining,
+                thread: Some(thread),
+            },
+        })
+    }
+}
+
+impl Iterator for EpochBatches {
+    type Item = TrainResult<Decoded>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match &mut self.inner {
+            Pipeline::Inline { pending, workers } => {
+                let (videos, plan) = pending.next()?;
+                Some(decode(videos, plan, *workers))
+            }
+            Pipeline::Ahead {
+                results, remaining, ..
+            } => {
+                if *remaining == 0 {
+                    return None;
+                }
+                *remaining -= 1;
+                // A closed channel before the last batch means the thread died (a panic in a
+                // decoder): an error, not a silently shorter epoch.
+                Some(results.recv().unwrap_or_else(|_| {
+                    Err(TrainError::NoData(
+                        "the background decoding thread stopped before the end of the epoch".into(),
+                    ))
+                }))
+            }
+        }
+    }
+}
+
+impl Drop for EpochBatches {
+    fn drop(&mut self) {
+        if let Pipeline::Ahead {
+            results, thread, ..
+        } = &mut self.inner
+        {
+            // Closing the channel makes the thread's next send fail; wait for it so that no
+            // decoder outlives the epoch.
+            let (_, closed) = std::sync::mpsc::sync_channel(0);
+            drop(std::mem::replace(results, closed));
+            if let Some(t) = thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
 /// Stacks clips `[L, F, 3, S, S]` into a normalised `[B, L, F, 3, S, S]` tensor.
 pub fn stack_clips(clips: &[&ClipU8], device: &Device) -> TrainResult<Tensor<6>> {
     let first = clips
@@ -236,6 +340,55 @@ mod tests {
         assert_eq!(failed[0].id, "b");
         assert!(read_videos(&dir.path().join("none.json"), &vids, "training").is_err());
         assert!(read_clips(dir.path(), "training").is_err());
+        Ok(())
+    }
+
+    /// Decoding one batch ahead yields exactly the batches of decoding on demand (a missing
+    /// video included), and an epoch abandoned half-way stops its decoding thread.
+    #[test]
+    fn decoding_ahead_matches_decoding_on_demand() -> TrainResult<()> {
+        use lofi_video::synth::{write_dataset, SynthConfig, SynthPreset};
+        let dir = tempfile::tempdir().map_err(|e| TrainError::io("tmp", e))?;
+        let mut synth = SynthConfig::preset(SynthPreset::Tiny, 3);
+        synth.videos = 3;
+        write_dataset(dir.path(), &synth, 2, &|_| {})?;
+        let (videos, _) = read_videos(
+            &dir.path().join("ground_truth.json"),
+            &dir.path().join("videos"),
+            "training",
+        )?;
+        let mut all: Vec<VideoJob> = videos
+            .iter()
+            .map(|v| VideoJob {
+                id: v.id.clone(),
+                path: v.path.clone(),
+                annotated_duration: Some(v.duration),
+            })
+            .collect();
+        all.push(VideoJob {
+            id: "missing".into(),
+            path: dir.path().join("videos/missing.mp4"),
+            annotated_duration: Some(5.0),
+        });
+        let plan = |l: usize, s: usize| -> TrainResult<SamplingPlan> {
+            Ok(lofi_video::Fidelity::new(l, s)?.apply(&SamplingPlan::new(1)?))
+        };
+        let jobs: Vec<BatchJob> = vec![
+            (all[..2].to_vec(), plan(4, 32)?),
+            (all[2..].to_vec(), plan(2, 48)?),
+            (all[..1].to_vec(), plan(3, 16)?),
+        ];
+        let inline: Vec<Decoded> =
+            EpochBatches::new(jobs.clone(), 1, false)?.collect::<TrainResult<_>>()?;
+        let ahead: Vec<Decoded> =
+            EpochBatches::new(jobs.clone(), 1, true)?.collect::<TrainResult<_>>()?;
+        assert_eq!(inline.len(), 3);
+        assert_eq!(inline, ahead);
+        assert_eq!(inline[1].1.len(), 1, "the missing video is listed");
+        assert_eq!(inline[1].0[0].1.shape, [2, 1, 3, 48, 48]);
+        let mut partial = EpochBatches::new(jobs, 1, true)?;
+        assert!(partial.next().is_some());
+        drop(partial);
         Ok(())
     }
 }

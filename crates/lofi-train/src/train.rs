@@ -22,6 +22,7 @@
 //! With [`RunOptions::replica_devices`], each batch is split across the devices first and each
 //! shard into micro-batches; gradients are summed on the primary device, which steps the optimizer
 //! (see [`crate::parallel`]). Checkpoints, metrics and resume are those of a single-device run.
+//! On a GPU the next batch is decoded while the current one computes ([`EpochBatches`]).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -35,7 +36,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::config::{write_config, TrainConfig};
-use crate::data::{decode, read_videos, stack_clips, FailureList, TrainVideo};
+use crate::data::{
+    decode, read_videos, stack_clips, BatchJob, EpochBatches, FailureList, TrainVideo,
+};
 use crate::error::{TrainError, TrainResult};
 use crate::io::{read_metrics, truncate_metrics, LastCheckpoint, MetricsLog};
 use crate::memory::{measure_from, plan, MemoryMeter, MemoryPlan, Probe, ProcMeter};
@@ -303,6 +306,9 @@ pub fn train(
     let full = config.full_fidelity()?;
     // Host memory (RSS) is what the meter reads; it says nothing about a GPU's memory, so on a
     // GPU the steps report the device pool instead and a budget is refused.
+    for d in std::iter::once(&options.device).chain(&options.replica_devices) {
+        config.precision.check(d)?;
+    }
     let on_cpu = options.device == cpu_device();
     let mut meter: Option<ProcMeter> = if on_cpu { ProcMeter::new().ok() } else { None };
     if !on_cpu && config.memory_budget.is_some() {
@@ -348,7 +354,6 @@ pub fn train(
         device = device.gradient_checkpointing();
     }
     device.seed(config.seed);
-    config.precision.check(&device)?;
     let mut model = LofiModel::init(config, &device)?;
     if let Some(path) = &paths.encoder {
         model.encoder = checkpoint::load(model.encoder, path)?;
@@ -370,9 +375,6 @@ pub fn train(
                 }
             })
             .collect();
-        for d in &extra {
-            config.precision.check(d)?;
-        }
         Replicas::new(device.clone(), &extra)?
     };
 
@@ -436,19 +438,26 @@ pub fn train(
         let batches: Vec<&[usize]> = order.chunks(config.batch_size).collect();
         let bar = progress_bar(batches.len(), options.progress, "  batch");
         let mut losses = Vec::new();
-        for (b, chunk) in batches.iter().enumerate() {
+        let jobs: Vec<BatchJob> = batches
+            .iter()
+            .enumerate()
+            .map(|(b, chunk)| {
+                let videos = chunk
+                    .iter()
+                    .map(|&i| &train_videos[i])
+                    .map(|v| VideoJob {
+                        id: v.id.clone(),
+                        path: v.path.clone(),
+                        annotated_duration: Some(v.duration),
+                    })
+                    .collect();
+                (videos, schedule.fidelity(epoch, b).apply(&base_plan))
+            })
+            .collect();
+        let decoded = EpochBatches::new(jobs, config.workers, !on_cpu)?;
+        for (b, batch) in decoded.enumerate() {
             let fidelity = schedule.fidelity(epoch, b);
-            let plan = fidelity.apply(&base_plan);
-            let jobs: Vec<VideoJob> = chunk
-                .iter()
-                .map(|&i| &train_videos[i])
-                .map(|v| VideoJob {
-                    id: v.id.clone(),
-                    path: v.path.clone(),
-                    annotated_duration: Some(v.duration),
-                })
-                .collect();
-            let (clips, failed) = decode(jobs, plan, config.workers)?;
+            let (clips, failed) = batch?;
             skipped.extend(failed);
             bar.inc(1);
             if clips.is_empty() {
