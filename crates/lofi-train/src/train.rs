@@ -102,7 +102,8 @@ pub struct FidelityStats {
     pub steps: usize,
     /// Mean seconds per optimizer step (decoding excluded).
     pub mean_step_s: f64,
-    /// Largest peak resident memory of a step, bytes (`None` where it cannot be measured).
+    /// Largest peak memory of a step, bytes: the process's peak resident memory on the
+    /// CPU, the device allocator's reserved bytes on a GPU (`None` where neither is measured).
     pub peak_memory_bytes: Option<u64>,
 }
 
@@ -818,7 +819,11 @@ pub fn fidelity_stats(path: &Path, stage: &str) -> TrainResult<Vec<FidelityStats
         ) else {
             continue;
         };
-        let peak = v.get("peak_memory_bytes").and_then(|x| x.as_u64());
+        // Host peak on the CPU; on a GPU, the device allocator's reserved bytes after the step.
+        let peak = v
+            .get("peak_memory_bytes")
+            .and_then(|x| x.as_u64())
+            .or_else(|| v.get("device_reserved_bytes").and_then(|x| x.as_u64()));
         let entry = match out.iter_mut().position(|e| e.name == name) {
             Some(i) => &mut out[i],
             None => {
