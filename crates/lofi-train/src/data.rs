@@ -30,6 +30,17 @@ pub struct TrainVideo {
     pub segments: Vec<Segment>,
 }
 
+impl TrainVideo {
+    /// The loader job that decodes this video.
+    pub fn job(&self) -> VideoJob {
+        VideoJob {
+            id: self.id.clone(),
+            path: self.path.clone(),
+            annotated_duration: Some(self.duration),
+        }
+    }
+}
+
 /// Reads the videos of `subset` from an ActivityNet-style ground-truth file, finding each file
 /// in `videos`. Videos without a file or with a bad duration are returned as failures.
 pub fn read_videos(
@@ -357,14 +368,7 @@ mod tests {
             &dir.path().join("videos"),
             "training",
         )?;
-        let mut all: Vec<VideoJob> = videos
-            .iter()
-            .map(|v| VideoJob {
-                id: v.id.clone(),
-                path: v.path.clone(),
-                annotated_duration: Some(v.duration),
-            })
-            .collect();
+        let mut all: Vec<VideoJob> = videos.iter().map(TrainVideo::job).collect();
         all.push(VideoJob {
             id: "missing".into(),
             path: dir.path().join("videos/missing.mp4"),

@@ -31,7 +31,7 @@ use burn::module::Module;
 use burn::optim::{ModuleOptimizer, OptimizerRecord};
 use burn::tensor::Device;
 use lofi_model::{checkpoint, GtadLoss, GtadTargets, TargetConfig};
-use lofi_video::{ClipU8, Fidelity, SamplingPlan, VideoFailure, VideoJob};
+use lofi_video::{ClipU8, Fidelity, SamplingPlan, VideoFailure};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -443,15 +443,7 @@ pub fn train(
             .iter()
             .enumerate()
             .map(|(b, chunk)| {
-                let videos = chunk
-                    .iter()
-                    .map(|&i| &train_videos[i])
-                    .map(|v| VideoJob {
-                        id: v.id.clone(),
-                        path: v.path.clone(),
-                        annotated_duration: Some(v.duration),
-                    })
-                    .collect();
+                let videos = chunk.iter().map(|&i| train_videos[i].job()).collect();
                 (videos, schedule.fidelity(epoch, b).apply(&base_plan))
             })
             .collect();
@@ -713,14 +705,7 @@ pub fn validation_pass(
     let mut failures = Vec::new();
     let mut features = Vec::new();
     for (k, group) in videos.chunks(chunk).enumerate() {
-        let jobs = group
-            .iter()
-            .map(|v| VideoJob {
-                id: v.id.clone(),
-                path: v.path.clone(),
-                annotated_duration: Some(v.duration),
-            })
-            .collect();
+        let jobs = group.iter().map(TrainVideo::job).collect();
         let (clips, failed) = decode(jobs, plan, config.workers)?;
         failures.extend(failed);
         if clips.is_empty() {
