@@ -29,5 +29,5 @@ pub use extract::{
     extract, verify, EncoderSpec, ExtractConfig, ExtractInputs, ExtractOutcome, Shard, VerifyReport,
 };
 pub use features::{FeatureIndex, FeatureStore, VideoFeatures};
-pub use model::{cpu_device, HeadArch, HeadMeta, TrainedHead};
+pub use model::{cpu_device, HeadMeta, TrainedHead};
 pub use train::{train_head, HeadConfig, HeadInputs, HeadOutcome, StepProgress};

@@ -21,7 +21,7 @@ use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor, TensorData};
-use lofi_model::GtadConfig;
+use lofi_model::GtadArch;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{HeadError, Result};
@@ -31,85 +31,6 @@ use crate::features::VideoFeatures;
 /// lives in the binary (`--device`), which passes the device it opened in the stages' inputs.
 pub fn cpu_device() -> Device {
     Device::flex()
-}
-
-/// G-TAD sizes except the input width (taken from the features). Defaults are the published ones.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HeadArch {
-    /// Hidden width of the graph blocks (256).
-    pub hidden: usize,
-    /// Groups of the stem convolution (4).
-    pub stem_groups: usize,
-    /// Neighbours in the semantic graph (3).
-    pub k: usize,
-    /// Cardinality of the grouped convolutions (32).
-    pub groups: usize,
-    /// Channels per group inside a GCNeXt block (4).
-    pub width_per_group: usize,
-    /// Sample points per anchor (32).
-    pub num_samples: usize,
-    /// Context sample points (4).
-    pub context_samples: usize,
-    /// Anchor extension on each side (0.5).
-    pub extend_ratio: f64,
-    /// First map convolution width (512).
-    pub map_hidden: usize,
-    /// Other map convolution width (128).
-    pub map_channels: usize,
-    /// Middle map convolution kernel (1).
-    pub map_kernel: usize,
-    /// Longest anchor in snippets (`None` = `L`).
-    pub max_duration: Option<usize>,
-}
-
-impl Default for HeadArch {
-    fn default() -> Self {
-        Self::from_gtad(&GtadConfig::new(4))
-    }
-}
-
-impl HeadArch {
-    /// The model crate's tiny test head (hidden 16, 8 + 2 samples).
-    pub fn tiny() -> Self {
-        Self::from_gtad(&GtadConfig::tiny(4))
-    }
-
-    fn from_gtad(g: &GtadConfig) -> Self {
-        Self {
-            hidden: g.hidden,
-            stem_groups: g.stem_groups,
-            k: g.k,
-            groups: g.groups,
-            width_per_group: g.width_per_group,
-            num_samples: g.num_samples,
-            context_samples: g.context_samples,
-            extend_ratio: g.extend_ratio,
-            map_hidden: g.map_hidden,
-            map_channels: g.map_channels,
-            map_kernel: g.map_kernel,
-            max_duration: g.max_duration,
-        }
-    }
-
-    /// The model crate's configuration for `in_channels`-wide features.
-    pub fn gtad(&self, in_channels: usize) -> GtadConfig {
-        GtadConfig {
-            in_channels,
-            hidden: self.hidden,
-            stem_groups: self.stem_groups,
-            k: self.k,
-            groups: self.groups,
-            width_per_group: self.width_per_group,
-            num_samples: self.num_samples,
-            context_samples: self.context_samples,
-            extend_ratio: self.extend_ratio,
-            map_hidden: self.map_hidden,
-            map_channels: self.map_channels,
-            map_kernel: self.map_kernel,
-            max_duration: self.max_duration,
-        }
-    }
 }
 
 /// The video-level classifier (see the module docs).
@@ -239,7 +160,7 @@ pub struct HeadMeta {
     /// Temporal scale `L` the head runs at (features are resampled to it).
     pub snippets: usize,
     /// Head sizes.
-    pub arch: HeadArch,
+    pub arch: GtadArch,
     /// The video classifier, when one was trained.
     pub classifier: Option<ClassifierMeta>,
     /// Epochs trained.

@@ -32,8 +32,9 @@ use serde::{Deserialize, Serialize};
 use crate::detect::{validate_head, ClassScoreFile, DetectConfig};
 use crate::error::{HeadError, Result};
 use crate::features::{FeatureStore, VideoFeatures};
-use crate::model::{files, ClassifierMeta, HeadArch, HeadMeta, VideoClassifier};
+use crate::model::{files, ClassifierMeta, HeadMeta, VideoClassifier};
 use crate::npy::write_atomic;
+use lofi_model::GtadArch;
 
 /// Settings of the video-level classifier trained beside the head.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -96,7 +97,7 @@ pub struct HeadConfig {
     /// Width of the region around each ground-truth boundary, in snippets (3).
     pub boundary_width: f64,
     /// Head sizes.
-    pub head: HeadArch,
+    pub head: GtadArch,
     /// The video-level classifier.
     pub classifier: ClassifierConfig,
     /// Post-processing used by validation.
@@ -120,7 +121,7 @@ impl Default for HeadConfig {
             validate_every: 1,
             skip_missing: false,
             boundary_width: 3.0,
-            head: HeadArch::default(),
+            head: GtadArch::default(),
             classifier: ClassifierConfig::default(),
             detect: DetectConfig::default(),
         }
@@ -133,7 +134,7 @@ impl HeadConfig {
         Self {
             snippets,
             batch_size: 4,
-            head: HeadArch::tiny(),
+            head: GtadArch::tiny(),
             ..Self::default()
         }
     }

@@ -37,12 +37,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ModelError;
 
-/// Shape and hyper-parameters of the G-TAD head. Defaults ([`GtadConfig::new`]) are the
-/// published ones.
+/// G-TAD's sizes and hyper-parameters apart from the input width, which comes from the
+/// features (or the encoder). This is the `[head]` section of the training and head configs;
+/// [`Default`] gives the published sizes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GtadConfig {
-    /// Channels of the input snippet features.
-    pub in_channels: usize,
+#[serde(deny_unknown_fields, default)]
+pub struct GtadArch {
     /// Hidden width of the graph blocks (256).
     pub hidden: usize,
     /// Groups of the stem convolution (4).
@@ -69,11 +69,9 @@ pub struct GtadConfig {
     pub max_duration: Option<usize>,
 }
 
-impl GtadConfig {
-    /// Published G-TAD sizes for `in_channels`-dimensional features.
-    pub fn new(in_channels: usize) -> Self {
+impl Default for GtadArch {
+    fn default() -> Self {
         Self {
-            in_channels,
             hidden: 256,
             stem_groups: 4,
             k: 3,
@@ -88,11 +86,12 @@ impl GtadConfig {
             max_duration: None,
         }
     }
+}
 
-    /// A small head with the same structure, for tests.
-    pub fn tiny(in_channels: usize) -> Self {
+impl GtadArch {
+    /// A small head with the same structure, for tests and the demo.
+    pub fn tiny() -> Self {
         Self {
-            in_channels,
             hidden: 16,
             stem_groups: 4,
             k: 3,
@@ -108,49 +107,83 @@ impl GtadConfig {
         }
     }
 
+    /// The head for `in_channels`-wide features.
+    pub fn gtad(&self, in_channels: usize) -> GtadConfig {
+        GtadConfig {
+            in_channels,
+            arch: self.clone(),
+        }
+    }
+}
+
+/// A G-TAD head: input width and [`GtadArch`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GtadConfig {
+    /// Channels of the input snippet features.
+    pub in_channels: usize,
+    /// Everything else.
+    pub arch: GtadArch,
+}
+
+impl GtadConfig {
+    /// Published G-TAD sizes for `in_channels`-dimensional features.
+    pub fn new(in_channels: usize) -> Self {
+        GtadArch::default().gtad(in_channels)
+    }
+
+    /// A small head with the same structure, for tests.
+    pub fn tiny(in_channels: usize) -> Self {
+        GtadArch::tiny().gtad(in_channels)
+    }
+
     /// Sets `max_duration`.
     pub fn with_max_duration(mut self, d: Option<usize>) -> Self {
-        self.max_duration = d;
+        self.arch.max_duration = d;
         self
     }
 
     /// Number of anchor durations `D` used at temporal length `l`.
     pub fn durations(&self, l: usize) -> usize {
-        self.max_duration.map_or(l, |d| d.min(l))
+        self.arch.max_duration.map_or(l, |d| d.min(l))
     }
 
     fn validate(&self) -> Result<(), ModelError> {
         let bad = |m: String| Err(ModelError::Config(m));
         if [
             self.in_channels,
-            self.hidden,
-            self.stem_groups,
-            self.k,
-            self.groups,
-            self.width_per_group,
-            self.num_samples,
-            self.map_hidden,
-            self.map_channels,
-            self.map_kernel,
+            self.arch.hidden,
+            self.arch.stem_groups,
+            self.arch.k,
+            self.arch.groups,
+            self.arch.width_per_group,
+            self.arch.num_samples,
+            self.arch.map_hidden,
+            self.arch.map_channels,
+            self.arch.map_kernel,
         ]
         .contains(&0)
         {
             return bad("G-TAD sizes must all be positive".into());
         }
-        if self.in_channels % self.stem_groups != 0 || self.hidden % self.stem_groups != 0 {
+        if self.in_channels % self.arch.stem_groups != 0
+            || self.arch.hidden % self.arch.stem_groups != 0
+        {
             return bad(format!(
                 "in_channels {} and hidden {} must be multiples of stem_groups {}",
-                self.in_channels, self.hidden, self.stem_groups
+                self.in_channels, self.arch.hidden, self.arch.stem_groups
             ));
         }
-        if self.map_kernel % 2 == 0 {
-            return bad(format!("map_kernel {} must be odd", self.map_kernel));
+        if self.arch.map_kernel % 2 == 0 {
+            return bad(format!("map_kernel {} must be odd", self.arch.map_kernel));
         }
-        if self.max_duration == Some(0) {
+        if self.arch.max_duration == Some(0) {
             return bad("max_duration must be at least 1".into());
         }
-        if !(self.extend_ratio.is_finite() && self.extend_ratio >= 0.0) {
-            return bad(format!("extend_ratio {} must be >= 0", self.extend_ratio));
+        if !(self.arch.extend_ratio.is_finite() && self.arch.extend_ratio >= 0.0) {
+            return bad(format!(
+                "extend_ratio {} must be >= 0",
+                self.arch.extend_ratio
+            ));
         }
         Ok(())
     }
@@ -158,10 +191,18 @@ impl GtadConfig {
     /// Builds the head.
     pub fn init(&self, device: &Device) -> Result<GtadHead, ModelError> {
         self.validate()?;
-        let h = self.hidden;
-        let block = || GcnextBlock::new(h, self.k, self.groups, self.width_per_group, device);
-        let n_tot = self.num_samples + self.context_samples;
-        let pad = self.map_kernel / 2;
+        let h = self.arch.hidden;
+        let block = || {
+            GcnextBlock::new(
+                h,
+                self.arch.k,
+                self.arch.groups,
+                self.arch.width_per_group,
+                device,
+            )
+        };
+        let n_tot = self.arch.num_samples + self.arch.context_samples;
+        let pad = self.arch.map_kernel / 2;
         let c2 = |cin: usize, cout: usize, k: usize, p: usize| {
             Conv2dConfig::new([cin, cout], [k, k])
                 .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
@@ -170,7 +211,7 @@ impl GtadConfig {
         Ok(GtadHead {
             stem: Conv1dConfig::new(self.in_channels, h, 3)
                 .with_padding(PaddingConfig1d::Explicit(1, 1))
-                .with_groups(self.stem_groups)
+                .with_groups(self.arch.stem_groups)
                 .init(device),
             backbone1: block(),
             start_gcn: block(),
@@ -178,18 +219,28 @@ impl GtadConfig {
             end_gcn: block(),
             end_out: Conv1dConfig::new(h, 1, 1).init(device),
             backbone2: block(),
-            loc1: c2(h * n_tot, self.map_hidden, 1, 0),
-            loc2: c2(self.map_hidden, self.map_channels, 1, 0),
-            loc3: c2(self.map_channels, self.map_channels, self.map_kernel, pad),
-            loc4: c2(self.map_channels, self.map_channels, self.map_kernel, pad),
-            loc5: c2(self.map_channels, 2, 1, 0),
+            loc1: c2(h * n_tot, self.arch.map_hidden, 1, 0),
+            loc2: c2(self.arch.map_hidden, self.arch.map_channels, 1, 0),
+            loc3: c2(
+                self.arch.map_channels,
+                self.arch.map_channels,
+                self.arch.map_kernel,
+                pad,
+            ),
+            loc4: c2(
+                self.arch.map_channels,
+                self.arch.map_channels,
+                self.arch.map_kernel,
+                pad,
+            ),
+            loc5: c2(self.arch.map_channels, 2, 1, 0),
             align: SgAlign {
-                num_samples: self.num_samples,
-                context_samples: self.context_samples,
-                extend_ratio: self.extend_ratio,
-                max_duration: self.max_duration,
+                num_samples: self.arch.num_samples,
+                context_samples: self.arch.context_samples,
+                extend_ratio: self.arch.extend_ratio,
+                max_duration: self.arch.max_duration,
             },
-            k: self.k,
+            k: self.arch.k,
         })
     }
 }
@@ -645,7 +696,7 @@ mod tests {
     fn bad_config_and_input_are_errors() {
         let device = Device::flex();
         let mut cfg = GtadConfig::tiny(8);
-        cfg.stem_groups = 3;
+        cfg.arch.stem_groups = 3;
         assert!(cfg.init(&device).is_err());
         let head = GtadConfig::tiny(8).init(&device).expect("valid");
         assert!(head

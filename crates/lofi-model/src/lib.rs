@@ -39,7 +39,7 @@ pub mod shift;
 pub mod targets;
 
 pub use error::ModelError;
-pub use gtad::{GcnextBlock, GtadConfig, GtadHead, GtadOutput, SgAlign};
+pub use gtad::{GcnextBlock, GtadArch, GtadConfig, GtadHead, GtadOutput, SgAlign};
 pub use loss::{GtadLoss, GtadLossConfig, LossParts};
 pub use precision::Precision;
 pub use r2plus1d::{R2Plus1dConfig, R2Plus1dEncoder};

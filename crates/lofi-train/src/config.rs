@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use lofi_model::{GtadConfig, Precision, ResNetConfig, TargetConfig};
+use lofi_model::{GtadArch, Precision, ResNetConfig, TargetConfig};
 use lofi_video::Fidelity;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -103,96 +103,6 @@ impl EncoderSection {
             ));
         }
         Ok(())
-    }
-}
-
-/// The G-TAD head (the input width comes from the encoder).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HeadSection {
-    /// GCNeXt width (256 in G-TAD).
-    pub hidden: usize,
-    /// Groups of the stem convolution.
-    pub stem_groups: usize,
-    /// Graph neighbours.
-    pub k: usize,
-    /// Groups of the temporal stream.
-    pub groups: usize,
-    /// Width per group.
-    pub width_per_group: usize,
-    /// Samples per anchor in SGAlign.
-    pub num_samples: usize,
-    /// Context samples per anchor.
-    pub context_samples: usize,
-    /// Anchor extension on each side, as a fraction of its length.
-    pub extend_ratio: f64,
-    /// First map convolution width.
-    pub map_hidden: usize,
-    /// Map channels.
-    pub map_channels: usize,
-    /// Kernel of the two middle map convolutions.
-    pub map_kernel: usize,
-    /// Longest anchor in snippets (`None`: `L`).
-    pub max_duration: Option<usize>,
-}
-
-impl Default for HeadSection {
-    fn default() -> Self {
-        let g = GtadConfig::new(1);
-        Self {
-            hidden: g.hidden,
-            stem_groups: g.stem_groups,
-            k: g.k,
-            groups: g.groups,
-            width_per_group: g.width_per_group,
-            num_samples: g.num_samples,
-            context_samples: g.context_samples,
-            extend_ratio: g.extend_ratio,
-            map_hidden: g.map_hidden,
-            map_channels: g.map_channels,
-            map_kernel: g.map_kernel,
-            max_duration: g.max_duration,
-        }
-    }
-}
-
-impl HeadSection {
-    /// The small head of the model crate's tests.
-    pub fn tiny() -> Self {
-        let g = GtadConfig::tiny(1);
-        Self {
-            hidden: g.hidden,
-            stem_groups: g.stem_groups,
-            k: g.k,
-            groups: g.groups,
-            width_per_group: g.width_per_group,
-            num_samples: g.num_samples,
-            context_samples: g.context_samples,
-            extend_ratio: g.extend_ratio,
-            map_hidden: g.map_hidden,
-            map_channels: g.map_channels,
-            map_kernel: g.map_kernel,
-            max_duration: g.max_duration,
-        }
-    }
-
-    /// The model crate's config for `in_channels`-wide features.
-    pub fn gtad(&self, in_channels: usize) -> GtadConfig {
-        GtadConfig {
-            in_channels,
-            hidden: self.hidden,
-            stem_groups: self.stem_groups,
-            k: self.k,
-            groups: self.groups,
-            width_per_group: self.width_per_group,
-            num_samples: self.num_samples,
-            context_samples: self.context_samples,
-            extend_ratio: self.extend_ratio,
-            map_hidden: self.map_hidden,
-            map_channels: self.map_channels,
-            map_kernel: self.map_kernel,
-            max_duration: self.max_duration,
-        }
     }
 }
 
@@ -312,7 +222,7 @@ pub struct TrainConfig {
     /// The encoder.
     pub encoder: EncoderSection,
     /// The head.
-    pub head: HeadSection,
+    pub head: GtadArch,
     /// Width of the boundary regions, in snippets.
     pub boundary_width: f64,
     /// Burn's balanced gradient checkpointing (recomputes cheap activations in the backward).
@@ -340,7 +250,7 @@ impl Default for TrainConfig {
             schedule: ScheduleSection::default(),
             optimizer: OptimizerSection::default(),
             encoder: EncoderSection::default(),
-            head: HeadSection::default(),
+            head: GtadArch::default(),
             boundary_width: TargetConfig::default().boundary_width,
             gradient_checkpointing: false,
             precision: Precision::F32,
@@ -373,7 +283,7 @@ impl TrainConfig {
                 base_width: 4,
                 ..EncoderSection::default()
             },
-            head: HeadSection::tiny(),
+            head: GtadArch::tiny(),
             ..Self::default()
         }
     }
