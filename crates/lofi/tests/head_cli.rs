@@ -1,39 +1,13 @@
 //! `lofi extract` (+ `--verify`), `lofi train-head`, `lofi detect` and `lofi eval detection`
 //! end to end through the real binary at tiny sizes, plus their refusals of bad input.
 
-use std::path::Path;
-use std::process::Command;
-
-fn lofi(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_lofi"))
-        .args(args)
-        .output()
-        .expect("run lofi");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 temp path")
-}
+mod common;
+use common::{lofi, s, tiny_dataset};
 
 #[test]
 fn extract_train_head_detect_eval_through_the_cli() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    let (ok, _, err) = lofi(&[
-        "synth",
-        "--out",
-        s(&data),
-        "--preset",
-        "tiny",
-        "--seed",
-        "5",
-    ]);
-    assert!(ok, "synth failed: {err}");
+    let data = tiny_dataset(dir.path(), 5);
     let gt = data.join("ground_truth.json");
     let feats = dir.path().join("features");
     let config = dir.path().join("extract.toml");

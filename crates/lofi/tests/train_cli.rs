@@ -6,23 +6,13 @@
 //! reduction of burn's CPU backend runs in a fixed order and the comparison can be exact.
 
 use std::path::Path;
-use std::process::Command;
 
+mod common;
+use common::{lofi_env, s, tiny_dataset};
+
+/// One rayon thread: every reduction of the CPU backend in a fixed order (see the module docs).
 fn lofi(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_lofi"))
-        .args(args)
-        .env("RAYON_NUM_THREADS", "1")
-        .output()
-        .expect("run lofi");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 temp path")
+    lofi_env(args, &[("RAYON_NUM_THREADS", "1")])
 }
 
 /// Metrics lines without the fields that measure time or memory.
@@ -44,17 +34,7 @@ fn comparable_metrics(run: &Path) -> Vec<serde_json::Value> {
 #[test]
 fn pretrain_train_and_exact_resume() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    let (ok, _, err) = lofi(&[
-        "synth",
-        "--out",
-        s(&data),
-        "--preset",
-        "tiny",
-        "--seed",
-        "5",
-    ]);
-    assert!(ok, "synth failed: {err}");
+    let data = tiny_dataset(dir.path(), 5);
 
     let pre = dir.path().join("pretrain");
     let (ok, out, err) = lofi(&[

@@ -1,43 +1,17 @@
 //! `lofi synth` and `lofi probe` end to end through the real binary.
 
-use std::path::Path;
-use std::process::Command;
-
-fn lofi(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_lofi"))
-        .args(args)
-        .output()
-        .expect("run lofi");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn path_str(p: &Path) -> &str {
-    p.to_str().expect("utf-8 temp path")
-}
+mod common;
+use common::{lofi, s, tiny_dataset};
 
 #[test]
 fn synth_then_probe_finds_every_video_and_flags_broken_ones() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    let (ok, _, err) = lofi(&[
-        "synth",
-        "--out",
-        path_str(&data),
-        "--preset",
-        "tiny",
-        "--seed",
-        "3",
-    ]);
-    assert!(ok, "synth failed: {err}");
+    let data = tiny_dataset(dir.path(), 3);
     let gt = data.join("ground_truth.json");
     assert!(gt.is_file() && data.join("clips.json").is_file());
     let videos = data.join("videos");
 
-    let (ok, out, err) = lofi(&["probe", path_str(&videos), "--ground-truth", path_str(&gt)]);
+    let (ok, out, err) = lofi(&["probe", s(&videos), "--ground-truth", s(&gt)]);
     assert!(ok, "probe failed: {err}");
     assert!(
         out.contains("16 videos: 16 ok, 0 missing, 0 unreadable"),
@@ -47,21 +21,13 @@ fn synth_then_probe_finds_every_video_and_flags_broken_ones() {
 
     // Same seed, same ground truth bytes.
     let again = dir.path().join("again");
-    let (ok, _, err) = lofi(&[
-        "synth",
-        "--out",
-        path_str(&again),
-        "--seed",
-        "3",
-        "--workers",
-        "1",
-    ]);
+    let (ok, _, err) = lofi(&["synth", "--out", s(&again), "--seed", "3", "--workers", "1"]);
     assert!(ok, "{err}");
     assert!(std::fs::read(&gt).ok() == std::fs::read(again.join("ground_truth.json")).ok());
 
     std::fs::remove_file(videos.join("syn0000.mp4")).expect("remove");
     std::fs::write(videos.join("syn0001.mp4"), b"").expect("truncate");
-    let (ok, out, err) = lofi(&["probe", path_str(&videos), "--ground-truth", path_str(&gt)]);
+    let (ok, out, err) = lofi(&["probe", s(&videos), "--ground-truth", s(&gt)]);
     assert!(ok, "{err}");
     assert!(
         out.contains("16 videos: 14 ok, 1 missing, 1 unreadable"),
@@ -69,13 +35,7 @@ fn synth_then_probe_finds_every_video_and_flags_broken_ones() {
     );
     assert!(out.contains("syn0001.mp4: video file is empty"), "{out}");
 
-    let (ok, out, _) = lofi(&[
-        "probe",
-        path_str(&videos),
-        "--ground-truth",
-        path_str(&gt),
-        "--json",
-    ]);
+    let (ok, out, _) = lofi(&["probe", s(&videos), "--ground-truth", s(&gt), "--json"]);
     assert!(ok);
     let json: serde_json::Value = serde_json::from_str(&out).expect("probe json");
     let rows = json["videos"].as_array().expect("rows");
@@ -86,13 +46,13 @@ fn synth_then_probe_finds_every_video_and_flags_broken_ones() {
 #[test]
 fn probe_names_a_missing_folder_and_ground_truth() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (ok, _, err) = lofi(&["probe", path_str(&dir.path().join("nope"))]);
+    let (ok, _, err) = lofi(&["probe", s(&dir.path().join("nope"))]);
     assert!(!ok && err.contains("nope"), "{err}");
     let (ok, _, err) = lofi(&[
         "probe",
-        path_str(dir.path()),
+        s(dir.path()),
         "--ground-truth",
-        path_str(&dir.path().join("gt.json")),
+        s(&dir.path().join("gt.json")),
     ]);
     assert!(!ok && err.contains("gt.json"), "{err}");
 }

@@ -1,0 +1,47 @@
+//! Helpers shared by the CLI tests: run the built `lofi` binary and write the tiny synthetic
+//! dataset they start from. (Each test binary uses a different subset, hence the allow.)
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Runs `lofi args...` with `env` set; returns (success, stdout, stderr).
+pub fn lofi_env(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_lofi"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run lofi");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs `lofi args...`; returns (success, stdout, stderr).
+pub fn lofi(args: &[&str]) -> (bool, String, String) {
+    lofi_env(args, &[])
+}
+
+/// A temp path as a command-line argument.
+pub fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 temp path")
+}
+
+/// `lofi synth --preset tiny --seed SEED` into `dir/data`; returns that folder.
+pub fn tiny_dataset(dir: &Path, seed: u64) -> PathBuf {
+    let data = dir.join("data");
+    let seed = seed.to_string();
+    let (ok, _, err) = lofi(&[
+        "synth",
+        "--out",
+        s(&data),
+        "--preset",
+        "tiny",
+        "--seed",
+        &seed,
+    ]);
+    assert!(ok, "synth failed: {err}");
+    data
+}
