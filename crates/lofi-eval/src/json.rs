@@ -11,7 +11,6 @@ use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::HashSet;
 use std::fmt;
-use std::io::Write;
 use std::marker::PhantomData;
 use std::path::Path;
 
@@ -122,44 +121,20 @@ fn has_bare_non_finite(bytes: &[u8]) -> bool {
     })
 }
 
-/// Writes `value` as JSON to `path` through a temporary file in the same folder, then renames it.
+/// Writes `value` as JSON (and a final newline) to `path` atomically ([`crate::write_atomic`]).
 pub fn write_json_atomic<T: Serialize + ?Sized>(
     path: &Path,
     value: &T,
     pretty: bool,
 ) -> Result<()> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| EvalError::Invalid(format!("{}: not a file path", path.display())))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| -> std::io::Result<()> {
-        let file = std::fs::File::create(&tmp)?;
-        let mut writer = std::io::BufWriter::new(file);
-        if pretty {
-            serde_json::to_writer_pretty(&mut writer, value)?;
-        } else {
-            serde_json::to_writer(&mut writer, value)?;
-        }
-        writer.write_all(b"\n")?;
-        writer
-            .into_inner()
-            .map_err(|e| e.into_error())?
-            .sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(error) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(EvalError::io(path, error));
+    let mut bytes = if pretty {
+        serde_json::to_vec_pretty(value)
+    } else {
+        serde_json::to_vec(value)
     }
-    Ok(())
+    .map_err(|e| EvalError::Invalid(format!("{}: cannot serialise: {e}", path.display())))?;
+    bytes.push(b'\n');
+    crate::write_atomic(path, &bytes).map_err(|e| EvalError::io(path, e))
 }
 
 #[cfg(test)]

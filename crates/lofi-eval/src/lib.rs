@@ -23,6 +23,7 @@
 //! # Ok::<(), lofi_eval::EvalError>(())
 //! ```
 
+mod atomic;
 mod detection;
 mod error;
 mod fusion;
@@ -35,6 +36,7 @@ mod proposal;
 mod scan;
 mod segment;
 
+pub use atomic::{partial_name, write_atomic};
 pub use detection::{evaluate_detection, ClassAp, DetectionReport};
 pub use error::{EvalError, Result};
 pub use fusion::{fuse_with_class_scores, VideoClassScores};

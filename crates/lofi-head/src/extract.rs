@@ -461,14 +461,12 @@ pub fn extract(
     })
 }
 
-/// Writes the settings used; the temporary name carries the process id because the shards of
-/// one extraction may run at the same time in the same folder (they write identical settings).
+/// Writes the settings used (atomically: the shards of one extraction may run at the same time in
+/// the same folder and write identical settings; the temporary names carry the process id).
 fn write_config(config: &ExtractConfig, path: &Path) -> Result<()> {
     let text =
         toml::to_string_pretty(config).map_err(|e| HeadError::format(path, e.to_string()))?;
-    let tmp = path.with_file_name(format!(".config.toml.{}.partial", std::process::id()));
-    std::fs::write(&tmp, text).map_err(|e| HeadError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| HeadError::io(path, e))
+    lofi_eval::write_atomic(path, text.as_bytes()).map_err(|e| HeadError::io(path, e))
 }
 
 fn encoder_name(spec: &EncoderSpec) -> String {

@@ -9,8 +9,7 @@
 //! through a temporary name and a rename so that an interrupted write never leaves a file that
 //! looks complete.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 const MAGIC: &[u8; 6] = b"\x93NUMPY";
 
@@ -275,25 +274,7 @@ pub fn encode_f32_2d(rows: usize, cols: usize, data: &[f32]) -> Result<Vec<u8>, 
     Ok(out)
 }
 
-/// The temporary name used while writing `path`: `.<name>.partial` in the same folder.
-pub fn partial_name(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.partial"))
-}
-
-/// Writes `bytes` to `path` through a temporary file that is synced and renamed.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = partial_name(path);
-    {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)
-}
+pub use lofi_eval::{partial_name, write_atomic};
 
 /// Writes a `[rows, cols]` `f32` array to `path` atomically (version 1.0, `<f4`, C order).
 pub fn write_f32_2d(path: &Path, rows: usize, cols: usize, data: &[f32]) -> Result<(), NpyError> {

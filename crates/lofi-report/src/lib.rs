@@ -212,11 +212,7 @@ pub fn build_report(options: &ReportOptions) -> Result<Report, ReportError> {
 /// Builds the report and writes it (temporary name, then rename). Returns the warnings.
 pub fn write_report(options: &ReportOptions, out: &Path) -> Result<Vec<String>, ReportError> {
     let report = build_report(options)?;
-    let name = out.file_name().map(|n| n.to_string_lossy().into_owned());
-    let tmp = out.with_file_name(format!(".{}.tmp", name.unwrap_or_default()));
-    std::fs::write(&tmp, &report.html)
-        .and_then(|()| std::fs::rename(&tmp, out))
-        .map_err(io(out))?;
+    lofi_eval::write_atomic(out, report.html.as_bytes()).map_err(io(out))?;
     Ok(report.warnings)
 }
 

@@ -14,15 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{TrainError, TrainResult};
 
-/// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
+/// Writes `bytes` to `path` atomically (`lofi_eval::write_atomic`).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> TrainResult<()> {
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("output");
-    let tmp = path.with_file_name(format!(".{name}.partial"));
-    std::fs::write(&tmp, bytes).map_err(|e| TrainError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| TrainError::io(path, e))
+    lofi_eval::write_atomic(path, bytes).map_err(|e| TrainError::io(path, e))
 }
 
 /// An append-only JSON-lines log, flushed after every line.

@@ -507,9 +507,7 @@ fn run_row(
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)
-        .and_then(|()| std::fs::rename(&tmp, path))
+    lofi_eval::write_atomic(path, bytes)
         .with_context(|| format!("{}: cannot write", path.display()))
 }
 

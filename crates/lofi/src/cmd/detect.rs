@@ -101,14 +101,8 @@ pub fn run(args: DetectArgs) -> Result<()> {
     );
     if let (Some(path), Some(report)) = (&args.eval_out, &outcome.report) {
         let text = serde_json::to_string_pretty(&super::eval::detection_json(report))? + "\n";
-        let tmp = path.with_file_name(format!(
-            ".{}.partial",
-            path.file_name()
-                .map(|n| n.to_string_lossy())
-                .unwrap_or_default()
-        ));
-        std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+        lofi_eval::write_atomic(path, text.as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))?;
         tracing::info!(
             "average mAP {:.4}; evaluation in {}",
             report.average_map,

@@ -385,9 +385,7 @@ fn recall_chart(report: &ProposalReport) -> LineChart {
 fn write_plot(dir: &Path, name: &str, chart: &LineChart) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     let path = dir.join(name);
-    let tmp = dir.join(format!(".{name}.tmp"));
-    std::fs::write(&tmp, chart.to_svg())
-        .and_then(|()| std::fs::rename(&tmp, &path))
+    lofi_eval::write_atomic(&path, chart.to_svg().as_bytes())
         .with_context(|| format!("{}: cannot write", path.display()))?;
     tracing::info!("wrote {}", path.display());
     Ok(())
