@@ -1,5 +1,5 @@
 //! The compute device every model-running subcommand uses, chosen once with the global
-//! `--device cpu|wgpu|vulkan|cuda[:N]` flag; `lofi train` also takes a comma-separated list
+//! `--device cpu|wgpu[:N]|vulkan[:N]|cuda[:N]` flag; `lofi train` also takes a comma-separated list
 //! (`--device cuda:0,cuda:1,cuda:2,cuda:3`) and trains data parallel on it.
 //!
 //! Why this lives in the binary: burn 0.22 carries the backend in the [`Device`] value, so the
@@ -21,10 +21,12 @@ pub enum DeviceChoice {
     /// burn's flex backend on the CPU (always available; what tests and CI use).
     #[default]
     Cpu,
-    /// wgpu on whichever graphics API the machine offers (Vulkan, Metal, DX12).
-    Wgpu,
-    /// wgpu pinned to Vulkan (SPIR-V kernels); the verified GPU path on NVIDIA Linux.
-    Vulkan,
+    /// wgpu on whichever graphics API the machine offers (Vulkan, Metal, DX12): the default
+    /// adapter, or the discrete GPU with this index (`wgpu:N`).
+    Wgpu(Option<usize>),
+    /// wgpu pinned to Vulkan (SPIR-V kernels), the verified GPU path on NVIDIA Linux: the default
+    /// adapter, or the discrete GPU with this index (`vulkan:N`).
+    Vulkan(Option<usize>),
     /// CUDA device with this index.
     Cuda(usize),
 }
@@ -34,10 +36,10 @@ impl DeviceChoice {
     pub fn compiled() -> Vec<&'static str> {
         let mut names = vec!["cpu"];
         if cfg!(feature = "wgpu") {
-            names.push("wgpu");
+            names.push("wgpu[:N]");
         }
         if cfg!(feature = "vulkan") {
-            names.push("vulkan");
+            names.push("vulkan[:N]");
         }
         if cfg!(feature = "cuda") {
             names.push("cuda[:N]");
@@ -50,24 +52,25 @@ impl FromStr for DeviceChoice {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let choice = match s.trim().to_ascii_lowercase().as_str() {
-            "cpu" | "flex" => Self::Cpu,
-            "wgpu" => Self::Wgpu,
-            "vulkan" => Self::Vulkan,
-            "cuda" => Self::Cuda(0),
-            other => match other.strip_prefix("cuda:") {
-                Some(i) => Self::Cuda(
-                    i.parse()
-                        .map_err(|_| format!("bad CUDA device index {i:?} in {s:?}"))?,
-                ),
-                None => {
-                    return Err(format!(
-                        "unknown device {s:?}: use cpu, wgpu, vulkan or cuda[:N]"
-                    ))
-                }
-            },
+        let lower = s.trim().to_ascii_lowercase();
+        let (name, index) = match lower.split_once(':') {
+            Some((name, i)) => {
+                let i = i
+                    .parse::<usize>()
+                    .map_err(|_| format!("bad device index {i:?} in {s:?}"))?;
+                (name, Some(i))
+            }
+            None => (lower.as_str(), None),
         };
-        Ok(choice)
+        match (name, index) {
+            ("cpu" | "flex", None) => Ok(Self::Cpu),
+            ("wgpu", i) => Ok(Self::Wgpu(i)),
+            ("vulkan", i) => Ok(Self::Vulkan(i)),
+            ("cuda", i) => Ok(Self::Cuda(i.unwrap_or(0))),
+            _ => Err(format!(
+                "unknown device {s:?}: use cpu, wgpu[:N], vulkan[:N] or cuda[:N]"
+            )),
+        }
     }
 }
 
@@ -75,8 +78,10 @@ impl fmt::Display for DeviceChoice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Cpu => write!(f, "cpu"),
-            Self::Wgpu => write!(f, "wgpu"),
-            Self::Vulkan => write!(f, "vulkan"),
+            Self::Wgpu(None) => write!(f, "wgpu"),
+            Self::Wgpu(Some(i)) => write!(f, "wgpu:{i}"),
+            Self::Vulkan(None) => write!(f, "vulkan"),
+            Self::Vulkan(Some(i)) => write!(f, "vulkan:{i}"),
             Self::Cuda(i) => write!(f, "cuda:{i}"),
         }
     }
@@ -145,28 +150,40 @@ fn not_built(choice: DeviceChoice, feature: &str) -> anyhow::Error {
     )
 }
 
+/// wgpu options for the default adapter or the discrete GPU `index` (in wgpu's list of discrete
+/// GPUs, which follows the driver's order).
+#[cfg(feature = "wgpu")]
+fn wgpu_options(index: Option<usize>) -> burn::tensor::wgpu::WgpuOptions {
+    let options = Device::wgpu_options();
+    match index {
+        Some(i) => options.device_kind(burn::tensor::DeviceKind::DiscreteGpu(i)),
+        None => options,
+    }
+}
+
 /// Opens `choice`, failing with a message that names it and what this build offers.
 pub fn open(choice: DeviceChoice) -> Result<Device> {
     match choice {
         DeviceChoice::Cpu => Ok(Device::flex()),
-        DeviceChoice::Wgpu => {
+        DeviceChoice::Wgpu(index) => {
             #[cfg(feature = "wgpu")]
             {
                 use anyhow::Context as _;
-                Device::wgpu_options().init().with_context(|| {
+                wgpu_options(index).init().with_context(|| {
                     format!("cannot open --device {choice} (no usable GPU adapter?)")
                 })
             }
             #[cfg(not(feature = "wgpu"))]
             {
+                let _ = index;
                 Err(not_built(choice, "wgpu"))
             }
         }
-        DeviceChoice::Vulkan => {
+        DeviceChoice::Vulkan(index) => {
             #[cfg(feature = "vulkan")]
             {
                 use anyhow::Context as _;
-                Device::wgpu_options()
+                wgpu_options(index)
                     .graphics_api(burn::tensor::wgpu::WgpuBackend::Vulkan)
                     .init()
                     .with_context(|| {
@@ -178,6 +195,7 @@ pub fn open(choice: DeviceChoice) -> Result<Device> {
             }
             #[cfg(not(feature = "vulkan"))]
             {
+                let _ = index;
                 Err(not_built(choice, "vulkan"))
             }
         }
@@ -233,7 +251,11 @@ mod tests {
         assert_eq!("cpu".parse(), Ok(DeviceChoice::Cpu));
         assert_eq!("CUDA".parse(), Ok(DeviceChoice::Cuda(0)));
         assert_eq!("cuda:3".parse(), Ok(DeviceChoice::Cuda(3)));
-        assert_eq!("vulkan".parse(), Ok(DeviceChoice::Vulkan));
+        assert_eq!("vulkan".parse(), Ok(DeviceChoice::Vulkan(None)));
+        assert_eq!("Vulkan:1".parse(), Ok(DeviceChoice::Vulkan(Some(1))));
+        assert_eq!("wgpu:0".parse(), Ok(DeviceChoice::Wgpu(Some(0))));
+        assert_eq!(DeviceChoice::Vulkan(Some(3)).to_string(), "vulkan:3");
+        assert!("cpu:1".parse::<DeviceChoice>().is_err());
         assert!("cuda:x".parse::<DeviceChoice>().is_err());
         assert!("tpu".parse::<DeviceChoice>().is_err());
         assert_eq!(DeviceChoice::Cuda(2).to_string(), "cuda:2");
@@ -253,7 +275,7 @@ mod tests {
             assert!(msg.contains("--features cuda"), "{msg}");
         }
         if !cfg!(feature = "vulkan") {
-            let e = open(DeviceChoice::Vulkan).expect_err("vulkan not built");
+            let e = open(DeviceChoice::Vulkan(Some(1))).expect_err("vulkan not built");
             assert!(format!("{e:#}").contains("cpu"));
         }
     }

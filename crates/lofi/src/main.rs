@@ -21,8 +21,8 @@ struct Cli {
     /// Only warnings and errors.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     quiet: bool,
-    /// Compute device for model work: cpu, wgpu, vulkan or cuda[:N] (GPU ones need the cargo
-    /// feature of the same name). `lofi train` takes a list (cuda:0,cuda:1): data parallel.
+    /// Compute device for model work: cpu, wgpu[:N], vulkan[:N] or cuda[:N] (GPU ones need the
+    /// cargo feature of the same name). `lofi train` takes a list (cuda:0,cuda:1): data parallel.
     #[arg(
         long,
         global = true,
