@@ -137,6 +137,9 @@ pub struct TrainOutcome {
     pub memory_plan: Option<MemoryPlan>,
     /// Videos skipped (missing, unreadable), each once.
     pub skipped: Vec<(String, String)>,
+    /// The devices of this process's run, primary first (as burn names them).
+    #[serde(default)]
+    pub devices: Vec<String>,
 }
 
 /// The CPU device (burn's flex backend): the default of [`RunOptions`]. Backend selection lives
@@ -601,6 +604,10 @@ pub fn train(
         skipped: skipped
             .iter()
             .map(|f: &VideoFailure| (f.id.clone(), f.reason.clone()))
+            .collect(),
+        devices: std::iter::once(&options.device)
+            .chain(&options.replica_devices)
+            .map(|d| format!("{d:?}"))
             .collect(),
     };
     let text = serde_json::to_string_pretty(&outcome)

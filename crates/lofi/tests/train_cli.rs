@@ -144,6 +144,14 @@ fn pretrain_train_and_exact_resume() {
         .collect();
     assert_eq!(steps.len(), 6);
     assert!(steps.iter().all(|m| m["replicas"] == 2), "{steps:?}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(c.join("summary.json")).expect("summary"))
+            .expect("summary json");
+    assert_eq!(
+        summary["devices"].as_array().map(Vec::len),
+        Some(2),
+        "{summary}"
+    );
     // ... and a single-device stage refuses one, naming the alternative.
     let (ok, _, err) = lofi(&[
         "--device",
