@@ -1,5 +1,6 @@
 //! `lofi pretrain` and `lofi train` end to end through the real binary, at tiny sizes: files and
-//! metrics of a run, an exact resume after a stop in the middle of an epoch, a data-parallel run
+//! metrics of a run, an exact resume after a stop in the middle of an epoch (with momentum, so the
+//! optimizer state is part of it), a data-parallel run
 //! on a device list, and bad input rejected before any work.
 //!
 //! Both runs of the resume check use one rayon thread (`RAYON_NUM_THREADS=1`) so that every
@@ -53,13 +54,18 @@ fn pretrain_train_and_exact_resume() {
     let encoder = pre.join("encoder.bpk");
     assert!(encoder.is_file());
 
+    // The tiny preset with momentum, so that the resume check covers the optimizer's state.
+    let mut tiny = lofi_train::TrainConfig::tiny();
+    tiny.optimizer.momentum = 0.9;
+    let config_path = dir.path().join("tiny-momentum.toml");
+    lofi_train::config::write_config(&tiny, &config_path).expect("config written");
     let train = |out_dir: &Path, extra: &[&str]| {
         let mut args = vec![
             "train",
             "--data",
             s(&data),
-            "--preset",
-            "tiny",
+            "--config",
+            s(&config_path),
             "--schedule",
             "short-cycle",
             "--epochs",
