@@ -1,7 +1,7 @@
 //! `lofi pretrain` and `lofi train` end to end through the real binary, at tiny sizes: files and
 //! metrics of a run, an exact resume after a stop in the middle of an epoch (with momentum, so the
-//! optimizer state is part of it), a data-parallel run
-//! on a device list, and bad input rejected before any work.
+//! optimizer state is part of it), a data-parallel run on a device list, and bad input rejected
+//! before any work.
 //!
 //! Both runs of the resume check use one rayon thread (`RAYON_NUM_THREADS=1`) so that every
 //! reduction of burn's CPU backend runs in a fixed order and the comparison can be exact.
