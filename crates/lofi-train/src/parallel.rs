@@ -13,9 +13,10 @@
 //! (TSM-R18 + G-TAD: 16.8 M parameters, 2 x 67 MB), small against a LoFi step of 16 videos.
 //!
 //! BatchNorm: each replica normalizes with the statistics of its own shard (as PyTorch's
-//! `DistributedDataParallel` does without SyncBatchNorm); the running statistics are shared by
-//! all replicas, and burn averages the replicas' updates of a step (its `RunningState` keeps one
-//! pending update per thread, which is why every replica keeps one long-lived thread).
+//! `DataParallel`, and `DistributedDataParallel` without SyncBatchNorm, do); the running
+//! statistics are shared by all replicas, and burn averages the replicas' updates of a step (its
+//! `RunningState` keeps one pending update per thread, which is why every replica keeps one
+//! long-lived thread).
 //!
 //! Micro-batches keep the global numbering of a single-device run (`k` below), so the G-TAD
 //! loss's sampling seeds, and with frozen BatchNorm the gradients up to summation order, are the
