@@ -299,6 +299,8 @@ impl Drop for Replicas {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::TrainConfig;
+    use lofi_model::{Segment, TargetConfig};
 
     fn flat(shards: &[Vec<Micro>]) -> Vec<(usize, usize, usize)> {
         shards
@@ -336,5 +338,73 @@ mod tests {
         let s = shard_micro_batches(2, 3, 4);
         assert!(s[2].is_empty());
         assert_eq!(flat(&s), [(0, 0, 1), (1, 1, 1)]);
+    }
+
+    fn clip(l: usize, size: usize, seed: u8) -> ClipU8 {
+        let shape = [l, 1, 3, size, size];
+        let n: usize = shape.iter().product();
+        let data = (0..n)
+            .map(|i| ((i as u32).wrapping_mul(2654435761) >> 13) as u8 ^ seed.wrapping_mul(37))
+            .collect();
+        ClipU8 { shape, data }
+    }
+
+    fn stem_running_mean(model: &LofiModel) -> Vec<f32> {
+        model
+            .valid()
+            .encoder
+            .bn1
+            .running_mean
+            .value()
+            .into_data()
+            .try_to_vec::<f32>()
+            .expect("f32 statistics")
+    }
+
+    /// Two replicas, one video each: the BatchNorm running statistics after the step are the
+    /// mean of what each replica alone would have made of the same starting statistics.
+    #[test]
+    fn replicas_average_their_batch_norm_updates() -> TrainResult<()> {
+        let config = TrainConfig::tiny();
+        let (l, size) = (4, 32);
+        let device = crate::cpu_device().autodiff();
+        let fresh = || -> TrainResult<LofiModel> {
+            device.seed(5);
+            LofiModel::init(&config, &device)
+        };
+        let targets =
+            vec![GtadTargets::new(&[Segment::new(0.25, 0.75)], l, &TargetConfig::default())?; 2];
+        let (a, b) = (clip(l, size, 1), clip(l, size, 2));
+        let spec = StepSpec {
+            videos: 2,
+            step: 0,
+            precision: Precision::F32,
+            loss: GtadLoss::default(),
+        };
+        let alone = |c: &ClipU8| -> TrainResult<Vec<f32>> {
+            let model = fresh()?;
+            Replicas::new(device.clone(), &[])?.gradients(&model, &[c], &targets[..1], 1, &spec)?;
+            Ok(stem_running_mean(&model))
+        };
+        let (ra, rb) = (alone(&a)?, alone(&b)?);
+        assert!(
+            ra.iter().zip(&rb).any(|(x, y)| (x - y).abs() > 1e-3),
+            "the two videos must move the statistics differently for the test to mean anything"
+        );
+        let model = fresh()?;
+        let before = stem_running_mean(&model);
+        Replicas::new(device.clone(), std::slice::from_ref(&device))?.gradients(
+            &model,
+            &[&a, &b],
+            &targets,
+            1,
+            &spec,
+        )?;
+        let both = stem_running_mean(&model);
+        assert_ne!(both, before, "the statistics moved");
+        for ((x, y), z) in ra.iter().zip(&rb).zip(&both) {
+            assert!((0.5 * (x + y) - z).abs() <= 1e-5, "{x} {y} -> {z}");
+        }
+        Ok(())
     }
 }
