@@ -11,7 +11,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The temporary name used while writing `path` from this process.
-pub fn partial_name(path: &Path) -> PathBuf {
+fn partial_name(path: &Path) -> PathBuf {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -36,7 +36,7 @@ mod proposal;
 mod scan;
 mod segment;
 
-pub use atomic::{partial_name, write_atomic};
+pub use atomic::write_atomic;
 pub use detection::{evaluate_detection, ClassAp, DetectionReport};
 pub use error::{EvalError, Result};
 pub use fusion::{fuse_with_class_scores, VideoClassScores};

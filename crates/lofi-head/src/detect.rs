@@ -464,7 +464,7 @@ pub fn detect(config: &DetectConfig, inputs: &DetectInputs) -> Result<DetectOutc
             if let Some(out) = &inputs.class_scores_out {
                 let text = serde_json::to_string(&file)
                     .map_err(|e| HeadError::format(out, e.to_string()))?;
-                crate::npy::write_atomic(out, (text + "\n").as_bytes())
+                lofi_eval::write_atomic(out, (text + "\n").as_bytes())
                     .map_err(|e| HeadError::io(out, e))?;
             }
             file.to_scores()?

@@ -78,7 +78,7 @@ impl FeatureIndex {
     pub fn write(&self, path: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(self)
             .map_err(|e| HeadError::format(path, e.to_string()))?;
-        npy::write_atomic(path, (text + "\n").as_bytes()).map_err(|e| HeadError::io(path, e))
+        lofi_eval::write_atomic(path, (text + "\n").as_bytes()).map_err(|e| HeadError::io(path, e))
     }
 }
 

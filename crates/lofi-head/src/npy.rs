@@ -274,7 +274,7 @@ pub fn encode_f32_2d(rows: usize, cols: usize, data: &[f32]) -> Result<Vec<u8>, 
     Ok(out)
 }
 
-pub use lofi_eval::{partial_name, write_atomic};
+use lofi_eval::write_atomic;
 
 /// Writes a `[rows, cols]` `f32` array to `path` atomically (version 1.0, `<f4`, C order).
 pub fn write_f32_2d(path: &Path, rows: usize, cols: usize, data: &[f32]) -> Result<(), NpyError> {

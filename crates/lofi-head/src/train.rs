@@ -24,7 +24,7 @@ use burn::optim::decay::WeightDecayConfig;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Tensor, TensorData};
-use lofi_eval::{GroundTruth as EvalTruth, GroundTruthOptions};
+use lofi_eval::{write_atomic, GroundTruth as EvalTruth, GroundTruthOptions};
 use lofi_model::{GtadLoss, GtadTargets, Segment, TargetConfig};
 use lofi_video::ground_truth::GroundTruth;
 use serde::{Deserialize, Serialize};
@@ -33,7 +33,6 @@ use crate::detect::{validate_head, ClassScoreFile, DetectConfig};
 use crate::error::{HeadError, Result};
 use crate::features::{FeatureStore, VideoFeatures};
 use crate::model::{files, ClassifierMeta, HeadMeta, VideoClassifier};
-use crate::npy::write_atomic;
 use lofi_model::GtadArch;
 
 /// Settings of the video-level classifier trained beside the head.

@@ -492,8 +492,11 @@ fn run_row(
     let report: DetectionReport = detected
         .report
         .context("detection ran without its evaluation")?;
-    let eval_json = serde_json::to_string_pretty(&super::eval::detection_json(&report))? + "\n";
-    write_atomic(&dir.join("eval.json"), eval_json.as_bytes())?;
+    lofi_eval::write_json_atomic(
+        &dir.join("eval.json"),
+        &super::eval::detection_json(&report),
+        true,
+    )?;
     let result = DemoRow {
         name: row.name().to_string(),
         map: report.map.clone(),
@@ -504,11 +507,6 @@ fn run_row(
     };
     lofi_eval::write_json_atomic(&done, &result, true)?;
     Ok(result)
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    lofi_eval::write_atomic(path, bytes)
-        .with_context(|| format!("{}: cannot write", path.display()))
 }
 
 fn at(row: &DemoRow, threshold: f64) -> Option<f64> {

@@ -100,9 +100,7 @@ pub fn run(args: DetectArgs) -> Result<()> {
         args.out.display()
     );
     if let (Some(path), Some(report)) = (&args.eval_out, &outcome.report) {
-        let text = serde_json::to_string_pretty(&super::eval::detection_json(report))? + "\n";
-        lofi_eval::write_atomic(path, text.as_bytes())
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        lofi_eval::write_json_atomic(path, &super::eval::detection_json(report), true)?;
         tracing::info!(
             "average mAP {:.4}; evaluation in {}",
             report.average_map,
