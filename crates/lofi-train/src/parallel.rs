@@ -194,13 +194,8 @@ impl Replicas {
     }
 
     /// Number of replicas (the primary included).
-    pub fn len(&self) -> usize {
+    pub fn count(&self) -> usize {
         self.workers.len() + 1
-    }
-
-    /// Always false: there is at least the primary.
-    pub fn is_empty(&self) -> bool {
-        false
     }
 
     /// One step's gradients (on the primary device, keyed by `model`'s parameters) and loss
@@ -214,7 +209,7 @@ impl Replicas {
         micro: usize,
         spec: &StepSpec,
     ) -> TrainResult<(GradientsParams, [f64; 4])> {
-        let shards = shard_micro_batches(clips.len(), self.len(), micro);
+        let shards = shard_micro_batches(clips.len(), self.count(), micro);
         // Hand the extra replicas their shards first so that they run while the primary works.
         let mut pending = Vec::new();
         for (worker, micros) in self.workers.iter().zip(&shards[1..]) {

@@ -513,8 +513,8 @@ pub fn train(
                 "size": fidelity.size,
                 "videos": n,
                 "micro_batch": micro,
-                "accumulation": n.div_ceil(replicas.len()).div_ceil(micro),
-                "replicas": replicas.len(),
+                "accumulation": n.div_ceil(replicas.count()).div_ceil(micro),
+                "replicas": replicas.count(),
                 "loss": sums[0],
                 "loss_parts": {
                     "boundary": sums[1],
