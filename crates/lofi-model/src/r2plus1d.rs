@@ -23,6 +23,7 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ModelError;
+use crate::resnet::video_dims;
 
 /// Shape of an R(2+1)D trunk.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -295,13 +296,7 @@ impl R2Plus1dEncoder {
 
     /// Snippet features: `[B, L, F, 3, S, S]` -> `[B, L, C]`, each snippet a clip of `F` frames.
     pub fn forward(&self, video: Tensor<6>) -> Result<Tensor<3>, ModelError> {
-        let [b, l, f, ch, h, w] = video.dims();
-        if ch != 3 || b == 0 || l == 0 || f == 0 || h == 0 || w == 0 {
-            return Err(ModelError::Input(format!(
-                "encoder input must be [B, L, F, 3, S, S] with non-zero sizes, got {:?}",
-                [b, l, f, ch, h, w]
-            )));
-        }
+        let [b, l, f, _, h, w] = video_dims(&video)?;
         let clips = video.reshape([b * l, f, 3, h, w]).swap_dims(1, 2);
         let feats = self.clip_features(clips);
         let c = feats.dims()[1];

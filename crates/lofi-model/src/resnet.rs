@@ -395,13 +395,7 @@ impl TsmEncoder {
     /// Snippet features: `[B, L, F, 3, S, S]` -> `[B, L, C]` (mean over the `F` frames of each
     /// snippet; the shift runs over the `L * F` frames of each video).
     pub fn forward(&self, video: Tensor<6>) -> Result<Tensor<3>, ModelError> {
-        let [b, l, f, ch, h, w] = video.dims();
-        if ch != 3 || b == 0 || l == 0 || f == 0 || h == 0 || w == 0 {
-            return Err(ModelError::Input(format!(
-                "encoder input must be [B, L, F, 3, S, S] with non-zero sizes, got {:?}",
-                [b, l, f, ch, h, w]
-            )));
-        }
+        let [b, l, f, _, h, w] = video_dims(&video)?;
         let frames = video.reshape([b * l * f, 3, h, w]);
         let feats = self.frame_features(frames, l * f);
         let c = feats.dims()[1];
@@ -426,6 +420,18 @@ impl TsmEncoder {
         let pooled = feats.reshape([b, t, c]).mean_dim(1).reshape([b, c]);
         Ok(fc.forward(pooled))
     }
+}
+
+/// The dims of an encoder input `[B, L, F, 3, S, S]` (any encoder of this crate), or an error
+/// naming what it got when a size is zero or the channels are not RGB.
+pub(crate) fn video_dims(video: &Tensor<6>) -> Result<[usize; 6], ModelError> {
+    let dims = video.dims();
+    if dims[3] != 3 || dims.contains(&0) {
+        return Err(ModelError::Input(format!(
+            "encoder input must be [B, L, F, 3, S, S] with non-zero sizes, got {dims:?}"
+        )));
+    }
+    Ok(dims)
 }
 
 #[cfg(test)]
