@@ -118,7 +118,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ground_truth: gt.clone(),
             out: root.join("head"),
         },
-        &|_| {},
+        &lofi_engine::RunControl::default(),
     )?;
     let t_train = t.elapsed().as_secs_f64();
     let t = Instant::now();

@@ -47,6 +47,9 @@ pub enum HeadError {
     /// From the video crate.
     #[error(transparent)]
     Video(#[from] lofi_video::VideoError),
+    /// Keeping the run (its folder, checkpoints, metrics) failed.
+    #[error(transparent)]
+    Engine(#[from] lofi_engine::EngineError),
     /// From the evaluation crate.
     #[error(transparent)]
     Eval(#[from] lofi_eval::EvalError),

@@ -30,4 +30,4 @@ pub use extract::{
 };
 pub use features::{FeatureIndex, FeatureStore, VideoFeatures};
 pub use model::{cpu_device, HeadMeta, TrainedHead};
-pub use train::{train_head, HeadConfig, HeadInputs, HeadOutcome, StepProgress};
+pub use train::{train_head, HeadConfig, HeadInputs, HeadOutcome};

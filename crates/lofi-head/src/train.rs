@@ -9,23 +9,28 @@
 //! to the gradient, as PyTorch's Adam does), batch 16, 10 epochs, learning rate x0.1 after every
 //! 5 epochs, gradient clipping at global norm 1.
 //!
-//! Run folder (`out`): `config.toml` (the settings used), `metrics.jsonl` (one line per step,
-//! one `epoch_end` line per epoch with the mean loss and `val_average_mAP` when validation ran),
-//! `checkpoints/epoch-<N>.bpk` + `checkpoints/last`, and at the end `head.bpk`,
-//! `classifier.bpk` and `head.json` (see [`crate::model`]).
+//! The run is kept by lofi-engine, like every trainer's: `config.toml` (the settings used),
+//! `metrics.jsonl` (typed records: one per step, one `epoch_end` per epoch, one `validation`
+//! with the mAP when validation ran), `checkpoints/epoch-<E>.bpk` + `.optim` + `last`, and exact
+//! `--resume`. At the end it writes `head.bpk`, `classifier.bpk` and `head.json` (see
+//! [`crate::model`]).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::grad_clipping::GradientClippingConfig;
 use burn::module::Module;
 use burn::optim::decay::WeightDecayConfig;
-use burn::optim::{AdamConfig, GradientsParams};
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Tensor, TensorData};
-use lofi_eval::{write_atomic, GroundTruth as EvalTruth, GroundTruthOptions};
-use lofi_model::{GtadLoss, GtadTargets, Segment, TargetConfig};
+use lofi_engine::readback::scalar;
+use lofi_engine::{
+    fit, metrics, FitEnd, LossParts, RunControl, RunDir, Stage, StepAt, StepMetrics,
+    ValidationMetrics,
+};
+use lofi_eval::{GroundTruth as EvalTruth, GroundTruthOptions, VideoClassScores};
+use lofi_model::{GtadHead, GtadLoss, GtadTargets, Segment, TargetConfig};
 use lofi_video::ground_truth::GroundTruth;
 use serde::{Deserialize, Serialize};
 
@@ -229,48 +234,6 @@ pub struct HeadOutcome {
     pub seconds: f64,
 }
 
-/// Training progress reported after each step.
-#[derive(Debug, Clone, Copy)]
-pub struct StepProgress {
-    /// 0-based epoch.
-    pub epoch: usize,
-    /// Steps done so far in total.
-    pub step: usize,
-    /// Total steps of the run.
-    pub total_steps: usize,
-    /// Loss of the step.
-    pub loss: f64,
-}
-
-/// Appends JSON lines to `metrics.jsonl`, flushing each.
-struct Metrics {
-    file: std::fs::File,
-    path: PathBuf,
-}
-
-impl Metrics {
-    fn create(path: &Path) -> Result<Self> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| HeadError::io(path, e))?;
-        Ok(Self {
-            file,
-            path: path.to_path_buf(),
-        })
-    }
-
-    fn line(&mut self, value: &serde_json::Value) -> Result<()> {
-        let mut text = value.to_string();
-        text.push('\n');
-        self.file
-            .write_all(text.as_bytes())
-            .and_then(|_| self.file.flush())
-            .map_err(|e| HeadError::io(&self.path, e))
-    }
-}
-
 fn seconds_to_fractions(id: &str, duration: f64, ann: &[[f64; 2]]) -> Vec<Segment> {
     let mut out = Vec::new();
     for seg in ann {
@@ -340,30 +303,15 @@ fn load_subset(
     Ok(out)
 }
 
-/// Deterministic permutation (splitmix64 + Fisher-Yates).
+/// Deterministic permutation (Fisher-Yates over lofi-rng's stream).
 fn permutation(n: usize, seed: u64) -> Vec<usize> {
-    let mut s = seed;
-    let mut next = move || {
-        s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = s;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
+    let mut rng = lofi_rng::SplitMix64::new(seed);
     let mut p: Vec<usize> = (0..n).collect();
     for i in (1..n).rev() {
-        let j = (next() % (i as u64 + 1)) as usize;
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
         p.swap(i, j);
     }
     p
-}
-
-fn scalar(t: Tensor<1>) -> Result<f64> {
-    let v: Vec<f32> = t
-        .into_data()
-        .try_to_vec::<f32>()
-        .map_err(|e| HeadError::Input(format!("cannot read a loss value: {e:?}")))?;
-    Ok(v.first().copied().map_or(f64::NAN, f64::from))
 }
 
 /// Trains the video-level classifier on the training videos (see [`crate::model`]).
@@ -458,12 +406,120 @@ fn train_classifier(
     Ok(Some((meta, model, correct as f64 / labelled.len() as f64)))
 }
 
+/// What validation of the head evaluates against.
+struct HeadValidation {
+    features: Vec<VideoFeatures>,
+    truth: EvalTruth,
+    scores: VideoClassScores,
+}
+
+/// Head training as a lofi-engine stage: shuffled batches of in-memory features, one Adam step
+/// on G-TAD's loss, validation mAP through the detection post-processing.
+struct HeadStage<'a> {
+    config: &'a HeadConfig,
+    train: &'a [TrainVideo],
+    targets: Vec<GtadTargets>,
+    loss_fn: GtadLoss,
+    device: Device,
+    validation: Option<HeadValidation>,
+}
+
+impl Stage for HeadStage<'_> {
+    type Model = GtadHead;
+    type Batch = Vec<usize>;
+    type Batches = std::vec::IntoIter<Result<Vec<usize>>>;
+    type Error = HeadError;
+
+    fn name(&self) -> &'static str {
+        "train-head"
+    }
+
+    fn epochs(&self) -> usize {
+        self.config.epochs
+    }
+
+    fn lr(&self, epoch: usize) -> f64 {
+        self.config.lr_at(epoch)
+    }
+
+    fn batches(&mut self, epoch: usize) -> Result<Self::Batches> {
+        let order = permutation(
+            self.train.len(),
+            self.config.seed.wrapping_add(epoch as u64),
+        );
+        let batches: Vec<Result<Vec<usize>>> = order
+            .chunks(self.config.batch_size)
+            .map(|c| Ok(c.to_vec()))
+            .collect();
+        Ok(batches.into_iter())
+    }
+
+    fn step(
+        &mut self,
+        head: GtadHead,
+        optim: &mut ModuleOptimizer,
+        at: StepAt,
+        idx: Vec<usize>,
+    ) -> Result<(GtadHead, Option<StepMetrics>)> {
+        let feats: Vec<&VideoFeatures> = idx.iter().map(|&i| &self.train[i].features).collect();
+        let tg: Vec<GtadTargets> = idx.iter().map(|&i| self.targets[i].clone()).collect();
+        let x = crate::detect::batch_tensor(&feats, &self.device);
+        let out = head.forward(x)?;
+        let parts =
+            self.loss_fn
+                .compute(&out, &tg, self.config.seed.wrapping_add(at.step as u64))?;
+        let loss = scalar(parts.total.clone(), "the loss")?;
+        if !loss.is_finite() {
+            return Err(HeadError::Input(format!(
+                "loss became {loss} at epoch {}, step {}; lower lr (now {})",
+                at.epoch, at.step, at.lr
+            )));
+        }
+        let loss_parts = LossParts {
+            boundary: scalar(parts.boundary, "the boundary loss")?,
+            regression: scalar(parts.regression, "the regression loss")?,
+            classification: scalar(parts.classification, "the classification loss")?,
+        };
+        let grads = GradientsParams::from_grads(parts.total.backward(), &head);
+        let head = optim.step(at.lr, head, grads);
+        Ok((
+            head,
+            Some(StepMetrics {
+                loss,
+                loss_parts: Some(loss_parts),
+                videos: idx.len(),
+                ..StepMetrics::default()
+            }),
+        ))
+    }
+
+    fn validate(&mut self, head: &GtadHead, epoch: usize) -> Result<Option<ValidationMetrics>> {
+        let every = self.config.validate_every;
+        let due = every > 0 && ((epoch + 1) % every == 0 || epoch + 1 == self.config.epochs);
+        let Some(v) = self.validation.as_ref().filter(|_| due) else {
+            return Ok(None);
+        };
+        let report = validate_head(
+            &head.valid(),
+            &v.features,
+            &v.truth,
+            &v.scores,
+            &self.config.detect,
+        )?;
+        Ok(Some(ValidationMetrics {
+            average_map: Some(report.average_map),
+            map: Some(report.map),
+            ..ValidationMetrics::default()
+        }))
+    }
+}
+
 /// Trains a G-TAD head (and the video classifier) on feature files; see the module docs.
-/// `progress` is called after every step.
+/// `control` resumes a run, and receives its progress.
 pub fn train_head(
     config: &HeadConfig,
     inputs: &HeadInputs,
-    progress: &dyn Fn(StepProgress),
+    control: &RunControl,
 ) -> Result<HeadOutcome> {
     config.validate()?;
     let started = Instant::now();
@@ -500,15 +556,7 @@ pub fn train_head(
         Vec::new()
     };
     let c = channels.unwrap_or(train[0].features.c);
-
-    // Run folder and the config actually used.
-    let ckpt_dir = inputs.out.join("checkpoints");
-    std::fs::create_dir_all(&ckpt_dir).map_err(|e| HeadError::io(&ckpt_dir, e))?;
-    let config_path = inputs.out.join("config.toml");
-    let text = toml::to_string_pretty(config)
-        .map_err(|e| HeadError::format(&config_path, e.to_string()))?;
-    write_atomic(&config_path, text.as_bytes()).map_err(|e| HeadError::io(&config_path, e))?;
-    let mut metrics = Metrics::create(&inputs.out.join("metrics.jsonl"))?;
+    let run = RunDir::open(&inputs.out, config, control.resume)?;
 
     // Classifier first, so that every validation can use it.
     let classifier = if config.classifier.enabled {
@@ -516,7 +564,7 @@ pub fn train_head(
     } else {
         None
     };
-    let val_scores = match (&classifier, val.is_empty()) {
+    let validation = match (&classifier, val.is_empty()) {
         (Some((meta, model, _)), false) => {
             let refs: Vec<&VideoFeatures> = val.iter().map(|v| &v.features).collect();
             let probs = meta.predict(model, &refs, &inputs.device)?;
@@ -524,27 +572,25 @@ pub fn train_head(
                 class: meta.classes.clone(),
                 results: refs.iter().map(|v| v.id.clone()).zip(probs).collect(),
             };
-            Some(file.to_scores()?)
+            Some(HeadValidation {
+                scores: file.to_scores()?,
+                truth: EvalTruth::from_path(
+                    &inputs.ground_truth,
+                    &GroundTruthOptions {
+                        subset: config.val_subset.clone(),
+                        ..GroundTruthOptions::default()
+                    },
+                )?,
+                features: val.iter().map(|v| v.features.clone()).collect(),
+            })
         }
         _ => None,
     };
-    let val_truth = match &val_scores {
-        Some(_) => Some(EvalTruth::from_path(
-            &inputs.ground_truth,
-            &GroundTruthOptions {
-                subset: config.val_subset.clone(),
-                ..GroundTruthOptions::default()
-            },
-        )?),
-        None => None,
-    };
-    let val_features: Vec<VideoFeatures> = val.iter().map(|v| v.features.clone()).collect();
 
     // Head.
     let device = inputs.device.clone().autodiff();
     device.seed(config.seed);
-    let gtad = config.head.gtad(c);
-    let mut head = gtad.init(&device)?;
+    let head = config.head.gtad(c).init(&device)?;
     let target_cfg = TargetConfig {
         boundary_width: config.boundary_width,
         max_duration: config.head.max_duration,
@@ -553,8 +599,7 @@ pub fn train_head(
         .iter()
         .map(|v| GtadTargets::new(&v.segments, l, &target_cfg))
         .collect::<std::result::Result<_, _>>()?;
-    let loss_fn = GtadLoss::default();
-    let mut optim = AdamConfig::new()
+    let optim = AdamConfig::new()
         .with_weight_decay(
             (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32)),
         )
@@ -563,83 +608,24 @@ pub fn train_head(
                 .then_some(GradientClippingConfig::Norm(config.grad_clip as f32)),
         )
         .init();
-    let batches = train.len().div_ceil(config.batch_size);
-    let total_steps = batches * config.epochs;
-    let mut step = 0usize;
-    let mut epoch_loss = Vec::with_capacity(config.epochs);
-    let mut val_average_map = None;
-    for epoch in 0..config.epochs {
-        let lr = config.lr_at(epoch);
-        let order = permutation(train.len(), config.seed.wrapping_add(epoch as u64));
-        let mut sum = 0.0;
-        for (batch, idx) in order.chunks(config.batch_size).enumerate() {
-            let feats: Vec<&VideoFeatures> = idx.iter().map(|&i| &train[i].features).collect();
-            let tg: Vec<GtadTargets> = idx.iter().map(|&i| targets[i].clone()).collect();
-            let x = crate::detect::batch_tensor(&feats, &device);
-            let out = head.forward(x)?;
-            let parts = loss_fn.compute(&out, &tg, config.seed.wrapping_add(step as u64))?;
-            let loss = scalar(parts.total.clone())?;
-            if !loss.is_finite() {
-                return Err(HeadError::Input(format!(
-                    "loss became {loss} at epoch {epoch}, step {step}; lower lr (now {lr})"
-                )));
-            }
-            let grads = GradientsParams::from_grads(parts.total.backward(), &head);
-            head = optim.step(lr, head, grads);
-            sum += loss;
-            metrics.line(&serde_json::json!({
-                "stage": "train-head", "epoch": epoch, "batch": batch, "step": step,
-                "snippets": l, "loss": loss, "lr": lr,
-                "elapsed_s": started.elapsed().as_secs_f64(),
-                "loss_parts": {
-                    "boundary": scalar(parts.boundary)?,
-                    "regression": scalar(parts.regression)?,
-                    "classification": scalar(parts.classification)?,
-                },
-            }))?;
-            step += 1;
-            progress(StepProgress {
-                epoch,
-                step,
-                total_steps,
-                loss,
-            });
-        }
-        let mean = sum / batches as f64;
-        epoch_loss.push(mean);
-        // Checkpoint.
-        let name = format!("epoch-{}.bpk", epoch + 1);
-        lofi_model::checkpoint::save(&head, &ckpt_dir.join(&name))?;
-        let last = ckpt_dir.join("last");
-        write_atomic(&last, format!("{name}\n").as_bytes()).map_err(|e| HeadError::io(&last, e))?;
-        // Validation.
-        let due = config.validate_every > 0
-            && ((epoch + 1) % config.validate_every == 0 || epoch + 1 == config.epochs);
-        let mut line = serde_json::json!({
-            "stage": "train-head", "event": "epoch_end", "epoch": epoch, "step": step,
-            "loss": mean, "lr": lr, "elapsed_s": started.elapsed().as_secs_f64(),
-        });
-        if let (true, Some(scores), Some(vt)) = (due, &val_scores, &val_truth) {
-            let report = validate_head(&head.valid(), &val_features, vt, scores, &config.detect)?;
-            val_average_map = Some(report.average_map);
-            line["val_average_mAP"] = serde_json::json!(report.average_map);
-            line["val_mAP"] = serde_json::json!(report.map);
-            tracing::info!(
-                "epoch {}: loss {mean:.4}, validation average mAP {:.4}",
-                epoch + 1,
-                report.average_map
-            );
-        } else {
-            tracing::info!("epoch {}: loss {mean:.4}", epoch + 1);
-        }
-        metrics.line(&line)?;
-    }
+    let mut stage = HeadStage {
+        config,
+        train: &train,
+        targets,
+        loss_fn: GtadLoss::default(),
+        device: device.clone(),
+        validation,
+    };
+    let head = match fit(&mut stage, head, optim, &run, control, None, &device)? {
+        FitEnd::Finished(head) => head,
+        FitEnd::Stopped(n) => return Err(lofi_engine::EngineError::Stopped(n).into()),
+    };
 
     // Final artefacts.
-    lofi_model::checkpoint::save(&head.valid(), &inputs.out.join(files::HEAD))?;
+    lofi_model::checkpoint::save(&head.valid(), &run.path(files::HEAD))?;
     let (classifier_meta, accuracy) = match classifier {
         Some((meta, model, acc)) => {
-            lofi_model::checkpoint::save(&model, &inputs.out.join(files::CLASSIFIER))?;
+            lofi_model::checkpoint::save(&model, &run.path(files::CLASSIFIER))?;
             (Some(meta), Some(acc))
         }
         None => (None, None),
@@ -651,16 +637,17 @@ pub fn train_head(
         classifier: classifier_meta,
         epochs: config.epochs,
     };
-    let meta_path = inputs.out.join(files::META);
-    let text = serde_json::to_string_pretty(&meta)
-        .map_err(|e| HeadError::format(&meta_path, e.to_string()))?;
-    write_atomic(&meta_path, (text + "\n").as_bytes()).map_err(|e| HeadError::io(&meta_path, e))?;
+    run.write_json(files::META, &meta)?;
+    let epochs = metrics::epoch_summaries(&metrics::read(&run.metrics())?);
     Ok(HeadOutcome {
         run_dir: inputs.out.clone(),
         train_videos: train.len(),
         val_videos: val.len(),
-        epoch_loss,
-        val_average_map,
+        epoch_loss: epochs.iter().map(|e| e.mean_loss).collect(),
+        val_average_map: epochs
+            .iter()
+            .rev()
+            .find_map(|e| e.validation.as_ref().and_then(|v| v.average_map)),
         classifier_train_accuracy: accuracy,
         seconds: started.elapsed().as_secs_f64(),
     })

@@ -190,7 +190,7 @@ fn head_trains_on_peer_csv_features_of_another_length() -> TestResult {
             ground_truth: gt.clone(),
             out: d.join("run"),
         },
-        &|_| {},
+        &lofi_engine::RunControl::default(),
     )?;
     assert_eq!((out.train_videos, out.val_videos), (4, 2));
     assert_eq!(out.classifier_train_accuracy, Some(1.0));
@@ -210,7 +210,7 @@ fn head_trains_on_peer_csv_features_of_another_length() -> TestResult {
             ground_truth: gt.clone(),
             out: d.join("run2"),
         },
-        &|_| {},
+        &lofi_engine::RunControl::default(),
     )
     .expect_err("missing file");
     let text = e.to_string();
@@ -228,7 +228,7 @@ fn head_trains_on_peer_csv_features_of_another_length() -> TestResult {
             ground_truth: gt,
             out: d.join("run3"),
         },
-        &|_| {},
+        &lofi_engine::RunControl::default(),
     )?;
     assert_eq!(out.train_videos, 3);
     Ok(())

@@ -159,7 +159,7 @@ fn extract_train_detect_evaluate() -> TestResult {
             ground_truth: gt.clone(),
             out: run.clone(),
         },
-        &|_| {},
+        &lofi_engine::RunControl::default(),
     )?;
     assert_eq!(outcome.train_videos + outcome.val_videos, n);
     assert_eq!(outcome.epoch_loss.len(), 4);
@@ -176,28 +176,33 @@ fn extract_train_detect_evaluate() -> TestResult {
         "metrics.jsonl",
         "head.bpk",
         "head.json",
-        "checkpoints/epoch-4.bpk",
+        "checkpoints/epoch-3.bpk",
+        "checkpoints/epoch-3.optim",
     ] {
         assert!(run.join(f).is_file(), "{f} missing");
     }
-    assert_eq!(
-        std::fs::read_to_string(run.join("checkpoints/last"))?.trim(),
-        "epoch-4.bpk"
-    );
-    let lines: Vec<serde_json::Value> = std::fs::read_to_string(run.join("metrics.jsonl"))?
-        .lines()
-        .map(serde_json::from_str)
-        .collect::<Result<_, _>>()?;
-    let epoch_ends: Vec<&serde_json::Value> =
-        lines.iter().filter(|l| l["event"] == "epoch_end").collect();
-    assert_eq!(epoch_ends.len(), 4);
-    assert!(epoch_ends[3]["val_average_mAP"].is_f64());
-    let steps: Vec<&serde_json::Value> =
-        lines.iter().filter(|l| l.get("event").is_none()).collect();
+    let last = lofi_engine::Checkpointer::new(run.join("checkpoints"))
+        .last()?
+        .ok_or("no checkpoint pointer")?;
+    assert_eq!((last.epoch, last.model.as_str()), (3, "epoch-3.bpk"));
+    let records = lofi_engine::metrics::read(&run.join("metrics.jsonl"))?;
+    let epochs = lofi_engine::metrics::epoch_summaries(&records);
+    assert_eq!(epochs.len(), 4);
+    assert!(epochs[3]
+        .validation
+        .as_ref()
+        .is_some_and(|v| v.average_map.is_some()));
+    let steps: Vec<_> = records
+        .iter()
+        .filter_map(|r| match r {
+            lofi_engine::MetricsRecord::Step(s) => Some(s),
+            _ => None,
+        })
+        .collect();
     assert!(!steps.is_empty());
-    assert!(steps.iter().all(|l| l["stage"] == "train-head"
-        && l["loss"].is_f64()
-        && l["loss_parts"]["regression"].is_f64()));
+    assert!(steps.iter().all(|s| s.stage == "train-head"
+        && s.loss.is_finite()
+        && s.loss_parts.is_some_and(|p| p.regression.is_finite())));
 
     eprintln!("train: {:.1} s", t0.elapsed().as_secs_f64());
     // Detection with our classifier, then evaluation.

@@ -7,6 +7,7 @@
 //! a run folder and writes one HTML page with inline SVG, no scripts and no external assets, so it
 //! opens anywhere and can be attached to an issue or a paper's supplement.
 
+use lofi_engine::MetricsRecord;
 use lofi_eval::{DetectionFile, GroundTruth, GroundTruthOptions};
 use lofi_plot::{escape, Lane, LineChart, Series, Span, Timeline};
 use serde_json::Value;
@@ -322,48 +323,28 @@ fn map_section(evals: &[(String, PathBuf)], warnings: &mut Vec<String>) -> Strin
 fn loss_section(metrics: &[(String, PathBuf)], warnings: &mut Vec<String>) -> String {
     let mut html = String::from("<h2>Training loss</h2>");
     for (label, path) in metrics {
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => text,
+        let records = match lofi_engine::metrics::read(path) {
+            Ok(records) => records,
             Err(error) => {
-                warnings.push(format!("{}: {error}", path.display()));
+                warnings.push(error.to_string());
                 continue;
             }
         };
-        // One series per stage and fidelity, in order of first appearance; x is the logged step.
+        // One series per stage and fidelity, in order of first appearance; x is the step.
         let mut series: Vec<Series> = Vec::new();
-        let mut bad_lines = 0;
-        for (number_of_line, line) in text.lines().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            let Ok(entry) = serde_json::from_str::<Value>(line) else {
-                bad_lines += 1;
+        for record in &records {
+            let MetricsRecord::Step(step) = record else {
                 continue;
             };
-            if entry.get("event").is_some() {
-                continue;
-            }
-            let (Some(loss), Some(stage)) = (number(&entry["loss"]), entry["stage"].as_str())
-            else {
-                continue;
+            let name = match &step.fidelity {
+                Some(fidelity) => format!("{} {fidelity}", step.stage),
+                None => step.stage.clone(),
             };
-            let step = number(&entry["step"]).unwrap_or(number_of_line as f64);
-            let fidelity = entry["fidelity"].as_str().unwrap_or("");
-            let name = if fidelity.is_empty() {
-                stage.to_string()
-            } else {
-                format!("{stage} {fidelity}")
-            };
+            let point = (step.step as f64, step.loss);
             match series.iter_mut().find(|s| s.name == name) {
-                Some(existing) => existing.points.push((step, loss)),
-                None => series.push(Series::new(name, vec![(step, loss)])),
+                Some(existing) => existing.points.push(point),
+                None => series.push(Series::new(name, vec![point])),
             }
-        }
-        if bad_lines > 0 {
-            warnings.push(format!(
-                "{}: skipped {bad_lines} line(s) that are not JSON (a run stopped mid-write?)",
-                path.display()
-            ));
         }
         if series.is_empty() {
             continue;
@@ -486,11 +467,51 @@ mod tests {
             &dir.join("rows/s/eval.json"),
             r#"{"tiou_thresholds": [0.5, 0.75], "mAP": [0.6, 0.3], "average_mAP": 0.45, "per_class_AP": {}}"#,
         );
+        let step = |step: usize, fidelity: &str, loss: f64| {
+            let record = MetricsRecord::Step(lofi_engine::metrics::StepRecord {
+                stage: "train".into(),
+                epoch: 0,
+                batch: step,
+                step,
+                fidelity: Some(fidelity.into()),
+                snippets: Some(8),
+                size: Some(32),
+                videos: 2,
+                micro_batch: None,
+                accumulation: None,
+                replicas: None,
+                loss,
+                loss_parts: None,
+                lr: 0.1,
+                step_s: 0.1,
+                elapsed_s: 0.1,
+                peak_memory_bytes: None,
+                device_reserved_bytes: None,
+            });
+            serde_json::to_string(&record).expect("record") + "\n"
+        };
+        let end = MetricsRecord::EpochEnd(lofi_engine::metrics::EpochRecord {
+            stage: "train".into(),
+            epoch: 0,
+            step: 2,
+            loss: 1.75,
+            lr: 0.1,
+            elapsed_s: 0.2,
+        });
+        // Two steps, the epoch's end, and a line torn by a kill (ignored).
         write(
             &dir.join("rows/s/train/metrics.jsonl"),
-            "{\"stage\": \"train\", \"step\": 0, \"fidelity\": \"s\", \"loss\": 2.0}\n\
-             {\"stage\": \"train\", \"step\": 1, \"fidelity\": \"t\", \"loss\": 1.5}\n\
-             {\"event\": \"epoch_end\", \"epoch\": 0}\n{\"stage\": \"tr",
+            &format!(
+                "{}{}{}\n{{\"event\": \"st",
+                step(0, "s", 2.0),
+                step(1, "t", 1.5),
+                serde_json::to_string(&end).expect("end")
+            ),
+        );
+        // A log that is not ours: a warning, no chart.
+        write(
+            &dir.join("rows/t/train/metrics.jsonl"),
+            "{\"loss\": 1}\n{\"loss\": 2}\n",
         );
         write(
             &dir.join("rows/s/detections.json"),
@@ -506,7 +527,12 @@ mod tests {
         assert_eq!(html.matches("<svg").count(), 3);
         assert!(html.contains("<title>Jump [2.5, 6.0]</title>"));
         assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
-        assert!(report.warnings[0].contains("not JSON"));
+        assert!(
+            report.warnings[0].contains("rows/t/train/metrics.jsonl")
+                && report.warnings[0].contains("not a lofi metrics record"),
+            "{:?}",
+            report.warnings
+        );
         let out = dir.join("report.html");
         write_report(&ReportOptions::new(&dir), &out).expect("write");
         assert!(std::fs::read_to_string(&out)

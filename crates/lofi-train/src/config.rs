@@ -480,9 +480,7 @@ pub fn parse_config<T: DeserializeOwned>(text: &str) -> Result<T, String> {
 
 /// Writes a config as TOML, atomically.
 pub fn write_config<T: Serialize>(value: &T, path: &Path) -> TrainResult<()> {
-    let text = toml::to_string_pretty(value)
-        .map_err(|e| TrainError::Config(format!("cannot serialise the config: {e}")))?;
-    crate::io::write_atomic(path, text.as_bytes())
+    Ok(lofi_engine::run_dir::write_toml(value, path)?)
 }
 
 #[cfg(test)]

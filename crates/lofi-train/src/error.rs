@@ -51,6 +51,9 @@ pub enum TrainError {
     /// The detection post-processing or evaluation of the validation pass failed.
     #[error("validation: {0}")]
     Head(#[from] lofi_head::HeadError),
+    /// Keeping the run (its folder, checkpoints, metrics) failed.
+    #[error(transparent)]
+    Engine(lofi_engine::EngineError),
     /// The video crate failed.
     #[error(transparent)]
     Video(#[from] lofi_video::VideoError),
@@ -67,6 +70,16 @@ pub enum TrainError {
     /// The run was stopped on purpose by the debug hook `stop_after_batches`.
     #[error("stopped after {0} batches as requested (debug hook); continue with --resume")]
     Stopped(usize),
+}
+
+impl From<lofi_engine::EngineError> for TrainError {
+    fn from(e: lofi_engine::EngineError) -> Self {
+        match e {
+            lofi_engine::EngineError::Stopped(n) => Self::Stopped(n),
+            lofi_engine::EngineError::Measure(m) => Self::Measure(m),
+            other => Self::Engine(other),
+        }
+    }
 }
 
 impl TrainError {

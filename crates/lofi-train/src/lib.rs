@@ -7,6 +7,8 @@
 //! lofi-model (networks, targets, losses), and exposes it as plain functions:
 //! [`pretrain()`] and [`train()`] take a config struct and paths and return an outcome struct
 //! with per-fidelity step time and peak memory, so the CLI and the demo share one code path.
+//! Both are stages of lofi-engine, which keeps their run folders, checkpoints, typed metrics and
+//! resume (and those of lofi-head's head training).
 //!
 //! # Determinism
 //! Runs are reproducible from the seed. Burn's CPU backend parallelises with rayon; the exact
@@ -30,7 +32,6 @@
 pub mod config;
 pub mod data;
 pub mod error;
-pub mod io;
 pub mod memory;
 pub mod model;
 pub mod parallel;
@@ -40,7 +41,8 @@ pub mod train;
 
 pub use config::{PretrainConfig, TrainConfig};
 pub use error::{TrainError, TrainResult};
+pub use lofi_engine::{FidelityStats, Progress, Reporter, RunControl};
 pub use memory::{ByteSize, MemoryMeter, MemoryPlan, ProcMeter};
 pub use pretrain::{pretrain, PretrainOutcome, PretrainPaths};
 pub use schedule::{FidelitySchedule, ScheduleKind};
-pub use train::{cpu_device, train, RunOptions, TrainOutcome, TrainPaths};
+pub use train::{cpu_device, measure_steps, train, RunOptions, TrainOutcome, TrainPaths};

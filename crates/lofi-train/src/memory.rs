@@ -4,10 +4,9 @@
 //!
 //! Exists because LoFi's point is to fit end-to-end training into a fixed memory budget, and the
 //! cost of a step depends on the fidelity (snippets x frame size), the network and the backend in
-//! ways that are easier to measure than to predict. Measuring goes through the small
-//! [`MemoryMeter`] trait so that a GPU backend can plug in its allocator statistics; on the CPU,
-//! [`ProcMeter`] reads the peak resident set size (Linux `VmHWM`, reset through
-//! `/proc/self/clear_refs`) and reports a clear error on other systems.
+//! ways that are easier to measure than to predict. Measuring goes through lofi-engine's
+//! [`MemoryMeter`] (on the CPU, [`ProcMeter`]: the peak resident set size on Linux), the meter
+//! that also measures every training step.
 //!
 //! What the numbers mean on the CPU: the probe reports the *growth* of the process's peak
 //! resident memory during the step over the resident memory just before it, so "fixed" is what
@@ -21,85 +20,12 @@
 //! own need, and the fit never goes below a measured point.
 
 use std::fmt;
-use std::path::PathBuf;
 
+pub use lofi_engine::memory::{MemoryMeter, ProcMeter};
 use lofi_video::Fidelity;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{TrainError, TrainResult};
-
-/// Something that can report the peak memory of a stretch of work.
-pub trait MemoryMeter {
-    /// Current memory in use, bytes (the baseline of the next measurement).
-    fn current(&mut self) -> TrainResult<u64>;
-    /// Starts a measurement: forget the previous peak.
-    fn reset_peak(&mut self) -> TrainResult<()>;
-    /// Peak memory in use since the last [`reset_peak`](Self::reset_peak), bytes.
-    fn peak(&mut self) -> TrainResult<u64>;
-    /// Total memory of the device, if known (used for `--memory-budget auto`).
-    fn capacity(&mut self) -> Option<u64>;
-}
-
-/// CPU memory on Linux: resident set size from `/proc/self/status`, peak reset by writing `5`
-/// to `/proc/self/clear_refs`.
-#[derive(Debug, Default)]
-pub struct ProcMeter {
-    _private: (),
-}
-
-impl ProcMeter {
-    /// A meter for this process; fails with a clear error where `/proc/self` is unavailable.
-    pub fn new() -> TrainResult<Self> {
-        let mut m = Self { _private: () };
-        m.current()?;
-        Ok(m)
-    }
-
-    fn status_field(field: &str) -> TrainResult<u64> {
-        let path = PathBuf::from("/proc/self/status");
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            TrainError::Measure(format!(
-                "cannot read {} ({e}); CPU memory measurement needs Linux",
-                path.display()
-            ))
-        })?;
-        parse_status_kib(&text, field)
-            .map(|kib| kib * 1024)
-            .ok_or_else(|| TrainError::Measure(format!("no {field} line in {}", path.display())))
-    }
-}
-
-/// Parses `Field:   1234 kB` from the text of `/proc/self/status`.
-fn parse_status_kib(text: &str, field: &str) -> Option<u64> {
-    text.lines().find_map(|line| {
-        let rest = line.strip_prefix(field)?.strip_prefix(':')?;
-        rest.split_whitespace().next()?.parse().ok()
-    })
-}
-
-impl MemoryMeter for ProcMeter {
-    fn current(&mut self) -> TrainResult<u64> {
-        Self::status_field("VmRSS")
-    }
-
-    fn reset_peak(&mut self) -> TrainResult<()> {
-        let path = "/proc/self/clear_refs";
-        std::fs::write(path, "5").map_err(|e| {
-            TrainError::Measure(format!(
-                "cannot reset the peak resident size through {path} ({e}); needs Linux >= 4.0"
-            ))
-        })
-    }
-
-    fn peak(&mut self) -> TrainResult<u64> {
-        Self::status_field("VmHWM")
-    }
-
-    fn capacity(&mut self) -> Option<u64> {
-        let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-        parse_status_kib(&text, "MemAvailable").map(|k| k * 1024)
-    }
-}
 
 /// A size in bytes read from text like `12GiB`, `512MiB`, `3.5GB`, `1000000`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -443,14 +369,6 @@ mod tests {
         assert!(text.contains("100x112"), "{text}");
         assert!(plan(&probes(s, 100, 50), &[Fidelity::t()], 16, 0, 10_000).is_err());
         assert!(plan(&probes(s, 100, 50), &[s], 0, 0, 10_000).is_err());
-    }
-
-    #[test]
-    fn status_parsing() {
-        let text = "Name:\tx\nVmHWM:\t  2048 kB\nVmRSS:\t  1024 kB\n";
-        assert_eq!(parse_status_kib(text, "VmHWM"), Some(2048));
-        assert_eq!(parse_status_kib(text, "VmRSS"), Some(1024));
-        assert_eq!(parse_status_kib(text, "VmPeak"), None);
     }
 
     #[cfg(target_os = "linux")]

@@ -99,13 +99,50 @@ pub struct LossValues {
     pub classification: f32,
 }
 
-fn scalar(t: Tensor<1>) -> f32 {
-    t.into_data()
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .ok()
-        .and_then(|v| v.first().copied())
-        .unwrap_or(f32::NAN)
+/// Loss values summed over the micro-batches (and replicas) of one step, each weighted by its
+/// share of the batch: the batch-mean loss and its parts.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LossSums {
+    /// Total loss.
+    pub total: f64,
+    /// Boundary part.
+    pub boundary: f64,
+    /// Regression part (unweighted).
+    pub regression: f64,
+    /// Classification part.
+    pub classification: f64,
+}
+
+impl LossSums {
+    /// Adds one pass's values weighted by `share`.
+    pub fn add_scaled(&mut self, v: &LossValues, share: f32) {
+        let w = f64::from(share);
+        self.total += f64::from(v.total) * w;
+        self.boundary += f64::from(v.boundary) * w;
+        self.regression += f64::from(v.regression) * w;
+        self.classification += f64::from(v.classification) * w;
+    }
+
+    /// Adds another replica's sums.
+    pub fn add(&mut self, other: &LossSums) {
+        self.total += other.total;
+        self.boundary += other.boundary;
+        self.regression += other.regression;
+        self.classification += other.classification;
+    }
+
+    /// The parts as a metrics record stores them.
+    pub fn parts(&self) -> lofi_engine::LossParts {
+        lofi_engine::LossParts {
+            boundary: self.boundary,
+            regression: self.regression,
+            classification: self.classification,
+        }
+    }
+}
+
+fn scalar(t: Tensor<1>, what: &'static str) -> TrainResult<f32> {
+    Ok(lofi_engine::readback::scalar(t, what)? as f32)
 }
 
 /// Loss of `model` on a batch (no backward).
@@ -119,10 +156,10 @@ pub fn loss(
     let out = model.forward(clips)?;
     let parts = loss_fn.compute(&out, targets, seed)?;
     let values = LossValues {
-        total: scalar(parts.total.clone()),
-        boundary: scalar(parts.boundary),
-        regression: scalar(parts.regression),
-        classification: scalar(parts.classification),
+        total: scalar(parts.total.clone(), "the loss")?,
+        boundary: scalar(parts.boundary, "the boundary loss")?,
+        regression: scalar(parts.regression, "the regression loss")?,
+        classification: scalar(parts.classification, "the classification loss")?,
     };
     Ok((parts.total, values))
 }

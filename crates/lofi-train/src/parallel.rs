@@ -34,7 +34,7 @@ use lofi_video::ClipU8;
 
 use crate::data::stack_clips;
 use crate::error::{TrainError, TrainResult};
-use crate::model::{backward_pass, LofiModel};
+use crate::model::{backward_pass, LofiModel, LossSums};
 
 /// One micro-batch: its index in the step (the loss seed) and its videos.
 pub type Micro = (usize, Range<usize>);
@@ -71,7 +71,7 @@ pub struct Partial {
     /// `None` when the replica had no video this step.
     pub grads: Option<GradientsParams>,
     /// Loss parts, each already multiplied by the micro-batch's share of the batch.
-    pub sums: [f64; 4],
+    pub sums: LossSums,
 }
 
 /// The settings of one step that every replica shares.
@@ -100,7 +100,7 @@ pub fn replica_passes(
     spec: &StepSpec,
 ) -> TrainResult<Partial> {
     let mut acc = GradientsAccumulator::<LofiModel>::new();
-    let mut sums = [0f64; 4];
+    let mut sums = LossSums::default();
     for (k, range) in micros {
         let local = range.start - offset..range.end - offset;
         let x = stack_clips(&clips[local.clone()], device)?;
@@ -116,12 +116,7 @@ pub fn replica_passes(
             spec.precision,
         )?;
         acc.accumulate(model, grads);
-        for (s, x) in sums
-            .iter_mut()
-            .zip([v.total, v.boundary, v.regression, v.classification])
-        {
-            *s += f64::from(x) * f64::from(share);
-        }
+        sums.add_scaled(&v, share);
     }
     let grads = (!micros.is_empty()).then(|| acc.grads());
     Ok(Partial { grads, sums })
@@ -208,7 +203,7 @@ impl Replicas {
         targets: &[GtadTargets],
         micro: usize,
         spec: &StepSpec,
-    ) -> TrainResult<(GradientsParams, [f64; 4])> {
+    ) -> TrainResult<(GradientsParams, LossSums)> {
         let shards = shard_micro_batches(clips.len(), self.count(), micro);
         // Hand the extra replicas their shards first so that they run while the primary works.
         let mut pending = Vec::new();
@@ -255,7 +250,7 @@ impl Replicas {
             );
         }
         let mut acc = GradientsAccumulator::<LofiModel>::new();
-        let mut sums = [0f64; 4];
+        let mut sums = LossSums::default();
         let mut any = false;
         for partial in partials {
             let partial = partial?;
@@ -263,9 +258,7 @@ impl Replicas {
                 acc.accumulate(model, g.to_device(&self.primary, model));
                 any = true;
             }
-            for (s, x) in sums.iter_mut().zip(partial.sums) {
-                *s += x;
-            }
+            sums.add(&partial.sums);
         }
         if !any {
             return Err(TrainError::NoData("empty batch".into()));

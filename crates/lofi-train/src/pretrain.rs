@@ -7,30 +7,35 @@
 //! sampled as `segments` frames at the centres of equal parts of the clip (TSM's test-time
 //! sampling), frames are `size x size`, and the loss is cross-entropy over the classes.
 //!
+//! The run is kept by lofi-engine (run folder, checkpoints, typed metrics, exact resume); this
+//! module is the stage: the epoch's shuffled batches, the cross-entropy step and the validation
+//! accuracy on the `validation` clips after every epoch.
+//!
 //! Output: `encoder.bpk` (the trunk only, loadable by `lofi train --encoder`), `classifier.bpk`
-//! (trunk + `fc`), `config.toml`, `metrics.jsonl` (`"stage": "pretrain"`, with the validation
-//! accuracy on the `validation` clips at every epoch end) and resumable checkpoints.
+//! (trunk + `fc`), `config.toml`, `metrics.jsonl` (stage `"pretrain"`) and `summary.json`.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use burn::module::Module;
-use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::GradientsParams;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use lofi_engine::metrics::{self, FidelityStats};
+use lofi_engine::readback::{scalar, scalar_int};
+use lofi_engine::{fit, FitEnd, RunDir, Stage, StepAt, StepMetrics, ValidationMetrics};
 use lofi_model::{checkpoint, TsmEncoder};
-use lofi_video::{Fidelity, SamplingPlan, VideoJob};
+use lofi_rng::SplitMix64;
+use lofi_video::{ClipU8, Fidelity, SamplingPlan, VideoJob};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use crate::config::PretrainConfig;
-use crate::data::{decode, read_clips, stack_clips, Clip, FailureList};
+use crate::data::FailureList;
+use crate::data::{decode, read_clips, stack_clips, BatchJob, Clip, Decoded, EpochBatches};
 use crate::error::{TrainError, TrainResult};
-use crate::io::{truncate_metrics, LastCheckpoint, MetricsLog};
 use crate::memory::{MemoryMeter, ProcMeter};
 use crate::model::sgd;
-use crate::train::{fidelity_stats, load_optimizer, module_device, prepare_run_dir, progress_bar};
-use crate::train::{save_optimizer, FidelityStats, RunOptions};
+use crate::train::{module_device, RunOptions};
 
 /// Where `lofi pretrain` reads and writes.
 #[derive(Debug, Clone, PartialEq)]
@@ -69,10 +74,19 @@ fn jobs(clips: &[&Clip]) -> Vec<VideoJob> {
         .collect()
 }
 
+/// Class index of each clip id (the first clip of an id wins).
+fn label_map(clips: &[Clip]) -> HashMap<String, usize> {
+    let mut map = HashMap::new();
+    for c in clips {
+        map.entry(c.id.clone()).or_insert(c.label);
+    }
+    map
+}
+
 fn batch_tensors(
-    clips: &[(String, lofi_video::ClipU8)],
-    by_id: &dyn Fn(&str) -> Option<usize>,
-    device: &burn::tensor::Device,
+    clips: &[(String, ClipU8)],
+    labels: &HashMap<String, usize>,
+    device: &Device,
 ) -> TrainResult<(Tensor<5>, Tensor<1, Int>)> {
     let refs: Vec<_> = clips.iter().map(|(_, c)| c).collect();
     let x = stack_clips(&refs, device)?;
@@ -81,8 +95,9 @@ fn batch_tensors(
     let labels = clips
         .iter()
         .map(|(id, _)| {
-            by_id(id)
-                .map(|l| l as i64)
+            labels
+                .get(id)
+                .map(|&l| l as i64)
                 .ok_or_else(|| TrainError::NoData(format!("unknown clip {id}")))
         })
         .collect::<TrainResult<Vec<i64>>>()?;
@@ -90,6 +105,7 @@ fn batch_tensors(
     Ok((x, y))
 }
 
+/// Top-1 accuracy of `model` on `clips` (inference mode); `None` without clips.
 fn accuracy(
     model: &TsmEncoder,
     clips: &[Clip],
@@ -101,6 +117,7 @@ fn accuracy(
     }
     let model = model.valid();
     let device = module_device(&model);
+    let labels = label_map(clips);
     let (mut right, mut seen) = (0usize, 0usize);
     let refs: Vec<&Clip> = clips.iter().collect();
     for group in refs.chunks(config.batch_size) {
@@ -108,20 +125,108 @@ fn accuracy(
         if decoded.is_empty() {
             continue;
         }
-        let by_id = |id: &str| group.iter().find(|c| c.id == id).map(|c| c.label);
-        let (x, y) = batch_tensors(&decoded, &by_id, &device)?;
+        let (x, y) = batch_tensors(&decoded, &labels, &device)?;
         let pred = model.classify(x)?.argmax(1).reshape([decoded.len()]);
-        let hits = pred.equal(y).int().sum();
-        right += hits
-            .into_data()
-            .convert::<i64>()
-            .try_to_vec::<i64>()
-            .ok()
-            .and_then(|v| v.first().copied())
-            .unwrap_or(0) as usize;
+        right += scalar_int(pred.equal(y).int().sum(), "the number of correct clips")? as usize;
         seen += decoded.len();
     }
     Ok((seen > 0).then(|| right as f64 / seen as f64))
+}
+
+/// The pre-training stage run by lofi-engine.
+struct PretrainStage<'a> {
+    config: &'a PretrainConfig,
+    train_clips: Vec<Clip>,
+    val_clips: Vec<Clip>,
+    labels: HashMap<String, usize>,
+    plan: SamplingPlan,
+    ce: CrossEntropyLoss,
+    device: Device,
+    skipped: FailureList,
+}
+
+impl Stage for PretrainStage<'_> {
+    type Model = TsmEncoder;
+    type Batch = Decoded;
+    type Batches = EpochBatches;
+    type Error = TrainError;
+
+    fn name(&self) -> &'static str {
+        "pretrain"
+    }
+
+    fn epochs(&self) -> usize {
+        self.config.epochs
+    }
+
+    fn lr(&self, epoch: usize) -> f64 {
+        self.config.optimizer.lr_at(epoch)
+    }
+
+    fn batches(&mut self, epoch: usize) -> TrainResult<EpochBatches> {
+        let mut order: Vec<usize> = (0..self.train_clips.len()).collect();
+        SplitMix64::new(self.config.seed ^ (epoch as u64 + 1) << 17).shuffle(&mut order);
+        let jobs: Vec<BatchJob> = order
+            .chunks(self.config.batch_size)
+            .map(|chunk| {
+                let group: Vec<&Clip> = chunk.iter().map(|&i| &self.train_clips[i]).collect();
+                (jobs(&group), self.plan)
+            })
+            .collect();
+        EpochBatches::new(jobs, self.config.workers, false)
+    }
+
+    fn step(
+        &mut self,
+        model: TsmEncoder,
+        optim: &mut ModuleOptimizer,
+        at: StepAt,
+        (decoded, failed): Decoded,
+    ) -> TrainResult<(TsmEncoder, Option<StepMetrics>)> {
+        self.skipped.extend(failed);
+        if decoded.is_empty() {
+            return Ok((model, None));
+        }
+        let (x, y) = batch_tensors(&decoded, &self.labels, &self.device)?;
+        let loss = self.ce.forward(model.classify(x)?, y);
+        let value = scalar(loss.clone(), "the loss")?;
+        if !value.is_finite() {
+            return Err(TrainError::Diverged {
+                epoch: at.epoch,
+                batch: at.batch,
+                loss: value as f32,
+            });
+        }
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let model = optim.step(at.lr, model, grads);
+        let c = self.config;
+        Ok((
+            model,
+            Some(StepMetrics {
+                loss: value,
+                fidelity: Some(lofi_engine::FidelityTag {
+                    name: format!("{}x{}", c.segments, c.size),
+                    snippets: c.segments,
+                    size: c.size,
+                }),
+                videos: decoded.len(),
+                ..StepMetrics::default()
+            }),
+        ))
+    }
+
+    fn validate(
+        &mut self,
+        model: &TsmEncoder,
+        _epoch: usize,
+    ) -> TrainResult<Option<ValidationMetrics>> {
+        Ok(
+            accuracy(model, &self.val_clips, self.plan, self.config)?.map(|a| ValidationMetrics {
+                accuracy: Some(a),
+                ..ValidationMetrics::default()
+            }),
+        )
+    }
 }
 
 /// Trains the encoder for clip classification (see the module docs).
@@ -144,164 +249,59 @@ pub fn pretrain(
             paths.data.join("clips.json").display()
         )));
     }
-    let ckpt = prepare_run_dir(config, &paths.out, options.resume)?;
+    let run = RunDir::open(&paths.out, config, options.run.resume)?;
     let device = options.device.clone().autodiff();
     device.seed(config.seed);
-    let resnet = config.encoder.resnet(Some(classes.len()));
-    let mut model = resnet.init(&device)?;
-    let mut optim = sgd(&config.optimizer);
-    let plan = Fidelity::new(config.segments, config.size)?.apply(&SamplingPlan::new(1)?);
-    let metrics_path = paths.out.join("metrics.jsonl");
-    let (start_epoch, mut step, elapsed_before) = match LastCheckpoint::read(&ckpt)? {
-        Some(last) if options.resume => {
-            model = checkpoint::load(model, &ckpt.join(&last.model))?;
-            optim = load_optimizer(optim, &ckpt.join(&last.optimizer))?;
-            truncate_metrics(&metrics_path, last.epoch + 1)?;
-            (last.epoch + 1, last.step, last.elapsed_s)
-        }
-        _ => {
-            truncate_metrics(&metrics_path, 0)?;
-            (0, 0, 0.0)
-        }
+    let model = config.encoder.resnet(Some(classes.len())).init(&device)?;
+    let optim = sgd(&config.optimizer);
+    let mut stage = PretrainStage {
+        config,
+        labels: label_map(&train_clips),
+        train_clips,
+        val_clips,
+        plan: Fidelity::new(config.segments, config.size)?.apply(&SamplingPlan::new(1)?),
+        ce: CrossEntropyLossConfig::new().init(&device),
+        device: device.clone(),
+        skipped: FailureList::default(),
     };
-    let mut log = MetricsLog::open(&metrics_path)?;
     let mut meter = ProcMeter::new().ok();
-    let ce = CrossEntropyLossConfig::new().init(&device);
-    let mut skipped = FailureList::default();
-    let started = Instant::now();
-    let mut batches_here = 0usize;
-    let epochs_bar = progress_bar(config.epochs, options.progress, "epoch");
-    epochs_bar.set_position(start_epoch as u64);
-    for epoch in start_epoch..config.epochs {
-        let lr = config.optimizer.lr_at(epoch);
-        let mut order: Vec<usize> = (0..train_clips.len()).collect();
-        lofi_video::loader::shuffle(&mut order, config.seed ^ (epoch as u64 + 1) << 17);
-        let batches: Vec<&[usize]> = order.chunks(config.batch_size).collect();
-        let bar = progress_bar(batches.len(), options.progress, "  batch");
-        let mut losses = Vec::new();
-        for (b, chunk) in batches.iter().enumerate() {
-            let group: Vec<&Clip> = chunk.iter().map(|&i| &train_clips[i]).collect();
-            let (decoded, failed) = decode(jobs(&group), plan, config.workers)?;
-            skipped.extend(failed);
-            bar.inc(1);
-            if decoded.is_empty() {
-                continue;
-            }
-            let by_id = |id: &str| group.iter().find(|c| c.id == id).map(|c| c.label);
-            let (x, y) = batch_tensors(&decoded, &by_id, &device)?;
-            if let Some(m) = meter.as_mut() {
-                m.reset_peak()?;
-            }
-            let t0 = Instant::now();
-            let logits = model.classify(x)?;
-            let loss = ce.forward(logits, y);
-            let value = loss
-                .clone()
-                .into_data()
-                .convert::<f32>()
-                .try_to_vec::<f32>()
-                .ok()
-                .and_then(|v| v.first().copied())
-                .unwrap_or(f32::NAN);
-            if !value.is_finite() {
-                return Err(TrainError::Diverged {
-                    epoch,
-                    batch: b,
-                    loss: value,
-                });
-            }
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(lr, model, grads);
-            let step_s = t0.elapsed().as_secs_f64();
-            let peak = match meter.as_mut() {
-                Some(m) => Some(m.peak()?),
-                None => None,
-            };
-            losses.push(f64::from(value));
-            bar.set_message(format!("loss {value:.4}"));
-            log.append(&json!({
-                "stage": "pretrain",
-                "epoch": epoch,
-                "batch": b,
-                "step": step,
-                "fidelity": format!("{}x{}", config.segments, config.size),
-                "snippets": config.segments,
-                "size": config.size,
-                "videos": decoded.len(),
-                "loss": value,
-                "lr": lr,
-                "step_s": step_s,
-                "elapsed_s": elapsed_before + started.elapsed().as_secs_f64(),
-                "peak_memory_bytes": peak,
-            }))?;
-            step += 1;
-            batches_here += 1;
-            if options.stop_after_batches == Some(batches_here) {
-                return Err(TrainError::Stopped(batches_here));
-            }
-        }
-        bar.finish_and_clear();
-        let model_name = format!("epoch-{epoch}.bpk");
-        let optim_name = format!("epoch-{epoch}.optim");
-        checkpoint::save(&model, &ckpt.join(&model_name))?;
-        save_optimizer(&optim, &ckpt.join(&optim_name))?;
-        let acc = accuracy(&model, &val_clips, plan, config)?;
-        let mean = losses.iter().sum::<f64>() / losses.len().max(1) as f64;
-        log.append(&json!({
-            "stage": "pretrain",
-            "event": "epoch_end",
-            "epoch": epoch,
-            "step": step,
-            "loss": mean,
-            "lr": lr,
-            "elapsed_s": elapsed_before + started.elapsed().as_secs_f64(),
-            "val_accuracy": acc,
-        }))?;
-        LastCheckpoint {
-            epoch,
-            model: model_name,
-            optimizer: optim_name,
-            step,
-            elapsed_s: elapsed_before + started.elapsed().as_secs_f64(),
-        }
-        .write(&ckpt)?;
-        epochs_bar.inc(1);
-        tracing::info!(
-            epoch,
-            loss = mean,
-            val_accuracy = acc,
-            "pretrain epoch done"
-        );
-    }
-    epochs_bar.finish_and_clear();
-    let classifier = paths.out.join("classifier.bpk");
+    let model = match fit(
+        &mut stage,
+        model,
+        optim,
+        &run,
+        &options.run,
+        meter.as_mut().map(|m| m as &mut dyn MemoryMeter),
+        &device,
+    )? {
+        FitEnd::Finished(model) => model,
+        FitEnd::Stopped(n) => return Err(TrainError::Stopped(n)),
+    };
+    let classifier = run.path("classifier.bpk");
     checkpoint::save(&model, &classifier)?;
     let mut trunk = model;
     trunk.fc = None;
-    let encoder = paths.out.join("encoder.bpk");
+    let encoder = encoder_path(run.root());
     checkpoint::save(&trunk, &encoder)?;
-    let ends: Vec<serde_json::Value> = crate::io::read_metrics(&metrics_path)?
-        .into_iter()
-        .filter(|v| v.get("event").and_then(|e| e.as_str()) == Some("epoch_end"))
-        .collect();
+    let records = metrics::read(&run.metrics())?;
+    let epochs = metrics::epoch_summaries(&records);
     let outcome = PretrainOutcome {
         encoder,
         classifier,
-        epoch_losses: ends
+        epoch_losses: epochs.iter().map(|e| e.mean_loss).collect(),
+        val_accuracy: epochs
             .iter()
-            .map(|v| v["loss"].as_f64().unwrap_or(f64::NAN))
+            .map(|e| e.validation.as_ref().and_then(|v| v.accuracy))
             .collect(),
-        val_accuracy: ends.iter().map(|v| v["val_accuracy"].as_f64()).collect(),
-        steps: fidelity_stats(&metrics_path, "pretrain")?,
-        skipped: skipped
+        steps: metrics::fidelity_stats(&records, "pretrain"),
+        skipped: stage
+            .skipped
             .into_vec()
             .into_iter()
             .map(|f| (f.id, f.reason))
             .collect(),
     };
-    let text = serde_json::to_string_pretty(&outcome)
-        .map_err(|e| TrainError::Config(format!("cannot serialise the summary: {e}")))?;
-    crate::io::write_atomic(&paths.out.join("summary.json"), text.as_bytes())?;
+    run.write_json(lofi_engine::run_dir::files::SUMMARY, &outcome)?;
     Ok(outcome)
 }
 

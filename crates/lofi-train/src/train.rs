@@ -25,22 +25,24 @@
 //! On a GPU the next batch is decoded while the current one computes ([`EpochBatches`]).
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::{ModuleOptimizer, OptimizerRecord};
+use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
+use lofi_engine::metrics::{self, EpochSummary, FidelityStats};
+use lofi_engine::{
+    fit, FidelityTag, FitEnd, RunControl, RunDir, Stage, StepAt, StepMetrics, ValidationMetrics,
+};
 use lofi_model::{checkpoint, GtadLoss, GtadTargets, TargetConfig};
+use lofi_rng::SplitMix64;
 use lofi_video::{ClipU8, Fidelity, SamplingPlan, VideoFailure};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
-use crate::config::{write_config, TrainConfig};
+use crate::config::TrainConfig;
 use crate::data::{
-    decode, read_videos, stack_clips, BatchJob, EpochBatches, FailureList, TrainVideo,
+    decode, read_videos, stack_clips, BatchJob, Decoded, EpochBatches, FailureList, TrainVideo,
 };
 use crate::error::{TrainError, TrainResult};
-use crate::io::{read_metrics, truncate_metrics, LastCheckpoint, MetricsLog};
 use crate::memory::{measure_from, plan, MemoryMeter, MemoryPlan, Probe, ProcMeter};
 use crate::model::{probe_pass, sgd, LofiModel};
 use crate::parallel::{Replicas, StepSpec};
@@ -60,7 +62,7 @@ pub struct TrainPaths {
 }
 
 /// How to run (not part of the experiment's config).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct RunOptions {
     /// Where the model runs: [`cpu_device()`] (the default) or a GPU the caller opened (the
     /// binary's `--device`). Plain (non-autodiff); training wraps it.
@@ -68,13 +70,8 @@ pub struct RunOptions {
     /// Further devices for data-parallel training (`lofi train` only): every batch is split
     /// across `device` and these (see [`crate::parallel`]). Empty: `device` alone.
     pub replica_devices: Vec<Device>,
-    /// Continue the run in `out` from its last complete epoch.
-    pub resume: bool,
-    /// Debug/test hook: stop with [`TrainError::Stopped`] after this many batches in this
-    /// process (simulates a kill; used by the resume tests).
-    pub stop_after_batches: Option<usize>,
-    /// Show progress bars (when stderr is a terminal).
-    pub progress: bool,
+    /// Resume, the kill-simulation hook and progress (see [`RunControl`]).
+    pub run: RunControl,
 }
 
 impl Default for RunOptions {
@@ -82,42 +79,9 @@ impl Default for RunOptions {
         Self {
             device: cpu_device(),
             replica_devices: Vec::new(),
-            resume: false,
-            stop_after_batches: None,
-            progress: false,
+            run: RunControl::default(),
         }
     }
-}
-
-/// Step statistics of one fidelity over the whole run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FidelityStats {
-    /// Name in files ("s", "t", "st", "full" or "<L>x<S>").
-    pub name: String,
-    /// Snippets.
-    pub snippets: usize,
-    /// Frame size.
-    pub size: usize,
-    /// Optimizer steps at this fidelity.
-    pub steps: usize,
-    /// Mean seconds per optimizer step (decoding excluded).
-    pub mean_step_s: f64,
-    /// Largest peak memory of a step, bytes: the process's peak resident memory on the
-    /// CPU, the device allocator's reserved bytes on a GPU (`None` where neither is measured).
-    pub peak_memory_bytes: Option<u64>,
-}
-
-/// One epoch's summary.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EpochSummary {
-    /// Epoch (0-based).
-    pub epoch: usize,
-    /// Mean training loss over the epoch's steps.
-    pub mean_loss: f64,
-    /// Mean validation loss at full fidelity, when validated.
-    pub val_loss: Option<f64>,
-    /// Average mAP of the validation pass, when computed.
-    pub val_average_map: Option<f64>,
 }
 
 /// What [`train`] produced.
@@ -157,10 +121,6 @@ pub(crate) fn module_device<M: Module>(module: &M) -> Device {
         .unwrap_or_else(cpu_device)
 }
 
-fn epoch_seed(seed: u64, epoch: usize) -> u64 {
-    seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-}
-
 fn check_paths(paths: &TrainPaths) -> TrainResult<()> {
     if !paths.ground_truth.is_file() {
         return Err(TrainError::io(
@@ -183,68 +143,6 @@ fn check_paths(paths: &TrainPaths) -> TrainResult<()> {
         }
     }
     Ok(())
-}
-
-/// Prepares `out` for a fresh run or checks it for a resume: the config must match the one the
-/// run was started with. Returns the checkpoints folder.
-pub(crate) fn prepare_run_dir<C: Serialize + serde::de::DeserializeOwned + PartialEq>(
-    config: &C,
-    out: &Path,
-    resume: bool,
-) -> TrainResult<PathBuf> {
-    let ckpt = out.join("checkpoints");
-    let config_path = out.join("config.toml");
-    if resume {
-        if config_path.is_file() {
-            let saved: C = crate::config::read_config(&config_path)?;
-            if &saved != config {
-                return Err(TrainError::Config(format!(
-                    "--resume: the config differs from the one the run in {} was started with \
-                     ({}); resume with that file",
-                    out.display(),
-                    config_path.display()
-                )));
-            }
-        }
-    } else if ckpt.join("last").exists() {
-        return Err(TrainError::Config(format!(
-            "{} already holds a run; continue it with --resume or choose another --out",
-            out.display()
-        )));
-    }
-    std::fs::create_dir_all(&ckpt).map_err(|e| TrainError::io(&ckpt, e))?;
-    write_config(config, &config_path)?;
-    Ok(ckpt)
-}
-
-pub(crate) fn save_optimizer(optim: &ModuleOptimizer, path: &Path) -> TrainResult<()> {
-    let tmp = path.with_extension("optim.partial");
-    optim.to_record().save(&tmp).map_err(|e| TrainError::Data {
-        path: tmp.clone(),
-        message: format!("cannot write the optimizer state: {e:?}"),
-    })?;
-    std::fs::rename(&tmp, path).map_err(|e| TrainError::io(path, e))
-}
-
-pub(crate) fn load_optimizer(optim: ModuleOptimizer, path: &Path) -> TrainResult<ModuleOptimizer> {
-    let record = OptimizerRecord::load(path).map_err(|e| TrainError::Data {
-        path: path.to_path_buf(),
-        message: format!("cannot read the optimizer state: {e:?}"),
-    })?;
-    Ok(optim.load_record(record))
-}
-
-pub(crate) fn progress_bar(len: usize, show: bool, what: &str) -> indicatif::ProgressBar {
-    if !show || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(len as u64);
-    let template = format!("{what} {{pos}}/{{len}} [{{elapsed}} < {{eta}}] {{wide_bar}} {{msg}}");
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(&template)
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar
 }
 
 /// Runs the memory planner: one probe pass per fidelity at batches 1 and 2 on a throwaway
@@ -296,14 +194,216 @@ pub fn plan_memory(
     )
 }
 
+/// The LoFi stage run by lofi-engine: batches at the schedule's fidelity, one data-parallel
+/// step with gradient accumulation, validation at full fidelity.
+struct LofiStage<'a> {
+    config: &'a TrainConfig,
+    schedule: FidelitySchedule,
+    full: Fidelity,
+    base_plan: SamplingPlan,
+    train_videos: Vec<TrainVideo>,
+    val_videos: Vec<TrainVideo>,
+    val_truth: Option<ValidationTruth>,
+    replicas: Replicas,
+    memory_plan: Option<MemoryPlan>,
+    loss_fn: GtadLoss,
+    targets: TargetConfig,
+    decode_ahead: bool,
+    skipped: FailureList,
+}
+
+impl LofiStage<'_> {
+    /// Micro-batch size at `f`: the plan's, else the config's, within the batch size.
+    fn micro(&self, f: Fidelity) -> usize {
+        let config = self.config;
+        self.memory_plan
+            .as_ref()
+            .and_then(|p| p.get(f))
+            .map_or_else(
+                || config.micro_batch.unwrap_or(config.batch_size),
+                |p| p.micro_batch,
+            )
+            .clamp(1, config.batch_size)
+    }
+}
+
+impl Stage for LofiStage<'_> {
+    type Model = LofiModel;
+    type Batch = Decoded;
+    type Batches = EpochBatches;
+    type Error = TrainError;
+
+    fn name(&self) -> &'static str {
+        "train"
+    }
+
+    fn epochs(&self) -> usize {
+        self.config.epochs
+    }
+
+    fn lr(&self, epoch: usize) -> f64 {
+        self.config.optimizer.lr_at(epoch)
+    }
+
+    fn batches(&mut self, epoch: usize) -> TrainResult<EpochBatches> {
+        let mut order: Vec<usize> = (0..self.train_videos.len()).collect();
+        SplitMix64::new(lofi_rng::derive(self.config.seed, epoch as u64)).shuffle(&mut order);
+        let jobs: Vec<BatchJob> = order
+            .chunks(self.config.batch_size)
+            .enumerate()
+            .map(|(b, chunk)| {
+                let videos = chunk.iter().map(|&i| self.train_videos[i].job()).collect();
+                (
+                    videos,
+                    self.schedule.fidelity(epoch, b).apply(&self.base_plan),
+                )
+            })
+            .collect();
+        EpochBatches::new(jobs, self.config.workers, self.decode_ahead)
+    }
+
+    fn step(
+        &mut self,
+        model: LofiModel,
+        optim: &mut ModuleOptimizer,
+        at: StepAt,
+        (clips, failed): Decoded,
+    ) -> TrainResult<(LofiModel, Option<StepMetrics>)> {
+        let fidelity = self.schedule.fidelity(at.epoch, at.batch);
+        self.skipped.extend(failed);
+        if clips.is_empty() {
+            tracing::warn!(
+                epoch = at.epoch,
+                batch = at.batch,
+                "every video of this batch failed; skipped"
+            );
+            return Ok((model, None));
+        }
+        let mut targets = Vec::with_capacity(clips.len());
+        for (id, _) in &clips {
+            let v = self
+                .train_videos
+                .iter()
+                .find(|v| &v.id == id)
+                .ok_or_else(|| TrainError::NoData(format!("unknown id {id}")))?;
+            targets.push(GtadTargets::new(
+                &v.segments,
+                fidelity.snippets,
+                &self.targets,
+            )?);
+        }
+        let micro = self.micro(fidelity);
+        let n = clips.len();
+        let refs: Vec<&ClipU8> = clips.iter().map(|(_, c)| c).collect();
+        let spec = StepSpec {
+            videos: n,
+            step: at.step as u64,
+            precision: self.config.precision,
+            loss: self.loss_fn.clone(),
+        };
+        let (grads, losses) = self
+            .replicas
+            .gradients(&model, &refs, &targets, micro, &spec)?;
+        if !losses.total.is_finite() {
+            return Err(TrainError::Diverged {
+                epoch: at.epoch,
+                batch: at.batch,
+                loss: losses.total as f32,
+            });
+        }
+        let model = optim.step(at.lr, model, grads);
+        let replicas = self.replicas.count();
+        Ok((
+            model,
+            Some(StepMetrics {
+                loss: losses.total,
+                loss_parts: Some(losses.parts()),
+                fidelity: Some(FidelityTag {
+                    name: fidelity_name(fidelity, self.full),
+                    snippets: fidelity.snippets,
+                    size: fidelity.size,
+                }),
+                videos: n,
+                micro_batch: Some(micro),
+                accumulation: Some(n.div_ceil(replicas).div_ceil(micro)),
+                replicas: Some(replicas),
+            }),
+        ))
+    }
+
+    fn validate(
+        &mut self,
+        model: &LofiModel,
+        epoch: usize,
+    ) -> TrainResult<Option<ValidationMetrics>> {
+        let every = self.config.validate_every;
+        let due = every > 0 && ((epoch + 1) % every == 0 || epoch + 1 == self.config.epochs);
+        if !due || self.val_videos.is_empty() {
+            return Ok(None);
+        }
+        let (v, failed) = validation_pass(
+            model,
+            &self.val_videos,
+            self.config,
+            self.full,
+            &self.loss_fn,
+            self.val_truth.as_ref(),
+        )?;
+        self.skipped.extend(failed);
+        Ok(Some(ValidationMetrics {
+            loss: Some(v.mean_loss),
+            average_map: v.average_map,
+            ..ValidationMetrics::default()
+        }))
+    }
+}
+
 /// Trains encoder + G-TAD end to end under the config's fidelity schedule (see the module
 /// docs). Writes into `paths.out`: `config.toml`, `metrics.jsonl`, `checkpoints/`,
 /// `memory_plan.json` (with a budget), `encoder.bpk`, `head.bpk` and `summary.json`.
+/// A run stopped by [`RunControl::stop_after_batches`] ends with [`TrainError::Stopped`].
 pub fn train(
     config: &TrainConfig,
     paths: &TrainPaths,
     options: &RunOptions,
 ) -> TrainResult<TrainOutcome> {
+    match run_training(config, paths, options)? {
+        Trained::Finished(outcome) => Ok(*outcome),
+        Trained::Stopped { steps, .. } => Err(TrainError::Stopped(steps)),
+    }
+}
+
+/// Runs the first `steps` optimizer steps of a training run in `paths.out` (a fresh run folder)
+/// and returns their step time and peak memory per fidelity: what end-to-end training costs
+/// at this config, without training a whole run (the demo's full-fidelity reference).
+pub fn measure_steps(
+    config: &TrainConfig,
+    paths: &TrainPaths,
+    options: &RunOptions,
+    steps: usize,
+) -> TrainResult<Vec<FidelityStats>> {
+    let mut options = options.clone();
+    options.run.stop_after_batches = Some(steps);
+    match run_training(config, paths, &options)? {
+        Trained::Finished(outcome) => Ok(outcome.fidelities),
+        Trained::Stopped { run, .. } => Ok(metrics::fidelity_stats(
+            &metrics::read(&run.metrics())?,
+            "train",
+        )),
+    }
+}
+
+/// How a training run ended.
+enum Trained {
+    Finished(Box<TrainOutcome>),
+    Stopped { steps: usize, run: RunDir },
+}
+
+fn run_training(
+    config: &TrainConfig,
+    paths: &TrainPaths,
+    options: &RunOptions,
+) -> TrainResult<Trained> {
     config.validate()?;
     check_paths(paths)?;
     let schedule = config.fidelity_schedule()?;
@@ -349,14 +449,19 @@ pub fn train(
     } else {
         ValidationTruth::read(&paths.ground_truth, &val_videos)?
     };
-    let ckpt = prepare_run_dir(config, &paths.out, options.resume)?;
+    let run = RunDir::open(&paths.out, config, options.run.resume)?;
     let mut skipped = FailureList::default();
     skipped.extend(failures);
 
-    let mut device = options.device.clone().autodiff();
-    if config.gradient_checkpointing {
-        device = device.gradient_checkpointing();
-    }
+    let autodiff = |d: &Device| {
+        let d = d.clone().autodiff();
+        if config.gradient_checkpointing {
+            d.gradient_checkpointing()
+        } else {
+            d
+        }
+    };
+    let device = autodiff(&options.device);
     device.seed(config.seed);
     let mut model = LofiModel::init(config, &device)?;
     if let Some(path) = &paths.encoder {
@@ -365,242 +470,64 @@ pub fn train(
     if config.encoder.frozen_bn {
         model.encoder = model.encoder.freeze_bn();
     }
-    let mut optim = sgd(&config.optimizer);
-    let replicas = {
-        let extra: Vec<Device> = options
-            .replica_devices
-            .iter()
-            .map(|d| {
-                let d = d.clone().autodiff();
-                if config.gradient_checkpointing {
-                    d.gradient_checkpointing()
-                } else {
-                    d
-                }
-            })
-            .collect();
-        Replicas::new(device.clone(), &extra)?
-    };
-
+    let extra: Vec<Device> = options.replica_devices.iter().map(autodiff).collect();
+    let replicas = Replicas::new(device.clone(), &extra)?;
     let memory_plan = match (budget, meter.as_mut()) {
         (Some(b), Some(m)) => {
             let p = plan_memory(config, &schedule, &device, m, b)?;
             eprint!("{p}");
-            let text = serde_json::to_string_pretty(&p)
-                .map_err(|e| TrainError::Config(format!("cannot serialise the plan: {e}")))?;
-            crate::io::write_atomic(&paths.out.join("memory_plan.json"), text.as_bytes())?;
+            run.write_json("memory_plan.json", &p)?;
             Some(p)
         }
         _ => None,
     };
-    let micro_of = |f: Fidelity| -> usize {
-        memory_plan
-            .as_ref()
-            .and_then(|p| p.get(f))
-            .map_or_else(
-                || config.micro_batch.unwrap_or(config.batch_size),
-                |p| p.micro_batch,
-            )
-            .clamp(1, config.batch_size)
+    let mut stage = LofiStage {
+        config,
+        schedule,
+        full,
+        base_plan: SamplingPlan::new(config.frames_per_snippet)?,
+        train_videos,
+        val_videos,
+        val_truth,
+        replicas,
+        memory_plan,
+        loss_fn: GtadLoss::default(),
+        targets: TargetConfig {
+            boundary_width: config.boundary_width,
+            max_duration: config.head.max_duration,
+        },
+        decode_ahead: !on_cpu,
+        skipped,
+    };
+    let model = match fit(
+        &mut stage,
+        model,
+        sgd(&config.optimizer),
+        &run,
+        &options.run,
+        meter.as_mut().map(|m| m as &mut dyn MemoryMeter),
+        &device,
+    )? {
+        FitEnd::Finished(model) => model,
+        FitEnd::Stopped(steps) => return Ok(Trained::Stopped { steps, run }),
     };
 
-    let metrics_path = paths.out.join("metrics.jsonl");
-    let (start_epoch, mut step, elapsed_before) = match LastCheckpoint::read(&ckpt)? {
-        Some(last) if options.resume => {
-            model = checkpoint::load(model, &ckpt.join(&last.model))?;
-            optim = load_optimizer(optim, &ckpt.join(&last.optimizer))?;
-            let dropped = truncate_metrics(&metrics_path, last.epoch + 1)?;
-            tracing::info!(
-                epoch = last.epoch + 1,
-                dropped_lines = dropped,
-                "resuming after the checkpoint of epoch {}",
-                last.epoch
-            );
-            (last.epoch + 1, last.step, last.elapsed_s)
-        }
-        _ => {
-            truncate_metrics(&metrics_path, 0)?;
-            (0, 0, 0.0)
-        }
-    };
-    let mut log = MetricsLog::open(&metrics_path)?;
-    let loss_fn = GtadLoss::default();
-    let targets_cfg = TargetConfig {
-        boundary_width: config.boundary_width,
-        max_duration: config.head.max_duration,
-    };
-    let base_plan = SamplingPlan::new(config.frames_per_snippet)?;
-    let started = Instant::now();
-    let mut batches_here = 0usize;
-    let epochs_bar = progress_bar(config.epochs, options.progress, "epoch");
-    epochs_bar.set_position(start_epoch as u64);
-
-    for epoch in start_epoch..config.epochs {
-        let lr = config.optimizer.lr_at(epoch);
-        let mut order: Vec<usize> = (0..train_videos.len()).collect();
-        lofi_video::loader::shuffle(&mut order, epoch_seed(config.seed, epoch));
-        let batches: Vec<&[usize]> = order.chunks(config.batch_size).collect();
-        let bar = progress_bar(batches.len(), options.progress, "  batch");
-        let mut losses = Vec::new();
-        let jobs: Vec<BatchJob> = batches
-            .iter()
-            .enumerate()
-            .map(|(b, chunk)| {
-                let videos = chunk.iter().map(|&i| train_videos[i].job()).collect();
-                (videos, schedule.fidelity(epoch, b).apply(&base_plan))
-            })
-            .collect();
-        let decoded = EpochBatches::new(jobs, config.workers, !on_cpu)?;
-        for (b, batch) in decoded.enumerate() {
-            let fidelity = schedule.fidelity(epoch, b);
-            let (clips, failed) = batch?;
-            skipped.extend(failed);
-            bar.inc(1);
-            if clips.is_empty() {
-                tracing::warn!(
-                    epoch,
-                    batch = b,
-                    "every video of this batch failed; skipped"
-                );
-                continue;
-            }
-            let by_id = |id: &str| train_videos.iter().find(|v| v.id == id);
-            let mut targets = Vec::with_capacity(clips.len());
-            for (id, _) in &clips {
-                let v = by_id(id).ok_or_else(|| TrainError::NoData(format!("unknown id {id}")))?;
-                targets.push(GtadTargets::new(
-                    &v.segments,
-                    fidelity.snippets,
-                    &targets_cfg,
-                )?);
-            }
-            let micro = micro_of(fidelity);
-            let n = clips.len();
-            if let Some(m) = meter.as_mut() {
-                m.reset_peak()?;
-            }
-            let t0 = Instant::now();
-            let refs: Vec<&ClipU8> = clips.iter().map(|(_, c)| c).collect();
-            let spec = StepSpec {
-                videos: n,
-                step: step as u64,
-                precision: config.precision,
-                loss: loss_fn.clone(),
-            };
-            let (grads, sums) = replicas.gradients(&model, &refs, &targets, micro, &spec)?;
-            if !sums[0].is_finite() {
-                return Err(TrainError::Diverged {
-                    epoch,
-                    batch: b,
-                    loss: sums[0] as f32,
-                });
-            }
-            model = optim.step(lr, model, grads);
-            let step_s = t0.elapsed().as_secs_f64();
-            let peak = match meter.as_mut() {
-                Some(m) => Some(m.peak()?),
-                None => None,
-            };
-            losses.push(sums[0]);
-            bar.set_message(format!("loss {:.4}", sums[0]));
-            log.append(&json!({
-                "stage": "train",
-                "epoch": epoch,
-                "batch": b,
-                "step": step,
-                "fidelity": fidelity_name(fidelity, full),
-                "snippets": fidelity.snippets,
-                "size": fidelity.size,
-                "videos": n,
-                "micro_batch": micro,
-                "accumulation": n.div_ceil(replicas.count()).div_ceil(micro),
-                "replicas": replicas.count(),
-                "loss": sums[0],
-                "loss_parts": {
-                    "boundary": sums[1],
-                    "regression": sums[2],
-                    "classification": sums[3],
-                },
-                "lr": lr,
-                "step_s": step_s,
-                "elapsed_s": elapsed_before + started.elapsed().as_secs_f64(),
-                "peak_memory_bytes": peak,
-                "device_reserved_bytes": device.memory_pool_usage().map(|u| u.bytes_reserved),
-            }))?;
-            step += 1;
-            batches_here += 1;
-            if options.stop_after_batches == Some(batches_here) {
-                bar.abandon();
-                return Err(TrainError::Stopped(batches_here));
-            }
-        }
-        bar.finish_and_clear();
-
-        let model_name = format!("epoch-{epoch}.bpk");
-        let optim_name = format!("epoch-{epoch}.optim");
-        checkpoint::save(&model, &ckpt.join(&model_name))?;
-        save_optimizer(&optim, &ckpt.join(&optim_name))?;
-        let validate = config.validate_every > 0
-            && ((epoch + 1) % config.validate_every == 0 || epoch + 1 == config.epochs);
-        let val = if validate && !val_videos.is_empty() {
-            let (v, failed) = validation_pass(
-                &model,
-                &val_videos,
-                config,
-                full,
-                &loss_fn,
-                val_truth.as_ref(),
-            )?;
-            skipped.extend(failed);
-            Some(v)
-        } else {
-            None
-        };
-        let mean_loss = losses.iter().sum::<f64>() / losses.len().max(1) as f64;
-        log.append(&json!({
-            "stage": "train",
-            "event": "epoch_end",
-            "epoch": epoch,
-            "step": step,
-            "loss": mean_loss,
-            "lr": lr,
-            "elapsed_s": elapsed_before + started.elapsed().as_secs_f64(),
-            "val_loss": val.as_ref().map(|v| v.mean_loss),
-            "val_average_mAP": val.as_ref().and_then(|v| v.average_map),
-        }))?;
-        LastCheckpoint {
-            epoch,
-            model: model_name,
-            optimizer: optim_name,
-            step,
-            elapsed_s: elapsed_before + started.elapsed().as_secs_f64(),
-        }
-        .write(&ckpt)?;
-        epochs_bar.inc(1);
-        tracing::info!(
-            epoch,
-            loss = mean_loss,
-            val_loss = val.as_ref().map(|v| v.mean_loss),
-            "epoch done"
-        );
-    }
-    epochs_bar.finish_and_clear();
-
-    let encoder = paths.out.join("encoder.bpk");
-    let head = paths.out.join("head.bpk");
+    let encoder = run.path("encoder.bpk");
+    let head = run.path("head.bpk");
     checkpoint::save(&model.encoder, &encoder)?;
     checkpoint::save(&model.head, &head)?;
-    let skipped = skipped.into_vec();
+    let skipped = stage.skipped.into_vec();
     for f in &skipped {
         tracing::warn!(video = %f.id, path = %f.path.display(), "skipped during the run: {}", f.reason);
     }
+    let records = metrics::read(&run.metrics())?;
     let outcome = TrainOutcome {
         run_dir: paths.out.clone(),
         encoder,
         head,
-        epochs: epoch_summaries(&metrics_path)?,
-        fidelities: fidelity_stats(&metrics_path, "train")?,
-        memory_plan,
+        epochs: metrics::epoch_summaries(&records),
+        fidelities: metrics::fidelity_stats(&records, "train"),
+        memory_plan: stage.memory_plan,
         skipped: skipped
             .iter()
             .map(|f: &VideoFailure| (f.id.clone(), f.reason.clone()))
@@ -610,10 +537,8 @@ pub fn train(
             .map(|d| format!("{d:?}"))
             .collect(),
     };
-    let text = serde_json::to_string_pretty(&outcome)
-        .map_err(|e| TrainError::Config(format!("cannot serialise the summary: {e}")))?;
-    crate::io::write_atomic(&paths.out.join("summary.json"), text.as_bytes())?;
-    Ok(outcome)
+    run.write_json(lofi_engine::run_dir::files::SUMMARY, &outcome)?;
+    Ok(Trained::Finished(Box::new(outcome)))
 }
 
 /// The result of a validation pass.
@@ -749,14 +674,8 @@ pub fn validation_pass(
         debug_assert_eq!(b, clips.len());
         let out = model.head.forward(feats.swap_dims(1, 2))?;
         let parts = loss_fn.compute(&out, &targets, k as u64)?;
-        let value = parts
-            .total
-            .into_data()
-            .try_to_vec::<f32>()
-            .ok()
-            .and_then(|v| v.first().copied())
-            .unwrap_or(f32::NAN);
-        total += f64::from(value) * clips.len() as f64;
+        let value = lofi_engine::readback::scalar(parts.total, "the validation loss")?;
+        total += value * clips.len() as f64;
         count += clips.len();
     }
     let average_map = match truth {
@@ -780,63 +699,4 @@ pub fn validation_pass(
         },
         failures,
     ))
-}
-
-/// Epoch summaries from a metrics log.
-pub fn epoch_summaries(path: &Path) -> TrainResult<Vec<EpochSummary>> {
-    Ok(read_metrics(path)?
-        .iter()
-        .filter(|v| v.get("event").and_then(|e| e.as_str()) == Some("epoch_end"))
-        .map(|v| EpochSummary {
-            epoch: v["epoch"].as_u64().unwrap_or(0) as usize,
-            mean_loss: v["loss"].as_f64().unwrap_or(f64::NAN),
-            val_loss: v.get("val_loss").and_then(|x| x.as_f64()),
-            val_average_map: v.get("val_average_mAP").and_then(|x| x.as_f64()),
-        })
-        .collect())
-}
-
-/// Per-fidelity step time and peak memory from a metrics log.
-pub fn fidelity_stats(path: &Path, stage: &str) -> TrainResult<Vec<FidelityStats>> {
-    let mut out: Vec<FidelityStats> = Vec::new();
-    for v in read_metrics(path)? {
-        if v.get("stage").and_then(|s| s.as_str()) != Some(stage) || v.get("event").is_some() {
-            continue;
-        }
-        let (Some(name), Some(l), Some(s), Some(t)) = (
-            v.get("fidelity").and_then(|x| x.as_str()),
-            v.get("snippets").and_then(|x| x.as_u64()),
-            v.get("size").and_then(|x| x.as_u64()),
-            v.get("step_s").and_then(|x| x.as_f64()),
-        ) else {
-            continue;
-        };
-        // Host peak on the CPU; on a GPU, the device allocator's reserved bytes after the step.
-        let peak = v
-            .get("peak_memory_bytes")
-            .and_then(|x| x.as_u64())
-            .or_else(|| v.get("device_reserved_bytes").and_then(|x| x.as_u64()));
-        let entry = match out.iter_mut().position(|e| e.name == name) {
-            Some(i) => &mut out[i],
-            None => {
-                out.push(FidelityStats {
-                    name: name.to_string(),
-                    snippets: l as usize,
-                    size: s as usize,
-                    steps: 0,
-                    mean_step_s: 0.0,
-                    peak_memory_bytes: None,
-                });
-                let last = out.len() - 1;
-                &mut out[last]
-            }
-        };
-        entry.mean_step_s = (entry.mean_step_s * entry.steps as f64 + t) / (entry.steps + 1) as f64;
-        entry.steps += 1;
-        entry.peak_memory_bytes = match (entry.peak_memory_bytes, peak) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        };
-    }
-    Ok(out)
 }

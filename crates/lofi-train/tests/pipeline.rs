@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use lofi_engine::metrics::{self, MetricsRecord, StepRecord};
 use lofi_model::Precision;
 use lofi_train::config::FidelitySpec;
-use lofi_train::io::read_metrics;
 use lofi_train::model::saved_run_parameters;
 use lofi_train::{
     pretrain, train, PretrainConfig, PretrainPaths, RunOptions, ScheduleKind, TrainConfig,
@@ -131,9 +131,10 @@ fn every_schedule_trains_at_its_fidelities() {
                 e.mean_loss.is_finite() && e.mean_loss > 0.0,
                 "{kind:?}: {e:?}"
             );
-            let v = e.val_loss.expect("validated every epoch");
+            let val = e.validation.as_ref().expect("validated every epoch");
+            let v = val.loss.expect("validation loss");
             assert!(v.is_finite() && v > 0.0);
-            let m = e.val_average_map.expect("validation mAP");
+            let m = val.average_map.expect("validation mAP");
             assert!((0.0..=1.0).contains(&m), "{kind:?}: mAP {m}");
         }
         let names: Vec<&str> = outcome.fidelities.iter().map(|f| f.name.as_str()).collect();
@@ -144,24 +145,35 @@ fn every_schedule_trains_at_its_fidelities() {
                 assert!(f.peak_memory_bytes.unwrap_or(0) > 0);
             }
         }
-        let lines = read_metrics(&out.join("metrics.jsonl")).expect("metrics");
-        let steps: Vec<_> = lines.iter().filter(|v| v.get("event").is_none()).collect();
+        let steps = step_records(&out);
         // 6 training videos in batches of 2: 3 steps per epoch.
         assert_eq!(steps.len(), 3 * epochs, "{kind:?}");
         for s in &steps {
-            assert!(s["loss"].as_f64().is_some_and(f64::is_finite));
-            assert_eq!(s["stage"], "train");
-            let l = s["snippets"].as_u64().unwrap_or(0) as usize;
+            assert!(s.loss.is_finite());
+            assert_eq!(s.stage, "train");
+            let l = s.snippets.unwrap_or(0);
             assert!(l >= 2 && l <= full.0);
         }
         if kind == ScheduleKind::ShortCycle {
             let per_batch: Vec<&str> = steps[..3]
                 .iter()
-                .map(|s| s["fidelity"].as_str().unwrap_or(""))
+                .map(|s| s.fidelity.as_deref().unwrap_or(""))
                 .collect();
             assert_eq!(per_batch, ["s", "t", "st"]);
         }
     }
+}
+
+/// The step records of a run folder's metrics log.
+fn step_records(run: &Path) -> Vec<StepRecord> {
+    metrics::read(&run.join("metrics.jsonl"))
+        .expect("metrics")
+        .into_iter()
+        .filter_map(|r| match r {
+            MetricsRecord::Step(s) => Some(s),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Over-fits two training videos for 12 epochs at 8 snippets of 32 px with `edit` applied to
@@ -267,16 +279,9 @@ fn data_parallel_replicas_match_a_single_device_run() {
             ..RunOptions::default()
         };
         let outcome = train(config, &paths(&out, true), &options).expect("trains");
-        let lines = read_metrics(&out.join("metrics.jsonl")).expect("metrics");
-        let steps: Vec<(f64, u64)> = lines
+        let steps: Vec<(f64, usize)> = step_records(&out)
             .iter()
-            .filter(|l| l.get("event").is_none())
-            .map(|l| {
-                (
-                    l["loss"].as_f64().expect("loss"),
-                    l["replicas"].as_u64().expect("replicas"),
-                )
-            })
+            .map(|s| (s.loss, s.replicas.expect("replicas")))
             .collect();
         let params = saved_run_parameters(config, &outcome.run_dir).expect("weights");
         (steps, params)

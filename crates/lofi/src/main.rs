@@ -7,6 +7,7 @@
 mod cmd;
 mod device;
 mod output;
+mod progress;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

@@ -2,7 +2,48 @@
 //! end to end through the real binary at tiny sizes, plus their refusals of bad input.
 
 mod common;
-use common::{lofi, s, tiny_dataset};
+use common::{lofi, lofi_env, s, tiny_dataset};
+
+/// Metrics lines without the fields that measure time or memory.
+fn comparable_metrics(run: &std::path::Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(run.join("metrics.jsonl")).expect("metrics");
+    text.lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).expect("json line");
+            if let Some(o) = v.as_object_mut() {
+                for k in [
+                    "elapsed_s",
+                    "step_s",
+                    "peak_memory_bytes",
+                    "device_reserved_bytes",
+                ] {
+                    o.remove(k);
+                }
+            }
+            v
+        })
+        .collect()
+}
+
+/// Every value of a saved head or classifier, loaded into its architecture (the file's header
+/// also holds metadata that may differ between equal models).
+fn weights(path: &std::path::Path) -> Vec<f32> {
+    let meta = lofi_head::HeadMeta::read(path.parent().expect("run folder")).expect("head.json");
+    let device = burn::tensor::Device::flex();
+    if path.ends_with("head.bpk") {
+        let fresh = meta
+            .arch
+            .gtad(meta.in_channels)
+            .init(&device)
+            .expect("head");
+        let loaded = lofi_model::checkpoint::load(fresh, path).expect("load head");
+        lofi_train::model::flat_parameters(&loaded)
+    } else {
+        let classifier = meta.classifier.expect("classifier");
+        let loaded = lofi_model::checkpoint::load(classifier.init(&device), path).expect("load");
+        lofi_train::model::flat_parameters(&loaded)
+    }
+}
 
 #[test]
 fn extract_train_head_detect_eval_through_the_cli() {
@@ -62,6 +103,50 @@ fn extract_train_head_detect_eval_through_the_cli() {
     ] {
         assert!(run.join(f).is_file(), "{f}");
     }
+
+    // Exact resume: a run stopped after 4 steps and resumed ends with the metrics and the head
+    // of an uninterrupted one (one rayon thread, so every reduction runs in a fixed order).
+    let one_thread = [("RAYON_NUM_THREADS", "1")];
+    let head_run = |out: &std::path::Path, extra: &[&str]| {
+        let mut args = vec![
+            "train-head",
+            "--features",
+            s(&feats),
+            "--ground-truth",
+            s(&gt),
+            "--out",
+            s(out),
+            "--tiny",
+            "--snippets",
+            "8",
+            "--epochs",
+            "3",
+            "--batch-size",
+            "4",
+        ];
+        args.extend_from_slice(extra);
+        lofi_env(&args, &one_thread)
+    };
+    let (whole, cut) = (dir.path().join("whole"), dir.path().join("cut"));
+    let (ok, _, err) = head_run(&whole, &[]);
+    assert!(ok, "train-head failed: {err}");
+    let (ok, _, err) = head_run(&cut, &["--stop-after-batches", "4"]);
+    assert!(
+        !ok && err.contains("--resume"),
+        "the stop hook ends the run: {err}"
+    );
+    let (ok, _, err) = head_run(&cut, &["--resume"]);
+    assert!(ok, "resume failed: {err}");
+    assert_eq!(comparable_metrics(&cut), comparable_metrics(&whole));
+    for f in ["head.bpk", "classifier.bpk"] {
+        assert_eq!(
+            weights(&cut.join(f)),
+            weights(&whole.join(f)),
+            "{f} differs after resume"
+        );
+    }
+    let (ok, _, err) = head_run(&whole, &[]);
+    assert!(!ok && err.contains("already holds a run"), "{err}");
 
     let det = dir.path().join("detections.json");
     let eval = dir.path().join("eval.json");

@@ -102,16 +102,18 @@ fn pretrain_train_and_exact_resume() {
         assert!(a.join(f).is_file(), "{f} missing");
     }
     let metrics = comparable_metrics(&a);
-    assert_eq!(metrics.len(), 8, "6 steps + 2 epoch ends");
-    for m in &metrics {
+    assert_eq!(metrics.len(), 10, "6 steps + 2 epoch ends + 2 validations");
+    let of = |event: &str| -> Vec<&serde_json::Value> {
+        metrics.iter().filter(|m| m["event"] == event).collect()
+    };
+    assert_eq!((of("step").len(), of("epoch_end").len()), (6, 2));
+    for m in of("step").into_iter().chain(of("epoch_end")) {
         assert!(m["loss"].as_f64().is_some_and(f64::is_finite), "{m}");
     }
-    let ends: Vec<_> = metrics
-        .iter()
-        .filter(|m| m["event"] == "epoch_end")
-        .collect();
-    assert!(ends.iter().all(|m| m["val_loss"].as_f64().is_some()));
-    assert!(ends.iter().all(|m| m["val_average_mAP"]
+    let validations = of("validation");
+    assert_eq!(validations.len(), 2);
+    assert!(validations.iter().all(|m| m["loss"].as_f64().is_some()));
+    assert!(validations.iter().all(|m| m["average_mAP"]
         .as_f64()
         .is_some_and(|x| (0.0..=1.0).contains(&x))));
 
@@ -122,8 +124,8 @@ fn pretrain_train_and_exact_resume() {
     assert!(err.contains("--resume"), "{err}");
     assert_eq!(
         comparable_metrics(&b).len(),
-        5,
-        "epoch 0 (3 + end) and one step"
+        6,
+        "epoch 0 (3 steps, end, validation) and one step"
     );
     let (ok, _, err) = train(&b, &["--resume"]);
     assert!(ok, "resume failed: {err}");
@@ -146,7 +148,7 @@ fn pretrain_train_and_exact_resume() {
     assert!(ok, "data-parallel train failed: {err}");
     let steps: Vec<_> = comparable_metrics(&c)
         .into_iter()
-        .filter(|m| m.get("event").is_none())
+        .filter(|m| m["event"] == "step")
         .collect();
     assert_eq!(steps.len(), 6);
     assert!(steps.iter().all(|m| m["replicas"] == 2), "{steps:?}");

@@ -30,10 +30,9 @@ use lofi_head::{
     detect, extract, train_head, DetectConfig, DetectInputs, EncoderSpec, ExtractConfig,
     ExtractInputs, HeadConfig, HeadInputs,
 };
-use lofi_train::train::fidelity_stats;
 use lofi_train::{
-    pretrain, train, PretrainConfig, PretrainPaths, RunOptions, ScheduleKind, TrainConfig,
-    TrainError, TrainPaths,
+    measure_steps, pretrain, train, PretrainConfig, PretrainPaths, RunOptions, ScheduleKind,
+    TrainConfig, TrainPaths,
 };
 use lofi_video::synth::{write_dataset, SynthConfig, SynthPreset};
 use serde::{Deserialize, Serialize};
@@ -250,6 +249,19 @@ fn bar(len: usize, message: &str) -> ProgressBar {
     bar
 }
 
+/// Moves the demo's head bar one step per finished epoch.
+struct HeadBar(ProgressBar);
+
+impl lofi_engine::Progress for HeadBar {
+    fn epoch_done(
+        &self,
+        record: &lofi_engine::metrics::EpochRecord,
+        _validation: Option<&lofi_engine::ValidationMetrics>,
+    ) {
+        self.0.set_position(record.epoch as u64 + 1);
+    }
+}
+
 /// Runs the demo.
 pub fn run(args: DemoArgs) -> Result<()> {
     let started = Instant::now();
@@ -398,20 +410,16 @@ fn run_row(
             config.epochs = 1;
             let probe = dir.join("full-fidelity-probe");
             let spin = spinner("frozen: measuring a full-fidelity end-to-end step".into());
-            match train(
+            let stats = measure_steps(
                 &config,
-                &paths(probe.clone(), pretrained),
+                &paths(probe, pretrained),
                 &RunOptions {
                     device: device.clone(),
-                    stop_after_batches: Some(2),
                     ..RunOptions::default()
                 },
-            ) {
-                Ok(_) | Err(TrainError::Stopped(_)) => {}
-                Err(error) => return Err(error.into()),
-            }
+                2,
+            )?;
             spin.finish_and_clear();
-            let stats = fidelity_stats(&probe.join("metrics.jsonl"), "train")?;
             (pretrained.to_path_buf(), stats)
         }
     };
@@ -472,7 +480,11 @@ fn run_row(
             ground_truth: data.join("ground_truth.json"),
             out: head_dir.clone(),
         },
-        &|p| progress.set_position(p.epoch as u64),
+        &lofi_engine::RunControl {
+            resume: true,
+            progress: lofi_engine::Reporter::new(HeadBar(progress.clone())),
+            ..Default::default()
+        },
     )?;
     progress.finish_and_clear();
     let detected = detect(

@@ -55,9 +55,11 @@ pub fn run(args: PretrainArgs) -> Result<()> {
     };
     let options = RunOptions {
         device: crate::device::device()?,
-        resume: args.resume,
-        stop_after_batches: args.stop_after_batches,
-        progress: true,
+        run: lofi_train::RunControl {
+            resume: args.resume,
+            stop_after_batches: args.stop_after_batches,
+            progress: crate::progress::reporter(),
+        },
         ..RunOptions::default()
     };
     let outcome = pretrain(&config, &paths, &options)

@@ -122,9 +122,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let options = RunOptions {
         device: devices.next().unwrap_or_else(lofi_train::cpu_device),
         replica_devices: devices.collect(),
-        resume: args.resume,
-        stop_after_batches: args.stop_after_batches,
-        progress: true,
+        run: lofi_train::RunControl {
+            resume: args.resume,
+            stop_after_batches: args.stop_after_batches,
+            progress: crate::progress::reporter(),
+        },
     };
     let outcome = train(&config, &paths, &options)
         .with_context(|| format!("training into {} failed", args.out.display()))?;
@@ -147,7 +149,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
             "final epoch {}: train loss {:.4}{}",
             last.epoch,
             last.mean_loss,
-            last.val_loss
+            last.validation
+                .as_ref()
+                .and_then(|v| v.loss)
                 .map_or_else(String::new, |v| format!(", validation loss {v:.4}"))
         );
     }

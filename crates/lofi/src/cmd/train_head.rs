@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use lofi_head::{train_head, HeadConfig, HeadInputs};
 
 /// Arguments of `lofi train-head`.
@@ -41,11 +40,24 @@ pub struct TrainHeadArgs {
     /// Seed.
     #[arg(long)]
     seed: Option<u64>,
+    /// Continue the run in --out from its last complete epoch (with the run's own config.toml
+    /// unless --config is given).
+    #[arg(long)]
+    resume: bool,
+    /// Test hook: stop after this many steps (as if killed); continue with --resume.
+    #[arg(long, hide = true)]
+    stop_after_batches: Option<usize>,
 }
 
 /// Run `lofi train-head`.
 pub fn run(args: TrainHeadArgs) -> Result<()> {
-    let mut config = match &args.config {
+    let saved = args.out.join("config.toml");
+    let file = match (&args.config, args.resume && saved.is_file()) {
+        (Some(path), _) => Some(path),
+        (None, true) => Some(&saved),
+        (None, false) => None,
+    };
+    let mut config = match file {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
@@ -70,13 +82,6 @@ pub fn run(args: TrainHeadArgs) -> Result<()> {
         config.seed = v;
     }
     config.validate()?;
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} training head {pos}/{len} steps [{elapsed} < {eta}] {wide_bar} {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
     let outcome = train_head(
         &config,
         &HeadInputs {
@@ -85,14 +90,13 @@ pub fn run(args: TrainHeadArgs) -> Result<()> {
             ground_truth: args.ground_truth.clone(),
             out: args.out.clone(),
         },
-        &|p| {
-            bar.set_length(p.total_steps as u64);
-            bar.set_position(p.step as u64);
-            bar.set_message(format!("epoch {} loss {:.4}", p.epoch + 1, p.loss));
+        &lofi_engine::RunControl {
+            resume: args.resume,
+            stop_after_batches: args.stop_after_batches,
+            progress: crate::progress::reporter(),
         },
     )
     .with_context(|| format!("head training into {} failed", args.out.display()))?;
-    bar.finish_and_clear();
     let val = outcome
         .val_average_map
         .map_or("no validation".to_string(), |m| {

@@ -1,0 +1,66 @@
+//! The engine's error: what can go wrong keeping a run (its folder, checkpoints, metrics log,
+//! memory measurement), as one typed value that each stage's error wraps.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while keeping a run.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// A file or folder could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The system error.
+        source: std::io::Error,
+    },
+    /// A file of the run folder has the wrong content.
+    #[error("{path}: {message}")]
+    Data {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The run folder does not fit the request (a run already there, another config on resume).
+    #[error("{0}")]
+    RunDir(String),
+    /// Memory cannot be measured on this platform.
+    #[error("memory measurement unavailable: {0}")]
+    Measure(String),
+    /// A tensor could not be read back to the host.
+    #[error("cannot read {what} from the device: {message}")]
+    Readback {
+        /// What was being read (a loss, an accuracy).
+        what: &'static str,
+        /// What burn said.
+        message: String,
+    },
+    /// Saving or loading weights failed.
+    #[error(transparent)]
+    Model(#[from] lofi_model::ModelError),
+    /// The run was stopped on purpose by the debug hook `stop_after_batches`.
+    #[error("stopped after {0} batches as requested (debug hook); continue with --resume")]
+    Stopped(usize),
+}
+
+impl EngineError {
+    /// An I/O error on `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Wrong content in `path`.
+    pub fn data(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Self::Data {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Result alias of the engine.
+pub type EngineResult<T> = Result<T, EngineError>;

@@ -1,0 +1,40 @@
+//! The one training engine of lofi: every trainer (clip pre-training, LoFi end-to-end training,
+//! G-TAD head training) is a [`Stage`] run by [`fit`].
+//!
+//! Why this crate exists: the three trainers differ only in what one step does, how an epoch's
+//! batches are made and how validation scores a model. How a run is *kept* is the same for all,
+//! and written once here:
+//! - [`RunDir`]: the run folder (create, refuse a second run, resume only with the same config,
+//!   `config.toml` describing the run);
+//! - [`Checkpointer`]: one checkpoint layout (`checkpoints/epoch-<E>.bpk` + `.optim`, an atomic
+//!   JSON `last` pointer), model and optimizer state, 0-based epochs everywhere;
+//! - [`metrics`]: typed serde records (step, epoch end, validation) in `metrics.jsonl`, written
+//!   and read back as the same types by the trainers, the demo and the report;
+//! - [`memory`]: the step memory meter (also the probe meter of lofi-train's planner);
+//! - [`progress`]: progress as events (bars in the binary, silent in tests);
+//! - [`readback`]: scalars from device tensors as errors, never NaN or 0;
+//! - the seeded random stream is [`lofi_rng`] (re-exported as [`rng`]).
+//!
+//! Per-batch fidelity, the memory planner and data parallel stay inside the LoFi stage's step;
+//! the engine is the same for one device or several.
+
+pub mod checkpoint;
+pub mod error;
+pub mod fit;
+pub mod memory;
+pub mod metrics;
+pub mod progress;
+pub mod readback;
+pub mod run_dir;
+
+pub use checkpoint::{Checkpointer, LastCheckpoint};
+pub use error::{EngineError, EngineResult};
+pub use fit::{fit, FitEnd, RunControl, Stage, StepAt};
+pub use lofi_rng as rng;
+pub use memory::{MemoryMeter, ProcMeter};
+pub use metrics::{
+    EpochSummary, FidelityStats, FidelityTag, LossParts, MetricsRecord, StepMetrics,
+    ValidationMetrics,
+};
+pub use progress::{Progress, Reporter, Silent};
+pub use run_dir::RunDir;

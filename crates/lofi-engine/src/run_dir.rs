@@ -1,0 +1,142 @@
+//! The run folder: where a stage keeps its config, metrics, checkpoints and outputs.
+//!
+//! Exists so that every trainer creates, refuses and resumes a folder by the same rules: a fresh
+//! run refuses a folder that already holds a run (its `checkpoints/last` exists), a resume must
+//! bring the very config the run was started with, and `config.toml` always describes the run
+//! that is in the folder.
+
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{EngineError, EngineResult};
+
+/// Names of the files every run folder has.
+pub mod files {
+    /// The config the run was started with (TOML).
+    pub const CONFIG: &str = "config.toml";
+    /// One typed record per line ([`crate::MetricsRecord`]).
+    pub const METRICS: &str = "metrics.jsonl";
+    /// Per-epoch checkpoints and the `last` pointer.
+    pub const CHECKPOINTS: &str = "checkpoints";
+    /// The run's summary, written when it ends.
+    pub const SUMMARY: &str = "summary.json";
+}
+
+/// An open run folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunDir {
+    root: PathBuf,
+}
+
+impl RunDir {
+    /// Opens `root` for a run of `config`: for a fresh run (`resume == false`) the folder must
+    /// not hold a run already; for a resume, a `config.toml` there must equal `config`. Creates
+    /// the folder and `checkpoints/`, and writes `config.toml`.
+    pub fn open<C>(root: &Path, config: &C, resume: bool) -> EngineResult<Self>
+    where
+        C: Serialize + DeserializeOwned + PartialEq,
+    {
+        let dir = Self {
+            root: root.to_path_buf(),
+        };
+        let config_path = dir.path(files::CONFIG);
+        if resume {
+            if config_path.is_file() {
+                let saved: C = read_toml(&config_path)?;
+                if &saved != config {
+                    return Err(EngineError::RunDir(format!(
+                        "--resume: the config differs from the one the run in {} was started \
+                         with ({}); resume with that file",
+                        root.display(),
+                        config_path.display()
+                    )));
+                }
+            }
+        } else if dir.checkpoints().join(crate::checkpoint::LAST).exists() {
+            return Err(EngineError::RunDir(format!(
+                "{} already holds a run; continue it with --resume or choose another --out",
+                root.display()
+            )));
+        }
+        let ckpt = dir.checkpoints();
+        std::fs::create_dir_all(&ckpt).map_err(|e| EngineError::io(&ckpt, e))?;
+        write_toml(config, &config_path)?;
+        Ok(dir)
+    }
+
+    /// The folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// A file of the folder.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    /// The checkpoints folder.
+    pub fn checkpoints(&self) -> PathBuf {
+        self.root.join(files::CHECKPOINTS)
+    }
+
+    /// The metrics log.
+    pub fn metrics(&self) -> PathBuf {
+        self.root.join(files::METRICS)
+    }
+
+    /// Writes `value` as pretty JSON (with a final newline) to `name`, atomically.
+    pub fn write_json<T: Serialize>(&self, name: &str, value: &T) -> EngineResult<PathBuf> {
+        let path = self.path(name);
+        let mut text = serde_json::to_string_pretty(value)
+            .map_err(|e| EngineError::data(&path, format!("cannot serialise: {e}")))?;
+        text.push('\n');
+        lofi_eval::write_atomic(&path, text.as_bytes()).map_err(|e| EngineError::io(&path, e))?;
+        Ok(path)
+    }
+}
+
+/// Reads a TOML file into `C` (unknown keys are errors where `C` denies them).
+pub fn read_toml<C: DeserializeOwned>(path: &Path) -> EngineResult<C> {
+    let text = std::fs::read_to_string(path).map_err(|e| EngineError::io(path, e))?;
+    toml::from_str(&text).map_err(|e| EngineError::data(path, e.to_string()))
+}
+
+/// Writes `config` as TOML to `path`, atomically.
+pub fn write_toml<C: Serialize>(config: &C, path: &Path) -> EngineResult<()> {
+    let text = toml::to_string_pretty(config)
+        .map_err(|e| EngineError::data(path, format!("cannot serialise the config: {e}")))?;
+    lofi_eval::write_atomic(path, text.as_bytes()).map_err(|e| EngineError::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    struct Settings {
+        epochs: usize,
+    }
+
+    #[test]
+    fn fresh_resume_and_refusal() -> EngineResult<()> {
+        let tmp = tempfile::tempdir().map_err(|e| EngineError::io("tmp", e))?;
+        let root = tmp.path().join("run");
+        let a = Settings { epochs: 2 };
+        let dir = RunDir::open(&root, &a, false)?;
+        assert!(dir.checkpoints().is_dir());
+        assert_eq!(read_toml::<Settings>(&dir.path(files::CONFIG))?, a);
+        // No checkpoint yet: a fresh start may reuse the folder.
+        RunDir::open(&root, &a, false)?;
+        std::fs::write(dir.checkpoints().join("last"), "{}")
+            .map_err(|e| EngineError::io("w", e))?;
+        let e = RunDir::open(&root, &a, false).expect_err("a run is there");
+        assert!(e.to_string().contains("already holds a run"), "{e}");
+        RunDir::open(&root, &a, true)?;
+        let e = RunDir::open(&root, &Settings { epochs: 3 }, true).expect_err("other config");
+        assert!(e.to_string().contains("config differs"), "{e}");
+        Ok(())
+    }
+}
