@@ -13,8 +13,11 @@
 //! Output (see [`write_dataset`]): `videos/<id>.mp4` (H.264 via libx264 from the system FFmpeg),
 //! `ground_truth.json` in the ActivityNet layout, trimmed clips `clips/<id>_<k>.mp4` and
 //! `clips.json` listing file, label and subset. Everything is a pure function of the seed and the
-//! preset: the JSON files are byte-identical across runs, and the videos are too for a given
-//! FFmpeg/x264 build (single-threaded encoding).
+//! preset, whatever the worker count or the machine load: each video's content comes from its own
+//! RNG stream (seed and video index, never a shared generator consumed in scheduling order), each
+//! video is rendered and encoded by one worker from start to end, and the encoder reads nothing
+//! but the frames (see [`crate::writer`] for the x264 settings that make this hold). The JSON
+//! files are byte-identical across runs, and the videos are too for a given FFmpeg/x264 build.
 
 use crate::error::{VideoError, VideoResult};
 use crate::ground_truth::{write_json_atomic, Annotation, GroundTruth, VideoEntry};
@@ -526,21 +529,7 @@ pub fn write_dataset(
                 if failed {
                     return;
                 }
-                // Each video is encoded on a fresh thread: x264/libavcodec keep per-thread state
-                // that otherwise makes the bytes depend on which videos a worker encoded before.
-                let spec = &specs[i];
-                let result = std::thread::scope(|inner| {
-                    inner
-                        .spawn(|| write_video(dir, spec))
-                        .join()
-                        .unwrap_or_else(|_| {
-                            Err(VideoError::Encode {
-                                path: dir.join("videos").join(format!("{}.mp4", spec.id)),
-                                reason: "encoder thread panicked".into(),
-                            })
-                        })
-                });
-                match result {
+                match write_video(dir, &specs[i]) {
                     Ok(n) => {
                         frames.fetch_add(n, Ordering::Relaxed);
                         progress(done.fetch_add(1, Ordering::Relaxed) + 1);

@@ -6,6 +6,16 @@
 //! the default), `libvpx-vp9` (VP9 for WebM) and FFmpeg's native `mpeg4` (for AVI).
 //! Output is written to a hidden temporary name in the target folder and renamed when complete,
 //! so a crash never leaves a half-written video behind.
+//!
+//! H.264 output is a pure function of the frames: x264 runs on one thread (no frame or slice
+//! threads whose scheduling could change decisions) and with macroblock-tree rate control off.
+//! The latter matters because x264's AVX-512 mb-tree kernels (`mbtree_propagate_cost`,
+//! `mbtree_propagate_list`, x264 0.164) work on 16 and 8 macroblocks per step and, when a row is
+//! narrower than that (frames not a multiple of 128 px wide, such as the 64 px synthetic
+//! benchmark), fold stale heap bytes past the row end into the rate control. Which stale bytes
+//! they find depends on what the process freed before and on thread timing, so the same frames
+//! gave different videos under load on AVX-512 machines. Without mb-tree that code never runs;
+//! `tests/synth_under_load.rs` checks the result.
 
 use crate::error::{VideoError, VideoResult};
 use ffmpeg::{codec, encoder, format, frame, software::scaling, Dictionary, Packet, Rational};
@@ -15,7 +25,7 @@ use std::path::{Path, PathBuf};
 /// Which encoder to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VideoCodec {
-    /// H.264 through libx264 (preset `veryfast`, one thread: deterministic output).
+    /// H.264 through libx264 (preset `veryfast`, one thread, no mb-tree: deterministic output).
     H264,
     /// VP9 through libvpx (realtime deadline, one thread).
     Vp9,
@@ -127,6 +137,8 @@ impl VideoWriter {
                 o.set("preset", "veryfast");
                 o.set("crf", &config.crf.to_string());
                 o.set("threads", "1");
+                // Deterministic output: see the module documentation.
+                o.set("mbtree", "0");
                 (encoder::find_by_name("libx264"), o)
             }
             VideoCodec::Vp9 => {
