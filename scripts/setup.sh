@@ -2,12 +2,14 @@
 # Installs what lofi needs to build and test on a fresh Debian machine, and nothing when it is
 # already there: FFmpeg's development libraries (video decoding and the synthetic benchmark's
 # encoder), clang and pkg-config (ffmpeg-sys-next's bindings) and python3 (the evaluation oracle).
+# Extra Debian packages given as arguments are installed the same way (scripts/slurm-test.sh).
 set -euo pipefail
 
 packages=(
   pkg-config clang libclang-dev
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev
   python3
+  "$@"
 )
 
 missing=()

@@ -42,6 +42,8 @@ pub struct EncoderSpec {
     /// A checkpoint written by lofi (`.bpk`), or a PyTorch `.pth`/`.safetensors` (imported with
     /// lofi-model's key remapping; unused keys such as another task's classifier are ignored).
     /// `None` extracts with a randomly initialised encoder (seeded; for tests and baselines).
+    /// A relative path is relative to the working directory; the `config.toml` that [`extract`]
+    /// records beside the features stores it absolute, so that file works from any directory.
     pub checkpoint: Option<PathBuf>,
     /// Seed of the random initialisation when there is no checkpoint.
     #[serde(default)]
@@ -176,6 +178,19 @@ impl ExtractConfig {
             }
         }
         Ok(())
+    }
+
+    /// These settings as recorded beside the features: the checkpoint path made absolute (against
+    /// the working directory, as it was read), so a run reusing the recorded file (`--config
+    /// FEATURES/config.toml`, e.g. a re-submitted cluster array) finds the same checkpoint from
+    /// any directory.
+    pub fn recorded(&self) -> Result<Self> {
+        let mut c = self.clone();
+        if let Some(p) = &self.encoder.checkpoint {
+            let absolute = std::path::absolute(p).map_err(|e| HeadError::io(p, e))?;
+            c.encoder.checkpoint = Some(absolute);
+        }
+        Ok(c)
     }
 
     fn plan(&self) -> Result<SamplingPlan> {
@@ -332,7 +347,8 @@ pub fn extract(
         inputs.shard,
     )?;
     std::fs::create_dir_all(&inputs.out).map_err(|e| HeadError::io(&inputs.out, e))?;
-    write_config(config, &inputs.out.join("config.toml"))?;
+    let recorded = config.recorded()?;
+    write_config(&recorded, &inputs.out.join("config.toml"))?;
     let device = inputs.device.clone();
     let encoder = load_encoder(&config.encoder, &device)?;
     let c = config.encoder.model.out_channels();
@@ -443,7 +459,7 @@ pub fn extract(
         snippets: l,
         frames_per_snippet: config.frames_per_snippet,
         size: config.size,
-        encoder: encoder_name(&config.encoder),
+        encoder: encoder_name(&recorded.encoder),
         videos: entries,
         failed: failed.clone(),
     };
@@ -662,6 +678,24 @@ mod tests {
         let typo = format!("{base}shift_dvi = 4\n");
         let e = ExtractConfig::from_toml(&typo, p).expect_err("typo in the model table");
         assert!(e.to_string().contains("shift_dvi"), "{e}");
+    }
+
+    #[test]
+    fn recorded_config_stores_the_checkpoint_absolute() {
+        let mut c = ExtractConfig::new(EncoderSpec {
+            model: ResNetConfig::tiny(18, 8),
+            checkpoint: None,
+            seed: 0,
+        });
+        assert_eq!(c.recorded().expect("no checkpoint"), c);
+        c.encoder.checkpoint = Some(PathBuf::from("runs/enc.bpk"));
+        let cwd = std::env::current_dir().expect("cwd");
+        let mut rec = c.recorded().expect("relative");
+        assert_eq!(rec.encoder.checkpoint, Some(cwd.join("runs/enc.bpk")));
+        rec.encoder.checkpoint = c.encoder.checkpoint.clone();
+        assert_eq!(rec, c, "only the checkpoint path changes");
+        c.encoder.checkpoint = Some(PathBuf::from("/data/enc.bpk"));
+        assert_eq!(c.recorded().expect("absolute"), c);
     }
 
     #[test]

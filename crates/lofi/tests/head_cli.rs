@@ -257,3 +257,105 @@ fn bad_settings_are_refused_before_any_work() {
     ]);
     assert!(!ok && err.contains("soft_nms_sigma"), "{err}");
 }
+
+/// The `config.toml` recorded beside the features can be reused (`--config`) from any directory:
+/// a checkpoint given relative to the first run's working directory is recorded absolute.
+#[test]
+fn recorded_extract_config_works_from_another_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = tiny_dataset(dir.path(), 11);
+    let first = dir.path().join("first");
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir_all(&first).expect("mkdir");
+    std::fs::create_dir_all(&elsewhere).expect("mkdir");
+    let device = lofi_head::cpu_device();
+    let encoder = lofi_model::ResNetConfig::tiny(18, 8)
+        .init(&device)
+        .expect("tiny encoder");
+    lofi_model::checkpoint::save(&encoder, &first.join("enc.bpk")).expect("save checkpoint");
+    let gt = data.join("ground_truth.json");
+    let videos = data.join("videos");
+    let run_in = |cwd: &std::path::Path, args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_lofi"))
+            .args(args)
+            .current_dir(cwd)
+            .output()
+            .expect("run lofi");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            out.status.success(),
+            "lofi {args:?} in {}: {err}",
+            cwd.display()
+        );
+    };
+    // First run: checkpoint and output folder relative to `first`.
+    run_in(
+        &first,
+        &[
+            "extract",
+            "--ground-truth",
+            s(&gt),
+            "--videos",
+            s(&videos),
+            "--out",
+            "features",
+            "--encoder",
+            "enc.bpk",
+            "--depth",
+            "18",
+            "--base-width",
+            "8",
+            "--snippets",
+            "8",
+            "--size",
+            "32",
+        ],
+    );
+    let recorded = first.join("features/config.toml");
+    let text = std::fs::read_to_string(&recorded).expect("recorded config");
+    let config: toml::Value = toml::from_str(&text).expect("recorded config parses");
+    let checkpoint = config["encoder"]["checkpoint"]
+        .as_str()
+        .expect("checkpoint");
+    assert_eq!(
+        std::path::Path::new(checkpoint),
+        first.join("enc.bpk"),
+        "recorded absolute: {text}"
+    );
+    // Second run: from another directory, with nothing but the recorded config.
+    run_in(
+        &elsewhere,
+        &[
+            "extract",
+            "--ground-truth",
+            s(&gt),
+            "--videos",
+            s(&videos),
+            "--out",
+            "again",
+            "--config",
+            s(&recorded),
+        ],
+    );
+    let again = elsewhere.join("again");
+    assert_eq!(
+        std::fs::read_to_string(again.join("config.toml")).expect("second record"),
+        text,
+        "the same settings, recorded the same way"
+    );
+    let mut compared = 0;
+    for entry in std::fs::read_dir(first.join("features")).expect("list") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "npy") {
+            let name = path.file_name().expect("name");
+            let a = std::fs::read(&path).expect("read first");
+            let b = std::fs::read(again.join(name)).expect("read second");
+            assert!(
+                a == b,
+                "{name:?} differs: the second run did not use the same encoder"
+            );
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, 16, "every video of the tiny set");
+}

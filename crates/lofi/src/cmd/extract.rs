@@ -2,7 +2,8 @@
 //! `lofi extract --verify FEATURES_DIR`, the merge/check step after sharded runs.
 //!
 //! Settings come from an optional TOML file (`--config`, the `lofi_head::ExtractConfig` layout)
-//! with command-line flags on top; the settings used are written to `FEATURES_DIR/config.toml`.
+//! with command-line flags on top; the settings used are written to `FEATURES_DIR/config.toml`
+//! (the encoder checkpoint as an absolute path, so that file serves as `--config` from anywhere).
 //! The exit status is non-zero when any video failed (extraction) or any output is missing or
 //! corrupt (`--verify`), so cluster array jobs and scripts can check it.
 
