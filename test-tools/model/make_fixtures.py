@@ -6,16 +6,15 @@ them in float64 and writes one .safetensors file per case into crates/lofi-model
 the weights (PyTorch conventions: BatchNorm weight/bias, conv [out, in/groups, k...]), the inputs
 (`io.*`), the outputs and a few gradients (`grad.*`) of `sum(output * io.probe)`.
 
-Cases: one TSM basic block (with shortcut and BatchNorm in training mode), one GCNeXt block,
-SGAlign alone, and the full G-TAD head at L = 25. The implementations below are written from the
-published descriptions and the conventions documented in the crate (see gtad.rs), independently of
-the Rust code.
+Cases: one TSM basic block (with shortcut and BatchNorm in training mode) and one GCNeXt block.
+The implementations below are written from the published descriptions, independently of the Rust
+code. SGAlign and the whole G-TAD head are checked against the official G-TAD code's behaviour
+instead: see test-tools/gtad/.
 
 Usage (torch in a throw-away venv):
     python3 -m venv /tmp/torchenv && /tmp/torchenv/bin/pip install torch safetensors numpy
     /tmp/torchenv/bin/python test-tools/model/make_fixtures.py
 """
-import math
 import os
 
 import torch
@@ -100,77 +99,6 @@ class Gcnext(nn.Module):
         return F.relu(t + s + x)
 
 
-def sample_anchors(src, slots, ratio, d_max):
-    # src [B, C, L] -> [B, C, slots, D, L], RoIAlign-style linear interpolation at bin centres
-    b, c, l = src.shape
-    cols = []
-    for i in range(slots):
-        plane = []
-        for d in range(d_max):
-            row = []
-            for t in range(l):
-                v = torch.zeros(b, c, dtype=src.dtype)
-                if t + d + 1 <= l:
-                    ln = d + 1
-                    xmin = t - ln * ratio
-                    xmax = t + d + 1 + ln * ratio
-                    pos = xmin + (i + 0.5) * (xmax - xmin) / slots
-                    if -1.0 <= pos <= l:
-                        p = max(pos, 0.0)
-                        lo = int(math.floor(p))
-                        if lo >= l - 1:
-                            lo = hi = l - 1
-                            p = float(lo)
-                        else:
-                            hi = lo + 1
-                        f = p - lo
-                        v = src[:, :, lo] * (1 - f) + src[:, :, hi] * f
-                row.append(v)
-            plane.append(torch.stack(row, -1))  # [B, C, L]
-        cols.append(torch.stack(plane, -2))  # [B, C, D, L]
-    return torch.stack(cols, 2)
-
-
-def sgalign(x, ctx, n, nc, ratio, d_max):
-    b, c, l = x.shape
-    a = sample_anchors(x, n, ratio, d_max)
-    bctx = sample_anchors(ctx, nc, ratio, d_max)
-    return torch.cat([a, bctx], 2).reshape(b, c * (n + nc), d_max, l)
-
-
-class Head(nn.Module):
-    def __init__(self, cin, hidden=16, stem_groups=4, k=3, groups=4, wpg=4, n=8, nc=2,
-                 map_hidden=32, map_ch=16, ratio=0.5):
-        super().__init__()
-        self.k, self.n, self.nc, self.ratio = k, n, nc, ratio
-        self.stem = nn.Conv1d(cin, hidden, 3, padding=1, groups=stem_groups)
-        self.backbone1 = Gcnext(hidden, k, groups, wpg)
-        self.start_gcn = Gcnext(hidden, k, groups, wpg)
-        self.start_out = nn.Conv1d(hidden, 1, 1)
-        self.end_gcn = Gcnext(hidden, k, groups, wpg)
-        self.end_out = nn.Conv1d(hidden, 1, 1)
-        self.backbone2 = Gcnext(hidden, k, groups, wpg)
-        self.loc1 = nn.Conv2d(hidden * (n + nc), map_hidden, 1)
-        self.loc2 = nn.Conv2d(map_hidden, map_ch, 1)
-        self.loc3 = nn.Conv2d(map_ch, map_ch, 1)
-        self.loc4 = nn.Conv2d(map_ch, map_ch, 1)
-        self.loc5 = nn.Conv2d(map_ch, 2, 1)
-
-    def forward(self, x):
-        b, _, l = x.shape
-        base = self.backbone1(F.relu(self.stem(x)))
-        start = torch.sigmoid(self.start_out(self.start_gcn(base))).view(b, l)
-        end = torch.sigmoid(self.end_out(self.end_gcn(base))).view(b, l)
-        y = self.backbone2(base)
-        ctx = neighbours(y, knn(y.detach(), self.k)).mean(3)
-        m = sgalign(y, ctx, self.n, self.nc, self.ratio, l)
-        m = F.relu(self.loc1(m))
-        m = F.relu(self.loc2(m))
-        m = F.relu(self.loc3(m))
-        m = F.relu(self.loc4(m))
-        return start, end, torch.sigmoid(self.loc5(m))
-
-
 def f32(t):
     return t.detach().to(torch.float32).contiguous()
 
@@ -228,34 +156,10 @@ def gcnext_block():
     dump("gcnext_block", blk, {"x": x}, {"y": y}, probes, grads)
 
 
-def sgalign_case():
-    x = torch.randn(2, 4, 10, dtype=DT, requires_grad=True)
-    ctx = torch.randn(2, 4, 10, dtype=DT, requires_grad=True)
-    y = sgalign(x, ctx, 8, 2, 0.5, 10)
-    loss, probes = probe_loss({"y": y})
-    loss.backward()
-    dump("sgalign", nn.Module(), {"x": x, "ctx": ctx}, {"y": y}, probes, {"x": x.grad, "ctx": ctx.grad})
-
-
-def head_case():
-    head = Head(8).to(DT)
-    x = torch.randn(1, 8, 25, dtype=DT, requires_grad=True)
-    start, end, maps = head(x)
-    outs = {"start": start, "end": end, "maps": maps}
-    loss, probes = probe_loss(outs)
-    loss.backward()
-    grads = {"x": x.grad, "stem.weight": head.stem.weight.grad, "loc1.weight": head.loc1.weight.grad,
-             "backbone2.sconv1.weight": head.backbone2.sconv1.weight.grad,
-             "start_out.bias": head.start_out.bias.grad}
-    dump("gtad_head_l25", head, {"x": x}, outs, probes, grads)
-
-
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
     tsm_block()
     gcnext_block()
-    sgalign_case()
-    head_case()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,18 +15,20 @@
 //! - `D = min(max_duration, L)`; [`anchor_mask`] is 1 where `t + d + 1 <= L` and 0 for anchors
 //!   that run past the end (their map entries are meaningless and excluded from the losses).
 //!
-//! # SGAlign without a dense sampling matrix
-//! Each anchor `[t_s, t_e]` is extended by `extend_ratio` of its length on both sides; `N`
-//! (32) points spaced evenly over it (bin centres, one sample per bin) are read from the
-//! block's features by linear interpolation, and `N_c` (4) points likewise from the "context"
-//! features (each node's mean over its k graph neighbours). Interpolation is a gather of the two
-//! neighbouring snippets and a weighted sum, with RoIAlign's boundary rules (zero beyond one
-//! snippet outside, clamped at the edges). The aligned map has `C * (N + N_c)` channels laid out
-//! `c * (N + N_c) + i` like G-TAD's `view`. Because the first 1x1 convolution of the scoring head
-//! is linear, [`GtadHead`] applies it per sample slot *before* sampling (`W_i x`, `[B, O, L]`)
-//! and gathers those instead: mathematically identical, but the 9216-channel map and any
-//! `[L, N * L * L]` matrix are never built. [`SgAlign::forward`] builds the explicit map for
-//! testing and for users who want it.
+//! # SGAlign as G-TAD's Align1D, without the aligned map
+//! SGAlign follows the official Align1D kernel with sampling ratio 0 (see [`SampleTable`]):
+//! anchor `(d, t)` is extended to `[t - (d + 1) / 2, t + d + (d + 1) / 2]`, cut into `N` (32)
+//! bins read from the block's features and `N_c` (4) bins read from the "context" features (each
+//! node's mean over its k graph neighbours); each bin averages `ceil(span / bins)` linearly
+//! interpolated points. Every slot is therefore a fixed linear map from the `L` snippets to the
+//! `D * L` anchors, applied as a matrix product. The aligned map has `C * (N + N_c)` channels laid
+//! out `c * (N + N_c) + i` like G-TAD's `view`. Because the first 1x1 convolution of the scoring
+//! head is linear, [`GtadHead`] applies it per slot *before* sampling (`W_i x`, `[B, O, L]`) and
+//! samples those instead: mathematically identical, but the 9216-channel map is never built.
+//! [`SgAlign::forward`] builds the explicit map for testing and for users who want it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use burn::module::Module;
 use burn::nn::conv::{Conv1d, Conv1dConfig, Conv2d, Conv2dConfig};
@@ -342,62 +344,74 @@ impl GcnextBlock {
     }
 }
 
-/// Host-side sampling table of SGAlign at one temporal length: for every slot `i` and anchor
-/// `a = d * L + t`, the two snippet indices and weights of the linear interpolation.
+/// Host-side sampling table of SGAlign at one temporal length: for every slot `i`, a dense
+/// `[L, D * L]` matrix whose column `a = d * L + t` holds the weights with which anchor `a`'s
+/// slot `i` reads each snippet. Sampling a slot is then one matrix product, and its gradient the
+/// transposed product, exactly what G-TAD's Align1D kernel accumulates with `atomicAdd`.
+///
+/// # Official Align1D semantics (sampling ratio 0)
+/// Anchor `(d, t)` is the RoI `[t - (d + 1) r, t + d + (d + 1) r]` (`r` = `extend_ratio`, 0.5:
+/// G-TAD's `sample_xmin = p_xmin - center_len * expand_ratio` with `p_xmax = t + d`); an invalid
+/// anchor (`t + d + 1 > L`) is G-TAD's placeholder RoI `[0, 0]`. The RoI height is
+/// `max(end - start, 1)`, split into `slots` bins; bin `i` averages `ceil(height / slots)`
+/// points evenly spaced inside it, each read by linear interpolation with RoIAlign's boundary
+/// rules (zero below -1 or above `L`, clamped to the first and last snippet). Positions are
+/// computed in `f32` in the kernel's order of operations, as the CUDA kernel does.
 #[derive(Debug, Clone)]
 pub struct SampleTable {
     /// Temporal length.
     pub l: usize,
     /// Durations.
     pub d: usize,
-    /// Slots (sample points).
+    /// Slots (bins).
     pub slots: usize,
-    /// Lower snippet index, `[slots, D * L]` row-major.
-    pub lo: Vec<i64>,
-    /// Upper snippet index.
-    pub hi: Vec<i64>,
-    /// Weight of `lo`.
-    pub w_lo: Vec<f32>,
-    /// Weight of `hi`.
-    pub w_hi: Vec<f32>,
+    /// Weights `[slots, L, D * L]` row-major.
+    pub weights: Vec<f32>,
 }
 
 impl SampleTable {
-    /// Builds the table for `slots` evenly spaced samples (bin centres) in every extended anchor.
+    /// Builds the table for `slots` bins in every extended anchor.
     pub fn new(l: usize, d: usize, slots: usize, extend_ratio: f64) -> Self {
-        let n = slots * d * l;
-        let (mut lo, mut hi) = (vec![0i64; n], vec![0i64; n]);
-        let (mut w_lo, mut w_hi) = (vec![0f32; n], vec![0f32; n]);
+        let a_n = d * l;
+        let mut weights = vec![0f32; slots * l * a_n];
+        let r = extend_ratio as f32;
+        let height_l = l as f32;
         for dur in 0..d {
             for t in 0..l {
-                if t + dur + 1 > l {
-                    continue; // invalid anchor: weights stay zero
-                }
-                let len = (dur + 1) as f64;
-                let xmin = t as f64 - len * extend_ratio;
-                let xmax = (t + dur + 1) as f64 + len * extend_ratio;
-                let bin = (xmax - xmin) / slots as f64;
-                for i in 0..slots {
-                    let pos = xmin + (i as f64 + 0.5) * bin;
-                    let j = i * d * l + dur * l + t;
-                    if pos < -1.0 || pos > l as f64 {
-                        continue;
+                let a = dur * l + t;
+                let (start, end) = if t + dur + 1 > l {
+                    (0.0f32, 0.0f32)
+                } else {
+                    let len = (dur + 1) as f32;
+                    (t as f32 - len * r, (t + dur) as f32 + len * r)
+                };
+                let height = (end - start).max(1.0);
+                let bin = height / slots as f32;
+                let grid = (height / slots as f32).ceil().max(1.0) as usize;
+                let count = grid as f32;
+                for pt in 0..slots {
+                    let base = pt * l * a_n;
+                    for it in 0..grid {
+                        let mut x = start + pt as f32 * bin + (it as f32 + 0.5) * bin / count;
+                        if x < -1.0 || x > height_l {
+                            continue;
+                        }
+                        if x <= 0.0 {
+                            x = 0.0;
+                        }
+                        let mut low = x as usize;
+                        let high;
+                        if low >= l - 1 {
+                            low = l - 1;
+                            high = l - 1;
+                            x = low as f32;
+                        } else {
+                            high = low + 1;
+                        }
+                        let lt = x - low as f32;
+                        weights[base + low * a_n + a] += (1.0 - lt) / count;
+                        weights[base + high * a_n + a] += lt / count;
                     }
-                    let mut x = pos.max(0.0);
-                    let mut low = x.floor() as usize;
-                    let high;
-                    if low >= l - 1 {
-                        low = l - 1;
-                        high = l - 1;
-                        x = low as f64;
-                    } else {
-                        high = low + 1;
-                    }
-                    let frac = (x - low as f64) as f32;
-                    lo[j] = low as i64;
-                    hi[j] = high as i64;
-                    w_lo[j] = 1.0 - frac;
-                    w_hi[j] = frac;
                 }
             }
         }
@@ -405,41 +419,45 @@ impl SampleTable {
             l,
             d,
             slots,
-            lo,
-            hi,
-            w_lo,
-            w_hi,
+            weights,
         }
     }
 
-    fn slot_tensors(&self, i: usize, device: &Device) -> [Tensor<1>; 2] {
-        let a = self.d * self.l;
-        let r = i * a..(i + 1) * a;
-        [
-            Tensor::from_data(TensorData::new(self.w_lo[r.clone()].to_vec(), [a]), device),
-            Tensor::from_data(TensorData::new(self.w_hi[r].to_vec(), [a]), device),
-        ]
-    }
-
-    fn slot_indices(&self, i: usize, device: &Device) -> [Tensor<1, Int>; 2] {
-        let a = self.d * self.l;
-        let r = i * a..(i + 1) * a;
-        [
-            Tensor::from_data(TensorData::new(self.lo[r.clone()].to_vec(), [a]), device),
-            Tensor::from_data(TensorData::new(self.hi[r].to_vec(), [a]), device),
-        ]
+    /// The `[L, D * L]` matrix of slot `i`.
+    pub fn slot_matrix(&self, i: usize, device: &Device) -> Tensor<2> {
+        let a_n = self.d * self.l;
+        let r = i * self.l * a_n..(i + 1) * self.l * a_n;
+        Tensor::from_data(
+            TensorData::new(self.weights[r].to_vec(), [self.l, a_n]),
+            device,
+        )
     }
 
     /// Samples `src` `[B, C, L]` at slot `i` for every anchor: `[B, C, D * L]`.
     pub fn sample_slot(&self, src: Tensor<3>, i: usize) -> Tensor<3> {
         let device = src.device();
-        let [lo, hi] = self.slot_indices(i, &device);
-        let [wl, wh] = self.slot_tensors(i, &device);
-        let a = self.d * self.l;
-        let wl = wl.reshape([1, 1, a]);
-        let wh = wh.reshape([1, 1, a]);
-        src.clone().select(2, lo) * wl + src.select(2, hi) * wh
+        let [b, c, l] = src.dims();
+        let m = self.slot_matrix(i, &device);
+        src.reshape([b * c, l])
+            .matmul(m)
+            .reshape([b, c, self.d * self.l])
     }
+}
+
+type TableKey = (usize, usize, usize, u64);
+
+/// Process-wide cache of sampling tables, keyed by `(L, D, slots, extend_ratio bits)`: a run
+/// uses a handful of temporal lengths, and rebuilding a table costs more than the head's
+/// forward pass at small widths.
+fn cached_table(l: usize, d: usize, slots: usize, extend_ratio: f64) -> Arc<SampleTable> {
+    static CACHE: OnceLock<Mutex<HashMap<TableKey, Arc<SampleTable>>>> = OnceLock::new();
+    let key = (l, d, slots, extend_ratio.to_bits());
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    // A poisoned lock only means another thread panicked while inserting a complete table.
+    let mut map = cache.lock().unwrap_or_else(|e| e.into_inner());
+    map.entry(key)
+        .or_insert_with(|| Arc::new(SampleTable::new(l, d, slots, extend_ratio)))
+        .clone()
 }
 
 /// Sub-graph alignment: samples every anchor of the `(duration, start)` grid.
@@ -461,12 +479,13 @@ impl SgAlign {
         self.max_duration.map_or(l, |d| d.min(l))
     }
 
-    /// Tables for the inner and the context samples at length `l`.
-    pub fn tables(&self, l: usize) -> (SampleTable, SampleTable) {
+    /// Tables for the inner and the context samples at length `l` (built once per process and
+    /// shape, then shared: at L = 100 the inner table holds 32 dense `[100, 10^4]` matrices).
+    pub fn tables(&self, l: usize) -> (Arc<SampleTable>, Arc<SampleTable>) {
         let d = self.durations(l);
         (
-            SampleTable::new(l, d, self.num_samples, self.extend_ratio),
-            SampleTable::new(l, d, self.context_samples, self.extend_ratio),
+            cached_table(l, d, self.num_samples, self.extend_ratio),
+            cached_table(l, d, self.context_samples, self.extend_ratio),
         )
     }
 
@@ -733,11 +752,9 @@ mod tests {
     }
 
     #[test]
-    fn sample_table_interpolates_like_roi_align() {
-        // L = 4, anchor (t = 1, d = 0) -> [1, 2], extended to [0.5, 2.5]; 2 samples at 1.0, 2.0.
+    fn sample_table_follows_align1d() {
+        // Exact check on a linear signal f(j) = j at L = 4 with 2 bins.
         let t = SampleTable::new(4, 4, 2, 0.5);
-        assert_eq!((t.lo[1], t.hi[1], t.w_lo[1], t.w_hi[1]), (1, 2, 1.0, 0.0));
-        // Exact check on a linear signal: sampling f(j) = j returns the positions themselves.
         let device = Device::flex();
         let src = Tensor::<3>::from_data(
             TensorData::new(vec![0.0f32, 1.0, 2.0, 3.0], [1, 1, 4]),
@@ -745,12 +762,42 @@ mod tests {
         );
         let s0 = to_vec(t.sample_slot(src.clone(), 0));
         let s1 = to_vec(t.sample_slot(src, 1));
-        // anchor (d = 0, t = 1): index 1 -> positions 1.0 and 2.0
-        assert!((s0[1] - 1.0).abs() < 1e-6 && (s1[1] - 2.0).abs() < 1e-6);
-        // anchor (d = 1, t = 0): [0, 2] -> [-1, 3]; samples at 0 and 2 (bin centres of 2 bins)
-        assert!((s0[4] - 0.0).abs() < 1e-6 && (s1[4] - 2.0).abs() < 1e-6);
-        // invalid anchor (d = 3, t = 1): zeros
-        assert_eq!(s0[13], 0.0);
+        let close = |a: f32, b: f32| (a - b).abs() < 1e-6;
+        // anchor (d = 0, t = 1): RoI [0.5, 1.5], one point per bin at 0.75 and 1.25.
+        assert!(
+            close(s0[1], 0.75) && close(s1[1], 1.25),
+            "{} {}",
+            s0[1],
+            s1[1]
+        );
+        // anchor (d = 1, t = 0): RoI [-1, 2], bins of 1.5 with 2 points each:
+        // (-0.625 -> clamped to 0, 0.125) and (0.875, 1.625).
+        assert!(
+            close(s0[4], 0.0625) && close(s1[4], 1.25),
+            "{} {}",
+            s0[4],
+            s1[4]
+        );
+        // invalid anchor (d = 3, t = 1): G-TAD's placeholder RoI [0, 0], read as [0, 1].
+        assert!(
+            close(s0[13], 0.25) && close(s1[13], 0.75),
+            "{} {}",
+            s0[13],
+            s1[13]
+        );
+        // The last valid anchor reaches past the end: points above L read 0, in (L - 1, L]
+        // read the last snippet. Anchor (d = 3, t = 0): RoI [-2, 5], bins of 3.5, 4 points.
+        let pts = |lo: f32| (0..4).map(move |k| lo + (k as f32 + 0.5) * 0.875);
+        let read = |x: f32| -> f32 {
+            if !(-1.0..=4.0).contains(&x) {
+                0.0
+            } else {
+                x.clamp(0.0, 3.0)
+            }
+        };
+        let want0: f32 = pts(-2.0).map(read).sum::<f32>() / 4.0;
+        let want1: f32 = pts(1.5).map(read).sum::<f32>() / 4.0;
+        assert!(close(s0[12], want0) && close(s1[12], want1));
     }
 
     #[test]

@@ -14,10 +14,15 @@
 //! Balancing (counts over the whole batch): with `P` positives and `N` negatives among the
 //! entries considered, positives get weight `0.5 (P + N) / P` and negatives `0.5 (P + N) / N`
 //! (BMN's `coef_1`, `coef_0`); a side with no entries gets weight 0 instead of BMN's division by
-//! zero. Regression bands: all anchors with IoU > `reg_high` are kept; anchors in
-//! (`reg_low`, `reg_high`] and in [0, `reg_low`] are each sampled with probability
-//! `#high / #band` so that every band contributes about as many anchors as the high band (when
-//! there is no high anchor, all anchors of the other bands are kept so the map is still trained).
+//! zero. Regression bands, as G-TAD's `pem_reg_loss_func`: all anchors with IoU > `reg_high` are
+//! kept; anchors in (`reg_low`, `reg_high`] and in (0, `reg_low`] are each kept when a uniform
+//! draw exceeds `1 - #high / #band`, so that every band contributes about as many anchors as the
+//! high band; anchors with IoU 0 are never used. Two guards differ from the official code, which
+//! only matter in degenerate batches: with no high anchor, all anchors of the other two bands
+//! are kept (the official loss is 0 / 0 = NaN there), and a band smaller than the high band is
+//! kept whole (the official `rand * mask > 1 - ratio` then also selects every entry outside the
+//! band, invalid anchors included). The draws come from `seed` (splitmix64, one draw per entry,
+//! shared by the two bands, which are disjoint).
 
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
@@ -143,16 +148,19 @@ impl GtadLoss {
     /// `0.5 * sum(w (p - g)^2) / sum(w)`.
     fn regression_weights(&self, gt: &[f32], valid: &[f32], seed: u64) -> Vec<f32> {
         let c = &self.config;
+        // Band 3: IoU 0, never sampled (G-TAD's low band is (0, reg_low]).
         let band = |g: f32| -> u8 {
             if g > c.reg_high {
                 2
             } else if g > c.reg_low {
                 1
-            } else {
+            } else if g > 0.0 {
                 0
+            } else {
+                3
             }
         };
-        let mut counts = [0f32; 3];
+        let mut counts = [0f32; 4];
         for (g, v) in gt.iter().zip(valid) {
             if *v > 0.0 {
                 counts[band(*g) as usize] += 1.0;
@@ -175,7 +183,10 @@ impl GtadLoss {
                     return 0.0;
                 }
                 let b = band(*g);
-                // BMN keeps a mid/low anchor when rand > 1 - ratio.
+                if b == 3 {
+                    return 0.0;
+                }
+                // G-TAD keeps a mid/low anchor when rand > 1 - #high / #band.
                 if b == 2 || *u > 1.0 - keep(b) {
                     1.0
                 } else {

@@ -7,9 +7,11 @@
 //!
 //! # Conventions
 //! Segments are given as fractions of the video's covered span, `0 <= start < end <= 1`. With `L`
-//! snippets, `gap = 1 / L`; snippet `i` covers `[(i - 0.5) gap, (i + 0.5) gap]` for the boundary
-//! targets (BMN's convention), and anchor `(d, t)` covers `[t gap, (t + d + 1) gap]`. A boundary's
-//! region has width `boundary_width * gap` (3 snippets, as in BMN and G-TAD) centred on it.
+//! snippets, `gap = 1 / L`; the boundary target of snippet `i` is its intersection-over-anchor
+//! with the anchor `[(i - 0.5) gap, (i + 1.5) gap]`, two snippets wide, exactly as G-TAD's
+//! `dataset.py` (`anchor_xmin = gap (i - 0.5)`, `anchor_xmax = gap (i + 0.5)` for `i` in
+//! `1..=L`); anchor `(d, t)` covers `[t gap, (t + d + 1) gap]`. A boundary's region has width
+//! `boundary_width * gap` (3 snippets, as in BMN and G-TAD) centred on it.
 
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
@@ -114,7 +116,7 @@ impl GtadTargets {
             (0..l)
                 .map(|i| {
                     let a0 = (i as f64 - 0.5) * gap;
-                    let a1 = (i as f64 + 0.5) * gap;
+                    let a1 = (i as f64 + 1.5) * gap;
                     segments
                         .iter()
                         .map(|s| ioa(a0, a1, point(s) - half, point(s) + half))
@@ -198,8 +200,12 @@ mod tests {
             .expect("valid");
         assert!((t.start[5] - 1.0).abs() < 1e-6);
         assert!((t.end[15] - 1.0).abs() < 1e-6);
-        assert!((t.start[4] - 1.0).abs() < 1e-6 && (t.start[6] - 1.0).abs() < 1e-6);
-        assert_eq!(t.start[2], 0.0);
+        // The anchor of snippet i is [i - 0.5, i + 1.5] snippets (G-TAD's dataset.py); the start
+        // region is [3.5, 6.5]: snippet 4 sees [3.5, 5.5] (all of it inside), snippet 3 sees
+        // [2.5, 4.5] (1 of 2 inside), snippet 2 [1.5, 3.5] (nothing), snippet 6 [5.5, 7.5] (1/2).
+        assert!((t.start[4] - 1.0).abs() < 1e-6);
+        assert!((t.start[3] - 0.5).abs() < 1e-6 && (t.start[6] - 0.5).abs() < 1e-6);
+        assert!(t.start[2].abs() < 1e-6);
         assert_eq!(t.end[5], 0.0);
     }
 

@@ -1,16 +1,16 @@
 //! Checks our modules against PyTorch reference fixtures (made by
 //! `test-tools/model/make_fixtures.py`, committed under `tests/fixtures`): forward outputs to 1e-4
 //! and gradients of `sum(output * probe)` for a few parameters and the input to 1e-3, for one TSM
-//! block, one GCNeXt block, SGAlign and the full G-TAD head at L = 25.
+//! block and one GCNeXt block. SGAlign and the whole G-TAD head are checked against the official
+//! G-TAD's behaviour in `gtad_oracle.rs`.
 
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use burn::store::{ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
 use burn::tensor::{Device, Tensor, TensorData};
-use lofi_model::gtad::{GcnextBlock, SgAlign};
+use lofi_model::gtad::GcnextBlock;
 use lofi_model::resnet::{BasicBlock, Block};
-use lofi_model::GtadConfig;
 use safetensors::SafeTensors;
 
 fn fixture(name: &str) -> PathBuf {
@@ -159,88 +159,6 @@ fn gcnext_block_matches_pytorch() {
         fx.raw("grad.sconv3.bias"),
         1e-3,
         "d/dsconv3.bias",
-    );
-}
-
-#[test]
-fn sgalign_matches_pytorch() {
-    let fx = Fixture::open("sgalign");
-    let device = Device::flex().autodiff();
-    let align = SgAlign {
-        num_samples: 8,
-        context_samples: 2,
-        extend_ratio: 0.5,
-        max_duration: None,
-    };
-    let x = fx.tensor::<3>("io.x", &device).require_grad();
-    let ctx = fx.tensor::<3>("io.ctx", &device).require_grad();
-    let y = align.forward(x.clone(), ctx.clone());
-    let grads = probe_loss(y.clone(), &fx, "y").backward();
-    check(y, fx.raw("io.out.y"), 1e-4, "sgalign output");
-    check(
-        x.grad(&grads).expect("grad"),
-        fx.raw("grad.x"),
-        1e-3,
-        "d/dx",
-    );
-    check(
-        ctx.grad(&grads).expect("grad"),
-        fx.raw("grad.ctx"),
-        1e-3,
-        "d/dctx",
-    );
-}
-
-#[test]
-fn gtad_head_l25_matches_pytorch() {
-    let fx = Fixture::open("gtad_head_l25");
-    let device = Device::flex().autodiff();
-    let head = fx.load(GtadConfig::tiny(8).init(&device).expect("valid config"));
-    let x = fx.tensor::<3>("io.x", &device).require_grad();
-    let out = head.forward(x.clone()).expect("valid input");
-    let loss = probe_loss(out.start.clone(), &fx, "start")
-        + probe_loss(out.end.clone(), &fx, "end")
-        + probe_loss(out.maps.clone(), &fx, "maps");
-    let grads = loss.backward();
-    check(out.start, fx.raw("io.out.start"), 1e-4, "start");
-    check(out.end, fx.raw("io.out.end"), 1e-4, "end");
-    // The reference maps are meaningless past the end but computed the same way (zero samples).
-    check(out.maps, fx.raw("io.out.maps"), 1e-4, "maps");
-    check(
-        x.grad(&grads).expect("grad"),
-        fx.raw("grad.x"),
-        1e-3,
-        "d/dx",
-    );
-    check(
-        head.stem.weight.val().grad(&grads).expect("grad"),
-        fx.raw("grad.stem.weight"),
-        1e-3,
-        "d/dstem",
-    );
-    check(
-        head.loc1.weight.val().grad(&grads).expect("grad"),
-        fx.raw("grad.loc1.weight"),
-        1e-3,
-        "d/dloc1",
-    );
-    check(
-        head.backbone2
-            .sconv1
-            .weight
-            .val()
-            .grad(&grads)
-            .expect("grad"),
-        fx.raw("grad.backbone2.sconv1.weight"),
-        1e-3,
-        "d/dbackbone2.sconv1",
-    );
-    let b = head.start_out.bias.as_ref().expect("bias").val();
-    check(
-        b.grad(&grads).expect("grad"),
-        fx.raw("grad.start_out.bias"),
-        1e-3,
-        "d/dstart_out.bias",
     );
 }
 
