@@ -6,15 +6,15 @@
 //! validation pass ([`validate_head`]). One implementation keeps them identical.
 //!
 //! # Rules (BMN / G-TAD)
-//! - Boundary positions: position `p` (in snippet units, `0..=L`) is time `p D / L`, the
-//!   convention of lofi-model's targets (boundary `i` is centred at `i / L` of the span; anchor
-//!   `(d, t)` covers `[t, t + d + 1]`) and of lofi-video's sampling plan (snippet `i` covers
-//!   `[i D / L, (i + 1) D / L)`). The start probability of position `p < L` is `start[p]`; the end
-//!   probability of position `e` is `end[e]` for `e < L` and `end[L - 1]` for `e = L` (the last
-//!   boundary region, whose target is 1 for an action that ends with the video).
-//! - Candidates: a start position is kept when its probability is a local peak (strictly above
-//!   both neighbours; a missing neighbour counts as lower) or above half the video's maximum start
-//!   probability; position 0 is always kept (BMN's rule). Ends likewise, position `L` always kept.
+//! - Boundary positions: position `p` (in snippet units) is time `p D / L`, the convention of
+//!   lofi-model's targets (boundary `i` is centred at `i / L` of the span; anchor `(d, t)` covers
+//!   `[t, t + d + 1]`) and of lofi-video's sampling plan (snippet `i` covers
+//!   `[i D / L, (i + 1) D / L)`). The start probability of position `p` is `start[p]`, the end
+//!   probability `end[p]`.
+//! - Candidates, exactly as G-TAD's `gtad_inference.py`: a start position is kept when it is a
+//!   strict local peak of the start probabilities or above half their maximum, among positions
+//!   `1..=L-2`; position 0 is always kept. Ends likewise, position `L - 1` always kept; a proposal
+//!   therefore ends at most at `L - 1` (the official rule `end_index < temporal_scale`).
 //! - Every candidate pair `t < e` with `e - t <= D` is an anchor; its score is
 //!   `classification map x regression map` at `(e - t - 1, t)`. With `boundary_in_score` the
 //!   boundary probabilities multiply in too (`start x end x cls x reg`, BMN's full rule);
@@ -106,14 +106,18 @@ pub struct HeadScores {
     pub cls: Vec<f32>,
 }
 
+/// G-TAD's boundary candidates (`gtad_inference.py`): position `always` is kept; an interior
+/// position `1..=n-2` is kept when it is a strict local peak or above half the maximum over the
+/// whole vector; the other end position is never kept.
 fn candidates(p: &[f32], always: usize) -> Vec<bool> {
     let n = p.len();
-    let max = p.iter().copied().fold(0f32, f32::max);
+    let max = p.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     (0..n)
         .map(|i| {
-            let left = i == 0 || p[i] > p[i - 1];
-            let right = i + 1 == n || p[i] > p[i + 1];
-            i == always || (left && right) || p[i] > 0.5 * max
+            i == always
+                || (i >= 1
+                    && i + 1 < n
+                    && ((p[i] > p[i - 1] && p[i] > p[i + 1]) || p[i] > 0.5 * max))
         })
         .collect()
 }
@@ -125,15 +129,16 @@ pub fn candidate_proposals(
     boundary_in_score: bool,
 ) -> Vec<ScoredSegment> {
     let l = s.l;
+    if l < 2 {
+        return Vec::new();
+    }
     let starts = candidates(&s.start, 0);
-    // End positions 1..=L read end[e] (e < L) or end[L - 1] (e = L).
-    let end_at = |e: usize| s.end[e.min(l - 1)];
-    let end_probs: Vec<f32> = (1..=l).map(end_at).collect();
-    let ends = candidates(&end_probs, l - 1); // index j is position j + 1
+    let ends = candidates(&s.end, l - 1);
     let step = duration / l as f64;
     let mut out = Vec::new();
     for t in (0..l).filter(|&t| starts[t]) {
-        for e in (t + 1..=l).filter(|&e| ends[e - 1]) {
+        // G-TAD's rule: a proposal ends at a position e < L, whose end probability is end[e].
+        for e in (t + 1..l).filter(|&e| ends[e]) {
             let dur = e - t - 1;
             if dur >= s.d {
                 break;
@@ -141,13 +146,9 @@ pub fn candidate_proposals(
             let idx = dur * l + t;
             let mut score = f64::from(s.cls[idx]) * f64::from(s.reg[idx]);
             if boundary_in_score {
-                score *= f64::from(s.start[t]) * f64::from(end_at(e));
+                score *= f64::from(s.start[t]) * f64::from(s.end[e]);
             }
-            out.push(ScoredSegment::new(
-                t as f64 * step,
-                (e as f64 * step).min(duration),
-                score,
-            ));
+            out.push(ScoredSegment::new(t as f64 * step, e as f64 * step, score));
         }
     }
     out
@@ -418,6 +419,32 @@ pub struct DetectOutcome {
     pub dropped: usize,
     /// The evaluation, when asked for.
     pub report: Option<DetectionReport>,
+    /// Where the video-level class scores came from.
+    pub class_scores: ClassScoreSource,
+}
+
+/// The video-level class scores a detection run fused with its proposals. ActivityNet numbers
+/// are only comparable with the published ones (G-TAD, BMN, LoFi) with the CUHK classifier's
+/// scores, the file the official code reads (`cuhk_val_simp_share.json`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClassScoreSource {
+    /// An external file (`--class-scores`), e.g. the CUHK scores on ActivityNet.
+    File(PathBuf),
+    /// The run's own video classifier, trained by `train-head` on the same features.
+    RunClassifier,
+}
+
+impl std::fmt::Display for ClassScoreSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File(p) => write!(f, "external class scores from {}", p.display()),
+            Self::RunClassifier => write!(
+                f,
+                "the run's own video classifier (not the CUHK scores the published ActivityNet \
+                 numbers use; pass --class-scores to compare with them)"
+            ),
+        }
+    }
 }
 
 /// `lofi detect`: loads a trained head and the subset's features, writes detections (and the
@@ -449,6 +476,10 @@ pub fn detect(config: &DetectConfig, inputs: &DetectInputs) -> Result<DetectOutc
         )));
     }
     let refs: Vec<&VideoFeatures> = videos.iter().collect();
+    let source = match &inputs.class_scores {
+        Some(path) => ClassScoreSource::File(path.clone()),
+        None => ClassScoreSource::RunClassifier,
+    };
     let classes = match (
         &inputs.class_scores,
         &trained.classifier,
@@ -520,6 +551,7 @@ pub fn detect(config: &DetectConfig, inputs: &DetectInputs) -> Result<DetectOutc
         videos: videos.len(),
         dropped,
         report,
+        class_scores: source,
     })
 }
 
@@ -542,23 +574,25 @@ mod tests {
     fn peaks_and_half_max_make_candidates_with_the_first_and_last_always_kept() {
         let c = candidates(&[0.1, 0.2, 0.9, 0.3, 0.35, 0.2], 0);
         assert_eq!(c, vec![true, false, true, false, true, false]);
-        let c = candidates(&[0.1, 0.6, 0.7, 0.8, 0.1], 4);
+        // The first position is never a candidate end, even above half the maximum.
+        let c = candidates(&[0.9, 0.6, 0.7, 0.8, 0.1], 4);
         assert_eq!(c, vec![false, true, true, true, true]);
+        // The last position is never a candidate start.
+        let c = candidates(&[0.1, 0.9, 0.95], 0);
+        assert_eq!(c, vec![true, true, false]);
     }
 
     #[test]
     fn anchors_map_to_seconds_with_the_snippet_convention() {
-        // L = 4, duration 8 s: position p is 2p seconds. Only start 1 and end 3 stand out, plus
-        // the always-kept start 0 and end position 4.
+        // L = 4, duration 8 s: position p is 2p seconds. Only start 1 and end 3 stand out; start
+        // 0 and end 3 (= L - 1, the last end G-TAD allows) are always kept.
         let s = scores(4, vec![0.0, 0.9, 0.0, 0.0], vec![0.0, 0.0, 0.0, 0.9]);
         let c = candidate_proposals(&s, 8.0, false);
         let segs: Vec<(f64, f64)> = c.iter().map(|p| (p.segment.start, p.segment.end)).collect();
-        // end probabilities at positions 1..=4 are end[1], end[2], end[3], end[3]: peaks at 3
-        // (0.9 > 0) and 4 is always kept; 3 and 4 also exceed half the max.
-        assert_eq!(segs, vec![(0.0, 6.0), (0.0, 8.0), (2.0, 6.0), (2.0, 8.0)]);
+        assert_eq!(segs, vec![(0.0, 6.0), (2.0, 6.0)]);
         assert!(c.iter().all(|p| (p.score - 0.5).abs() < 1e-12));
         let with_boundaries = candidate_proposals(&s, 8.0, true);
-        assert!((with_boundaries[2].score - 0.5 * 0.9 * 0.9).abs() < 1e-6);
+        assert!((with_boundaries[1].score - 0.5 * 0.9 * 0.9).abs() < 1e-6);
         assert_eq!(with_boundaries[0].score, 0.0);
     }
 
@@ -572,7 +606,8 @@ mod tests {
         assert!(c
             .iter()
             .all(|p| p.segment.end - p.segment.start <= 2.0 + 1e-9));
-        assert_eq!(c.len(), 4 + 3);
+        // starts 0, 1, 2 and ends 1, 2, 3 with e - t <= 2: (0,1) (0,2) (1,2) (1,3) (2,3).
+        assert_eq!(c.len(), 5);
     }
 
     #[test]

@@ -93,6 +93,7 @@ pub fn run(args: DetectArgs) -> Result<()> {
         .iter()
         .map(|(_, d)| d.len())
         .sum();
+    tracing::info!("class scores: {}", outcome.class_scores);
     tracing::info!(
         "{} detections for {} videos written to {}",
         count,
