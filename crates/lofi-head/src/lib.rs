@@ -22,7 +22,7 @@ pub mod train;
 
 pub use detect::{
     detect, features_from_encoder, head_proposals, oracle_class_scores, validate_head,
-    ClassScoreFile, DetectConfig, DetectInputs, DetectOutcome,
+    ClassScoreFile, ClassScoreSource, DetectConfig, DetectInputs, DetectOutcome,
 };
 pub use error::{HeadError, Result};
 pub use extract::{
@@ -30,4 +30,4 @@ pub use extract::{
 };
 pub use features::{FeatureIndex, FeatureStore, VideoFeatures};
 pub use model::{cpu_device, HeadMeta, TrainedHead};
-pub use train::{train_head, HeadConfig, HeadInputs, HeadOutcome};
+pub use train::{train_head, BestEpoch, HeadConfig, HeadInputs, HeadOutcome};

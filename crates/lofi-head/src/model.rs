@@ -175,6 +175,8 @@ pub mod files {
     pub const CLASSIFIER: &str = "classifier.bpk";
     /// Model description.
     pub const META: &str = "head.json";
+    /// The epoch chosen for `head.bpk` (lowest validation loss).
+    pub const BEST: &str = "best.json";
 }
 
 impl HeadMeta {

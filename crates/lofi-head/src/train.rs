@@ -5,15 +5,18 @@
 //! the encoder is frozen, features are extracted at full fidelity, and a fresh G-TAD is trained
 //! on them with G-TAD's own recipe. The same function serves our features and a peer's.
 //!
-//! Recipe defaults (G-TAD on ActivityNet): Adam, learning rate 4e-3, weight decay 1e-4 (L2 added
-//! to the gradient, as PyTorch's Adam does), batch 16, 10 epochs, learning rate x0.1 after every
-//! 5 epochs, gradient clipping at global norm 1.
+//! Recipe defaults, those of the official G-TAD on ActivityNet (`gtad_train.py`, `opts.py`): Adam
+//! with PyTorch's epsilon 1e-8 (burn's default is 1e-5), learning rate 4e-3, weight decay 1e-4
+//! (L2 added to the gradient, as PyTorch's Adam does), batch 16, 10 epochs, learning rate x0.1
+//! after every 5 epochs, no gradient clipping (`grad_clip` > 0 turns on burn's clipping, which
+//! bounds the norm of each parameter tensor separately, not the global norm).
 //!
 //! The run is kept by lofi-engine, like every trainer's: `config.toml` (the settings used),
 //! `metrics.jsonl` (typed records: one per step, one `epoch_end` per epoch, one `validation`
-//! with the mAP when validation ran), `checkpoints/epoch-<E>.bpk` + `.optim` + `last`, and exact
-//! `--resume`. At the end it writes `head.bpk`, `classifier.bpk` and `head.json` (see
-//! [`crate::model`]).
+//! with the validation loss, and the mAP when class scores exist), `checkpoints/epoch-<E>.bpk` +
+//! `.optim` + `last`, and exact `--resume`. At the end it writes `head.bpk`, `classifier.bpk` and
+//! `head.json` (see [`crate::model`]); `head.bpk` is the head of the epoch with the lowest
+//! validation loss, as the official code's `GTAD_best`, and `best.json` names that epoch.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -86,7 +89,7 @@ pub struct HeadConfig {
     pub lr_step_epochs: usize,
     /// Learning-rate decay factor.
     pub lr_gamma: f64,
-    /// Clip the global gradient norm at this value (0 = no clipping).
+    /// Clip each parameter tensor's gradient norm at this value (0 = no clipping, G-TAD's recipe).
     pub grad_clip: f64,
     /// Seed of initialisation, shuffling and the loss's band sampling.
     pub seed: u64,
@@ -118,7 +121,7 @@ impl Default for HeadConfig {
             weight_decay: 1e-4,
             lr_step_epochs: 5,
             lr_gamma: 0.1,
-            grad_clip: 1.0,
+            grad_clip: 0.0,
             seed: 0,
             train_subset: "training".into(),
             val_subset: "validation".into(),
@@ -230,6 +233,9 @@ pub struct HeadOutcome {
     pub val_average_map: Option<f64>,
     /// Training accuracy (top-1) of the video classifier, when trained.
     pub classifier_train_accuracy: Option<f64>,
+    /// The epoch (0-based) whose head was kept: lowest validation loss; `None` when no
+    /// validation ran (the last epoch's head is kept).
+    pub best_epoch: Option<usize>,
     /// Wall time, seconds.
     pub seconds: f64,
 }
@@ -406,12 +412,20 @@ fn train_classifier(
     Ok(Some((meta, model, correct as f64 / labelled.len() as f64)))
 }
 
-/// What validation of the head evaluates against.
+/// Adam's epsilon in PyTorch, which the official G-TAD uses (burn's default is 1e-5).
+const ADAM_EPSILON: f32 = 1e-8;
+
+/// What validation of the head evaluates against: the loss on the validation videos' targets
+/// (G-TAD's model selection) and, when class scores exist, the detection mAP.
 struct HeadValidation {
     features: Vec<VideoFeatures>,
-    truth: EvalTruth,
-    scores: VideoClassScores,
+    targets: Vec<GtadTargets>,
+    detection: Option<(EvalTruth, VideoClassScores)>,
 }
+
+/// Seed of the regression band sampling in the validation loss: fixed, so that every epoch is
+/// scored on the same draws.
+const VALIDATION_SEED: u64 = 0x5EED_0F_7A1D;
 
 /// Head training as a lofi-engine stage: shuffled batches of in-memory features, one Adam step
 /// on G-TAD's loss, validation mAP through the detection post-processing.
@@ -499,19 +513,74 @@ impl Stage for HeadStage<'_> {
         let Some(v) = self.validation.as_ref().filter(|_| due) else {
             return Ok(None);
         };
-        let report = validate_head(
-            &head.valid(),
-            &v.features,
-            &v.truth,
-            &v.scores,
-            &self.config.detect,
-        )?;
-        Ok(Some(ValidationMetrics {
-            average_map: Some(report.average_map),
-            map: Some(report.map),
+        let head = head.valid();
+        let loss = validation_loss(&head, v, &self.loss_fn, self.config.batch_size)?;
+        let mut metrics = ValidationMetrics {
+            loss: Some(loss),
             ..ValidationMetrics::default()
-        }))
+        };
+        if let Some((truth, scores)) = &v.detection {
+            let report = validate_head(&head, &v.features, truth, scores, &self.config.detect)?;
+            metrics.average_map = Some(report.average_map);
+            metrics.map = Some(report.map);
+        }
+        Ok(Some(metrics))
     }
+}
+
+/// Mean over batches of G-TAD's loss on the validation videos, as `gtad_train.py`'s `test()`.
+fn validation_loss(
+    head: &GtadHead,
+    v: &HeadValidation,
+    loss_fn: &GtadLoss,
+    batch_size: usize,
+) -> Result<f64> {
+    let device = head.stem.weight.val().device();
+    let mut sum = 0.0;
+    let mut batches = 0usize;
+    let idx: Vec<usize> = (0..v.features.len()).collect();
+    for (i, chunk) in idx.chunks(batch_size.max(1)).enumerate() {
+        let feats: Vec<&VideoFeatures> = chunk.iter().map(|&j| &v.features[j]).collect();
+        let tg: Vec<GtadTargets> = chunk.iter().map(|&j| v.targets[j].clone()).collect();
+        let out = head.forward(crate::detect::batch_tensor(&feats, &device))?;
+        let parts = loss_fn.compute(&out, &tg, VALIDATION_SEED.wrapping_add(i as u64))?;
+        sum += f64::from(scalar(parts.total, "the validation loss")?);
+        batches += 1;
+    }
+    Ok(sum / batches.max(1) as f64)
+}
+
+/// `best.json` in the run folder: the epoch whose head became `head.bpk`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BestEpoch {
+    /// The epoch (0-based, as in the metrics and `checkpoints/epoch-<E>.bpk`).
+    pub epoch: usize,
+    /// Its validation loss.
+    pub validation_loss: f64,
+    /// How it was chosen.
+    pub rule: String,
+}
+
+/// The epoch with the lowest validation loss (the first one on ties, as G-TAD's strict `<`).
+fn best_epoch(epochs: &[metrics::EpochSummary]) -> Option<BestEpoch> {
+    epochs
+        .iter()
+        .filter_map(|e| {
+            let loss = e.validation.as_ref()?.loss?;
+            loss.is_finite().then_some((e.epoch, loss))
+        })
+        .fold(
+            None,
+            |best: Option<(usize, f64)>, (epoch, loss)| match best {
+                Some((_, b)) if b <= loss => best,
+                _ => Some((epoch, loss)),
+            },
+        )
+        .map(|(epoch, loss)| BestEpoch {
+            epoch,
+            validation_loss: loss,
+            rule: "lowest validation loss (G-TAD's GTAD_best)".into(),
+        })
 }
 
 /// Trains a G-TAD head (and the video classifier) on feature files; see the module docs.
@@ -564,42 +633,52 @@ pub fn train_head(
     } else {
         None
     };
-    let validation = match (&classifier, val.is_empty()) {
-        (Some((meta, model, _)), false) => {
-            let refs: Vec<&VideoFeatures> = val.iter().map(|v| &v.features).collect();
-            let probs = meta.predict(model, &refs, &inputs.device)?;
-            let file = ClassScoreFile {
-                class: meta.classes.clone(),
-                results: refs.iter().map(|v| v.id.clone()).zip(probs).collect(),
-            };
-            Some(HeadValidation {
-                scores: file.to_scores()?,
-                truth: EvalTruth::from_path(
+    let target_cfg = TargetConfig {
+        boundary_width: config.boundary_width,
+        max_duration: config.head.max_duration,
+    };
+    let validation = if val.is_empty() {
+        None
+    } else {
+        let detection = match &classifier {
+            Some((meta, model, _)) => {
+                let refs: Vec<&VideoFeatures> = val.iter().map(|v| &v.features).collect();
+                let probs = meta.predict(model, &refs, &inputs.device)?;
+                let file = ClassScoreFile {
+                    class: meta.classes.clone(),
+                    results: refs.iter().map(|v| v.id.clone()).zip(probs).collect(),
+                };
+                let truth = EvalTruth::from_path(
                     &inputs.ground_truth,
                     &GroundTruthOptions {
                         subset: config.val_subset.clone(),
                         ..GroundTruthOptions::default()
                     },
-                )?,
-                features: val.iter().map(|v| v.features.clone()).collect(),
-            })
-        }
-        _ => None,
+                )?;
+                Some((truth, file.to_scores()?))
+            }
+            None => None,
+        };
+        Some(HeadValidation {
+            targets: val
+                .iter()
+                .map(|v| GtadTargets::new(&v.segments, l, &target_cfg))
+                .collect::<std::result::Result<_, _>>()?,
+            features: val.iter().map(|v| v.features.clone()).collect(),
+            detection,
+        })
     };
 
     // Head.
     let device = inputs.device.clone().autodiff();
     device.seed(config.seed);
     let head = config.head.gtad(c).init(&device)?;
-    let target_cfg = TargetConfig {
-        boundary_width: config.boundary_width,
-        max_duration: config.head.max_duration,
-    };
     let targets: Vec<GtadTargets> = train
         .iter()
         .map(|v| GtadTargets::new(&v.segments, l, &target_cfg))
         .collect::<std::result::Result<_, _>>()?;
     let optim = AdamConfig::new()
+        .with_epsilon(ADAM_EPSILON)
         .with_weight_decay(
             (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32)),
         )
@@ -621,7 +700,20 @@ pub fn train_head(
         FitEnd::Stopped(n) => return Err(lofi_engine::EngineError::Stopped(n).into()),
     };
 
-    // Final artefacts.
+    // Final artefacts: the head of the epoch with the lowest validation loss (G-TAD keeps
+    // `GTAD_best`), the last epoch's when no validation loss was measured.
+    let epochs = metrics::epoch_summaries(&metrics::read(&run.metrics())?);
+    let best = best_epoch(&epochs);
+    let head = match &best {
+        Some(b) if b.epoch + 1 != config.epochs => {
+            let path = run.checkpoints().join(format!("epoch-{}.bpk", b.epoch));
+            lofi_model::checkpoint::load(head, &path)?
+        }
+        _ => head,
+    };
+    if let Some(b) = &best {
+        run.write_json(files::BEST, b)?;
+    }
     lofi_model::checkpoint::save(&head.valid(), &run.path(files::HEAD))?;
     let (classifier_meta, accuracy) = match classifier {
         Some((meta, model, acc)) => {
@@ -638,7 +730,6 @@ pub fn train_head(
         epochs: config.epochs,
     };
     run.write_json(files::META, &meta)?;
-    let epochs = metrics::epoch_summaries(&metrics::read(&run.metrics())?);
     Ok(HeadOutcome {
         run_dir: inputs.out.clone(),
         train_videos: train.len(),
@@ -649,6 +740,7 @@ pub fn train_head(
             .rev()
             .find_map(|e| e.validation.as_ref().and_then(|v| v.average_map)),
         classifier_train_accuracy: accuracy,
+        best_epoch: best.map(|b| b.epoch),
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -664,7 +756,7 @@ mod tests {
             (c.lr, c.weight_decay, c.batch_size, c.epochs),
             (4e-3, 1e-4, 16, 10)
         );
-        assert_eq!(c.grad_clip, 1.0);
+        assert_eq!(c.grad_clip, 0.0);
         assert!((c.lr_at(4) - 4e-3).abs() < 1e-12);
         assert!((c.lr_at(5) - 4e-4).abs() < 1e-12);
         assert!((c.lr_at(9) - 4e-4).abs() < 1e-12);
@@ -686,6 +778,27 @@ mod tests {
         // The written config reads back identically.
         let text = toml::to_string_pretty(&ok).expect("serialize");
         assert_eq!(HeadConfig::from_toml(&text, p).expect("round trip"), ok);
+    }
+
+    #[test]
+    fn best_epoch_is_the_first_lowest_validation_loss() {
+        let e = |epoch: usize, loss: Option<f64>| metrics::EpochSummary {
+            epoch,
+            mean_loss: 1.0,
+            validation: loss.map(|l| ValidationMetrics {
+                loss: Some(l),
+                ..ValidationMetrics::default()
+            }),
+        };
+        let b = best_epoch(&[
+            e(0, Some(3.0)),
+            e(1, None),
+            e(2, Some(2.0)),
+            e(3, Some(2.0)),
+        ])
+        .expect("some");
+        assert_eq!((b.epoch, b.validation_loss), (2, 2.0));
+        assert!(best_epoch(&[e(0, None), e(1, Some(f64::NAN))]).is_none());
     }
 
     #[test]

@@ -192,6 +192,23 @@ fn extract_train_detect_evaluate() -> TestResult {
         .validation
         .as_ref()
         .is_some_and(|v| v.average_map.is_some()));
+    // The kept head is the epoch with the lowest validation loss (G-TAD's GTAD_best).
+    let val_loss: Vec<f64> = epochs
+        .iter()
+        .map(|e| e.validation.as_ref().and_then(|v| v.loss).ok_or("no loss"))
+        .collect::<Result<_, _>>()?;
+    let lowest = (0..val_loss.len())
+        .min_by(|&a, &b| val_loss[a].total_cmp(&val_loss[b]))
+        .ok_or("no epoch")?;
+    let best: lofi_head::BestEpoch =
+        serde_json::from_str(&std::fs::read_to_string(run.join("best.json"))?)?;
+    assert_eq!((best.epoch, outcome.best_epoch), (lowest, Some(lowest)));
+    assert_eq!(best.validation_loss, val_loss[lowest]);
+    assert_eq!(
+        std::fs::read(run.join("head.bpk"))?,
+        std::fs::read(run.join(format!("checkpoints/epoch-{lowest}.bpk")))?,
+        "head.bpk is not the best epoch's weights (validation losses {val_loss:?})"
+    );
     let steps: Vec<_> = records
         .iter()
         .filter_map(|r| match r {

@@ -110,5 +110,8 @@ pub fn run(args: TrainHeadArgs) -> Result<()> {
         outcome.epoch_loss.last().copied().unwrap_or(f64::NAN),
         outcome.run_dir.display()
     );
+    if let Some(e) = outcome.best_epoch {
+        tracing::info!("head.bpk is epoch {e}'s head, the lowest validation loss (best.json)");
+    }
     Ok(())
 }
