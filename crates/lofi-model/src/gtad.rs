@@ -17,7 +17,8 @@
 //!
 //! # SGAlign as G-TAD's Align1D, without the aligned map
 //! SGAlign follows the official Align1D kernel with sampling ratio 0 (see [`SampleTable`]):
-//! anchor `(d, t)` is extended to `[t - (d + 1) / 2, t + d + (d + 1) / 2]`, cut into `N` (32)
+//! anchor `(d, t)` is extended by `extend_ratio` (0.5) of its length on each side, to
+//! `[t - (d + 1) / 2, t + d + (d + 1) / 2]` (G-TAD's RoI), and cut into `N` (32)
 //! bins read from the block's features and `N_c` (4) bins read from the "context" features (each
 //! node's mean over its k graph neighbours); each bin averages `ceil(span / bins)` linearly
 //! interpolated points. Every slot is therefore a fixed linear map from the `L` snippets to the

@@ -1,4 +1,4 @@
-//! `lofi detect`: a trained head -> proposals (BMN boundary rule, Soft-NMS, top-k) -> labelled
+//! `lofi detect`: a trained head -> proposals (G-TAD boundary rule, Soft-NMS, top-k) -> labelled
 //! detections fused with video-level class scores (an external file or the run's own classifier)
 //! -> an ActivityNet results file that `lofi eval detection` reads.
 
