@@ -428,7 +428,8 @@ struct HeadValidation {
 const VALIDATION_SEED: u64 = 0x5EED_0F7A_11D0;
 
 /// Head training as a lofi-engine stage: shuffled batches of in-memory features, one Adam step
-/// on G-TAD's loss, validation mAP through the detection post-processing.
+/// on G-TAD's loss, validation loss (model selection) and mAP through the detection
+/// post-processing.
 struct HeadStage<'a> {
     config: &'a HeadConfig,
     train: &'a [TrainVideo],
