@@ -303,17 +303,6 @@ fn load_subset(
     Ok(out)
 }
 
-/// Deterministic permutation (Fisher-Yates over lofi-rng's stream).
-fn permutation(n: usize, seed: u64) -> Vec<usize> {
-    let mut rng = lofi_rng::SplitMix64::new(seed);
-    let mut p: Vec<usize> = (0..n).collect();
-    for i in (1..n).rev() {
-        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
-        p.swap(i, j);
-    }
-    p
-}
-
 /// Trains the video-level classifier on the training videos (see [`crate::model`]).
 /// Returns the description, the trained module (plain device) and its training accuracy.
 fn train_classifier(
@@ -443,10 +432,8 @@ impl Stage for HeadStage<'_> {
     }
 
     fn batches(&mut self, epoch: usize) -> Result<Self::Batches> {
-        let order = permutation(
-            self.train.len(),
-            self.config.seed.wrapping_add(epoch as u64),
-        );
+        let order = lofi_rng::SplitMix64::new(self.config.seed.wrapping_add(epoch as u64))
+            .permutation(self.train.len());
         let batches: Vec<Result<Vec<usize>>> = order
             .chunks(self.config.batch_size)
             .map(|c| Ok(c.to_vec()))
@@ -686,15 +673,5 @@ mod tests {
         // The written config reads back identically.
         let text = toml::to_string_pretty(&ok).expect("serialize");
         assert_eq!(HeadConfig::from_toml(&text, p).expect("round trip"), ok);
-    }
-
-    #[test]
-    fn permutation_is_seeded() {
-        let a = permutation(20, 3);
-        assert_eq!(a, permutation(20, 3));
-        assert_ne!(a, permutation(20, 4));
-        let mut s = a.clone();
-        s.sort_unstable();
-        assert_eq!(s, (0..20).collect::<Vec<_>>());
     }
 }
