@@ -37,7 +37,7 @@ mod scan;
 mod segment;
 
 pub use atomic::write_atomic;
-pub use detection::{evaluate_detection, ClassAp, DetectionReport};
+pub use detection::{detection_json, evaluate_detection, ClassAp, DetectionJson, DetectionReport};
 pub use error::{EvalError, Result};
 pub use fusion::{fuse_with_class_scores, VideoClassScores};
 pub use ground_truth::{
