@@ -97,10 +97,17 @@ impl RunDir {
     }
 }
 
-/// Reads a TOML file into `C` (unknown keys are errors where `C` denies them).
+/// Reads a TOML settings file into `C`: the one loader of every lofi config (train, pretrain,
+/// extract, train-head). Unknown keys are errors naming the key where `C` denies them; the
+/// caller validates the values.
 pub fn read_toml<C: DeserializeOwned>(path: &Path) -> EngineResult<C> {
     let text = std::fs::read_to_string(path).map_err(|e| EngineError::io(path, e))?;
-    toml::from_str(&text).map_err(|e| EngineError::data(path, e.to_string()))
+    parse_toml(&text, path)
+}
+
+/// Parses TOML `text` (read from `path`, which errors name) into `C`.
+pub fn parse_toml<C: DeserializeOwned>(text: &str, path: &Path) -> EngineResult<C> {
+    toml::from_str(text).map_err(|e| EngineError::data(path, e.to_string().trim().to_string()))
 }
 
 /// Writes `config` as TOML to `path`, atomically.

@@ -24,7 +24,7 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
-use lofi_model::{ResNetConfig, TsmEncoder};
+use lofi_model::{Encoder, EncoderArch};
 use lofi_video::ground_truth::{find_video, GroundTruth};
 use lofi_video::{Fidelity, Loader, LoaderConfig, SamplingPlan, VideoJob};
 use serde::{Deserialize, Serialize};
@@ -37,8 +37,12 @@ use crate::npy;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EncoderSpec {
-    /// Its architecture (must match the checkpoint, `num_classes` included).
-    pub model: ResNetConfig,
+    /// Its architecture (TSM-ResNet or R(2+1)D; must match the checkpoint).
+    pub model: EncoderArch,
+    /// Classes of the clip classifier stored in the checkpoint (a pre-training
+    /// `classifier.bpk`); `None` for a trunk (`encoder.bpk`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_classes: Option<usize>,
     /// A checkpoint written by lofi (`.bpk`), or a PyTorch `.pth`/`.safetensors` (imported with
     /// lofi-model's key remapping; unused keys such as another task's classifier are ignored).
     /// `None` extracts with a randomly initialised encoder (seeded; for tests and baselines).
@@ -140,7 +144,14 @@ impl ExtractConfig {
 
     /// Parses and validates a TOML config.
     pub fn from_toml(text: &str, path: &Path) -> Result<Self> {
-        let c: Self = toml::from_str(text).map_err(|e| HeadError::format(path, e.to_string()))?;
+        let c: Self = lofi_engine::parse_toml(text, path)?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Reads and validates a TOML config file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let c: Self = lofi_engine::read_toml(path)?;
         c.validate()?;
         Ok(c)
     }
@@ -236,27 +247,12 @@ pub struct ExtractOutcome {
 }
 
 /// Builds the encoder of `spec` on `device` in inference mode.
-pub fn load_encoder(spec: &EncoderSpec, device: &Device) -> Result<TsmEncoder> {
+pub fn load_encoder(spec: &EncoderSpec, device: &Device) -> Result<Encoder> {
     device.seed(spec.seed);
-    let encoder = spec.model.init(device)?;
+    let encoder = spec.model.init(spec.num_classes, device)?;
     let encoder = match &spec.checkpoint {
         None => encoder,
-        Some(path) => {
-            let ext = path
-                .extension()
-                .and_then(|e| e.to_str())
-                .unwrap_or("")
-                .to_ascii_lowercase();
-            if matches!(ext.as_str(), "pth" | "pt" | "safetensors") {
-                let options = lofi_model::import::ImportOptions {
-                    ignore_unused: true,
-                    ..Default::default()
-                };
-                lofi_model::import::import_resnet(encoder, path, &options)?.0
-            } else {
-                lofi_model::checkpoint::load(encoder, path)?
-            }
-        }
+        Some(path) => encoder.load_file(path)?,
     };
     Ok(encoder.valid())
 }
@@ -489,8 +485,11 @@ fn encoder_name(spec: &EncoderSpec) -> String {
     match &spec.checkpoint {
         Some(p) => p.display().to_string(),
         None => format!(
-            "random TSM-ResNet-{} width {} (seed {})",
-            spec.model.depth, spec.model.base_width, spec.seed
+            "random {}-{} width {} (seed {})",
+            spec.model.kind(),
+            spec.model.depth(),
+            spec.model.base_width(),
+            spec.seed
         ),
     }
 }
@@ -683,7 +682,8 @@ mod tests {
     #[test]
     fn recorded_config_stores_the_checkpoint_absolute() {
         let mut c = ExtractConfig::new(EncoderSpec {
-            model: ResNetConfig::tiny(18, 8),
+            model: EncoderArch::tiny(lofi_model::EncoderKind::Tsm, 18, 8),
+            num_classes: None,
             checkpoint: None,
             seed: 0,
         });

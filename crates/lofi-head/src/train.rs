@@ -145,7 +145,14 @@ impl HeadConfig {
 
     /// Parses a TOML config (unknown keys are errors naming the key) and validates it.
     pub fn from_toml(text: &str, path: &Path) -> Result<Self> {
-        let c: Self = toml::from_str(text).map_err(|e| HeadError::format(path, e.to_string()))?;
+        let c: Self = lofi_engine::parse_toml(text, path)?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Reads and validates a TOML config file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let c: Self = lofi_engine::read_toml(path)?;
         c.validate()?;
         Ok(c)
     }
@@ -189,10 +196,8 @@ impl HeadConfig {
         }
         self.detect.validate()?;
         // The head's own checks (group divisibility etc.) with a representative width.
-        let probe = self.head.gtad(self.head.stem_groups.max(1) * 4);
-        probe
-            .init(&Device::flex())
-            .map(|_| ())
+        self.head
+            .validate(self.head.stem_groups.max(1) * 4)
             .map_err(|e| HeadError::Config(format!("head: {e}")))
     }
 

@@ -178,7 +178,8 @@ fn evaluate_encoder(
     let train = &settings.train;
     let features = inputs.out.join("features");
     let mut extract_config = ExtractConfig::new(EncoderSpec {
-        model: train.encoder.resnet(None),
+        model: train.encoder.clone().with_frozen_bn(false),
+        num_classes: None,
         checkpoint: Some(encoder.to_path_buf()),
         seed: train.seed,
     });

@@ -1,4 +1,5 @@
-//! `lofi pretrain`: clip-classification training of the TSM encoder on trimmed action clips,
+//! `lofi pretrain`: clip-classification training of the encoder (TSM-ResNet or R(2+1)D, the
+//! config's `[encoder]`) on trimmed action clips,
 //! the "ACP" starting point of LoFi for users without Kinetics weights (and the demo).
 //!
 //! Exists because LoFi starts from an action-classification encoder; users with a Kinetics
@@ -24,7 +25,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use lofi_engine::metrics::{self, FidelityStats};
 use lofi_engine::readback::{scalar, scalar_int};
 use lofi_engine::{fit, FitEnd, RunDir, Stage, StepAt, StepMetrics, ValidationMetrics};
-use lofi_model::{checkpoint, TsmEncoder};
+use lofi_model::Encoder;
 use lofi_rng::SplitMix64;
 use lofi_video::{ClipU8, Fidelity, SamplingPlan, VideoJob};
 use serde::{Deserialize, Serialize};
@@ -107,7 +108,7 @@ fn batch_tensors(
 
 /// Top-1 accuracy of `model` on `clips` (inference mode); `None` without clips.
 fn accuracy(
-    model: &TsmEncoder,
+    model: &Encoder,
     clips: &[Clip],
     plan: SamplingPlan,
     config: &PretrainConfig,
@@ -146,7 +147,7 @@ struct PretrainStage<'a> {
 }
 
 impl Stage for PretrainStage<'_> {
-    type Model = TsmEncoder;
+    type Model = Encoder;
     type Batch = Decoded;
     type Batches = EpochBatches;
     type Error = TrainError;
@@ -178,11 +179,11 @@ impl Stage for PretrainStage<'_> {
 
     fn step(
         &mut self,
-        model: TsmEncoder,
+        model: Encoder,
         optim: &mut ModuleOptimizer,
         at: StepAt,
         (decoded, failed): Decoded,
-    ) -> TrainResult<(TsmEncoder, Option<StepMetrics>)> {
+    ) -> TrainResult<(Encoder, Option<StepMetrics>)> {
         self.skipped.extend(failed);
         if decoded.is_empty() {
             return Ok((model, None));
@@ -217,7 +218,7 @@ impl Stage for PretrainStage<'_> {
 
     fn validate(
         &mut self,
-        model: &TsmEncoder,
+        model: &Encoder,
         _epoch: usize,
     ) -> TrainResult<Option<ValidationMetrics>> {
         Ok(
@@ -252,7 +253,7 @@ pub fn pretrain(
     let run = RunDir::open(&paths.out, config, options.run.resume)?;
     let device = options.device.clone().autodiff();
     device.seed(config.seed);
-    let model = config.encoder.resnet(Some(classes.len())).init(&device)?;
+    let model = config.encoder.init(Some(classes.len()), &device)?;
     let optim = sgd(&config.optimizer);
     let mut stage = PretrainStage {
         config,
@@ -278,11 +279,9 @@ pub fn pretrain(
         FitEnd::Stopped(n) => return Err(TrainError::Stopped(n)),
     };
     let classifier = run.path("classifier.bpk");
-    checkpoint::save(&model, &classifier)?;
-    let mut trunk = model;
-    trunk.fc = None;
+    model.save(&classifier)?;
     let encoder = encoder_path(run.root());
-    checkpoint::save(&trunk, &encoder)?;
+    model.without_classifier().save(&encoder)?;
     let records = metrics::read(&run.metrics())?;
     let epochs = metrics::epoch_summaries(&records);
     let outcome = PretrainOutcome {

@@ -159,7 +159,7 @@ pub fn plan_memory(
     fidelities.sort_by_key(|f| f.snippets * f.size * f.size);
     let baseline = meter.current()?;
     let mut probe_model = LofiModel::init(config, device)?;
-    if config.encoder.frozen_bn {
+    if config.encoder.frozen_bn() {
         probe_model.encoder = probe_model.encoder.freeze_bn();
     }
     let mut probes = Vec::new();
@@ -465,9 +465,9 @@ fn run_training(
     device.seed(config.seed);
     let mut model = LofiModel::init(config, &device)?;
     if let Some(path) = &paths.encoder {
-        model.encoder = checkpoint::load(model.encoder, path)?;
+        model.encoder = model.encoder.load_file(path)?;
     }
-    if config.encoder.frozen_bn {
+    if config.encoder.frozen_bn() {
         model.encoder = model.encoder.freeze_bn();
     }
     let extra: Vec<Device> = options.replica_devices.iter().map(autodiff).collect();
@@ -514,7 +514,7 @@ fn run_training(
 
     let encoder = run.path("encoder.bpk");
     let head = run.path("head.bpk");
-    checkpoint::save(&model.encoder, &encoder)?;
+    model.encoder.save(&encoder)?;
     checkpoint::save(&model.head, &head)?;
     let skipped = stage.skipped.into_vec();
     for f in &skipped {

@@ -163,7 +163,7 @@ impl Plan {
             }
             DemoSize::Benchmark => {
                 pretrain.size = 128;
-                pretrain.encoder.base_width = 16;
+                pretrain.encoder = pretrain.encoder.with_base_width(16);
                 train.batch_size = 8;
                 train.full.snippets = 32;
                 train.full.size = 128;
