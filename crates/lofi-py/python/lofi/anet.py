@@ -138,8 +138,12 @@ class ANETdetection:
             self._compute()
         per_class = self._result["per_class_AP"]
         classes = self._extra["classes"]
-        self.ap = np.array([per_class[c] for c in classes], dtype=np.float64).T.reshape(
-            len(self._evaluated_with), len(classes)
+        # C order, as the official np.zeros((thresholds, classes)) is, so that the official
+        # `ap.mean(axis=1)` reproduces `mAP` bit for bit.
+        self.ap = np.ascontiguousarray(
+            np.array([per_class[c] for c in classes], dtype=np.float64).T.reshape(
+                len(self._evaluated_with), len(classes)
+            )
         )
         self.mAP = np.array(self._result["mAP"], dtype=np.float64)
         self.average_mAP = np.float64(self._result["average_mAP"])
