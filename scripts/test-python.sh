@@ -11,4 +11,4 @@ python3 -m venv "$venv"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 "$venv/bin/pip" install -q ./crates/lofi-py pytest hypothesis pandas
 cd crates/lofi-py
-"$venv/bin/python" -m pytest -q pytests "$@"
+"$venv/bin/python" -m pytest -q -p no:cacheprovider pytests "$@"

@@ -8,10 +8,16 @@ compare against; it is imported from the repository, so these tests run from a c
 import argparse
 import importlib.util
 import json
+import os
 import random
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# Hypothesis keeps caches in ./.hypothesis by default; keep the checkout clean.
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY",
+                      os.path.join(tempfile.gettempdir(), "lofi-py-hypothesis"))
 
 REPO = Path(__file__).resolve().parents[3]
 TEST_TOOLS = REPO / "test-tools"

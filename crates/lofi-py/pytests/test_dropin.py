@@ -48,8 +48,8 @@ def run_evaluation(ground_truth_filename, proposal_filename, max_avg_nr_proposal
 
 def peer_proposals(ground_truth_filename, proposal_filename):
     ppv, average_recall, recall = run_evaluation(ground_truth_filename, proposal_filename)
-    area_under_curve = np.trapz(average_recall, ppv) if hasattr(np, "trapz") else \
-        np.trapezoid(average_recall, ppv)
+    trapezoid = getattr(np, "trapezoid", None) or np.trapz  # np.trapz before numpy 2.0
+    area_under_curve = trapezoid(average_recall, ppv)
     return {
         "AR@1": np.mean(recall[:, 0]),
         "AR@5": np.mean(recall[:, 4]),

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 import lofi
 
 ALLOWED = (ValueError, TypeError, OSError)
-SETTINGS = settings(max_examples=150, deadline=None,
+# No example database: the suite leaves nothing behind in the checkout.
+SETTINGS = settings(max_examples=150, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow])
 
 numbers = st.one_of(
@@ -124,7 +125,7 @@ def test_postprocessing_never_crashes(rows, parameter, top_k, min_score):
     survives(lambda: lofi.fuse_classes(segments, scores, scores, top_k=top_k))
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100, deadline=None, database=None)
 @given(st.binary(max_size=300), st.booleans())
 def test_feature_reading_never_crashes(tmp_path_factory, data, with_index):
     folder = tmp_path_factory.mktemp("features")
