@@ -351,54 +351,13 @@ pub fn extract(
     let l = config.snippets;
     let total = selected.len();
 
-    let mut entries: BTreeMap<String, IndexEntry> = BTreeMap::new();
-    let mut failed = Vec::new();
-    let mut jobs = Vec::new();
-    let (mut skipped, mut redone) = (0, 0);
-    for (id, duration) in &selected {
-        let file = format!("{id}.npy");
-        let path = inputs.out.join(&file);
-        if path.exists() {
-            match check_output(&path, l, Some(c)) {
-                Ok(shape) => {
-                    entries.insert(
-                        id.clone(),
-                        IndexEntry {
-                            file,
-                            duration: *duration,
-                            shape,
-                        },
-                    );
-                    skipped += 1;
-                    progress(skipped, total);
-                    continue;
-                }
-                Err(reason) => {
-                    tracing::warn!(
-                        "video {id}: existing {} is unusable ({reason}); redoing it",
-                        path.display()
-                    );
-                    redone += 1;
-                }
-            }
-        }
-        match find_video(&inputs.videos, id) {
-            Some(video) => jobs.push(VideoJob {
-                id: id.clone(),
-                path: video,
-                annotated_duration: Some(*duration),
-            }),
-            None => {
-                let reason = format!("no video file for it in {}", inputs.videos.display());
-                tracing::warn!("video {id}: {reason}");
-                failed.push(FailedVideo {
-                    id: id.clone(),
-                    reason,
-                });
-                progress(skipped + failed.len(), total);
-            }
-        }
-    }
+    let Pending {
+        mut entries,
+        mut failed,
+        jobs,
+        skipped,
+        redone,
+    } = pending(&selected, [l, c], inputs, &|done| progress(done, total));
 
     let mut loader_cfg = LoaderConfig::new(config.plan()?);
     loader_cfg.workers = config.workers;
@@ -473,6 +432,87 @@ pub fn extract(
     })
 }
 
+/// What is left to extract after looking at the output folder.
+struct Pending {
+    /// Usable outputs already there.
+    entries: BTreeMap<String, IndexEntry>,
+    /// Videos without a file.
+    failed: Vec<FailedVideo>,
+    /// Videos to decode and encode.
+    jobs: Vec<VideoJob>,
+    /// Outputs kept.
+    skipped: usize,
+    /// Unusable outputs to redo.
+    redone: usize,
+}
+
+/// Sorts `selected` videos into finished ones (a usable `[L, C]` output exists), ones to extract
+/// and ones without a video file; `progress` gets the count of videos settled so far.
+fn pending(
+    selected: &[(String, f64)],
+    shape: [usize; 2],
+    inputs: &ExtractInputs,
+    progress: &dyn Fn(usize),
+) -> Pending {
+    let [l, c] = shape;
+    let mut entries: BTreeMap<String, IndexEntry> = BTreeMap::new();
+    let mut failed = Vec::new();
+    let mut jobs = Vec::new();
+    let (mut skipped, mut redone) = (0, 0);
+    for (id, duration) in selected {
+        let file = format!("{id}.npy");
+        let path = inputs.out.join(&file);
+        if path.exists() {
+            match check_output(&path, l, Some(c)) {
+                Ok(shape) => {
+                    entries.insert(
+                        id.clone(),
+                        IndexEntry {
+                            file,
+                            duration: *duration,
+                            shape,
+                        },
+                    );
+                    skipped += 1;
+                    progress(skipped);
+                    continue;
+                }
+                Err(reason) => {
+                    tracing::warn!(
+                        "video {id}: existing {} is unusable ({reason}); redoing it",
+                        path.display()
+                    );
+                    redone += 1;
+                }
+            }
+        }
+        match find_video(&inputs.videos, id) {
+            Some(video) => jobs.push(VideoJob {
+                id: id.clone(),
+                path: video,
+                annotated_duration: Some(*duration),
+            }),
+            None => {
+                let reason = format!("no video file for it in {}", inputs.videos.display());
+                tracing::warn!("video {id}: {reason}");
+                failed.push(FailedVideo {
+                    id: id.clone(),
+                    reason,
+                });
+                progress(skipped + failed.len());
+            }
+        }
+    }
+
+    Pending {
+        entries,
+        failed,
+        jobs,
+        skipped,
+        redone,
+    }
+}
+
 /// Writes the settings used (atomically: the shards of one extraction may run at the same time in
 /// the same folder and write identical settings; the temporary names carry the process id).
 fn write_config(config: &ExtractConfig, path: &Path) -> Result<()> {
@@ -521,45 +561,7 @@ impl VerifyReport {
 pub fn verify(dir: &Path, ground_truth: &Path, subset: Option<&str>) -> Result<VerifyReport> {
     let truth = GroundTruth::read(ground_truth)?;
     let selected = select_videos(&truth, ground_truth, subset, None)?;
-    // Settings from any index on disk (index.json or shard indexes).
-    let mut settings: Option<FeatureIndex> = None;
-    let mut durations: BTreeMap<String, f64> = BTreeMap::new();
-    let listing = std::fs::read_dir(dir).map_err(|e| HeadError::io(dir, e))?;
-    let mut index_files: Vec<PathBuf> = listing
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("index") && n.ends_with(".json"))
-        })
-        .collect();
-    index_files.sort();
-    for p in &index_files {
-        let idx = FeatureIndex::read(p)?;
-        if let Some(s) = &settings {
-            if (s.snippets, s.frames_per_snippet, s.size)
-                != (idx.snippets, idx.frames_per_snippet, idx.size)
-            {
-                return Err(HeadError::format(
-                    p,
-                    format!(
-                        "made with L={}, F={}, S={} but {} says L={}, F={}, S={}",
-                        idx.snippets,
-                        idx.frames_per_snippet,
-                        idx.size,
-                        index_files[0].display(),
-                        s.snippets,
-                        s.frames_per_snippet,
-                        s.size
-                    ),
-                ));
-            }
-        }
-        for (id, e) in &idx.videos {
-            durations.insert(id.clone(), e.duration);
-        }
-        settings.get_or_insert(idx);
-    }
+    let (settings, durations) = read_indexes(dir)?;
     let mut report = VerifyReport::default();
     let mut entries = BTreeMap::new();
     let mut channels: Option<usize> = None;
@@ -637,6 +639,50 @@ pub fn verify(dir: &Path, ground_truth: &Path, subset: Option<&str>) -> Result<V
     report.index_path = dir.join(INDEX_FILE);
     merged.write(&report.index_path)?;
     Ok(report)
+}
+
+/// The settings of the indexes in `dir` (`index.json` or shard indexes; all must agree on L, F
+/// and S) and the annotated duration of every video they list.
+fn read_indexes(dir: &Path) -> Result<(Option<FeatureIndex>, BTreeMap<String, f64>)> {
+    let mut settings: Option<FeatureIndex> = None;
+    let mut durations: BTreeMap<String, f64> = BTreeMap::new();
+    let listing = std::fs::read_dir(dir).map_err(|e| HeadError::io(dir, e))?;
+    let mut index_files: Vec<PathBuf> = listing
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("index") && n.ends_with(".json"))
+        })
+        .collect();
+    index_files.sort();
+    for p in &index_files {
+        let idx = FeatureIndex::read(p)?;
+        if let Some(s) = &settings {
+            if (s.snippets, s.frames_per_snippet, s.size)
+                != (idx.snippets, idx.frames_per_snippet, idx.size)
+            {
+                return Err(HeadError::format(
+                    p,
+                    format!(
+                        "made with L={}, F={}, S={} but {} says L={}, F={}, S={}",
+                        idx.snippets,
+                        idx.frames_per_snippet,
+                        idx.size,
+                        index_files[0].display(),
+                        s.snippets,
+                        s.frames_per_snippet,
+                        s.size
+                    ),
+                ));
+            }
+        }
+        for (id, e) in &idx.videos {
+            durations.insert(id.clone(), e.duration);
+        }
+        settings.get_or_insert(idx);
+    }
+    Ok((settings, durations))
 }
 
 #[cfg(test)]

@@ -407,6 +407,35 @@ struct HeadValidation {
     scores: VideoClassScores,
 }
 
+impl HeadValidation {
+    /// The validation videos scored by the trained classifier, and their ground truth.
+    fn new(
+        meta: &ClassifierMeta,
+        model: &VideoClassifier,
+        val: &[TrainVideo],
+        config: &HeadConfig,
+        inputs: &HeadInputs,
+    ) -> Result<Self> {
+        let refs: Vec<&VideoFeatures> = val.iter().map(|v| &v.features).collect();
+        let probs = meta.predict(model, &refs, &inputs.device)?;
+        let file = ClassScoreFile {
+            class: meta.classes.clone(),
+            results: refs.iter().map(|v| v.id.clone()).zip(probs).collect(),
+        };
+        Ok(Self {
+            scores: file.to_scores()?,
+            truth: EvalTruth::from_path(
+                &inputs.ground_truth,
+                &GroundTruthOptions {
+                    subset: config.val_subset.clone(),
+                    ..GroundTruthOptions::default()
+                },
+            )?,
+            features: val.iter().map(|v| v.features.clone()).collect(),
+        })
+    }
+}
+
 /// Head training as a lofi-engine stage: shuffled batches of in-memory features, one Adam step
 /// on G-TAD's loss, validation mAP through the detection post-processing.
 struct HeadStage<'a> {
@@ -506,15 +535,12 @@ impl Stage for HeadStage<'_> {
     }
 }
 
-/// Trains a G-TAD head (and the video classifier) on feature files; see the module docs.
-/// `control` resumes a run, and receives its progress.
-pub fn train_head(
+/// The training and validation videos of `config`'s subsets with their features, and the
+/// feature width.
+fn load_subsets(
     config: &HeadConfig,
     inputs: &HeadInputs,
-    control: &RunControl,
-) -> Result<HeadOutcome> {
-    config.validate()?;
-    let started = Instant::now();
+) -> Result<(Vec<TrainVideo>, Vec<TrainVideo>, usize)> {
     let truth = GroundTruth::read(&inputs.ground_truth)?;
     let store = FeatureStore::open(&inputs.features)?;
     let l = config.snippets;
@@ -548,6 +574,20 @@ pub fn train_head(
         Vec::new()
     };
     let c = channels.unwrap_or(train[0].features.c);
+    Ok((train, val, c))
+}
+
+/// Trains a G-TAD head (and the video classifier) on feature files; see the module docs.
+/// `control` resumes a run, and receives its progress.
+pub fn train_head(
+    config: &HeadConfig,
+    inputs: &HeadInputs,
+    control: &RunControl,
+) -> Result<HeadOutcome> {
+    config.validate()?;
+    let started = Instant::now();
+    let l = config.snippets;
+    let (train, val, c) = load_subsets(config, inputs)?;
     let run = RunDir::open(&inputs.out, config, control.resume)?;
 
     // Classifier first, so that every validation can use it.
@@ -558,23 +598,7 @@ pub fn train_head(
     };
     let validation = match (&classifier, val.is_empty()) {
         (Some((meta, model, _)), false) => {
-            let refs: Vec<&VideoFeatures> = val.iter().map(|v| &v.features).collect();
-            let probs = meta.predict(model, &refs, &inputs.device)?;
-            let file = ClassScoreFile {
-                class: meta.classes.clone(),
-                results: refs.iter().map(|v| v.id.clone()).zip(probs).collect(),
-            };
-            Some(HeadValidation {
-                scores: file.to_scores()?,
-                truth: EvalTruth::from_path(
-                    &inputs.ground_truth,
-                    &GroundTruthOptions {
-                        subset: config.val_subset.clone(),
-                        ..GroundTruthOptions::default()
-                    },
-                )?,
-                features: val.iter().map(|v| v.features.clone()).collect(),
-            })
+            Some(HeadValidation::new(meta, model, &val, config, inputs)?)
         }
         _ => None,
     };
