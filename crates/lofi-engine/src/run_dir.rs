@@ -110,6 +110,30 @@ pub fn parse_toml<C: DeserializeOwned>(text: &str, path: &Path) -> EngineResult<
     toml::from_str(text).map_err(|e| EngineError::data(path, e.to_string().trim().to_string()))
 }
 
+/// A settings file: a serde struct read by the one loader ([`read_toml`]), then checked by its
+/// own rules before any work.
+pub trait Settings: DeserializeOwned + Sized {
+    /// The error of the settings' own checks.
+    type Error: From<EngineError>;
+
+    /// Checks every value; errors name the key.
+    fn validate(&self) -> Result<(), Self::Error>;
+
+    /// Parses TOML `text` (read from `path`) and validates it.
+    fn from_toml(text: &str, path: &Path) -> Result<Self, Self::Error> {
+        let settings: Self = parse_toml(text, path)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Reads the TOML file `path` and validates it.
+    fn load(path: &Path) -> Result<Self, Self::Error> {
+        let settings: Self = read_toml(path)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+}
+
 /// Writes `config` as TOML to `path`, atomically.
 pub fn write_toml<C: Serialize>(config: &C, path: &Path) -> EngineResult<()> {
     let text = toml::to_string_pretty(config)

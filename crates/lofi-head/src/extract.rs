@@ -24,6 +24,7 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
+use lofi_engine::Settings;
 use lofi_model::{Encoder, EncoderArch};
 use lofi_video::ground_truth::{find_video, GroundTruth};
 use lofi_video::{Fidelity, Loader, LoaderConfig, SamplingPlan, VideoJob};
@@ -142,22 +143,30 @@ impl ExtractConfig {
         }
     }
 
-    /// Parses and validates a TOML config.
-    pub fn from_toml(text: &str, path: &Path) -> Result<Self> {
-        let c: Self = lofi_engine::parse_toml(text, path)?;
-        c.validate()?;
+    /// These settings as recorded beside the features: the checkpoint path made absolute (against
+    /// the working directory, as it was read), so a run reusing the recorded file (`--config
+    /// FEATURES/config.toml`, e.g. a re-submitted cluster array) finds the same checkpoint from
+    /// any directory.
+    pub fn recorded(&self) -> Result<Self> {
+        let mut c = self.clone();
+        if let Some(p) = &self.encoder.checkpoint {
+            let absolute = std::path::absolute(p).map_err(|e| HeadError::io(p, e))?;
+            c.encoder.checkpoint = Some(absolute);
+        }
         Ok(c)
     }
 
-    /// Reads and validates a TOML config file.
-    pub fn load(path: &Path) -> Result<Self> {
-        let c: Self = lofi_engine::read_toml(path)?;
-        c.validate()?;
-        Ok(c)
+    fn plan(&self) -> Result<SamplingPlan> {
+        let fidelity = Fidelity::new(self.snippets, self.size)?;
+        Ok(fidelity.apply(&SamplingPlan::new(self.frames_per_snippet)?))
     }
+}
+
+impl lofi_engine::Settings for ExtractConfig {
+    type Error = HeadError;
 
     /// Checks every value before any work.
-    pub fn validate(&self) -> Result<()> {
+    fn validate(&self) -> Result<()> {
         for (key, v) in [
             ("snippets", self.snippets),
             ("frames_per_snippet", self.frames_per_snippet),
@@ -189,24 +198,6 @@ impl ExtractConfig {
             }
         }
         Ok(())
-    }
-
-    /// These settings as recorded beside the features: the checkpoint path made absolute (against
-    /// the working directory, as it was read), so a run reusing the recorded file (`--config
-    /// FEATURES/config.toml`, e.g. a re-submitted cluster array) finds the same checkpoint from
-    /// any directory.
-    pub fn recorded(&self) -> Result<Self> {
-        let mut c = self.clone();
-        if let Some(p) = &self.encoder.checkpoint {
-            let absolute = std::path::absolute(p).map_err(|e| HeadError::io(p, e))?;
-            c.encoder.checkpoint = Some(absolute);
-        }
-        Ok(c)
-    }
-
-    fn plan(&self) -> Result<SamplingPlan> {
-        let fidelity = Fidelity::new(self.snippets, self.size)?;
-        Ok(fidelity.apply(&SamplingPlan::new(self.frames_per_snippet)?))
     }
 }
 

@@ -15,7 +15,7 @@
 //! `--resume`. At the end it writes `head.bpk`, `classifier.bpk` and `head.json` (see
 //! [`crate::model`]).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use burn::grad_clipping::GradientClippingConfig;
@@ -25,6 +25,7 @@ use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 use lofi_engine::readback::scalar;
+use lofi_engine::Settings;
 use lofi_engine::{
     fit, metrics, FitEnd, LossParts, RunControl, RunDir, Stage, StepAt, StepMetrics,
     ValidationMetrics,
@@ -143,22 +144,17 @@ impl HeadConfig {
         }
     }
 
-    /// Parses a TOML config (unknown keys are errors naming the key) and validates it.
-    pub fn from_toml(text: &str, path: &Path) -> Result<Self> {
-        let c: Self = lofi_engine::parse_toml(text, path)?;
-        c.validate()?;
-        Ok(c)
+    /// The learning rate of `epoch` (0-based).
+    pub fn lr_at(&self, epoch: usize) -> f64 {
+        self.lr * self.lr_gamma.powi((epoch / self.lr_step_epochs) as i32)
     }
+}
 
-    /// Reads and validates a TOML config file.
-    pub fn load(path: &Path) -> Result<Self> {
-        let c: Self = lofi_engine::read_toml(path)?;
-        c.validate()?;
-        Ok(c)
-    }
+impl lofi_engine::Settings for HeadConfig {
+    type Error = HeadError;
 
     /// Checks every value before any work; errors name the key.
-    pub fn validate(&self) -> Result<()> {
+    fn validate(&self) -> Result<()> {
         let err = |m: String| Err(HeadError::Config(m));
         for (key, v) in [
             ("snippets", self.snippets),
@@ -199,11 +195,6 @@ impl HeadConfig {
         self.head
             .validate(self.head.stem_groups.max(1) * 4)
             .map_err(|e| HeadError::Config(format!("head: {e}")))
-    }
-
-    /// The learning rate of `epoch` (0-based).
-    pub fn lr_at(&self, epoch: usize) -> f64 {
-        self.lr * self.lr_gamma.powi((epoch / self.lr_step_epochs) as i32)
     }
 }
 
@@ -688,7 +679,7 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_impossible_values_are_refused_by_name() {
-        let p = Path::new("head.toml");
+        let p = std::path::Path::new("head.toml");
         let e = HeadConfig::from_toml("epochs = 3\nlearning_rate = 0.1\n", p).expect_err("key");
         assert!(e.to_string().contains("learning_rate"), "{e}");
         let e = HeadConfig::from_toml("lr = -1.0\n", p).expect_err("value");

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use lofi_engine::Settings;
 use lofi_head::{
     detect, extract, train_head, verify, DetectConfig, DetectInputs, EncoderSpec, ExtractConfig,
     ExtractInputs, FeatureIndex, HeadConfig, HeadInputs, Shard,

@@ -26,13 +26,12 @@ use lofi_engine::metrics::{self, FidelityStats};
 use lofi_engine::readback::{scalar, scalar_int};
 use lofi_engine::{fit, FitEnd, RunDir, Stage, StepAt, StepMetrics, ValidationMetrics};
 use lofi_model::Encoder;
-use lofi_rng::SplitMix64;
 use lofi_video::{ClipU8, Fidelity, SamplingPlan, VideoJob};
 use serde::{Deserialize, Serialize};
 
 use crate::config::PretrainConfig;
 use crate::data::FailureList;
-use crate::data::{decode, read_clips, stack_clips, BatchJob, Clip, Decoded, EpochBatches};
+use crate::data::{decode, read_clips, shuffled_batches, stack_clips, Clip, Decoded, EpochBatches};
 use crate::error::{TrainError, TrainResult};
 use crate::memory::{MemoryMeter, ProcMeter};
 use crate::model::sgd;
@@ -165,16 +164,18 @@ impl Stage for PretrainStage<'_> {
     }
 
     fn batches(&mut self, epoch: usize) -> TrainResult<EpochBatches> {
-        let mut order: Vec<usize> = (0..self.train_clips.len()).collect();
-        SplitMix64::new(self.config.seed ^ (epoch as u64 + 1) << 17).shuffle(&mut order);
-        let jobs: Vec<BatchJob> = order
-            .chunks(self.config.batch_size)
-            .map(|chunk| {
+        let c = self.config;
+        let seed = c.seed ^ (epoch as u64 + 1) << 17;
+        shuffled_batches(
+            self.train_clips.len(),
+            c.batch_size,
+            seed,
+            (c.workers, false),
+            |_, chunk| {
                 let group: Vec<&Clip> = chunk.iter().map(|&i| &self.train_clips[i]).collect();
                 (jobs(&group), self.plan)
-            })
-            .collect();
-        EpochBatches::new(jobs, self.config.workers, false)
+            },
+        )
     }
 
     fn step(

@@ -34,13 +34,13 @@ use lofi_engine::{
     fit, FidelityTag, FitEnd, RunControl, RunDir, Stage, StepAt, StepMetrics, ValidationMetrics,
 };
 use lofi_model::{checkpoint, GtadLoss, GtadTargets, TargetConfig};
-use lofi_rng::SplitMix64;
 use lofi_video::{ClipU8, Fidelity, SamplingPlan, VideoFailure};
 use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
 use crate::data::{
-    decode, read_videos, stack_clips, BatchJob, Decoded, EpochBatches, FailureList, TrainVideo,
+    decode, read_videos, shuffled_batches, stack_clips, Decoded, EpochBatches, FailureList,
+    TrainVideo,
 };
 use crate::error::{TrainError, TrainResult};
 use crate::memory::{measure_from, plan, MemoryMeter, MemoryPlan, Probe, ProcMeter};
@@ -246,20 +246,20 @@ impl Stage for LofiStage<'_> {
     }
 
     fn batches(&mut self, epoch: usize) -> TrainResult<EpochBatches> {
-        let mut order: Vec<usize> = (0..self.train_videos.len()).collect();
-        SplitMix64::new(lofi_rng::derive(self.config.seed, epoch as u64)).shuffle(&mut order);
-        let jobs: Vec<BatchJob> = order
-            .chunks(self.config.batch_size)
-            .enumerate()
-            .map(|(b, chunk)| {
+        let c = self.config;
+        shuffled_batches(
+            self.train_videos.len(),
+            c.batch_size,
+            lofi_rng::derive(c.seed, epoch as u64),
+            (c.workers, self.decode_ahead),
+            |b, chunk| {
                 let videos = chunk.iter().map(|&i| self.train_videos[i].job()).collect();
                 (
                     videos,
                     self.schedule.fidelity(epoch, b).apply(&self.base_plan),
                 )
-            })
-            .collect();
-        EpochBatches::new(jobs, self.config.workers, self.decode_ahead)
+            },
+        )
     }
 
     fn step(

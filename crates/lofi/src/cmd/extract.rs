@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use lofi_engine::Settings;
 use lofi_head::{extract, verify, EncoderSpec, ExtractConfig, ExtractInputs, Shard};
 use lofi_model::{EncoderArch, EncoderKind};
 

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use lofi_engine::Settings;
 use lofi_head::{train_head, HeadConfig, HeadInputs};
 
 /// Arguments of `lofi train-head`.
