@@ -461,8 +461,8 @@ fn table(rows: &[DemoRow], size: DemoSize, videos: usize, seconds: f64) -> Strin
             Some(f) if row.name != "frozen" => verdict(row, f),
             _ => "",
         };
-        text.push_str(&format!(
-            "{:<14} {:>7} {:>7} {:>7} {:>15} {:>10.3} {:>12.0}  {}\n",
+        let line = format!(
+            "{:<14} {:>7} {:>7} {:>7} {:>15} {:>10.3} {:>12.0}  {}",
             title(&row.name),
             cell(0.5),
             cell(0.75),
@@ -475,7 +475,9 @@ fn table(rows: &[DemoRow], size: DemoSize, videos: usize, seconds: f64) -> Strin
             row.step_seconds,
             row.peak_memory_bytes as f64 / (1024.0 * 1024.0),
             against,
-        ));
+        );
+        text.push_str(line.trim_end());
+        text.push('\n');
     }
     text.push_str(
         "\nStep time and memory: one end-to-end training step (encoder + head) under the row's \
