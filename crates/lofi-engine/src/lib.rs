@@ -37,4 +37,4 @@ pub use metrics::{
     ValidationMetrics,
 };
 pub use progress::{Progress, Reporter, Silent};
-pub use run_dir::RunDir;
+pub use run_dir::{parse_toml, read_toml, write_toml, RunDir, Settings};

@@ -97,10 +97,41 @@ impl RunDir {
     }
 }
 
-/// Reads a TOML file into `C` (unknown keys are errors where `C` denies them).
+/// Reads a TOML settings file into `C`: the one loader of every lofi config (train, pretrain,
+/// extract, train-head). Unknown keys are errors naming the key where `C` denies them; the
+/// caller validates the values.
 pub fn read_toml<C: DeserializeOwned>(path: &Path) -> EngineResult<C> {
     let text = std::fs::read_to_string(path).map_err(|e| EngineError::io(path, e))?;
-    toml::from_str(&text).map_err(|e| EngineError::data(path, e.to_string()))
+    parse_toml(&text, path)
+}
+
+/// Parses TOML `text` (read from `path`, which errors name) into `C`.
+pub fn parse_toml<C: DeserializeOwned>(text: &str, path: &Path) -> EngineResult<C> {
+    toml::from_str(text).map_err(|e| EngineError::data(path, e.to_string().trim().to_string()))
+}
+
+/// A settings file: a serde struct read by the one loader ([`read_toml`]), then checked by its
+/// own rules before any work.
+pub trait Settings: DeserializeOwned + Sized {
+    /// The error of the settings' own checks.
+    type Error: From<EngineError>;
+
+    /// Checks every value; errors name the key.
+    fn validate(&self) -> Result<(), Self::Error>;
+
+    /// Parses TOML `text` (read from `path`) and validates it.
+    fn from_toml(text: &str, path: &Path) -> Result<Self, Self::Error> {
+        let settings: Self = parse_toml(text, path)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Reads the TOML file `path` and validates it.
+    fn load(path: &Path) -> Result<Self, Self::Error> {
+        let settings: Self = read_toml(path)?;
+        settings.validate()?;
+        Ok(settings)
+    }
 }
 
 /// Writes `config` as TOML to `path`, atomically.

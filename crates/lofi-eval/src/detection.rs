@@ -519,3 +519,36 @@ mod tests {
         assert_eq!(curve[100], 0.5);
     }
 }
+
+/// The JSON form of a detection report (`lofi eval detection --json`, `eval.json` of `detect`
+/// and of the demo's rows): exactly these keys, fractions not percent.
+#[derive(Debug, serde::Serialize)]
+pub struct DetectionJson<'a> {
+    /// The tIoU thresholds.
+    pub tiou_thresholds: &'a [f64],
+    /// mAP per threshold.
+    #[serde(rename = "mAP")]
+    pub map: &'a [f64],
+    /// Mean of `map`.
+    #[serde(rename = "average_mAP")]
+    pub average_map: f64,
+    /// AP per threshold of each class, in the ground truth's class order.
+    #[serde(rename = "per_class_AP")]
+    pub per_class_ap: crate::json::OrderedMap<&'a [f64]>,
+}
+
+/// The JSON form of `report`.
+pub fn detection_json(report: &DetectionReport) -> DetectionJson<'_> {
+    DetectionJson {
+        tiou_thresholds: &report.tiou_thresholds,
+        map: &report.map,
+        average_map: report.average_map,
+        per_class_ap: crate::json::OrderedMap(
+            report
+                .per_class
+                .iter()
+                .map(|c| (c.label.clone(), c.ap.as_slice()))
+                .collect(),
+        ),
+    }
+}

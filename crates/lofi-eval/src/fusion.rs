@@ -51,9 +51,9 @@ impl VideoClassScores {
     pub fn from_slice(bytes: &[u8], path: &Path) -> Result<Self> {
         let raw: RawFile =
             serde_json::from_slice(bytes).map_err(|e| parse_error(path, bytes, e))?;
-        let mut videos = HashMap::with_capacity(raw.results.0.len());
+        let mut videos = Vec::with_capacity(raw.results.0.len());
         for (video, scores) in raw.results.0 {
-            let mut named: Vec<(String, f64)> = match scores {
+            let named: Vec<(String, f64)> = match scores {
                 RawScores::Named(map) => map.0,
                 RawScores::Vector(values) => {
                     let Some(names) = &raw.class else {
@@ -77,6 +77,16 @@ impl VideoClassScores {
                     names.iter().cloned().zip(values).collect()
                 }
             };
+            videos.push((video, named));
+        }
+        Self::from_videos(path, videos)
+    }
+
+    /// Class scores already in memory: per video (in any order), its `(class, score)` pairs, with
+    /// the checks of [`VideoClassScores::from_slice`]; `path` names the source in messages.
+    pub fn from_videos(path: &Path, videos: Vec<(String, Vec<(String, f64)>)>) -> Result<Self> {
+        let mut sorted = HashMap::with_capacity(videos.len());
+        for (video, mut named) in videos {
             if let Some((label, score)) = named.iter().find(|(_, s)| !s.is_finite()) {
                 return Err(EvalError::entry(
                     path,
@@ -89,11 +99,11 @@ impl VideoClassScores {
             }
             // Stable: equal scores keep the file's class order.
             named.sort_by(|a, b| b.1.total_cmp(&a.1));
-            videos.insert(video, named);
+            sorted.insert(video, named);
         }
         Ok(VideoClassScores {
             path: path.to_path_buf(),
-            videos,
+            videos: sorted,
         })
     }
 

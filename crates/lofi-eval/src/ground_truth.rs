@@ -94,22 +94,29 @@ pub struct GroundTruth {
 
 #[derive(Deserialize)]
 struct RawFile {
-    database: OrderedMap<RawVideo>,
+    database: OrderedMap<DatabaseVideo>,
 }
 
-#[derive(Deserialize)]
-struct RawVideo {
-    subset: String,
+/// One video of a ground-truth file's `database`, as the file gives it (any subset).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct DatabaseVideo {
+    /// The subset the video belongs to (`training`, `validation`, `test`, ...).
+    pub subset: String,
+    /// Duration in seconds, where given.
     #[serde(default)]
-    duration: Option<f64>,
+    pub duration: Option<f64>,
+    /// Its annotations in file order.
     #[serde(default)]
-    annotations: Vec<RawAnnotation>,
+    pub annotations: Vec<DatabaseAnnotation>,
 }
 
-#[derive(Deserialize)]
-struct RawAnnotation {
-    segment: [f64; 2],
-    label: String,
+/// One annotation of a [`DatabaseVideo`].
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct DatabaseAnnotation {
+    /// `[start, end]` in seconds.
+    pub segment: [f64; 2],
+    /// The class name.
+    pub label: String,
 }
 
 impl GroundTruth {
@@ -124,6 +131,27 @@ impl GroundTruth {
         let raw: RawFile =
             serde_json::from_slice(bytes).map_err(|e| parse_error(path, bytes, e))?;
         Self::from_raw(raw, path, options)
+    }
+
+    /// Builds the ground truth from a `database` already in memory (video id, video), in file
+    /// order, with the checks and messages of [`GroundTruth::from_slice`]; `path` names the
+    /// source in messages.
+    pub fn from_database(
+        database: Vec<(String, DatabaseVideo)>,
+        path: &Path,
+        options: &GroundTruthOptions,
+    ) -> Result<Self> {
+        let mut seen = HashSet::with_capacity(database.len());
+        if let Some((id, _)) = database.iter().find(|(id, _)| !seen.insert(id.as_str())) {
+            return Err(EvalError::entry(path, id, "appears twice in \"database\""));
+        }
+        Self::from_raw(
+            RawFile {
+                database: OrderedMap(database),
+            },
+            path,
+            options,
+        )
     }
 
     fn from_raw(raw: RawFile, path: &Path, options: &GroundTruthOptions) -> Result<Self> {
@@ -374,6 +402,32 @@ mod tests {
             .expect_err("empty")
             .to_string();
         assert!(message.contains("empty"), "{message}");
+    }
+
+    #[test]
+    fn in_memory_database_equals_the_file_and_refuses_repeated_ids() {
+        let from_file = read(GT, &GroundTruthOptions::default()).expect("valid");
+        let raw: RawFile = serde_json::from_str(GT).expect("valid JSON");
+        let built = GroundTruth::from_database(
+            raw.database.0.clone(),
+            Path::new("gt.json"),
+            &GroundTruthOptions::default(),
+        )
+        .expect("valid");
+        assert_eq!(
+            (built.classes, built.videos, built.annotations),
+            (from_file.classes, from_file.videos, from_file.annotations)
+        );
+        let mut twice = raw.database.0;
+        twice.push(twice[0].clone());
+        let message = GroundTruth::from_database(
+            twice,
+            Path::new("<ground truth dict>"),
+            &GroundTruthOptions::default(),
+        )
+        .expect_err("repeated id")
+        .to_string();
+        assert!(message.contains("video a: appears twice"), "{message}");
     }
 
     #[test]

@@ -26,10 +26,12 @@
 mod atomic;
 mod detection;
 mod error;
+pub mod feature_folder;
 mod fusion;
 mod ground_truth;
 mod json;
 mod nms;
+pub mod npy;
 mod numeric;
 mod predictions;
 mod proposal;
@@ -37,19 +39,19 @@ mod scan;
 mod segment;
 
 pub use atomic::write_atomic;
-pub use detection::{evaluate_detection, ClassAp, DetectionReport};
+pub use detection::{detection_json, evaluate_detection, ClassAp, DetectionJson, DetectionReport};
 pub use error::{EvalError, Result};
 pub use fusion::{fuse_with_class_scores, VideoClassScores};
 pub use ground_truth::{
-    Annotation, GroundTruth, GroundTruthOptions, GroundTruthVideo, THUMOS14_AMBIGUOUS_LABEL,
-    THUMOS14_DISPUTED_TEST_VIDEOS,
+    Annotation, DatabaseAnnotation, DatabaseVideo, GroundTruth, GroundTruthOptions,
+    GroundTruthVideo, THUMOS14_AMBIGUOUS_LABEL, THUMOS14_DISPUTED_TEST_VIDEOS,
 };
 pub use json::{write_json_atomic, OrderedMap};
-pub use nms::{nms, soft_nms, ScoredSegment, SoftNms, SoftNmsDecay};
+pub use nms::{nms, nms_indices, soft_nms, soft_nms_indices, ScoredSegment, SoftNms, SoftNmsDecay};
 pub use numeric::{numpy_mean, numpy_sum};
 pub use predictions::{
-    Detection, DetectionFile, PredictedVideo, Prediction, PredictionKind, Predictions, Proposal,
-    ProposalFile, ResultsFile,
+    Detection, DetectionFile, PredictedVideo, Prediction, PredictionKind, Predictions,
+    PredictionsBuilder, Proposal, ProposalFile, ResultsFile, VideoSlot,
 };
 pub use proposal::{evaluate_proposals, ProposalOptions, ProposalReport};
 pub use segment::{linspace, tiou, Segment, Thresholds};

@@ -111,6 +111,19 @@ pub fn nms(
     iou_threshold: f64,
     top_k: usize,
 ) -> Result<Vec<ScoredSegment>> {
+    Ok(nms_indices(candidates, iou_threshold, top_k)?
+        .into_iter()
+        .map(|i| candidates[i])
+        .collect())
+}
+
+/// [`nms`], returning the positions of the kept candidates in `candidates` (best first), for
+/// callers that keep other data alongside each candidate.
+pub fn nms_indices(
+    candidates: &[ScoredSegment],
+    iou_threshold: f64,
+    top_k: usize,
+) -> Result<Vec<usize>> {
     check_scores(candidates)?;
     if !(0.0..=1.0).contains(&iou_threshold) {
         return Err(EvalError::Invalid(format!(
@@ -125,7 +138,7 @@ pub fn nms(
         };
         alive[i] = false;
         let chosen = candidates[i];
-        kept.push(chosen);
+        kept.push(i);
         for (j, other) in candidates.iter().enumerate() {
             if alive[j] && tiou(other.segment, chosen.segment) > iou_threshold {
                 alive[j] = false;
@@ -139,6 +152,21 @@ pub fn nms(
 /// overlap with it, until `top_k` are kept or none is left. Output is in the order kept, with the
 /// decayed scores.
 pub fn soft_nms(candidates: &[ScoredSegment], settings: &SoftNms) -> Result<Vec<ScoredSegment>> {
+    Ok(soft_nms_indices(candidates, settings)?
+        .into_iter()
+        .map(|(i, score)| ScoredSegment {
+            segment: candidates[i].segment,
+            score,
+        })
+        .collect())
+}
+
+/// [`soft_nms`], returning for each kept candidate its position in `candidates` and its decayed
+/// score, in the order kept.
+pub fn soft_nms_indices(
+    candidates: &[ScoredSegment],
+    settings: &SoftNms,
+) -> Result<Vec<(usize, f64)>> {
     check_scores(candidates)?;
     settings.validate()?;
     let mut pool = candidates.to_vec();
@@ -150,7 +178,7 @@ pub fn soft_nms(candidates: &[ScoredSegment], settings: &SoftNms) -> Result<Vec<
         };
         alive[i] = false;
         let chosen = pool[i];
-        kept.push(chosen);
+        kept.push((i, chosen.score));
         for (j, other) in pool.iter_mut().enumerate() {
             if !alive[j] {
                 continue;
@@ -189,6 +217,21 @@ mod tests {
         assert_eq!(scores, [0.9, 0.7, 0.6]);
         assert_eq!(nms(&candidates(), 0.5, 2).expect("valid").len(), 2);
         assert!(nms(&candidates(), 1.5, 2).is_err());
+    }
+
+    #[test]
+    fn index_variants_point_at_the_kept_candidates() {
+        let all = candidates();
+        assert_eq!(nms_indices(&all, 0.5, 10).expect("valid"), [0, 2, 3]);
+        let kept = soft_nms(&all, &SoftNms::gaussian(0.8, 10)).expect("valid");
+        let indexed = soft_nms_indices(&all, &SoftNms::gaussian(0.8, 10)).expect("valid");
+        assert_eq!(
+            indexed.iter().map(|k| k.0).collect::<Vec<_>>(),
+            [0, 2, 3, 1]
+        );
+        for ((i, score), c) in indexed.iter().zip(&kept) {
+            assert_eq!((all[*i].segment, *score), (c.segment, c.score));
+        }
     }
 
     #[test]

@@ -84,16 +84,7 @@ impl Predictions {
             return Err(EvalError::format(path, "the file is empty"));
         }
         let mut reader = Reader {
-            path,
-            truth,
-            kind,
-            seen: HashSet::new(),
-            output: Predictions {
-                path: path.to_path_buf(),
-                videos: Vec::new(),
-                items: Vec::with_capacity(bytes.len() / 80),
-                dropped: 0,
-            },
+            builder: PredictionsBuilder::new(path, truth, kind).with_capacity(bytes.len() / 80),
         };
         let mut scanner = Scanner::new(bytes, path)?;
         let mut found = false;
@@ -109,7 +100,7 @@ impl Predictions {
         if !found {
             return Err(EvalError::format(path, "missing the \"results\" key"));
         }
-        Ok(reader.output)
+        Ok(reader.builder.finish())
     }
 
     /// How many videos of the file are not videos of the evaluated subset.
@@ -118,13 +109,149 @@ impl Predictions {
     }
 }
 
-/// Reads the `results` object into compact predictions, checking each entry.
-struct Reader<'a> {
-    path: &'a Path,
-    truth: &'a GroundTruth,
+/// Builds [`Predictions`] entry by entry, with the checks and messages of the file reader.
+///
+/// The JSON reader feeds it, and so can any other source of predictions (the Python bindings
+/// walk a dict or the columns of a table): every entry gets the same checks (finite score,
+/// finite segment with `end >= start`, a label the ground truth knows, with a "did you mean"
+/// hint) and every error names `path`, the video and the entry number.
+pub struct PredictionsBuilder<'t> {
+    path: PathBuf,
+    truth: &'t GroundTruth,
     kind: PredictionKind,
     seen: HashSet<String>,
     output: Predictions,
+}
+
+/// A video started with [`PredictionsBuilder::video`], to which entries are added.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VideoSlot {
+    index: u32,
+    excluded: bool,
+}
+
+impl<'t> PredictionsBuilder<'t> {
+    /// An empty set of predictions read against `truth`; `path` names the source in messages.
+    pub fn new(path: &Path, truth: &'t GroundTruth, kind: PredictionKind) -> Self {
+        PredictionsBuilder {
+            path: path.to_path_buf(),
+            truth,
+            kind,
+            seen: HashSet::new(),
+            output: Predictions {
+                path: path.to_path_buf(),
+                videos: Vec::new(),
+                items: Vec::new(),
+                dropped: 0,
+            },
+        }
+    }
+
+    /// Reserves room for about `entries` predictions.
+    pub fn with_capacity(mut self, entries: usize) -> Self {
+        self.output.items.reserve(entries);
+        self
+    }
+
+    /// Starts the predictions of video `id`; a video given twice is an error, as in a file.
+    pub fn video(&mut self, id: &str) -> Result<VideoSlot> {
+        if !self.seen.insert(id.to_string()) {
+            return Err(EvalError::entry(
+                &self.path,
+                id,
+                "appears twice in \"results\" (JSON readers disagree on which copy counts)",
+            ));
+        }
+        let index = self.output.videos.len() as u32;
+        self.output.videos.push(PredictedVideo {
+            truth: self.truth.video_of(id),
+            id: id.to_string(),
+        });
+        Ok(VideoSlot {
+            index,
+            excluded: self.truth.excluded_videos.contains(id),
+        })
+    }
+
+    /// Checks and adds entry `number` of a video: its fields as found (`None` when missing).
+    pub fn entry(
+        &mut self,
+        video: VideoSlot,
+        number: usize,
+        label: Option<&str>,
+        score: Option<f64>,
+        segment: Option<[f64; 2]>,
+    ) -> Result<()> {
+        let id = &self.output.videos[video.index as usize].id;
+        let entry = |message: String| {
+            EvalError::entry(&self.path, id, format!("entry {number}: {message}"))
+        };
+        let score = score.ok_or_else(|| entry("has no \"score\"".into()))?;
+        let [start, end] = segment.ok_or_else(|| entry("has no \"segment\"".into()))?;
+        if !score.is_finite() {
+            return Err(entry(format!("score {score} is not finite")));
+        }
+        if !start.is_finite() || !end.is_finite() {
+            return Err(entry(format!("segment [{start}, {end}] is not finite")));
+        }
+        if end < start {
+            return Err(entry(format!("segment end {end} is before start {start}")));
+        }
+        let class = match self.kind {
+            PredictionKind::Proposals => Prediction::NO_CLASS,
+            PredictionKind::Detections => {
+                let Some(label) = label else {
+                    return Err(entry(
+                        "has no \"label\" (detections need one; use `lofi eval proposals` for \
+                         class-agnostic proposals)"
+                            .into(),
+                    ));
+                };
+                match self.truth.class_of(label) {
+                    Some(class) => class,
+                    None if self.truth.excluded_labels.contains(label) => {
+                        self.output.dropped += 1;
+                        return Ok(());
+                    }
+                    None => {
+                        let hint = self
+                            .truth
+                            .closest_class(label)
+                            .map(|c| format!(" (did you mean {c:?}?)"))
+                            .unwrap_or_default();
+                        return Err(EvalError::UnknownLabel {
+                            path: self.path.clone(),
+                            video: id.clone(),
+                            label: label.to_string(),
+                            subset: self.truth.subset.clone(),
+                            hint,
+                        });
+                    }
+                }
+            }
+        };
+        if video.excluded {
+            self.output.dropped += 1;
+            return Ok(());
+        }
+        self.output.items.push(Prediction {
+            video: video.index,
+            class,
+            score,
+            segment: Segment::new(start, end),
+        });
+        Ok(())
+    }
+
+    /// The predictions built so far.
+    pub fn finish(self) -> Predictions {
+        self.output
+    }
+}
+
+/// Reads the `results` object into compact predictions, checking each entry.
+struct Reader<'t> {
+    builder: PredictionsBuilder<'t>,
 }
 
 /// One entry's fields as found in the file.
@@ -140,23 +267,11 @@ impl Reader<'_> {
         scanner.object(
             "an object mapping video ids to lists of predictions",
             |s, id| {
-                let id = id.into_owned();
-                if !self.seen.insert(id.clone()) {
-                    return Err(EvalError::entry(
-                        self.path,
-                        &id,
-                        "appears twice in \"results\" (JSON readers disagree on which copy counts)",
-                    ));
-                }
-                let video = self.output.videos.len() as u32;
-                self.output.videos.push(PredictedVideo {
-                    truth: self.truth.video_of(&id),
-                    id: id.clone(),
-                });
-                let excluded = self.truth.excluded_videos.contains(&id);
+                let slot = self.builder.video(&id)?;
                 s.array("a list of predictions", |s, number| {
                     let raw = Self::entry(s).map_err(|e| in_entry(e, &id, number))?;
-                    self.keep(raw, &id, number, video, excluded)
+                    self.builder
+                        .entry(slot, number, raw.label.as_deref(), raw.score, raw.segment)
                 })
                 .map_err(|e| in_entry(e, &id, usize::MAX))
             },
@@ -192,75 +307,6 @@ impl Reader<'_> {
             Ok(())
         })?;
         Ok(raw)
-    }
-
-    fn keep(
-        &mut self,
-        raw: RawEntry<'_>,
-        id: &str,
-        number: usize,
-        video: u32,
-        excluded: bool,
-    ) -> Result<()> {
-        let entry =
-            |message: String| EvalError::entry(self.path, id, format!("entry {number}: {message}"));
-        let score = raw.score.ok_or_else(|| entry("has no \"score\"".into()))?;
-        let [start, end] = raw
-            .segment
-            .ok_or_else(|| entry("has no \"segment\"".into()))?;
-        if !score.is_finite() {
-            return Err(entry(format!("score {score} is not finite")));
-        }
-        if !start.is_finite() || !end.is_finite() {
-            return Err(entry(format!("segment [{start}, {end}] is not finite")));
-        }
-        if end < start {
-            return Err(entry(format!("segment end {end} is before start {start}")));
-        }
-        let class = match self.kind {
-            PredictionKind::Proposals => Prediction::NO_CLASS,
-            PredictionKind::Detections => {
-                let Some(label) = raw.label else {
-                    return Err(entry(
-                        "has no \"label\" (detections need one; use `lofi eval proposals` for \
-                         class-agnostic proposals)"
-                            .into(),
-                    ));
-                };
-                match self.truth.class_of(&label) {
-                    Some(class) => class,
-                    None if self.truth.excluded_labels.contains(label.as_ref()) => {
-                        self.output.dropped += 1;
-                        return Ok(());
-                    }
-                    None => {
-                        let hint = self
-                            .truth
-                            .closest_class(&label)
-                            .map(|c| format!(" (did you mean {c:?}?)"))
-                            .unwrap_or_default();
-                        return Err(EvalError::UnknownLabel {
-                            path: self.path.to_path_buf(),
-                            video: id.to_string(),
-                            label: label.into_owned(),
-                            subset: self.truth.subset.clone(),
-                            hint,
-                        });
-                    }
-                }
-            }
-        };
-        if excluded {
-            self.output.dropped += 1;
-            return Ok(());
-        }
-        self.output.items.push(Prediction {
-            video,
-            class,
-            score,
-            segment: Segment::new(start, end),
-        });
-        Ok(())
     }
 }
 
@@ -391,6 +437,34 @@ mod tests {
             [(0, 1, 0.5), (1, 0, 0.25), (2, 0, 0.75), (2, 1, 0.125)]
         );
         assert_eq!(predictions.unknown_videos().count(), 1);
+    }
+
+    #[test]
+    fn builder_fed_entry_by_entry_equals_the_file_reader() {
+        let text = r#"{"results": {
+            "b": [{"label": "Jump", "score": 0.5, "segment": [4, 7]}],
+            "a": [{"label": "Run", "score": 0.75, "segment": [1, 2]}]}}"#;
+        let read = read(text, PredictionKind::Detections).expect("valid");
+        let truth = truth();
+        let mut builder =
+            PredictionsBuilder::new(Path::new("pred.json"), &truth, PredictionKind::Detections);
+        let b = builder.video("b").expect("new video");
+        builder
+            .entry(b, 0, Some("Jump"), Some(0.5), Some([4.0, 7.0]))
+            .expect("valid");
+        let a = builder.video("a").expect("new video");
+        builder
+            .entry(a, 0, Some("Run"), Some(0.75), Some([1.0, 2.0]))
+            .expect("valid");
+        let message = builder.video("a").expect_err("repeat").to_string();
+        assert!(message.contains("appears twice"), "{message}");
+        let message = builder
+            .entry(a, 1, Some("run"), Some(1.0), Some([0.0, 1.0]))
+            .expect_err("unknown label")
+            .to_string();
+        assert!(message.contains("did you mean \"Run\""), "{message}");
+        let built = builder.finish();
+        assert_eq!((built.videos, built.items), (read.videos, read.items));
     }
 
     #[test]

@@ -69,6 +69,46 @@ pub fn curve_point_for(an: u32, max_avg_proposals: f64) -> usize {
     point.clamp(0, CURVE_POINTS as i64 - 1) as usize
 }
 
+/// Recall at each curve point for each threshold: `overlaps` holds, per video, the number of
+/// kept proposals and the tIoU rows of its ground-truth segments (one row per segment).
+fn recall_curves(
+    thresholds: &[f64],
+    overlaps: &[(usize, Vec<f64>)],
+    fractions: &[f64],
+    positives: usize,
+) -> Vec<Vec<f64>> {
+    let mut recall = Vec::with_capacity(thresholds.len());
+    let mut first_hit = Vec::new();
+    for &threshold in thresholds {
+        let mut matches = vec![0usize; CURVE_POINTS];
+        for (columns, rows) in overlaps {
+            let columns = *columns;
+            // For every ground-truth segment, the rank of its first proposal reaching threshold.
+            first_hit.clear();
+            if columns > 0 {
+                first_hit.extend(
+                    rows.chunks(columns)
+                        .filter_map(|row| row.iter().position(|&overlap| overlap >= threshold)),
+                );
+            }
+            if first_hit.is_empty() {
+                continue;
+            }
+            for (point, &fraction) in fractions.iter().enumerate() {
+                let k = ((columns as f64 * fraction) as usize).min(columns);
+                matches[point] += first_hit.iter().filter(|&&hit| hit < k).count();
+            }
+        }
+        recall.push(
+            matches
+                .into_iter()
+                .map(|m| m as f64 / positives as f64)
+                .collect::<Vec<f64>>(),
+        );
+    }
+    recall
+}
+
 /// Evaluates class-agnostic proposals against the ground truth.
 pub fn evaluate_proposals(
     truth: &GroundTruth,
@@ -144,35 +184,7 @@ pub fn evaluate_proposals(
         .collect();
     let positives: usize = videos.iter().map(|&v| truth.annotations_of(v).len()).sum();
 
-    let mut recall = Vec::with_capacity(thresholds.len());
-    let mut first_hit = Vec::new();
-    for &threshold in thresholds {
-        let mut matches = vec![0usize; CURVE_POINTS];
-        for (columns, rows) in &overlaps {
-            let columns = *columns;
-            // For every ground-truth segment, the rank of its first proposal reaching threshold.
-            first_hit.clear();
-            if columns > 0 {
-                first_hit.extend(
-                    rows.chunks(columns)
-                        .filter_map(|row| row.iter().position(|&overlap| overlap >= threshold)),
-                );
-            }
-            if first_hit.is_empty() {
-                continue;
-            }
-            for (point, &fraction) in fractions.iter().enumerate() {
-                let k = ((columns as f64 * fraction) as usize).min(columns);
-                matches[point] += first_hit.iter().filter(|&&hit| hit < k).count();
-            }
-        }
-        recall.push(
-            matches
-                .into_iter()
-                .map(|m| m as f64 / positives as f64)
-                .collect::<Vec<f64>>(),
-        );
-    }
+    let recall = recall_curves(thresholds, &overlaps, &fractions, positives);
     // recall.mean(axis=0) adds the rows in order, then divides.
     let average_recall: Vec<f64> = (0..CURVE_POINTS)
         .map(|point| recall.iter().map(|row| row[point]).sum::<f64>() / thresholds.len() as f64)

@@ -15,7 +15,7 @@ use lofi_head::{
     detect, extract, train_head, DetectConfig, DetectInputs, EncoderSpec, ExtractConfig,
     ExtractInputs, HeadConfig, HeadInputs,
 };
-use lofi_model::ResNetConfig;
+use lofi_model::{EncoderArch, EncoderKind};
 use lofi_video::synth::{write_dataset, SynthConfig, SynthPreset};
 
 fn arg(i: usize, default: usize) -> usize {
@@ -35,7 +35,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (l, s, runs) = (arg(1, 100), arg(2, 224), arg(3, 3).max(1));
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let spec = EncoderSpec {
-        model: ResNetConfig::new(18),
+        model: EncoderArch::new(EncoderKind::Tsm, 18),
+        num_classes: None,
         checkpoint: None,
         seed: 0,
     };
@@ -89,7 +90,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &|_| {},
     )?;
     let mut tiny = ExtractConfig::new(EncoderSpec {
-        model: ResNetConfig::tiny(18, 8),
+        model: EncoderArch::tiny(EncoderKind::Tsm, 18, 8),
+        num_classes: None,
         checkpoint: None,
         seed: 0,
     });

@@ -24,7 +24,8 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
-use lofi_model::{ResNetConfig, TsmEncoder};
+use lofi_engine::Settings;
+use lofi_model::{Encoder, EncoderArch};
 use lofi_video::ground_truth::{find_video, GroundTruth};
 use lofi_video::{Fidelity, Loader, LoaderConfig, SamplingPlan, VideoJob};
 use serde::{Deserialize, Serialize};
@@ -37,8 +38,12 @@ use crate::npy;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EncoderSpec {
-    /// Its architecture (must match the checkpoint, `num_classes` included).
-    pub model: ResNetConfig,
+    /// Its architecture (TSM-ResNet or R(2+1)D; must match the checkpoint).
+    pub model: EncoderArch,
+    /// Classes of the clip classifier stored in the checkpoint (a pre-training
+    /// `classifier.bpk`); `None` for a trunk (`encoder.bpk`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_classes: Option<usize>,
     /// A checkpoint written by lofi (`.bpk`), or a PyTorch `.pth`/`.safetensors` (imported with
     /// lofi-model's key remapping; unused keys such as another task's classifier are ignored).
     /// `None` extracts with a randomly initialised encoder (seeded; for tests and baselines).
@@ -138,15 +143,30 @@ impl ExtractConfig {
         }
     }
 
-    /// Parses and validates a TOML config.
-    pub fn from_toml(text: &str, path: &Path) -> Result<Self> {
-        let c: Self = toml::from_str(text).map_err(|e| HeadError::format(path, e.to_string()))?;
-        c.validate()?;
+    /// These settings as recorded beside the features: the checkpoint path made absolute (against
+    /// the working directory, as it was read), so a run reusing the recorded file (`--config
+    /// FEATURES/config.toml`, e.g. a re-submitted cluster array) finds the same checkpoint from
+    /// any directory.
+    pub fn recorded(&self) -> Result<Self> {
+        let mut c = self.clone();
+        if let Some(p) = &self.encoder.checkpoint {
+            let absolute = std::path::absolute(p).map_err(|e| HeadError::io(p, e))?;
+            c.encoder.checkpoint = Some(absolute);
+        }
         Ok(c)
     }
 
+    fn plan(&self) -> Result<SamplingPlan> {
+        let fidelity = Fidelity::new(self.snippets, self.size)?;
+        Ok(fidelity.apply(&SamplingPlan::new(self.frames_per_snippet)?))
+    }
+}
+
+impl lofi_engine::Settings for ExtractConfig {
+    type Error = HeadError;
+
     /// Checks every value before any work.
-    pub fn validate(&self) -> Result<()> {
+    fn validate(&self) -> Result<()> {
         for (key, v) in [
             ("snippets", self.snippets),
             ("frames_per_snippet", self.frames_per_snippet),
@@ -178,24 +198,6 @@ impl ExtractConfig {
             }
         }
         Ok(())
-    }
-
-    /// These settings as recorded beside the features: the checkpoint path made absolute (against
-    /// the working directory, as it was read), so a run reusing the recorded file (`--config
-    /// FEATURES/config.toml`, e.g. a re-submitted cluster array) finds the same checkpoint from
-    /// any directory.
-    pub fn recorded(&self) -> Result<Self> {
-        let mut c = self.clone();
-        if let Some(p) = &self.encoder.checkpoint {
-            let absolute = std::path::absolute(p).map_err(|e| HeadError::io(p, e))?;
-            c.encoder.checkpoint = Some(absolute);
-        }
-        Ok(c)
-    }
-
-    fn plan(&self) -> Result<SamplingPlan> {
-        let fidelity = Fidelity::new(self.snippets, self.size)?;
-        Ok(fidelity.apply(&SamplingPlan::new(self.frames_per_snippet)?))
     }
 }
 
@@ -236,27 +238,12 @@ pub struct ExtractOutcome {
 }
 
 /// Builds the encoder of `spec` on `device` in inference mode.
-pub fn load_encoder(spec: &EncoderSpec, device: &Device) -> Result<TsmEncoder> {
+pub fn load_encoder(spec: &EncoderSpec, device: &Device) -> Result<Encoder> {
     device.seed(spec.seed);
-    let encoder = spec.model.init(device)?;
+    let encoder = spec.model.init(spec.num_classes, device)?;
     let encoder = match &spec.checkpoint {
         None => encoder,
-        Some(path) => {
-            let ext = path
-                .extension()
-                .and_then(|e| e.to_str())
-                .unwrap_or("")
-                .to_ascii_lowercase();
-            if matches!(ext.as_str(), "pth" | "pt" | "safetensors") {
-                let options = lofi_model::import::ImportOptions {
-                    ignore_unused: true,
-                    ..Default::default()
-                };
-                lofi_model::import::import_resnet(encoder, path, &options)?.0
-            } else {
-                lofi_model::checkpoint::load(encoder, path)?
-            }
-        }
+        Some(path) => encoder.load_file(path)?,
     };
     Ok(encoder.valid())
 }
@@ -355,54 +342,13 @@ pub fn extract(
     let l = config.snippets;
     let total = selected.len();
 
-    let mut entries: BTreeMap<String, IndexEntry> = BTreeMap::new();
-    let mut failed = Vec::new();
-    let mut jobs = Vec::new();
-    let (mut skipped, mut redone) = (0, 0);
-    for (id, duration) in &selected {
-        let file = format!("{id}.npy");
-        let path = inputs.out.join(&file);
-        if path.exists() {
-            match check_output(&path, l, Some(c)) {
-                Ok(shape) => {
-                    entries.insert(
-                        id.clone(),
-                        IndexEntry {
-                            file,
-                            duration: *duration,
-                            shape,
-                        },
-                    );
-                    skipped += 1;
-                    progress(skipped, total);
-                    continue;
-                }
-                Err(reason) => {
-                    tracing::warn!(
-                        "video {id}: existing {} is unusable ({reason}); redoing it",
-                        path.display()
-                    );
-                    redone += 1;
-                }
-            }
-        }
-        match find_video(&inputs.videos, id) {
-            Some(video) => jobs.push(VideoJob {
-                id: id.clone(),
-                path: video,
-                annotated_duration: Some(*duration),
-            }),
-            None => {
-                let reason = format!("no video file for it in {}", inputs.videos.display());
-                tracing::warn!("video {id}: {reason}");
-                failed.push(FailedVideo {
-                    id: id.clone(),
-                    reason,
-                });
-                progress(skipped + failed.len(), total);
-            }
-        }
-    }
+    let Pending {
+        mut entries,
+        mut failed,
+        jobs,
+        skipped,
+        redone,
+    } = pending(&selected, [l, c], inputs, &|done| progress(done, total));
 
     let mut loader_cfg = LoaderConfig::new(config.plan()?);
     loader_cfg.workers = config.workers;
@@ -477,6 +423,87 @@ pub fn extract(
     })
 }
 
+/// What is left to extract after looking at the output folder.
+struct Pending {
+    /// Usable outputs already there.
+    entries: BTreeMap<String, IndexEntry>,
+    /// Videos without a file.
+    failed: Vec<FailedVideo>,
+    /// Videos to decode and encode.
+    jobs: Vec<VideoJob>,
+    /// Outputs kept.
+    skipped: usize,
+    /// Unusable outputs to redo.
+    redone: usize,
+}
+
+/// Sorts `selected` videos into finished ones (a usable `[L, C]` output exists), ones to extract
+/// and ones without a video file; `progress` gets the count of videos settled so far.
+fn pending(
+    selected: &[(String, f64)],
+    shape: [usize; 2],
+    inputs: &ExtractInputs,
+    progress: &dyn Fn(usize),
+) -> Pending {
+    let [l, c] = shape;
+    let mut entries: BTreeMap<String, IndexEntry> = BTreeMap::new();
+    let mut failed = Vec::new();
+    let mut jobs = Vec::new();
+    let (mut skipped, mut redone) = (0, 0);
+    for (id, duration) in selected {
+        let file = format!("{id}.npy");
+        let path = inputs.out.join(&file);
+        if path.exists() {
+            match check_output(&path, l, Some(c)) {
+                Ok(shape) => {
+                    entries.insert(
+                        id.clone(),
+                        IndexEntry {
+                            file,
+                            duration: *duration,
+                            shape,
+                        },
+                    );
+                    skipped += 1;
+                    progress(skipped);
+                    continue;
+                }
+                Err(reason) => {
+                    tracing::warn!(
+                        "video {id}: existing {} is unusable ({reason}); redoing it",
+                        path.display()
+                    );
+                    redone += 1;
+                }
+            }
+        }
+        match find_video(&inputs.videos, id) {
+            Some(video) => jobs.push(VideoJob {
+                id: id.clone(),
+                path: video,
+                annotated_duration: Some(*duration),
+            }),
+            None => {
+                let reason = format!("no video file for it in {}", inputs.videos.display());
+                tracing::warn!("video {id}: {reason}");
+                failed.push(FailedVideo {
+                    id: id.clone(),
+                    reason,
+                });
+                progress(skipped + failed.len());
+            }
+        }
+    }
+
+    Pending {
+        entries,
+        failed,
+        jobs,
+        skipped,
+        redone,
+    }
+}
+
 /// Writes the settings used (atomically: the shards of one extraction may run at the same time in
 /// the same folder and write identical settings; the temporary names carry the process id).
 fn write_config(config: &ExtractConfig, path: &Path) -> Result<()> {
@@ -489,8 +516,11 @@ fn encoder_name(spec: &EncoderSpec) -> String {
     match &spec.checkpoint {
         Some(p) => p.display().to_string(),
         None => format!(
-            "random TSM-ResNet-{} width {} (seed {})",
-            spec.model.depth, spec.model.base_width, spec.seed
+            "random {}-{} width {} (seed {})",
+            spec.model.kind(),
+            spec.model.depth(),
+            spec.model.base_width(),
+            spec.seed
         ),
     }
 }
@@ -522,45 +552,7 @@ impl VerifyReport {
 pub fn verify(dir: &Path, ground_truth: &Path, subset: Option<&str>) -> Result<VerifyReport> {
     let truth = GroundTruth::read(ground_truth)?;
     let selected = select_videos(&truth, ground_truth, subset, None)?;
-    // Settings from any index on disk (index.json or shard indexes).
-    let mut settings: Option<FeatureIndex> = None;
-    let mut durations: BTreeMap<String, f64> = BTreeMap::new();
-    let listing = std::fs::read_dir(dir).map_err(|e| HeadError::io(dir, e))?;
-    let mut index_files: Vec<PathBuf> = listing
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("index") && n.ends_with(".json"))
-        })
-        .collect();
-    index_files.sort();
-    for p in &index_files {
-        let idx = FeatureIndex::read(p)?;
-        if let Some(s) = &settings {
-            if (s.snippets, s.frames_per_snippet, s.size)
-                != (idx.snippets, idx.frames_per_snippet, idx.size)
-            {
-                return Err(HeadError::format(
-                    p,
-                    format!(
-                        "made with L={}, F={}, S={} but {} says L={}, F={}, S={}",
-                        idx.snippets,
-                        idx.frames_per_snippet,
-                        idx.size,
-                        index_files[0].display(),
-                        s.snippets,
-                        s.frames_per_snippet,
-                        s.size
-                    ),
-                ));
-            }
-        }
-        for (id, e) in &idx.videos {
-            durations.insert(id.clone(), e.duration);
-        }
-        settings.get_or_insert(idx);
-    }
+    let (settings, durations) = read_indexes(dir)?;
     let mut report = VerifyReport::default();
     let mut entries = BTreeMap::new();
     let mut channels: Option<usize> = None;
@@ -640,6 +632,50 @@ pub fn verify(dir: &Path, ground_truth: &Path, subset: Option<&str>) -> Result<V
     Ok(report)
 }
 
+/// The settings of the indexes in `dir` (`index.json` or shard indexes; all must agree on L, F
+/// and S) and the annotated duration of every video they list.
+fn read_indexes(dir: &Path) -> Result<(Option<FeatureIndex>, BTreeMap<String, f64>)> {
+    let mut settings: Option<FeatureIndex> = None;
+    let mut durations: BTreeMap<String, f64> = BTreeMap::new();
+    let listing = std::fs::read_dir(dir).map_err(|e| HeadError::io(dir, e))?;
+    let mut index_files: Vec<PathBuf> = listing
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("index") && n.ends_with(".json"))
+        })
+        .collect();
+    index_files.sort();
+    for p in &index_files {
+        let idx = FeatureIndex::read(p)?;
+        if let Some(s) = &settings {
+            if (s.snippets, s.frames_per_snippet, s.size)
+                != (idx.snippets, idx.frames_per_snippet, idx.size)
+            {
+                return Err(HeadError::format(
+                    p,
+                    format!(
+                        "made with L={}, F={}, S={} but {} says L={}, F={}, S={}",
+                        idx.snippets,
+                        idx.frames_per_snippet,
+                        idx.size,
+                        index_files[0].display(),
+                        s.snippets,
+                        s.frames_per_snippet,
+                        s.size
+                    ),
+                ));
+            }
+        }
+        for (id, e) in &idx.videos {
+            durations.insert(id.clone(), e.duration);
+        }
+        settings.get_or_insert(idx);
+    }
+    Ok((settings, durations))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -683,7 +719,8 @@ mod tests {
     #[test]
     fn recorded_config_stores_the_checkpoint_absolute() {
         let mut c = ExtractConfig::new(EncoderSpec {
-            model: ResNetConfig::tiny(18, 8),
+            model: EncoderArch::tiny(lofi_model::EncoderKind::Tsm, 18, 8),
+            num_classes: None,
             checkpoint: None,
             seed: 0,
         });

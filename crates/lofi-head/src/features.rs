@@ -15,72 +15,12 @@
 //! source position `(i + 0.5) T / L - 0.5`, clamped to `[0, T - 1]`, from its two neighbours.
 //! With `T == L` this is the identity.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
-use serde::{Deserialize, Serialize};
 
 use crate::error::{HeadError, Result};
 use crate::npy::{self, Array2};
 
-/// Name of the index file of a feature folder.
-pub const INDEX_FILE: &str = "index.json";
-
-/// One video in a feature index.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IndexEntry {
-    /// File name inside the feature folder.
-    pub file: String,
-    /// Seconds of video the features cover (snippet `i` of `L` covers `[i D / L, (i + 1) D / L)`).
-    pub duration: f64,
-    /// `[L, C]`.
-    pub shape: [usize; 2],
-}
-
-/// A video that could not be extracted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FailedVideo {
-    /// Video id.
-    pub id: String,
-    /// Why.
-    pub reason: String,
-}
-
-/// `FEATURES_DIR/index.json`: how the features were made and which videos they cover.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FeatureIndex {
-    /// Snippets per video, `L`.
-    pub snippets: usize,
-    /// Frames averaged per snippet, `F`.
-    pub frames_per_snippet: usize,
-    /// Frame side in pixels, `S`.
-    pub size: usize,
-    /// The encoder checkpoint (path) or a description of it.
-    pub encoder: String,
-    /// Videos by id.
-    pub videos: BTreeMap<String, IndexEntry>,
-    /// Videos that failed, with the reason.
-    #[serde(default)]
-    pub failed: Vec<FailedVideo>,
-}
-
-impl FeatureIndex {
-    /// Reads an index file.
-    pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| HeadError::io(path, e))?;
-        serde_json::from_str(&text).map_err(|e| HeadError::format(path, e.to_string()))
-    }
-
-    /// Writes the index atomically.
-    pub fn write(&self, path: &Path) -> Result<()> {
-        let text = serde_json::to_string_pretty(self)
-            .map_err(|e| HeadError::format(path, e.to_string()))?;
-        lofi_eval::write_atomic(path, (text + "\n").as_bytes()).map_err(|e| HeadError::io(path, e))
-    }
-}
+pub use lofi_eval::feature_folder::{FailedVideo, FeatureIndex, IndexEntry, INDEX_FILE};
 
 /// Parses a G-TAD/BSN-style CSV feature file: one header line, then `T` rows of `C` values.
 pub fn parse_csv(text: &str) -> std::result::Result<Array2, String> {

@@ -17,8 +17,10 @@ pub mod error;
 pub mod extract;
 pub mod features;
 pub mod model;
-pub mod npy;
 pub mod train;
+
+/// The `.npy` reader and writer, kept in `lofi-eval` so that light clients share it.
+pub use lofi_eval::npy;
 
 pub use detect::{
     detect, features_from_encoder, head_proposals, oracle_class_scores, validate_head,

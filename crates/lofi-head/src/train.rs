@@ -18,7 +18,7 @@
 //! `head.json` (see [`crate::model`]); `head.bpk` is the head of the epoch with the lowest
 //! validation loss, as the official code's `GTAD_best`, and `best.json` names that epoch.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use burn::grad_clipping::GradientClippingConfig;
@@ -28,6 +28,7 @@ use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 use lofi_engine::readback::scalar;
+use lofi_engine::Settings;
 use lofi_engine::{
     fit, metrics, FitEnd, LossParts, RunControl, RunDir, Stage, StepAt, StepMetrics,
     ValidationMetrics,
@@ -146,15 +147,17 @@ impl HeadConfig {
         }
     }
 
-    /// Parses a TOML config (unknown keys are errors naming the key) and validates it.
-    pub fn from_toml(text: &str, path: &Path) -> Result<Self> {
-        let c: Self = toml::from_str(text).map_err(|e| HeadError::format(path, e.to_string()))?;
-        c.validate()?;
-        Ok(c)
+    /// The learning rate of `epoch` (0-based).
+    pub fn lr_at(&self, epoch: usize) -> f64 {
+        self.lr * self.lr_gamma.powi((epoch / self.lr_step_epochs) as i32)
     }
+}
+
+impl lofi_engine::Settings for HeadConfig {
+    type Error = HeadError;
 
     /// Checks every value before any work; errors name the key.
-    pub fn validate(&self) -> Result<()> {
+    fn validate(&self) -> Result<()> {
         let err = |m: String| Err(HeadError::Config(m));
         for (key, v) in [
             ("snippets", self.snippets),
@@ -192,16 +195,9 @@ impl HeadConfig {
         }
         self.detect.validate()?;
         // The head's own checks (group divisibility etc.) with a representative width.
-        let probe = self.head.gtad(self.head.stem_groups.max(1) * 4);
-        probe
-            .init(&Device::flex())
-            .map(|_| ())
+        self.head
+            .validate(self.head.stem_groups.max(1) * 4)
             .map_err(|e| HeadError::Config(format!("head: {e}")))
-    }
-
-    /// The learning rate of `epoch` (0-based).
-    pub fn lr_at(&self, epoch: usize) -> f64 {
-        self.lr * self.lr_gamma.powi((epoch / self.lr_step_epochs) as i32)
     }
 }
 
@@ -307,17 +303,6 @@ fn load_subset(
         });
     }
     Ok(out)
-}
-
-/// Deterministic permutation (Fisher-Yates over lofi-rng's stream).
-fn permutation(n: usize, seed: u64) -> Vec<usize> {
-    let mut rng = lofi_rng::SplitMix64::new(seed);
-    let mut p: Vec<usize> = (0..n).collect();
-    for i in (1..n).rev() {
-        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
-        p.swap(i, j);
-    }
-    p
 }
 
 /// Trains the video-level classifier on the training videos (see [`crate::model`]).
@@ -427,6 +412,53 @@ struct HeadValidation {
 /// scored on the same draws.
 const VALIDATION_SEED: u64 = 0x5EED_0F7A_11D0;
 
+impl HeadValidation {
+    /// The validation videos with their targets and, when a classifier was trained, their class
+    /// scores and ground truth for the detection mAP.
+    fn new(
+        classifier: Option<(&ClassifierMeta, &VideoClassifier)>,
+        val: &[TrainVideo],
+        config: &HeadConfig,
+        inputs: &HeadInputs,
+    ) -> Result<Self> {
+        let detection = match classifier {
+            Some((meta, model)) => {
+                let refs: Vec<&VideoFeatures> = val.iter().map(|v| &v.features).collect();
+                let probs = meta.predict(model, &refs, &inputs.device)?;
+                let file = ClassScoreFile {
+                    class: meta.classes.clone(),
+                    results: refs.iter().map(|v| v.id.clone()).zip(probs).collect(),
+                };
+                let truth = EvalTruth::from_path(
+                    &inputs.ground_truth,
+                    &GroundTruthOptions {
+                        subset: config.val_subset.clone(),
+                        ..GroundTruthOptions::default()
+                    },
+                )?;
+                Some((truth, file.to_scores()?))
+            }
+            None => None,
+        };
+        Ok(Self {
+            targets: val
+                .iter()
+                .map(|v| GtadTargets::new(&v.segments, config.snippets, &target_config(config)))
+                .collect::<std::result::Result<_, _>>()?,
+            features: val.iter().map(|v| v.features.clone()).collect(),
+            detection,
+        })
+    }
+}
+
+/// The target settings of `config`.
+fn target_config(config: &HeadConfig) -> TargetConfig {
+    TargetConfig {
+        boundary_width: config.boundary_width,
+        max_duration: config.head.max_duration,
+    }
+}
+
 /// Head training as a lofi-engine stage: shuffled batches of in-memory features, one Adam step
 /// on G-TAD's loss, validation loss (model selection) and mAP through the detection
 /// post-processing.
@@ -458,10 +490,8 @@ impl Stage for HeadStage<'_> {
     }
 
     fn batches(&mut self, epoch: usize) -> Result<Self::Batches> {
-        let order = permutation(
-            self.train.len(),
-            self.config.seed.wrapping_add(epoch as u64),
-        );
+        let order = lofi_rng::SplitMix64::new(self.config.seed.wrapping_add(epoch as u64))
+            .permutation(self.train.len());
         let batches: Vec<Result<Vec<usize>>> = order
             .chunks(self.config.batch_size)
             .map(|c| Ok(c.to_vec()))
@@ -584,15 +614,12 @@ fn best_epoch(epochs: &[metrics::EpochSummary]) -> Option<BestEpoch> {
         })
 }
 
-/// Trains a G-TAD head (and the video classifier) on feature files; see the module docs.
-/// `control` resumes a run, and receives its progress.
-pub fn train_head(
+/// The training and validation videos of `config`'s subsets with their features, and the
+/// feature width.
+fn load_subsets(
     config: &HeadConfig,
     inputs: &HeadInputs,
-    control: &RunControl,
-) -> Result<HeadOutcome> {
-    config.validate()?;
-    let started = Instant::now();
+) -> Result<(Vec<TrainVideo>, Vec<TrainVideo>, usize)> {
     let truth = GroundTruth::read(&inputs.ground_truth)?;
     let store = FeatureStore::open(&inputs.features)?;
     let l = config.snippets;
@@ -626,6 +653,20 @@ pub fn train_head(
         Vec::new()
     };
     let c = channels.unwrap_or(train[0].features.c);
+    Ok((train, val, c))
+}
+
+/// Trains a G-TAD head (and the video classifier) on feature files; see the module docs.
+/// `control` resumes a run, and receives its progress.
+pub fn train_head(
+    config: &HeadConfig,
+    inputs: &HeadInputs,
+    control: &RunControl,
+) -> Result<HeadOutcome> {
+    config.validate()?;
+    let started = Instant::now();
+    let l = config.snippets;
+    let (train, val, c) = load_subsets(config, inputs)?;
     let run = RunDir::open(&inputs.out, config, control.resume)?;
 
     // Classifier first, so that every validation can use it.
@@ -634,40 +675,11 @@ pub fn train_head(
     } else {
         None
     };
-    let target_cfg = TargetConfig {
-        boundary_width: config.boundary_width,
-        max_duration: config.head.max_duration,
-    };
     let validation = if val.is_empty() {
         None
     } else {
-        let detection = match &classifier {
-            Some((meta, model, _)) => {
-                let refs: Vec<&VideoFeatures> = val.iter().map(|v| &v.features).collect();
-                let probs = meta.predict(model, &refs, &inputs.device)?;
-                let file = ClassScoreFile {
-                    class: meta.classes.clone(),
-                    results: refs.iter().map(|v| v.id.clone()).zip(probs).collect(),
-                };
-                let truth = EvalTruth::from_path(
-                    &inputs.ground_truth,
-                    &GroundTruthOptions {
-                        subset: config.val_subset.clone(),
-                        ..GroundTruthOptions::default()
-                    },
-                )?;
-                Some((truth, file.to_scores()?))
-            }
-            None => None,
-        };
-        Some(HeadValidation {
-            targets: val
-                .iter()
-                .map(|v| GtadTargets::new(&v.segments, l, &target_cfg))
-                .collect::<std::result::Result<_, _>>()?,
-            features: val.iter().map(|v| v.features.clone()).collect(),
-            detection,
-        })
+        let cls = classifier.as_ref().map(|(meta, model, _)| (meta, model));
+        Some(HeadValidation::new(cls, &val, config, inputs)?)
     };
 
     // Head.
@@ -676,7 +688,7 @@ pub fn train_head(
     let head = config.head.gtad(c).init(&device)?;
     let targets: Vec<GtadTargets> = train
         .iter()
-        .map(|v| GtadTargets::new(&v.segments, l, &target_cfg))
+        .map(|v| GtadTargets::new(&v.segments, l, &target_config(config)))
         .collect::<std::result::Result<_, _>>()?;
     let optim = AdamConfig::new()
         .with_epsilon(ADAM_EPSILON)
@@ -765,7 +777,7 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_impossible_values_are_refused_by_name() {
-        let p = Path::new("head.toml");
+        let p = std::path::Path::new("head.toml");
         let e = HeadConfig::from_toml("epochs = 3\nlearning_rate = 0.1\n", p).expect_err("key");
         assert!(e.to_string().contains("learning_rate"), "{e}");
         let e = HeadConfig::from_toml("lr = -1.0\n", p).expect_err("value");
@@ -800,15 +812,5 @@ mod tests {
         .expect("some");
         assert_eq!((b.epoch, b.validation_loss), (2, 2.0));
         assert!(best_epoch(&[e(0, None), e(1, Some(f64::NAN))]).is_none());
-    }
-
-    #[test]
-    fn permutation_is_seeded() {
-        let a = permutation(20, 3);
-        assert_eq!(a, permutation(20, 3));
-        assert_ne!(a, permutation(20, 4));
-        let mut s = a.clone();
-        s.sort_unstable();
-        assert_eq!(s, (0..20).collect::<Vec<_>>());
     }
 }

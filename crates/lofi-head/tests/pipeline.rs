@@ -3,11 +3,12 @@
 
 use std::path::Path;
 
+use lofi_engine::Settings;
 use lofi_head::{
     detect, extract, train_head, verify, DetectConfig, DetectInputs, EncoderSpec, ExtractConfig,
     ExtractInputs, FeatureIndex, HeadConfig, HeadInputs, Shard,
 };
-use lofi_model::ResNetConfig;
+use lofi_model::{EncoderArch, EncoderKind};
 use lofi_video::synth::{write_dataset, SynthConfig, SynthPreset};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -16,7 +17,8 @@ const L: usize = 16;
 
 fn tiny_extract() -> ExtractConfig {
     let mut c = ExtractConfig::new(EncoderSpec {
-        model: ResNetConfig::tiny(18, 8),
+        model: EncoderArch::tiny(EncoderKind::Tsm, 18, 8),
+        num_classes: None,
         checkpoint: None,
         seed: 3,
     });

@@ -110,6 +110,11 @@ impl GtadArch {
         }
     }
 
+    /// Checks the sizes for `in_channels`-wide features without building the head.
+    pub fn validate(&self, in_channels: usize) -> Result<(), ModelError> {
+        self.gtad(in_channels).validate()
+    }
+
     /// The head for `in_channels`-wide features.
     pub fn gtad(&self, in_channels: usize) -> GtadConfig {
         GtadConfig {
@@ -150,7 +155,8 @@ impl GtadConfig {
         self.arch.max_duration.map_or(l, |d| d.min(l))
     }
 
-    fn validate(&self) -> Result<(), ModelError> {
+    /// Checks every size (what [`GtadConfig::init`] needs), without building anything.
+    pub fn validate(&self) -> Result<(), ModelError> {
         let bad = |m: String| Err(ModelError::Config(m));
         if [
             self.in_channels,

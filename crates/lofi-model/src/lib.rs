@@ -16,6 +16,8 @@
 //! - [`resnet`]: TSM-ResNet-18/34/50 encoder (temporal + residual shift, trainable or frozen
 //!   BatchNorm, clip classifier for pre-training); [`shift`]: the temporal shift;
 //! - [`r2plus1d`]: R(2+1)D-18/34 trunk with the same input/output contract;
+//! - [`encoder`]: the typed choice between the two ([`EncoderArch`], [`Encoder`]) that every
+//!   stage uses;
 //! - [`gtad`]: the G-TAD head (GCNeXt, SGAlign, start/end and IoU-map heads) for any `L`;
 //! - [`targets`], [`loss`]: training targets at any `L` and the G-TAD loss;
 //! - [`checkpoint`]: our own checkpoints; [`import`]: PyTorch / safetensors weight import.
@@ -28,6 +30,7 @@
 //!   anchor-validity mask `[D, L]` that is 1 where `start + duration <= L`.
 
 pub mod checkpoint;
+pub mod encoder;
 pub mod error;
 pub mod gtad;
 pub mod import;
@@ -38,6 +41,7 @@ pub mod resnet;
 pub mod shift;
 pub mod targets;
 
+pub use encoder::{Encoder, EncoderArch, EncoderKind};
 pub use error::ModelError;
 pub use gtad::{GcnextBlock, GtadArch, GtadConfig, GtadHead, GtadOutput, SgAlign};
 pub use loss::{GtadLoss, GtadLossConfig, LossParts};

@@ -123,19 +123,10 @@ fn weighted_bce<const D: usize>(p: Tensor<D>, a_pos: Tensor<D>, a_neg: Tensor<D>
     (lp * a_pos + ln * a_neg).sum().neg()
 }
 
-/// splitmix64: a tiny deterministic generator for the band sampling.
+/// `n` uniform draws in `[0, 1)` for the band sampling, from lofi-rng's stream of `seed`.
 fn uniform(seed: u64, n: usize) -> Vec<f32> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = s;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
-            (z >> 40) as f32 / (1u64 << 24) as f32
-        })
-        .collect()
+    let mut rng = lofi_rng::SplitMix64::new(seed);
+    (0..n).map(|_| rng.next_f32()).collect()
 }
 
 impl GtadLoss {

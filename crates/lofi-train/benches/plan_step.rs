@@ -46,8 +46,11 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         snippets: num("--snippets", config.full.snippets),
         size: num("--size", config.full.size),
     };
-    config.encoder.depth = num("--depth", config.encoder.depth);
-    config.encoder.base_width = num("--width", config.encoder.base_width);
+    config.encoder = lofi_model::EncoderArch::tiny(
+        config.encoder.kind(),
+        num("--depth", config.encoder.depth()),
+        num("--width", config.encoder.base_width()),
+    );
     let budget: ByteSize = arg(&args, "--budget")
         .unwrap_or_else(|| "24GiB".into())
         .parse()?;

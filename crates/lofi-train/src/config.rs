@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use lofi_model::{GtadArch, Precision, ResNetConfig, TargetConfig};
+use lofi_model::{EncoderArch, EncoderKind, GtadArch, Precision, TargetConfig};
 use lofi_video::Fidelity;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -45,64 +45,6 @@ impl From<Fidelity> for FidelitySpec {
             snippets: f.snippets,
             size: f.size,
         }
-    }
-}
-
-/// The TSM-ResNet encoder.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct EncoderSection {
-    /// ResNet depth: 18, 34 or 50.
-    pub depth: usize,
-    /// Width of the first stage (64 in the published network).
-    pub base_width: usize,
-    /// Temporal shift on (TSM) or off (per-frame 2-D ResNet).
-    pub shift: bool,
-    /// `1 / shift_div` of the channels shift each way.
-    pub shift_div: usize,
-    /// Freeze BatchNorm (running statistics, no affine gradient).
-    pub frozen_bn: bool,
-}
-
-impl Default for EncoderSection {
-    fn default() -> Self {
-        let r = ResNetConfig::new(18);
-        Self {
-            depth: r.depth,
-            base_width: r.base_width,
-            shift: r.shift,
-            shift_div: r.shift_div,
-            frozen_bn: false,
-        }
-    }
-}
-
-impl EncoderSection {
-    /// The model crate's config, with an optional classifier.
-    pub fn resnet(&self, num_classes: Option<usize>) -> ResNetConfig {
-        ResNetConfig {
-            depth: self.depth,
-            base_width: self.base_width,
-            shift: self.shift,
-            shift_div: self.shift_div,
-            frozen_bn: self.frozen_bn,
-            num_classes,
-        }
-    }
-
-    fn validate(&self) -> TrainResult<()> {
-        if ![18, 34, 50].contains(&self.depth) {
-            return Err(TrainError::Config(format!(
-                "encoder.depth = {} (use 18, 34 or 50)",
-                self.depth
-            )));
-        }
-        if self.base_width == 0 || self.shift_div == 0 {
-            return Err(TrainError::Config(
-                "encoder.base_width and encoder.shift_div must be at least 1".into(),
-            ));
-        }
-        Ok(())
     }
 }
 
@@ -219,8 +161,9 @@ pub struct TrainConfig {
     pub schedule: ScheduleSection,
     /// The optimizer.
     pub optimizer: OptimizerSection,
-    /// The encoder.
-    pub encoder: EncoderSection,
+    /// The encoder (`[encoder]`: `kind = "tsm"` by default, or `"r2plus1d"`; see
+    /// [`EncoderArch`]).
+    pub encoder: EncoderArch,
     /// The head.
     pub head: GtadArch,
     /// Width of the boundary regions, in snippets.
@@ -249,7 +192,7 @@ impl Default for TrainConfig {
             full: Fidelity::full().into(),
             schedule: ScheduleSection::default(),
             optimizer: OptimizerSection::default(),
-            encoder: EncoderSection::default(),
+            encoder: EncoderArch::default(),
             head: GtadArch::default(),
             boundary_width: TargetConfig::default().boundary_width,
             gradient_checkpointing: false,
@@ -279,10 +222,7 @@ impl TrainConfig {
                 lr: 0.01,
                 ..OptimizerSection::default()
             },
-            encoder: EncoderSection {
-                base_width: 4,
-                ..EncoderSection::default()
-            },
+            encoder: EncoderArch::tiny(EncoderKind::Tsm, 18, 4),
             head: GtadArch::tiny(),
             ..Self::default()
         }
@@ -378,9 +318,7 @@ impl TrainConfig {
         self.optimizer.validate("optimizer")?;
         self.encoder.validate()?;
         self.head
-            .gtad(self.encoder.resnet(None).out_channels())
-            .init(&burn::tensor::Device::flex())
-            .map(|_| ())
+            .validate(self.encoder.out_channels())
             .map_err(|e| TrainError::Config(format!("head: {e}")))
     }
 }
@@ -402,8 +340,8 @@ pub struct PretrainConfig {
     /// The optimizer (SGD; defaults lr 0.01, momentum 0.9, weight decay 1e-4, x0.1 every 10
     /// epochs, TSM's Kinetics recipe scaled down).
     pub optimizer: OptimizerSection,
-    /// The encoder.
-    pub encoder: EncoderSection,
+    /// The encoder (`[encoder]`, as in the train config).
+    pub encoder: EncoderArch,
     /// Video decoding threads.
     pub workers: usize,
 }
@@ -424,7 +362,7 @@ impl Default for PretrainConfig {
                 momentum: 0.9,
                 grad_clip_norm: None,
             },
-            encoder: EncoderSection::default(),
+            encoder: EncoderArch::default(),
             workers: 2,
         }
     }
@@ -438,10 +376,7 @@ impl PretrainConfig {
             batch_size: 4,
             segments: 4,
             size: 64,
-            encoder: EncoderSection {
-                base_width: 4,
-                ..EncoderSection::default()
-            },
+            encoder: EncoderArch::tiny(EncoderKind::Tsm, 18, 4),
             ..Self::default()
         }
     }
@@ -460,22 +395,26 @@ impl PretrainConfig {
             )));
         }
         self.optimizer.validate("optimizer")?;
-        self.encoder.validate()
+        Ok(self.encoder.validate()?)
     }
 }
 
 /// Reads a TOML config with unknown keys rejected (the error names the file and the key).
 pub fn read_config<T: DeserializeOwned>(path: &Path) -> TrainResult<T> {
-    let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
-    parse_config(&text).map_err(|message| TrainError::ConfigFile {
-        path: path.to_path_buf(),
-        message,
+    lofi_engine::read_toml(path).map_err(|e| match e {
+        lofi_engine::EngineError::Data { path, message } => {
+            TrainError::ConfigFile { path, message }
+        }
+        other => other.into(),
     })
 }
 
 /// Parses TOML text into a config.
 pub fn parse_config<T: DeserializeOwned>(text: &str) -> Result<T, String> {
-    toml::from_str(text).map_err(|e| e.to_string().trim().to_string())
+    lofi_engine::parse_toml::<T>(text, Path::new("config")).map_err(|e| match e {
+        lofi_engine::EngineError::Data { message, .. } => message,
+        other => other.to_string(),
+    })
 }
 
 /// Writes a config as TOML, atomically.
@@ -565,7 +504,14 @@ mod tests {
         check(&|c| c.optimizer.lr = -1.0, "optimizer.lr");
         check(&|c| c.optimizer.momentum = 1.5, "momentum");
         check(&|c| c.optimizer.lr_step_epochs = 0, "lr_step_epochs");
-        check(&|c| c.encoder.depth = 19, "encoder.depth");
+        check(
+            &|c| c.encoder = EncoderArch::new(EncoderKind::Tsm, 19),
+            "encoder.depth",
+        );
+        check(
+            &|c| c.encoder = EncoderArch::new(EncoderKind::R2plus1d, 50),
+            "encoder.depth",
+        );
         check(&|c| c.memory_budget = Some("lots".into()), "lots");
         check(
             &|c| c.schedule.short_cycle_batches = 0,

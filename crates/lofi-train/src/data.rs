@@ -168,6 +168,25 @@ pub fn decode(jobs: Vec<VideoJob>, plan: SamplingPlan, workers: usize) -> TrainR
 /// One batch to decode: its videos and the sampling plan of its fidelity.
 pub type BatchJob = (Vec<VideoJob>, SamplingPlan);
 
+/// The batches of one epoch: `0..items` in the order of `seed`'s shuffle, cut into batches of
+/// `batch_size`, each turned into a decoding job by `job(batch, indices)`, decoded with `workers`
+/// threads each (`ahead`: on a background thread, see [`EpochBatches`]).
+pub fn shuffled_batches(
+    items: usize,
+    batch_size: usize,
+    seed: u64,
+    (workers, ahead): (usize, bool),
+    job: impl Fn(usize, &[usize]) -> BatchJob,
+) -> TrainResult<EpochBatches> {
+    let order = lofi_rng::SplitMix64::new(seed).permutation(items);
+    let jobs: Vec<BatchJob> = order
+        .chunks(batch_size.max(1))
+        .enumerate()
+        .map(|(b, chunk)| job(b, chunk))
+        .collect();
+    EpochBatches::new(jobs, workers, ahead)
+}
+
 /// The decoded batches of an epoch, in order. Either each batch is decoded when it is asked for
 /// (on the CPU, where decoding and the training step share the cores and a step's memory is
 /// measured from the whole process), or the next batch is decoded on a background thread while

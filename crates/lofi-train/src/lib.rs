@@ -35,6 +35,7 @@ pub mod error;
 pub mod memory;
 pub mod model;
 pub mod parallel;
+pub mod pipeline;
 pub mod pretrain;
 pub mod schedule;
 pub mod train;

@@ -11,18 +11,18 @@ use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::tensor::{DType, Device, Distribution, Tensor};
 use lofi_model::precision::{compute_copy, master_grads};
 use lofi_model::{
-    GtadHead, GtadLoss, GtadOutput, GtadTargets, Precision, Segment, TargetConfig, TsmEncoder,
+    Encoder, GtadHead, GtadLoss, GtadOutput, GtadTargets, Precision, Segment, TargetConfig,
 };
 use lofi_video::Fidelity;
 
 use crate::config::{OptimizerSection, TrainConfig};
 use crate::error::TrainResult;
 
-/// TSM encoder + G-TAD head.
+/// Video encoder (TSM-ResNet or R(2+1)D) + G-TAD head.
 #[derive(Module, Debug)]
 pub struct LofiModel {
     /// The video encoder.
-    pub encoder: TsmEncoder,
+    pub encoder: Encoder,
     /// The localization head.
     pub head: GtadHead,
 }
@@ -31,9 +31,9 @@ impl LofiModel {
     /// Builds a freshly initialised model from a config on `device` (seed the device first for
     /// reproducible weights). BatchNorm is frozen after loading, when asked.
     pub fn init(config: &TrainConfig, device: &Device) -> TrainResult<Self> {
-        let resnet = config.encoder.resnet(None).with_frozen_bn(false);
-        let encoder = resnet.init(device)?;
-        let head = config.head.gtad(resnet.out_channels()).init(device)?;
+        let arch = config.encoder.clone().with_frozen_bn(false);
+        let encoder = arch.init(None, device)?;
+        let head = config.head.gtad(arch.out_channels()).init(device)?;
         Ok(Self { encoder, head })
     }
 
@@ -223,20 +223,32 @@ pub fn probe_pass(
     Ok(())
 }
 
-struct Flatten(Vec<f32>);
+/// Collects parameter values; the first one that cannot be read back is kept as the error.
+struct Flatten(Result<Vec<f32>, String>);
 
 impl burn::module::ModuleVisitor for Flatten {
     fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
-        let values = param.val().into_data().convert::<f32>().try_to_vec::<f32>();
-        self.0.extend(values.unwrap_or_default());
+        if let Ok(out) = &mut self.0 {
+            match param.val().into_data().convert::<f32>().try_to_vec::<f32>() {
+                Ok(values) => out.extend(values),
+                Err(e) => self.0 = Err(format!("{e:?}")),
+            }
+        }
     }
 }
 
-/// All trainable values of a module, flattened in visiting order.
-pub fn flat_parameters<M: Module>(module: &M) -> Vec<f32> {
-    let mut v = Flatten(Vec::new());
+/// All trainable values of a module, flattened in visiting order; an error (never a shorter
+/// list) when a parameter cannot be read back from its device.
+pub fn flat_parameters<M: Module>(module: &M) -> TrainResult<Vec<f32>> {
+    let mut v = Flatten(Ok(Vec::new()));
     module.visit(&mut v);
-    v.0
+    v.0.map_err(|message| {
+        lofi_engine::EngineError::Readback {
+            what: "a parameter",
+            message,
+        }
+        .into()
+    })
 }
 
 /// The flattened parameters of the `encoder.bpk` and `head.bpk` that a run of `config` wrote to
@@ -248,9 +260,11 @@ pub fn saved_run_parameters(
 ) -> TrainResult<Vec<f32>> {
     let device = Device::flex();
     let fresh = LofiModel::init(config, &device)?;
-    let encoder = lofi_model::checkpoint::load(fresh.encoder, &run_dir.join("encoder.bpk"))?;
+    let encoder = config
+        .encoder
+        .load(None, &run_dir.join("encoder.bpk"), &device)?;
     let head = lofi_model::checkpoint::load(fresh.head, &run_dir.join("head.bpk"))?;
-    let mut out = flat_parameters(&encoder);
-    out.extend(flat_parameters(&head));
+    let mut out = flat_parameters(&encoder)?;
+    out.extend(flat_parameters(&head)?);
     Ok(out)
 }

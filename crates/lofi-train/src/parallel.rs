@@ -338,9 +338,10 @@ mod tests {
     }
 
     fn stem_running_mean(model: &LofiModel) -> Vec<f32> {
-        model
-            .valid()
-            .encoder
+        let lofi_model::Encoder::Tsm(encoder) = model.valid().encoder else {
+            panic!("the tiny config builds a TSM encoder");
+        };
+        encoder
             .bn1
             .running_mean
             .value()

@@ -1,4 +1,5 @@
-//! `lofi pretrain`: clip-classification training of the TSM encoder on trimmed action clips,
+//! `lofi pretrain`: clip-classification training of the encoder (TSM-ResNet or R(2+1)D, the
+//! config's `[encoder]`) on trimmed action clips,
 //! the "ACP" starting point of LoFi for users without Kinetics weights (and the demo).
 //!
 //! Exists because LoFi starts from an action-classification encoder; users with a Kinetics
@@ -24,14 +25,13 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use lofi_engine::metrics::{self, FidelityStats};
 use lofi_engine::readback::{scalar, scalar_int};
 use lofi_engine::{fit, FitEnd, RunDir, Stage, StepAt, StepMetrics, ValidationMetrics};
-use lofi_model::{checkpoint, TsmEncoder};
-use lofi_rng::SplitMix64;
+use lofi_model::Encoder;
 use lofi_video::{ClipU8, Fidelity, SamplingPlan, VideoJob};
 use serde::{Deserialize, Serialize};
 
 use crate::config::PretrainConfig;
 use crate::data::FailureList;
-use crate::data::{decode, read_clips, stack_clips, BatchJob, Clip, Decoded, EpochBatches};
+use crate::data::{decode, read_clips, shuffled_batches, stack_clips, Clip, Decoded, EpochBatches};
 use crate::error::{TrainError, TrainResult};
 use crate::memory::{MemoryMeter, ProcMeter};
 use crate::model::sgd;
@@ -107,7 +107,7 @@ fn batch_tensors(
 
 /// Top-1 accuracy of `model` on `clips` (inference mode); `None` without clips.
 fn accuracy(
-    model: &TsmEncoder,
+    model: &Encoder,
     clips: &[Clip],
     plan: SamplingPlan,
     config: &PretrainConfig,
@@ -146,7 +146,7 @@ struct PretrainStage<'a> {
 }
 
 impl Stage for PretrainStage<'_> {
-    type Model = TsmEncoder;
+    type Model = Encoder;
     type Batch = Decoded;
     type Batches = EpochBatches;
     type Error = TrainError;
@@ -164,25 +164,27 @@ impl Stage for PretrainStage<'_> {
     }
 
     fn batches(&mut self, epoch: usize) -> TrainResult<EpochBatches> {
-        let mut order: Vec<usize> = (0..self.train_clips.len()).collect();
-        SplitMix64::new(self.config.seed ^ (epoch as u64 + 1) << 17).shuffle(&mut order);
-        let jobs: Vec<BatchJob> = order
-            .chunks(self.config.batch_size)
-            .map(|chunk| {
+        let c = self.config;
+        let seed = c.seed ^ (epoch as u64 + 1) << 17;
+        shuffled_batches(
+            self.train_clips.len(),
+            c.batch_size,
+            seed,
+            (c.workers, false),
+            |_, chunk| {
                 let group: Vec<&Clip> = chunk.iter().map(|&i| &self.train_clips[i]).collect();
                 (jobs(&group), self.plan)
-            })
-            .collect();
-        EpochBatches::new(jobs, self.config.workers, false)
+            },
+        )
     }
 
     fn step(
         &mut self,
-        model: TsmEncoder,
+        model: Encoder,
         optim: &mut ModuleOptimizer,
         at: StepAt,
         (decoded, failed): Decoded,
-    ) -> TrainResult<(TsmEncoder, Option<StepMetrics>)> {
+    ) -> TrainResult<(Encoder, Option<StepMetrics>)> {
         self.skipped.extend(failed);
         if decoded.is_empty() {
             return Ok((model, None));
@@ -217,7 +219,7 @@ impl Stage for PretrainStage<'_> {
 
     fn validate(
         &mut self,
-        model: &TsmEncoder,
+        model: &Encoder,
         _epoch: usize,
     ) -> TrainResult<Option<ValidationMetrics>> {
         Ok(
@@ -252,7 +254,7 @@ pub fn pretrain(
     let run = RunDir::open(&paths.out, config, options.run.resume)?;
     let device = options.device.clone().autodiff();
     device.seed(config.seed);
-    let model = config.encoder.resnet(Some(classes.len())).init(&device)?;
+    let model = config.encoder.init(Some(classes.len()), &device)?;
     let optim = sgd(&config.optimizer);
     let mut stage = PretrainStage {
         config,
@@ -278,11 +280,9 @@ pub fn pretrain(
         FitEnd::Stopped(n) => return Err(TrainError::Stopped(n)),
     };
     let classifier = run.path("classifier.bpk");
-    checkpoint::save(&model, &classifier)?;
-    let mut trunk = model;
-    trunk.fc = None;
+    model.save(&classifier)?;
     let encoder = encoder_path(run.root());
-    checkpoint::save(&trunk, &encoder)?;
+    model.without_classifier().save(&encoder)?;
     let records = metrics::read(&run.metrics())?;
     let epochs = metrics::epoch_summaries(&records);
     let outcome = PretrainOutcome {

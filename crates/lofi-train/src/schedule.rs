@@ -45,6 +45,37 @@ impl ScheduleKind {
             Self::ShortCycle => "short-cycle",
         }
     }
+
+    /// Every kind, in the paper's order.
+    pub const ALL: [ScheduleKind; 6] = [
+        Self::Full,
+        Self::S,
+        Self::T,
+        Self::St,
+        Self::LongCycle,
+        Self::ShortCycle,
+    ];
+}
+
+impl std::fmt::Display for ScheduleKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Parses the names of [`ScheduleKind::name`], so the command line takes the library's type.
+impl std::str::FromStr for ScheduleKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|k| k.name()).collect();
+                format!("unknown schedule {s:?} (use one of {})", names.join(", "))
+            })
+    }
 }
 
 /// The LoFi reductions of a full fidelity: the presets of the paper scaled to any base.

@@ -34,13 +34,13 @@ use lofi_engine::{
     fit, FidelityTag, FitEnd, RunControl, RunDir, Stage, StepAt, StepMetrics, ValidationMetrics,
 };
 use lofi_model::{checkpoint, GtadLoss, GtadTargets, TargetConfig};
-use lofi_rng::SplitMix64;
 use lofi_video::{ClipU8, Fidelity, SamplingPlan, VideoFailure};
 use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
 use crate::data::{
-    decode, read_videos, stack_clips, BatchJob, Decoded, EpochBatches, FailureList, TrainVideo,
+    decode, read_videos, shuffled_batches, stack_clips, Decoded, EpochBatches, FailureList,
+    TrainVideo,
 };
 use crate::error::{TrainError, TrainResult};
 use crate::memory::{measure_from, plan, MemoryMeter, MemoryPlan, Probe, ProcMeter};
@@ -159,7 +159,7 @@ pub fn plan_memory(
     fidelities.sort_by_key(|f| f.snippets * f.size * f.size);
     let baseline = meter.current()?;
     let mut probe_model = LofiModel::init(config, device)?;
-    if config.encoder.frozen_bn {
+    if config.encoder.frozen_bn() {
         probe_model.encoder = probe_model.encoder.freeze_bn();
     }
     let mut probes = Vec::new();
@@ -246,20 +246,20 @@ impl Stage for LofiStage<'_> {
     }
 
     fn batches(&mut self, epoch: usize) -> TrainResult<EpochBatches> {
-        let mut order: Vec<usize> = (0..self.train_videos.len()).collect();
-        SplitMix64::new(lofi_rng::derive(self.config.seed, epoch as u64)).shuffle(&mut order);
-        let jobs: Vec<BatchJob> = order
-            .chunks(self.config.batch_size)
-            .enumerate()
-            .map(|(b, chunk)| {
+        let c = self.config;
+        shuffled_batches(
+            self.train_videos.len(),
+            c.batch_size,
+            lofi_rng::derive(c.seed, epoch as u64),
+            (c.workers, self.decode_ahead),
+            |b, chunk| {
                 let videos = chunk.iter().map(|&i| self.train_videos[i].job()).collect();
                 (
                     videos,
                     self.schedule.fidelity(epoch, b).apply(&self.base_plan),
                 )
-            })
-            .collect();
-        EpochBatches::new(jobs, self.config.workers, self.decode_ahead)
+            },
+        )
     }
 
     fn step(
@@ -414,44 +414,9 @@ fn run_training(
         config.precision.check(d)?;
     }
     let on_cpu = options.device == cpu_device();
-    let mut meter: Option<ProcMeter> = if on_cpu { ProcMeter::new().ok() } else { None };
-    if !on_cpu && config.memory_budget.is_some() {
-        return Err(TrainError::Config(format!(
-            "memory_budget plans micro-batches from measured host memory, which does not \
-             describe {:?}; set micro_batch instead",
-            options.device
-        )));
-    }
-    let budget = config.budget_bytes(meter.as_mut().and_then(|m| m.capacity()))?;
-    if budget.is_some() && meter.is_none() {
-        return Err(TrainError::Measure(
-            "a memory budget needs memory measurement, which is implemented for Linux \
-             (/proc/self/status) only"
-                .into(),
-        ));
-    }
-    let (train_videos, mut failures) = read_videos(&paths.ground_truth, &paths.videos, "training")?;
-    let (val_videos, val_failed) = if config.validate_every > 0 {
-        read_videos(&paths.ground_truth, &paths.videos, "validation")?
-    } else {
-        (Vec::new(), Vec::new())
-    };
-    failures.extend(val_failed);
-    if train_videos.is_empty() {
-        return Err(TrainError::NoData(format!(
-            "no training video of {} was found in {}",
-            paths.ground_truth.display(),
-            paths.videos.display()
-        )));
-    }
-    let val_truth = if val_videos.is_empty() {
-        None
-    } else {
-        ValidationTruth::read(&paths.ground_truth, &val_videos)?
-    };
+    let (mut meter, budget) = host_meter(config, options)?;
+    let data = TrainingData::read(config, paths)?;
     let run = RunDir::open(&paths.out, config, options.run.resume)?;
-    let mut skipped = FailureList::default();
-    skipped.extend(failures);
 
     let autodiff = |d: &Device| {
         let d = d.clone().autodiff();
@@ -465,9 +430,9 @@ fn run_training(
     device.seed(config.seed);
     let mut model = LofiModel::init(config, &device)?;
     if let Some(path) = &paths.encoder {
-        model.encoder = checkpoint::load(model.encoder, path)?;
+        model.encoder = model.encoder.load_file(path)?;
     }
-    if config.encoder.frozen_bn {
+    if config.encoder.frozen_bn() {
         model.encoder = model.encoder.freeze_bn();
     }
     let extra: Vec<Device> = options.replica_devices.iter().map(autodiff).collect();
@@ -486,9 +451,9 @@ fn run_training(
         schedule,
         full,
         base_plan: SamplingPlan::new(config.frames_per_snippet)?,
-        train_videos,
-        val_videos,
-        val_truth,
+        train_videos: data.train,
+        val_videos: data.val,
+        val_truth: data.val_truth,
         replicas,
         memory_plan,
         loss_fn: GtadLoss::default(),
@@ -497,7 +462,7 @@ fn run_training(
             max_duration: config.head.max_duration,
         },
         decode_ahead: !on_cpu,
-        skipped,
+        skipped: data.skipped,
     };
     let model = match fit(
         &mut stage,
@@ -512,9 +477,86 @@ fn run_training(
         FitEnd::Stopped(steps) => return Ok(Trained::Stopped { steps, run }),
     };
 
+    let outcome = finish(&model, stage, &run, options)?;
+    Ok(Trained::Finished(Box::new(outcome)))
+}
+
+/// The host memory meter of a run on the CPU and the budget in bytes, refusing a budget where
+/// host memory says nothing (a GPU) or cannot be measured.
+fn host_meter(
+    config: &TrainConfig,
+    options: &RunOptions,
+) -> TrainResult<(Option<ProcMeter>, Option<u64>)> {
+    let on_cpu = options.device == cpu_device();
+    let mut meter: Option<ProcMeter> = if on_cpu { ProcMeter::new().ok() } else { None };
+    if !on_cpu && config.memory_budget.is_some() {
+        return Err(TrainError::Config(format!(
+            "memory_budget plans micro-batches from measured host memory, which does not \
+             describe {:?}; set micro_batch instead",
+            options.device
+        )));
+    }
+    let budget = config.budget_bytes(meter.as_mut().and_then(|m| m.capacity()))?;
+    if budget.is_some() && meter.is_none() {
+        return Err(TrainError::Measure(
+            "a memory budget needs memory measurement, which is implemented for Linux \
+             (/proc/self/status) only"
+                .into(),
+        ));
+    }
+    Ok((meter, budget))
+}
+
+/// The videos of a run: training, validation (when validating) and those already skipped.
+struct TrainingData {
+    train: Vec<TrainVideo>,
+    val: Vec<TrainVideo>,
+    val_truth: Option<ValidationTruth>,
+    skipped: FailureList,
+}
+
+impl TrainingData {
+    fn read(config: &TrainConfig, paths: &TrainPaths) -> TrainResult<Self> {
+        let (train, mut failures) = read_videos(&paths.ground_truth, &paths.videos, "training")?;
+        let (val, val_failed) = if config.validate_every > 0 {
+            read_videos(&paths.ground_truth, &paths.videos, "validation")?
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        failures.extend(val_failed);
+        if train.is_empty() {
+            return Err(TrainError::NoData(format!(
+                "no training video of {} was found in {}",
+                paths.ground_truth.display(),
+                paths.videos.display()
+            )));
+        }
+        let val_truth = if val.is_empty() {
+            None
+        } else {
+            ValidationTruth::read(&paths.ground_truth, &val)?
+        };
+        let mut skipped = FailureList::default();
+        skipped.extend(failures);
+        Ok(Self {
+            train,
+            val,
+            val_truth,
+            skipped,
+        })
+    }
+}
+
+/// Writes the trained encoder and head and the run's summary.
+fn finish(
+    model: &LofiModel,
+    stage: LofiStage<'_>,
+    run: &RunDir,
+    options: &RunOptions,
+) -> TrainResult<TrainOutcome> {
     let encoder = run.path("encoder.bpk");
     let head = run.path("head.bpk");
-    checkpoint::save(&model.encoder, &encoder)?;
+    model.encoder.save(&encoder)?;
     checkpoint::save(&model.head, &head)?;
     let skipped = stage.skipped.into_vec();
     for f in &skipped {
@@ -522,7 +564,7 @@ fn run_training(
     }
     let records = metrics::read(&run.metrics())?;
     let outcome = TrainOutcome {
-        run_dir: paths.out.clone(),
+        run_dir: run.root().to_path_buf(),
         encoder,
         head,
         epochs: metrics::epoch_summaries(&records),
@@ -538,7 +580,7 @@ fn run_training(
             .collect(),
     };
     run.write_json(lofi_engine::run_dir::files::SUMMARY, &outcome)?;
-    Ok(Trained::Finished(Box::new(outcome)))
+    Ok(outcome)
 }
 
 /// The result of a validation pass.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use lofi_engine::metrics::{self, MetricsRecord, StepRecord};
-use lofi_model::Precision;
+use lofi_model::{EncoderArch, EncoderKind, Precision};
 use lofi_train::config::FidelitySpec;
 use lofi_train::model::saved_run_parameters;
 use lofi_train::{
@@ -109,7 +109,10 @@ fn every_schedule_trains_at_its_fidelities() {
         let mut config = tiny(kind, epochs);
         // The options ride along on two of the schedules: frozen BatchNorm and burn's
         // gradient checkpointing must train too.
-        config.encoder.frozen_bn = kind == ScheduleKind::T;
+        config.encoder = config
+            .encoder
+            .clone()
+            .with_frozen_bn(kind == ScheduleKind::T);
         config.gradient_checkpointing = kind == ScheduleKind::St;
         let outcome =
             train(&config, &paths(&out, true), &RunOptions::default()).expect("training runs");
@@ -241,6 +244,36 @@ fn bf16_mixed_precision_overfits_and_saves_f32_weights() {
     assert!(params.iter().all(|v| v.is_finite()));
 }
 
+/// LoFi trains an R(2+1)D encoder end to end (reduced fidelity, the ST schedule): the loss falls,
+/// the run's config names the encoder, and the saved `encoder.bpk` loads as an R(2+1)D.
+#[test]
+fn lofi_trains_an_r2plus1d_encoder_end_to_end() {
+    let (outcome, tmp, first, last) = overfit(|c| {
+        c.encoder = EncoderArch::tiny(EncoderKind::R2plus1d, 18, 4);
+        c.schedule.kind = ScheduleKind::St;
+    });
+    assert!(
+        last < 0.8 * first,
+        "R(2+1)D loss did not fall: {first} -> {last}"
+    );
+    assert_eq!(outcome.fidelities.len(), 1);
+    assert_eq!(outcome.fidelities[0].name, "st");
+    let text = std::fs::read_to_string(tmp.path().join("overfit/config.toml")).expect("config");
+    assert!(text.contains("kind = \"r2plus1d\""), "{text}");
+    let config: TrainConfig = toml::from_str(&text).expect("config parses");
+    let encoder = config
+        .encoder
+        .load(None, &outcome.encoder, &lofi_train::cpu_device())
+        .expect("encoder.bpk loads as R(2+1)D");
+    assert_eq!(encoder.kind(), EncoderKind::R2plus1d);
+    let wrong = EncoderArch::tiny(EncoderKind::Tsm, 18, 4);
+    assert!(wrong
+        .load(None, &outcome.encoder, &lofi_train::cpu_device())
+        .is_err());
+    let params = saved_run_parameters(&config, &outcome.run_dir).expect("weights load");
+    assert!(params.iter().all(|v| v.is_finite()));
+}
+
 #[test]
 fn bad_inputs_fail_before_any_work() {
     let tmp = tempfile::tempdir().expect("temp dir");
@@ -271,7 +304,7 @@ fn data_parallel_replicas_match_a_single_device_run() {
     config.micro_batch = Some(1);
     config.validate_every = 0;
     config.optimizer.momentum = 0.9;
-    config.encoder.frozen_bn = true;
+    config.encoder = config.encoder.clone().with_frozen_bn(true);
     let run = |name: &str, config: &TrainConfig, replicas: usize| {
         let out = tmp.path().join(name);
         let options = RunOptions {
@@ -302,7 +335,7 @@ fn data_parallel_replicas_match_a_single_device_run() {
         .fold(0f32, f32::max);
     assert!(worst <= 1e-4, "weights differ by {worst}");
 
-    config.encoder.frozen_bn = false;
+    config.encoder = config.encoder.clone().with_frozen_bn(false);
     let (steps, w) = run("two-bn", &config, 2);
     assert!(steps.iter().all(|(l, _)| l.is_finite()));
     assert!(w.iter().all(|v| v.is_finite()));

@@ -59,19 +59,13 @@ impl GroundTruth {
     }
 }
 
-/// Serialize `value` as pretty JSON to `path` through a temporary file and a rename.
+/// Serialize `value` as pretty JSON to `path` through lofi-eval's atomic writer.
 pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> VideoResult<()> {
     let text = serde_json::to_string_pretty(value).map_err(|source| VideoError::Json {
         path: path.to_path_buf(),
         source,
     })?;
-    let file_name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("output.json");
-    let temp = path.with_file_name(format!(".{file_name}.partial"));
-    std::fs::write(&temp, text + "\n").map_err(|e| VideoError::io(&temp, e))?;
-    std::fs::rename(&temp, path).map_err(|e| VideoError::io(path, e))
+    lofi_eval::write_atomic(path, (text + "\n").as_bytes()).map_err(|e| VideoError::io(path, e))
 }
 
 /// Extensions tried when looking up a video by id.

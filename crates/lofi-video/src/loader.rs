@@ -136,36 +136,11 @@ pub struct Loader {
     report: LoadReport,
 }
 
-/// SplitMix64: a tiny, well-mixed generator so the order is reproducible without a dependency.
-pub(crate) struct SplitMix64(pub u64);
+pub(crate) use lofi_rng::SplitMix64;
 
-impl SplitMix64 {
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[0, 1)`.
-    pub(crate) fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Uniform in `0..n` (n > 0).
-    pub(crate) fn below(&mut self, n: usize) -> usize {
-        ((self.next_u64() >> 1) % n as u64) as usize
-    }
-}
-
-/// Shuffle `jobs` deterministically (Fisher-Yates with SplitMix64).
+/// Shuffle `items` deterministically (Fisher-Yates over lofi-rng's stream).
 pub fn shuffle<T>(items: &mut [T], seed: u64) {
-    let mut rng = SplitMix64(seed);
-    for i in (1..items.len()).rev() {
-        let j = rng.below(i + 1);
-        items.swap(i, j);
-    }
+    SplitMix64::new(seed).shuffle(items);
 }
 
 impl Loader {

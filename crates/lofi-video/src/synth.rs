@@ -161,9 +161,9 @@ pub struct ActorState {
 }
 
 fn video_rng(seed: u64, index: usize) -> SplitMix64 {
-    let mut mix = SplitMix64(seed ^ 0x005E_ED0F_1F0E);
+    let mut mix = SplitMix64::new(seed ^ 0x005E_ED0F_1F0E);
     let base = mix.next_u64();
-    SplitMix64(base.wrapping_add((index as u64).wrapping_mul(0xA24B_AED4_963E_E407)))
+    SplitMix64::new(base.wrapping_add((index as u64).wrapping_mul(0xA24B_AED4_963E_E407)))
 }
 
 /// Decide the content of video `index` (pure function of the config).

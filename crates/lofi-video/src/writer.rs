@@ -100,6 +100,37 @@ fn container_for(path: &Path) -> VideoResult<&'static str> {
     }
 }
 
+/// The FFmpeg encoder of `config.codec` and its options: one thread each, and for H.264 the
+/// settings that make the output depend on the frames alone (see the module docs).
+fn encoder_choice(config: &WriterConfig) -> (Option<ffmpeg_next::Codec>, Dictionary<'static>) {
+    match config.codec {
+        VideoCodec::H264 => {
+            let mut o = Dictionary::new();
+            o.set("preset", "veryfast");
+            o.set("crf", &config.crf.to_string());
+            o.set("threads", "1");
+            // Deterministic output: see the module documentation.
+            o.set("mbtree", "0");
+            (encoder::find_by_name("libx264"), o)
+        }
+        VideoCodec::Vp9 => {
+            let mut o = Dictionary::new();
+            o.set("deadline", "realtime");
+            o.set("cpu-used", "8");
+            o.set("crf", &config.crf.to_string());
+            o.set("b", "0");
+            o.set("threads", "1");
+            (encoder::find_by_name("libvpx-vp9"), o)
+        }
+        VideoCodec::Mpeg4 => {
+            let mut o = Dictionary::new();
+            o.set("threads", "1");
+            o.set("qscale", "3");
+            (encoder::find(codec::Id::MPEG4), o)
+        }
+    }
+}
+
 impl VideoWriter {
     /// Create `path` (written as a temporary file until [`finish`](Self::finish)).
     pub fn create(path: &Path, config: &WriterConfig) -> VideoResult<Self> {
@@ -131,32 +162,7 @@ impl VideoWriter {
             .flags()
             .contains(format::Flags::GLOBAL_HEADER);
 
-        let (codec, options) = match config.codec {
-            VideoCodec::H264 => {
-                let mut o = Dictionary::new();
-                o.set("preset", "veryfast");
-                o.set("crf", &config.crf.to_string());
-                o.set("threads", "1");
-                // Deterministic output: see the module documentation.
-                o.set("mbtree", "0");
-                (encoder::find_by_name("libx264"), o)
-            }
-            VideoCodec::Vp9 => {
-                let mut o = Dictionary::new();
-                o.set("deadline", "realtime");
-                o.set("cpu-used", "8");
-                o.set("crf", &config.crf.to_string());
-                o.set("b", "0");
-                o.set("threads", "1");
-                (encoder::find_by_name("libvpx-vp9"), o)
-            }
-            VideoCodec::Mpeg4 => {
-                let mut o = Dictionary::new();
-                o.set("threads", "1");
-                o.set("qscale", "3");
-                (encoder::find(codec::Id::MPEG4), o)
-            }
-        };
+        let (codec, options) = encoder_choice(config);
         let codec = codec.ok_or_else(|| {
             enc_err(format!(
                 "encoder for {:?} not available in this FFmpeg build",

@@ -37,11 +37,11 @@ fn weights(path: &std::path::Path) -> Vec<f32> {
             .init(&device)
             .expect("head");
         let loaded = lofi_model::checkpoint::load(fresh, path).expect("load head");
-        lofi_train::model::flat_parameters(&loaded)
+        lofi_train::model::flat_parameters(&loaded).expect("readable")
     } else {
         let classifier = meta.classifier.expect("classifier");
         let loaded = lofi_model::checkpoint::load(classifier.init(&device), path).expect("load");
-        lofi_train::model::flat_parameters(&loaded)
+        lofi_train::model::flat_parameters(&loaded).expect("readable")
     }
 }
 

@@ -1,21 +1,21 @@
 //! `lofi demo`: the whole LoFi method on the built-in synthetic benchmark, ending with the paper's
-//! table in shape.
+//! table in shape, as mean +- standard deviation over several training seeds.
 //!
 //! The stages are the ones a user runs one by one (`synth`, `pretrain`, `train`, `extract`,
-//! `train-head`, `detect`, `eval`, `report`), called here as library functions with one set of
-//! small settings so that the whole comparison fits in minutes on a laptop CPU:
+//! `train-head`, `detect`, `eval`, `report`), called as library functions with one set of small
+//! settings so that the whole comparison fits in minutes on a laptop CPU:
 //!
-//! 1. write a seeded synthetic dataset of untrimmed videos (motion-defined actions);
-//! 2. pre-train a tiny TSM encoder on its trimmed clips (the "ACP" starting point);
-//! 3. for each row: `frozen` keeps that encoder; `s`, `t`, `st`, `long-cycle` and `short-cycle`
-//!    train encoder + G-TAD end to end under that fidelity schedule (never at full fidelity);
-//! 4. per row: freeze the encoder, extract features at full fidelity, train a fresh G-TAD on
-//!    them, detect (Soft-NMS, top 100, fusion with a video classifier trained on the same
-//!    features), evaluate with the ActivityNet protocol;
-//! 5. print the table, write `demo.json` and an HTML report.
+//! 1. write a seeded synthetic dataset of untrimmed videos (motion-defined actions), once;
+//! 2. for each training seed: pre-train a tiny TSM encoder on the trimmed clips (the "ACP"
+//!    starting point), then run every row with [`lofi_train::pipeline::run_row`]: `frozen` keeps
+//!    that encoder; `s`, `t`, `st`, `long-cycle` and `short-cycle` train encoder + G-TAD end to end
+//!    under that fidelity schedule (never at full fidelity); each row then extracts features at
+//!    full fidelity, trains a fresh G-TAD, detects and evaluates;
+//! 3. print each row's mean +- standard deviation over the seeds, a verdict only where a
+//!    difference exceeds the spread, write `demo.json` and an HTML report.
 //!
-//! Every row's outputs stay under `OUT/rows/<name>/`; a row whose `row.json` exists is not run
-//! again, so an interrupted demo continues where it stopped (`--fresh` starts over).
+//! Outputs stay under `OUT/seed-<s>/`; a finished row (its `row.json`) is not run again, so an
+//! interrupted demo continues where it stopped (`--fresh` starts over).
 //!
 //! The `frozen` row trains no encoder; its memory and time columns show a short end-to-end
 //! probe at *full* fidelity instead, the cost LoFi avoids, so the ratios in the table compare
@@ -25,15 +25,9 @@ use anyhow::{bail, Context, Result};
 use burn::tensor::Device;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use lofi_eval::DetectionReport;
-use lofi_head::{
-    detect, extract, train_head, DetectConfig, DetectInputs, EncoderSpec, ExtractConfig,
-    ExtractInputs, HeadConfig, HeadInputs,
-};
-use lofi_train::{
-    measure_steps, pretrain, train, PretrainConfig, PretrainPaths, RunOptions, ScheduleKind,
-    TrainConfig, TrainPaths,
-};
+use lofi_head::{DetectConfig, HeadConfig};
+use lofi_train::pipeline::{run_row, RowInputs, RowResult, RowSettings};
+use lofi_train::{pretrain, PretrainConfig, PretrainPaths, RunOptions, ScheduleKind, TrainConfig};
 use lofi_video::synth::{write_dataset, SynthConfig, SynthPreset};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -46,6 +40,9 @@ pub enum DemoSize {
     Tiny,
     /// 240 videos of 20-60 s at 128 px, 32 snippets: hours on a CPU, minutes on a GPU.
     Benchmark,
+    /// The tiny dataset with one or two epochs per stage: for tests of the demo itself.
+    #[value(hide = true)]
+    Smoke,
 }
 
 /// One row of the table.
@@ -115,9 +112,12 @@ pub struct DemoArgs {
     /// Size of the run.
     #[arg(long, value_enum, default_value = "tiny")]
     size: DemoSize,
-    /// Seed of the dataset and of every stage.
+    /// Seed of the dataset and the first training seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Training seeds per row (SEED, SEED+1, ...): the table shows mean +- standard deviation.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
+    seeds: u64,
     /// Also write the table as JSON here.
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
@@ -129,88 +129,125 @@ pub struct DemoArgs {
     fresh: bool,
 }
 
-/// The settings of every stage for one demo size.
+/// The settings of every stage for one demo size and training seed.
 struct Plan {
     synth: SynthConfig,
     pretrain: PretrainConfig,
     train: TrainConfig,
     head: HeadConfig,
-    detect: DetectConfig,
 }
 
 impl Plan {
-    fn new(size: DemoSize, seed: u64) -> Self {
-        match size {
-            DemoSize::Tiny => {
-                let synth = SynthConfig {
-                    videos: 48,
-                    ..SynthConfig::preset(SynthPreset::Tiny, seed)
-                };
-                let mut pretrain = PretrainConfig::tiny();
-                pretrain.seed = seed;
-                pretrain.epochs = 8;
-                let mut train = TrainConfig::tiny();
-                train.seed = seed;
-                train.epochs = 6;
-                train.encoder = pretrain.encoder.clone();
-                let mut head = HeadConfig::tiny(train.full.snippets);
-                head.seed = seed;
-                head.epochs = 20;
-                head.lr_step_epochs = 15;
-                Plan {
-                    synth,
-                    pretrain,
-                    train,
-                    head,
-                    detect: DetectConfig::default(),
+    /// The settings of `size`: the dataset from `data_seed`, every training stage from `seed`.
+    fn new(size: DemoSize, data_seed: u64, seed: u64) -> Self {
+        let mut pretrain = PretrainConfig::tiny();
+        pretrain.epochs = 8;
+        let mut train = TrainConfig::tiny();
+        train.epochs = 6;
+        let (synth, head_epochs) = match size {
+            DemoSize::Tiny | DemoSize::Smoke => {
+                let synth = SynthConfig::preset(SynthPreset::Tiny, data_seed);
+                if size == DemoSize::Smoke {
+                    pretrain.epochs = 1;
+                    train.epochs = 1;
+                    (synth, 3)
+                } else {
+                    (
+                        SynthConfig {
+                            videos: 48,
+                            ..synth
+                        },
+                        20,
+                    )
                 }
             }
             DemoSize::Benchmark => {
-                let synth = SynthConfig::preset(SynthPreset::Benchmark, seed);
-                let mut pretrain = PretrainConfig::tiny();
-                pretrain.seed = seed;
-                pretrain.epochs = 8;
                 pretrain.size = 128;
-                pretrain.encoder.base_width = 16;
-                let mut train = TrainConfig::tiny();
-                train.seed = seed;
-                train.epochs = 6;
+                pretrain.encoder = pretrain.encoder.with_base_width(16);
                 train.batch_size = 8;
                 train.full.snippets = 32;
                 train.full.size = 128;
-                train.encoder = pretrain.encoder.clone();
-                let mut head = HeadConfig::tiny(train.full.snippets);
-                head.seed = seed;
-                head.epochs = 10;
-                Plan {
-                    synth,
-                    pretrain,
-                    train,
-                    head,
-                    detect: DetectConfig::default(),
-                }
+                (SynthConfig::preset(SynthPreset::Benchmark, data_seed), 10)
             }
+        };
+        pretrain.seed = seed;
+        train.seed = seed;
+        train.encoder = pretrain.encoder.clone();
+        let mut head = HeadConfig::tiny(train.full.snippets);
+        head.seed = seed;
+        head.epochs = head_epochs;
+        if size == DemoSize::Tiny {
+            head.lr_step_epochs = 15;
+        }
+        Plan {
+            synth,
+            pretrain,
+            train,
+            head,
         }
     }
 }
 
-/// One row's result, as `demo.json` stores it.
+/// One row of the table over the seeds, as `demo.json` stores it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct DemoRow {
     /// "frozen", "s", "t", "st", "long-cycle" or "short-cycle".
     pub name: String,
-    /// mAP per threshold, as fractions.
+    /// Mean mAP per threshold over the seeds, as fractions.
     #[serde(rename = "mAP")]
     pub map: Vec<f64>,
     /// The thresholds.
     pub tiou_thresholds: Vec<f64>,
-    /// Mean of `mAP`.
+    /// Mean over the seeds of the average mAP.
     #[serde(rename = "average_mAP")]
     pub average_map: f64,
-    /// Peak memory growth of one end-to-end training step (full fidelity for `frozen`).
+    /// Sample standard deviation over the seeds of the average mAP (0 with one seed).
+    #[serde(rename = "average_mAP_std")]
+    pub average_map_std: f64,
+    /// Each seed's average mAP, in seed order.
+    pub seeds: Vec<f64>,
+    /// Mean peak memory growth of one end-to-end training step (full fidelity for `frozen`).
     pub peak_memory_bytes: u64,
     /// Mean seconds per end-to-end training step (full fidelity for `frozen`).
     pub step_seconds: f64,
+}
+
+impl DemoRow {
+    /// Mean and spread of one row's results over the seeds (at least one, same thresholds).
+    fn over_seeds(name: &str, results: &[RowResult]) -> Result<Self> {
+        let Some(first) = results.first() else {
+            bail!("{name}: no seed finished");
+        };
+        if let Some(other) = results
+            .iter()
+            .find(|r| r.tiou_thresholds != first.tiou_thresholds)
+        {
+            bail!(
+                "{name}: seeds evaluated at different thresholds ({:?} vs {:?})",
+                first.tiou_thresholds,
+                other.tiou_thresholds
+            );
+        }
+        let n = results.len() as f64;
+        let mean = |f: &dyn Fn(&RowResult) -> f64| results.iter().map(f).sum::<f64>() / n;
+        let seeds: Vec<f64> = results.iter().map(|r| r.average_map).collect();
+        let average_map = mean(&|r| r.average_map);
+        let average_map_std = if results.len() > 1 {
+            (seeds.iter().map(|a| (a - average_map).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+        } else {
+            0.0
+        };
+        Ok(Self {
+            name: name.to_string(),
+            map: (0..first.map.len()).map(|i| mean(&|r| r.map[i])).collect(),
+            tiou_thresholds: first.tiou_thresholds.clone(),
+            average_map,
+            average_map_std,
+            seeds,
+            peak_memory_bytes: mean(&|r| r.peak_memory_bytes as f64).round() as u64,
+            step_seconds: mean(&|r| r.step_seconds),
+        })
+    }
 }
 
 /// `demo.json`: the rows plus what the report needs to draw timelines.
@@ -238,30 +275,6 @@ fn spinner(message: String) -> ProgressBar {
     bar
 }
 
-fn bar(len: usize, message: &str) -> ProgressBar {
-    let bar = ProgressBar::new(len as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{msg:>22} [{bar:30}] {pos}/{len} eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar.set_message(message.to_string());
-    bar
-}
-
-/// Moves the demo's head bar one step per finished epoch.
-struct HeadBar(ProgressBar);
-
-impl lofi_engine::Progress for HeadBar {
-    fn epoch_done(
-        &self,
-        record: &lofi_engine::metrics::EpochRecord,
-        _validation: Option<&lofi_engine::ValidationMetrics>,
-    ) {
-        self.0.set_position(record.epoch as u64 + 1);
-    }
-}
-
 /// Runs the demo.
 pub fn run(args: DemoArgs) -> Result<()> {
     let started = Instant::now();
@@ -272,71 +285,67 @@ pub fn run(args: DemoArgs) -> Result<()> {
             .with_context(|| format!("{}: cannot delete", out.display()))?;
     }
     std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
-    let plan = Plan::new(args.size, args.seed);
     let rows = args.rows.clone().unwrap_or_else(|| RowName::ALL.to_vec());
+    let seeds: Vec<u64> = (0..args.seeds).map(|k| args.seed + k).collect();
 
     let data = out.join("data");
     let ground_truth = data.join("ground_truth.json");
+    let synth = Plan::new(args.size, args.seed, args.seed).synth;
     if !ground_truth.is_file() {
-        let bar = bar(plan.synth.videos, "synthetic videos");
-        write_dataset(&data, &plan.synth, 2, &|done| bar.set_position(done as u64))
+        let spin = spinner(format!("writing {} synthetic videos", synth.videos));
+        write_dataset(&data, &synth, 2, &|_| {})
             .with_context(|| format!("{}: cannot write the synthetic dataset", data.display()))?;
-        bar.finish_and_clear();
+        spin.finish_and_clear();
     }
     tracing::info!(
         "data: {} synthetic videos in {}",
-        plan.synth.videos,
+        synth.videos,
         data.display()
     );
 
-    let pretrained = out.join("pretrain");
-    let encoder = match std::fs::read_to_string(pretrained.join("encoder.path")) {
-        Ok(path) if Path::new(path.trim()).is_file() => PathBuf::from(path.trim()),
-        _ => {
-            let spin = spinner("pre-training the encoder on trimmed clips".into());
-            let outcome = pretrain(
-                &plan.pretrain,
-                &PretrainPaths {
-                    data: data.clone(),
-                    out: pretrained.clone(),
+    let mut per_row: Vec<Vec<RowResult>> = vec![Vec::new(); rows.len()];
+    for &seed in &seeds {
+        let plan = Plan::new(args.size, args.seed, seed);
+        let dir = out.join(format!("seed-{seed}"));
+        let encoder = pretrained_encoder(&plan, &data, &dir.join("pretrain"), &device)?;
+        for (row, results) in rows.iter().zip(per_row.iter_mut()) {
+            let spin = spinner(format!("seed {seed}: {}", row.title()));
+            let result = run_row(
+                &RowSettings {
+                    train: plan.train.clone(),
+                    schedule: row.schedule(),
+                    head: plan.head.clone(),
+                    detect: DetectConfig::default(),
                 },
-                &RunOptions {
+                &RowInputs {
+                    ground_truth: ground_truth.clone(),
+                    videos: data.join("videos"),
+                    encoder: encoder.clone(),
+                    out: dir.join("rows").join(row.name()),
                     device: device.clone(),
-                    ..RunOptions::default()
+                    progress: lofi_engine::Reporter::default(),
                 },
-            )?;
-            spin.finish_and_clear();
-            let accuracy = outcome.val_accuracy.last().copied().flatten();
-            tracing::info!(
-                "pre-trained encoder: clip accuracy {} on validation clips",
-                accuracy.map_or("n/a".to_string(), |a| format!("{:.0}%", a * 100.0))
-            );
-            std::fs::write(
-                pretrained.join("encoder.path"),
-                outcome.encoder.to_string_lossy().as_bytes(),
             )
-            .with_context(|| format!("{}: cannot write", pretrained.display()))?;
-            outcome.encoder
+            .with_context(|| format!("demo row {} (seed {seed})", row.name()))?;
+            spin.finish_and_clear();
+            tracing::info!(
+                "seed {seed}, {}: average mAP {:.2}",
+                row.title(),
+                result.average_map * 100.0
+            );
+            results.push(result);
         }
-    };
-
-    let mut results = Vec::new();
-    for row in rows {
-        let result = run_row(row, &plan, out, &data, &encoder, &device)
-            .with_context(|| format!("demo row {}", row.name()))?;
-        tracing::info!(
-            "{}: average mAP {:.2}",
-            row.title(),
-            result.average_map * 100.0
-        );
-        results.push(result);
     }
+    let results = rows
+        .iter()
+        .zip(&per_row)
+        .map(|(row, r)| DemoRow::over_seeds(row.name(), r))
+        .collect::<Result<Vec<_>>>()?;
 
-    let subset = "validation".to_string();
     let file = DemoFile {
         rows: results.clone(),
         ground_truth: "data/ground_truth.json".to_string(),
-        subset,
+        subset: "validation".to_string(),
     };
     lofi_eval::write_json_atomic(&out.join("demo.json"), &file, true)?;
     if let Some(path) = &args.json {
@@ -357,168 +366,44 @@ pub fn run(args: DemoArgs) -> Result<()> {
     Ok(())
 }
 
+/// The pre-trained encoder of one seed (trained on the dataset's clips once, then reused).
+fn pretrained_encoder(plan: &Plan, data: &Path, dir: &Path, device: &Device) -> Result<PathBuf> {
+    let encoder = lofi_train::pretrain::encoder_path(dir);
+    if dir.join("summary.json").is_file() && encoder.is_file() {
+        return Ok(encoder);
+    }
+    let spin = spinner(format!(
+        "seed {}: pre-training the encoder on trimmed clips",
+        plan.pretrain.seed
+    ));
+    let outcome = pretrain(
+        &plan.pretrain,
+        &PretrainPaths {
+            data: data.to_path_buf(),
+            out: dir.to_path_buf(),
+        },
+        &RunOptions {
+            device: device.clone(),
+            run: lofi_train::RunControl {
+                resume: true,
+                ..Default::default()
+            },
+            ..RunOptions::default()
+        },
+    )?;
+    spin.finish_and_clear();
+    let accuracy = outcome.val_accuracy.last().copied().flatten();
+    tracing::info!(
+        "seed {}: pre-trained encoder: clip accuracy {} on validation clips",
+        plan.pretrain.seed,
+        accuracy.map_or("n/a".to_string(), |a| format!("{:.0}%", a * 100.0))
+    );
+    Ok(outcome.encoder)
+}
+
 fn count_validation(ground_truth: &Path) -> Result<usize> {
     let truth = lofi_eval::GroundTruth::from_path(ground_truth, &Default::default())?;
     Ok(truth.annotated_videos().count())
-}
-
-/// Trains (or keeps) one row's encoder, then extract -> train-head -> detect -> evaluate.
-fn run_row(
-    row: RowName,
-    plan: &Plan,
-    out: &Path,
-    data: &Path,
-    pretrained: &Path,
-    device: &Device,
-) -> Result<DemoRow> {
-    let dir = out.join("rows").join(row.name());
-    let done = dir.join("row.json");
-    if let Ok(text) = std::fs::read_to_string(&done) {
-        if let Ok(previous) = serde_json::from_str::<DemoRow>(&text) {
-            tracing::info!("{}: already done ({})", row.title(), done.display());
-            return Ok(previous);
-        }
-    }
-    let paths = |out: PathBuf, encoder: &Path| TrainPaths {
-        ground_truth: data.join("ground_truth.json"),
-        videos: data.join("videos"),
-        encoder: Some(encoder.to_path_buf()),
-        out,
-    };
-
-    // The encoder and the cost of one end-to-end step.
-    let (encoder, stats) = match row.schedule() {
-        Some(kind) => {
-            let mut config = plan.train.clone();
-            config.schedule.kind = kind;
-            let spin = spinner(format!("{}: end-to-end training", row.title()));
-            let outcome = train(
-                &config,
-                &paths(dir.join("train"), pretrained),
-                &RunOptions {
-                    device: device.clone(),
-                    ..RunOptions::default()
-                },
-            )?;
-            spin.finish_and_clear();
-            (outcome.encoder, outcome.fidelities)
-        }
-        None => {
-            // A few full-fidelity steps, only to measure what LoFi avoids.
-            let mut config = plan.train.clone();
-            config.schedule.kind = ScheduleKind::Full;
-            config.epochs = 1;
-            let probe = dir.join("full-fidelity-probe");
-            let spin = spinner("frozen: measuring a full-fidelity end-to-end step".into());
-            let stats = measure_steps(
-                &config,
-                &paths(probe, pretrained),
-                &RunOptions {
-                    device: device.clone(),
-                    ..RunOptions::default()
-                },
-                2,
-            )?;
-            spin.finish_and_clear();
-            (pretrained.to_path_buf(), stats)
-        }
-    };
-    let steps: usize = stats.iter().map(|f| f.steps).sum();
-    if steps == 0 {
-        bail!("{}: no training step was measured", row.name());
-    }
-    let step_seconds = stats
-        .iter()
-        .map(|f| f.mean_step_s * f.steps as f64)
-        .sum::<f64>()
-        / steps as f64;
-    let peak_memory_bytes = stats
-        .iter()
-        .filter_map(|f| f.peak_memory_bytes)
-        .max()
-        .unwrap_or(0);
-
-    // Stage 3 of the method: frozen encoder at full fidelity, a fresh head, detection.
-    let features = dir.join("features");
-    let mut extract_config = ExtractConfig::new(EncoderSpec {
-        model: plan.train.encoder.resnet(None),
-        checkpoint: Some(encoder),
-        seed: plan.train.seed,
-    });
-    extract_config.snippets = plan.train.full.snippets;
-    extract_config.size = plan.train.full.size;
-    extract_config.frames_per_snippet = plan.train.frames_per_snippet;
-    let video_count = plan.synth.videos;
-    let progress = bar(video_count, &format!("{}: features", row.name()));
-    let extracted = extract(
-        &extract_config,
-        &ExtractInputs {
-            device: device.clone(),
-            ground_truth: data.join("ground_truth.json"),
-            videos: data.join("videos"),
-            out: features.clone(),
-            shard: None,
-        },
-        &|done, _| progress.set_position(done as u64),
-    )?;
-    progress.finish_and_clear();
-    if !extracted.failed.is_empty() {
-        bail!(
-            "{}: feature extraction failed for {} video(s): {:?}",
-            row.name(),
-            extracted.failed.len(),
-            extracted.failed
-        );
-    }
-    let head_dir = dir.join("head");
-    let progress = bar(plan.head.epochs, &format!("{}: head", row.name()));
-    train_head(
-        &plan.head,
-        &HeadInputs {
-            device: device.clone(),
-            features: features.clone(),
-            ground_truth: data.join("ground_truth.json"),
-            out: head_dir.clone(),
-        },
-        &lofi_engine::RunControl {
-            resume: true,
-            progress: lofi_engine::Reporter::new(HeadBar(progress.clone())),
-            ..Default::default()
-        },
-    )?;
-    progress.finish_and_clear();
-    let detected = detect(
-        &plan.detect,
-        &DetectInputs {
-            device: device.clone(),
-            head_dir,
-            features,
-            ground_truth: data.join("ground_truth.json"),
-            subset: "validation".into(),
-            class_scores: None,
-            out: dir.join("detections.json"),
-            class_scores_out: Some(dir.join("class_scores.json")),
-            evaluate: true,
-        },
-    )?;
-    let report: DetectionReport = detected
-        .report
-        .context("detection ran without its evaluation")?;
-    lofi_eval::write_json_atomic(
-        &dir.join("eval.json"),
-        &super::eval::detection_json(&report),
-        true,
-    )?;
-    let result = DemoRow {
-        name: row.name().to_string(),
-        map: report.map.clone(),
-        tiou_thresholds: report.tiou_thresholds.clone(),
-        average_map: report.average_map,
-        peak_memory_bytes,
-        step_seconds,
-    };
-    lofi_eval::write_json_atomic(&done, &result, true)?;
-    Ok(result)
 }
 
 fn at(row: &DemoRow, threshold: f64) -> Option<f64> {
@@ -528,32 +413,71 @@ fn at(row: &DemoRow, threshold: f64) -> Option<f64> {
         .map(|i| row.map[i] * 100.0)
 }
 
+fn title(name: &str) -> &str {
+    RowName::ALL
+        .iter()
+        .find(|r| r.name() == name)
+        .map_or(name, |r| r.title())
+}
+
+/// How a LoFi row compares with the frozen one: a verdict only where the difference of the means
+/// exceeds the spread (the sum of the two rows' standard deviations).
+fn verdict(row: &DemoRow, frozen: &DemoRow) -> &'static str {
+    let difference = row.average_map - frozen.average_map;
+    let spread = row.average_map_std + frozen.average_map_std;
+    if row.seeds.len() < 2 || frozen.seeds.len() < 2 {
+        "one seed: no spread, no verdict"
+    } else if difference > spread {
+        "beats frozen"
+    } else if difference < -spread {
+        "below frozen"
+    } else {
+        "within the spread"
+    }
+}
+
 /// The paper's Table 1/2 in shape, with an honest verdict.
 fn table(rows: &[DemoRow], size: DemoSize, videos: usize, seconds: f64) -> String {
+    let seeds = rows.first().map_or(0, |r| r.seeds.len());
     let mut text = format!(
-        "\nLoFi demo: synthetic benchmark ({size:?} size), mAP (%) on {videos} validation videos\n\n"
+        "\nLoFi demo: synthetic benchmark ({size:?} size), mAP (%) on {videos} validation \
+         videos, mean over {seeds} training seed(s)\n\n"
     );
     let frozen = rows.iter().find(|r| r.name == "frozen");
     text.push_str(&format!(
-        "{:<14} {:>7} {:>7} {:>7} {:>8} {:>10} {:>14}\n",
-        "encoder", "@0.5", "@0.75", "@0.95", "average", "step (s)", "process MiB"
+        "{:<14} {:>7} {:>7} {:>7} {:>15} {:>10} {:>12}  {}\n",
+        "encoder",
+        "@0.5",
+        "@0.75",
+        "@0.95",
+        "average +- std",
+        "step (s)",
+        "process MiB",
+        "vs frozen"
     ));
     for row in rows {
-        let title = RowName::ALL
-            .iter()
-            .find(|r| r.name() == row.name)
-            .map_or(row.name.as_str(), |r| r.title());
         let cell = |t| at(row, t).map_or("-".to_string(), |m| format!("{m:.2}"));
-        text.push_str(&format!(
-            "{:<14} {:>7} {:>7} {:>7} {:>8.2} {:>10.3} {:>14.0}\n",
-            title,
+        let against = match frozen {
+            Some(f) if row.name != "frozen" => verdict(row, f),
+            _ => "",
+        };
+        let line = format!(
+            "{:<14} {:>7} {:>7} {:>7} {:>15} {:>10.3} {:>12.0}  {}",
+            title(&row.name),
             cell(0.5),
             cell(0.75),
             cell(0.95),
-            row.average_map * 100.0,
+            format!(
+                "{:.2} +- {:.2}",
+                row.average_map * 100.0,
+                row.average_map_std * 100.0
+            ),
             row.step_seconds,
             row.peak_memory_bytes as f64 / (1024.0 * 1024.0),
-        ));
+            against,
+        );
+        text.push_str(line.trim_end());
+        text.push('\n');
     }
     text.push_str(
         "\nStep time and memory: one end-to-end training step (encoder + head) under the row's \
@@ -563,30 +487,64 @@ fn table(rows: &[DemoRow], size: DemoSize, videos: usize, seconds: f64) -> Strin
     );
     if let Some(frozen) = frozen {
         let lofi: Vec<&DemoRow> = rows.iter().filter(|r| r.name != "frozen").collect();
-        let losers: Vec<&str> = lofi
-            .iter()
-            .filter(|r| r.average_map <= frozen.average_map)
-            .map(|r| {
-                RowName::ALL
-                    .iter()
-                    .find(|n| n.name() == r.name)
-                    .map_or(r.name.as_str(), |n| n.title())
-            })
-            .collect();
-        if !lofi.is_empty() {
+        let count = |v: &str| lofi.iter().filter(|r| verdict(r, frozen) == v).count();
+        if !lofi.is_empty() && seeds >= 2 {
             text.push_str(&format!(
-                "Verdict: {} of {} LoFi rows beat the frozen encoder's average mAP ({:.2})",
-                lofi.len() - losers.len(),
+                "Verdict (a difference counts only where it exceeds the sum of the two standard \
+                 deviations): {} of {} LoFi rows beat the frozen encoder, {} are below it, {} \
+                 are within the spread.\n",
+                count("beats frozen"),
                 lofi.len(),
-                frozen.average_map * 100.0
+                count("below frozen"),
+                count("within the spread"),
             ));
-            if losers.is_empty() {
-                text.push_str(".\n");
-            } else {
-                text.push_str(&format!("; not on this run: {}.\n", losers.join(", ")));
-            }
+        } else if !lofi.is_empty() {
+            text.push_str("Verdict: none with one seed (run --seeds 3 or more).\n");
         }
     }
     text.push_str(&format!("Finished in {seconds:.0} s.\n"));
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(average: f64) -> RowResult {
+        RowResult {
+            map: vec![average * 2.0, 0.0],
+            tiou_thresholds: vec![0.5, 0.95],
+            average_map: average,
+            peak_memory_bytes: 100,
+            step_seconds: 1.0,
+        }
+    }
+
+    #[test]
+    fn rows_over_seeds_and_verdicts_respect_the_spread() -> Result<()> {
+        let frozen = DemoRow::over_seeds("frozen", &[result(0.10), result(0.12), result(0.14)])?;
+        assert!((frozen.average_map - 0.12).abs() < 1e-12);
+        assert!((frozen.average_map_std - 0.02).abs() < 1e-12);
+        assert_eq!(frozen.seeds, [0.10, 0.12, 0.14]);
+        assert!((frozen.map[0] - 0.24).abs() < 1e-12);
+        let clear = DemoRow::over_seeds("s", &[result(0.20), result(0.21), result(0.22)])?;
+        assert_eq!(verdict(&clear, &frozen), "beats frozen");
+        let close = DemoRow::over_seeds("t", &[result(0.11), result(0.15), result(0.16)])?;
+        assert_eq!(verdict(&close, &frozen), "within the spread");
+        let worse = DemoRow::over_seeds("st", &[result(0.01), result(0.02), result(0.03)])?;
+        assert_eq!(verdict(&worse, &frozen), "below frozen");
+        let single = DemoRow::over_seeds("s", &[result(0.5)])?;
+        assert_eq!(single.average_map_std, 0.0);
+        assert_eq!(verdict(&single, &frozen), "one seed: no spread, no verdict");
+        let text = table(&[frozen, clear, close, worse], DemoSize::Tiny, 12, 1.0);
+        assert!(text.contains("12.00 +- 2.00"), "{text}");
+        assert!(
+            text.contains(
+                "1 of 3 LoFi rows beat the frozen encoder, 1 are below it, 1 are within the spread"
+            ),
+            "{text}"
+        );
+        assert!(DemoRow::over_seeds("s", &[]).is_err());
+        Ok(())
+    }
 }

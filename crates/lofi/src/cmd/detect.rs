@@ -101,7 +101,7 @@ pub fn run(args: DetectArgs) -> Result<()> {
         args.out.display()
     );
     if let (Some(path), Some(report)) = (&args.eval_out, &outcome.report) {
-        lofi_eval::write_json_atomic(path, &super::eval::detection_json(report), true)?;
+        lofi_eval::write_json_atomic(path, &lofi_eval::detection_json(report), true)?;
         tracing::info!(
             "average mAP {:.4}; evaluation in {}",
             report.average_map,

@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use lofi_eval::{
     evaluate_detection, evaluate_proposals, DetectionReport, GroundTruth, GroundTruthOptions,
-    OrderedMap, PredictionKind, Predictions, ProposalOptions, ProposalReport, Thresholds,
+    PredictionKind, Predictions, ProposalOptions, ProposalReport, Thresholds,
     THUMOS14_AMBIGUOUS_LABEL, THUMOS14_DISPUTED_TEST_VIDEOS,
 };
 use lofi_plot::{LineChart, Series};
@@ -171,7 +171,7 @@ fn detection(args: DetectionArgs) -> Result<()> {
         )?;
     }
     if common.json {
-        print_stdout(&(serde_json::to_string_pretty(&detection_json(&report))? + "\n"))
+        print_stdout(&(serde_json::to_string_pretty(&lofi_eval::detection_json(&report))? + "\n"))
     } else {
         print_stdout(&detection_table(&report, &truth, predictions.items.len()))
     }
@@ -196,34 +196,6 @@ fn proposals(args: ProposalArgs) -> Result<()> {
         print_stdout(&(serde_json::to_string_pretty(&proposal_json(&report))? + "\n"))
     } else {
         print_stdout(&proposal_table(&report, &truth))
-    }
-}
-
-/// The `--json` output of `lofi eval detection`: exactly these keys, fractions not percent.
-#[derive(Serialize)]
-pub(crate) struct DetectionJson<'a> {
-    tiou_thresholds: &'a [f64],
-    #[serde(rename = "mAP")]
-    map: &'a [f64],
-    #[serde(rename = "average_mAP")]
-    average_map: f64,
-    /// In the ground truth's class order.
-    #[serde(rename = "per_class_AP")]
-    per_class_ap: OrderedMap<&'a [f64]>,
-}
-
-pub(crate) fn detection_json(report: &DetectionReport) -> DetectionJson<'_> {
-    DetectionJson {
-        tiou_thresholds: &report.tiou_thresholds,
-        map: &report.map,
-        average_map: report.average_map,
-        per_class_ap: OrderedMap(
-            report
-                .per_class
-                .iter()
-                .map(|c| (c.label.clone(), c.ap.as_slice()))
-                .collect(),
-        ),
     }
 }
 

@@ -12,8 +12,9 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use lofi_engine::Settings;
 use lofi_head::{extract, verify, EncoderSpec, ExtractConfig, ExtractInputs, Shard};
-use lofi_model::ResNetConfig;
+use lofi_model::{EncoderArch, EncoderKind};
 
 /// Arguments of `lofi extract`.
 #[derive(Debug, Args)]
@@ -37,7 +38,10 @@ pub struct ExtractArgs {
     /// Encoder checkpoint (`.bpk` from lofi, or `.pth` / `.safetensors`).
     #[arg(long, value_name = "FILE")]
     encoder: Option<PathBuf>,
-    /// ResNet depth of the encoder (18, 34, 50) when no config file gives it.
+    /// Encoder family when no config file gives it: tsm (TSM-ResNet) or r2plus1d (R(2+1)D).
+    #[arg(long, default_value_t = EncoderKind::Tsm)]
+    kind: EncoderKind,
+    /// Depth of the encoder (TSM: 18, 34, 50; R(2+1)D: 18, 34) when no config file gives it.
     #[arg(long, default_value_t = 18)]
     depth: usize,
     /// Width of the encoder's first stage (64 for the published networks).
@@ -72,16 +76,13 @@ pub fn run(args: ExtractArgs) -> Result<()> {
         return run_verify(dir, &args);
     }
     let mut config = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            ExtractConfig::from_toml(&text, path)?
-        }
+        Some(path) => ExtractConfig::load(path)?,
         None => {
-            let model =
-                ResNetConfig::tiny(args.depth, args.base_width).with_num_classes(args.num_classes);
+            let model = EncoderArch::tiny(args.kind, args.depth, args.base_width);
+            model.validate()?;
             ExtractConfig::new(EncoderSpec {
                 model,
+                num_classes: args.num_classes,
                 checkpoint: None,
                 seed: 0,
             })

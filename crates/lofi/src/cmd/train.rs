@@ -16,23 +16,6 @@ pub enum TrainPreset {
     Tiny,
 }
 
-/// Schedule names on the command line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum ScheduleArg {
-    /// Full fidelity.
-    Full,
-    /// S-LoFi.
-    S,
-    /// T-LoFi.
-    T,
-    /// ST-LoFi.
-    St,
-    /// Long cycle S, T, ST.
-    LongCycle,
-    /// Short cycle S, T, ST.
-    ShortCycle,
-}
-
 /// Arguments of `lofi train`.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
@@ -58,9 +41,9 @@ pub struct TrainArgs {
     /// Run folder.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
-    /// Override the config's schedule.
-    #[arg(long, value_enum)]
-    schedule: Option<ScheduleArg>,
+    /// Override the config's schedule: full, s, t, st, long-cycle or short-cycle.
+    #[arg(long, value_name = "KIND")]
+    schedule: Option<ScheduleKind>,
     /// Override the config's number of epochs.
     #[arg(long)]
     epochs: Option<usize>,
@@ -89,15 +72,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
             TrainPreset::Tiny => TrainConfig::tiny(),
         },
     };
-    if let Some(s) = args.schedule {
-        config.schedule.kind = match s {
-            ScheduleArg::Full => ScheduleKind::Full,
-            ScheduleArg::S => ScheduleKind::S,
-            ScheduleArg::T => ScheduleKind::T,
-            ScheduleArg::St => ScheduleKind::St,
-            ScheduleArg::LongCycle => ScheduleKind::LongCycle,
-            ScheduleArg::ShortCycle => ScheduleKind::ShortCycle,
-        };
+    if let Some(kind) = args.schedule {
+        config.schedule.kind = kind;
     }
     if let Some(e) = args.epochs {
         config.epochs = e;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use lofi_engine::Settings;
 use lofi_head::{train_head, HeadConfig, HeadInputs};
 
 /// Arguments of `lofi train-head`.
@@ -58,11 +59,7 @@ pub fn run(args: TrainHeadArgs) -> Result<()> {
         (None, false) => None,
     };
     let mut config = match file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            HeadConfig::from_toml(&text, path)?
-        }
+        Some(path) => HeadConfig::load(path)?,
         None if args.tiny => HeadConfig::tiny(args.snippets.unwrap_or(100)),
         None => HeadConfig::default(),
     };

@@ -8,7 +8,12 @@
 //! big-endian data are refused with a clear message. Writing produces version 1.0, `<f4`, C order,
 //! through a temporary name and a rename so that an interrupted write never leaves a file that
 //! looks complete.
+//!
+//! It lives in this dependency-light crate (rather than beside the extractor in `lofi-head`,
+//! which pulls burn and FFmpeg) so that the Python bindings read and write feature folders
+//! without the deep-learning stack; `lofi_head::npy` re-exports it.
 
+use crate::write_atomic;
 use std::path::Path;
 
 const MAGIC: &[u8; 6] = b"\x93NUMPY";
@@ -273,8 +278,6 @@ pub fn encode_f32_2d(rows: usize, cols: usize, data: &[f32]) -> Result<Vec<u8>, 
     }
     Ok(out)
 }
-
-use lofi_eval::write_atomic;
 
 /// Writes a `[rows, cols]` `f32` array to `path` atomically (version 1.0, `<f4`, C order).
 pub fn write_f32_2d(path: &Path, rows: usize, cols: usize, data: &[f32]) -> Result<(), NpyError> {
