@@ -18,7 +18,8 @@
 //! - [`r2plus1d`]: R(2+1)D-18/34 trunk with the same input/output contract;
 //! - [`gtad`]: the G-TAD head (GCNeXt, SGAlign, start/end and IoU-map heads) for any `L`;
 //! - [`targets`], [`loss`]: training targets at any `L` and the G-TAD loss;
-//! - [`checkpoint`]: our own checkpoints; [`import`]: PyTorch / safetensors weight import.
+//! - [`checkpoint`]: our own checkpoints; [`import`]: PyTorch / safetensors weight import;
+//! - [`kernel_cache`]: where GPU builds keep compiled kernels and autotune results.
 //!
 //! # Layouts (see each module for details)
 //! - encoder input `[B, L, F, 3, S, S]` (videos, snippets, frames per snippet, RGB, pixels),
@@ -31,6 +32,7 @@ pub mod checkpoint;
 pub mod error;
 pub mod gtad;
 pub mod import;
+pub mod kernel_cache;
 pub mod loss;
 pub mod precision;
 pub mod r2plus1d;
