@@ -6,10 +6,11 @@
 # frames/s at 100 x 224); the start-up of a first run (kernels compiled) against a second run
 # that reads lofi's kernel cache; and the tiny `lofi demo` end to end on CUDA.
 #
-# Runs ON the device machine, from the repository root, with `.gpu/` carried (made on a build
-# machine by bench/gpu/prepare.sh: `gpu_step` and `lofi` built with --features vulkan,cuda,
-# xz-compressed, the ffmpeg libraries `lofi` links, and the Vulkan loader .debs). Needs no Rust
-# and no network.
+# Runs ON the device machine, from the repository root, with `.gpu/` (gpu_step and the Vulkan
+# loader .debs) and/or `.gpu-demo/` (lofi and the ffmpeg libraries it links) carried, both made on
+# a build machine by bench/gpu/prepare.sh (release, --features vulkan,cuda, xz-compressed). Needs
+# no Rust and no network. `.gpu-libs/` holds the ffmpeg libraries lofi links. When the folders do
+# not fit in one call's 64 MiB, prepare.sh prints the calls that split them (PARTS).
 #
 # Time: the whole script stops by BUDGET_S (default 470 s): every stage runs under
 # `timeout min(its cap, time left)`, stages that would get under 10 s are skipped and marked so,
@@ -22,6 +23,7 @@
 # $OUT/check.log.
 #
 # Knobs (environment):
+#   PARTS         what to run, default "torch burn demo" ("libs" only unpacks .gpu-libs)
 #   BUDGET_S      whole-script limit in seconds (default 470)
 #   FIDELITIES    default "t st s full" (names or LxS); EXTRACT_FIDELITY default full (100x224)
 #   BURN_DEVICES  default "cuda vulkan"; "cpu" runs the plumbing on a machine without a GPU
@@ -29,7 +31,8 @@
 #   STEPS         timed steps per fidelity (default 10); WARMUP (default 2)
 #   AUTOTUNE      cubecl autotune level (default minimal)
 #   TORCH_DEVICE  default cuda; TORCH_ARGS extra torch_step.py options; SKIP_TORCH=1
-#   DEMO_DEVICE   default cuda (cpu for a dry run); SKIP_DEMO=1; PYTHON (default python3)
+#   DEMO_DEVICE   default cuda (cpu for a dry run); DEMO_CAP_S (default 150); SKIP_DEMO=1
+#   PYTHON        default python3
 set -u
 OUT=${OUT:-/tmp/lofi-gpu-check}
 mkdir -p "$OUT"
@@ -37,6 +40,7 @@ LOG="$OUT/check.log"
 RES="$OUT/results.jsonl"
 : >"$RES"
 exec > >(tee -a "$LOG") 2>&1
+PARTS=" ${PARTS:-torch burn demo} "
 BUDGET_S=${BUDGET_S:-470}
 FIDELITIES=${FIDELITIES:-"t st s full"}
 EXTRACT_FIDELITY=${EXTRACT_FIDELITY:-full}
@@ -48,6 +52,7 @@ AUTOTUNE=${AUTOTUNE:-minimal}
 TORCH_DEVICE=${TORCH_DEVICE:-cuda}
 TORCH_ARGS=${TORCH_ARGS:-}
 DEMO_DEVICE=${DEMO_DEVICE:-cuda}
+DEMO_CAP_S=${DEMO_CAP_S:-150}
 PY=${PYTHON:-python3}
 WORK=${WORK:-/tmp/lofi-gpu-work}
 T0=$(date +%s)
@@ -95,29 +100,30 @@ smi_stop() {
 
 # --- 0. unpack what prepare.sh made ----------------------------------------------------------
 mkdir -p "$WORK/bin"
-unpack() { # .gpu/NAME.xz -> $WORK/bin/NAME; python's lzma when xz is missing
-  local name=$1
-  if [ -x ".gpu/$name" ]; then cp ".gpu/$name" "$WORK/bin/$name"; return 0; fi
-  [ -f ".gpu/$name.xz" ] || return 1
+unxz_to() { # FILE.xz DEST; python's lzma when xz is missing
   if command -v xz >/dev/null; then
-    xz -dc ".gpu/$name.xz" >"$WORK/bin/$name" || return 1
+    xz -dc "$1" >"$2"
   else
-    "$PY" -c 'import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],"wb"))' \
-      ".gpu/$name.xz" "$WORK/bin/$name" || return 1
+    "$PY" -c 'import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],"wb"))' "$1" "$2"
   fi
-  chmod +x "$WORK/bin/$name"
 }
-STEP_BIN=""; LOFI_BIN=""
-unpack gpu_step && STEP_BIN="$WORK/bin/gpu_step"
-unpack lofi && LOFI_BIN="$WORK/bin/lofi"
-say "binaries: gpu_step ${STEP_BIN:-missing}, lofi ${LOFI_BIN:-missing} (run bench/gpu/prepare.sh on the build machine and carry .gpu)"
-# The ffmpeg libraries `lofi` links (the device image has none), for lofi only.
-LOFI_LIBS=""
-if [ -f .gpu/lofi-libs.tar.xz ]; then
-  mkdir -p "$WORK/lib" && tar -xJf .gpu/lofi-libs.tar.xz -C "$WORK/lib" && LOFI_LIBS="$WORK/lib"
+STEP_BIN=""; LOFI_BIN=""; LOFI_LIBS=""
+if [[ $PARTS == *" burn "* ]] && [ -f .gpu/gpu_step.xz ] && unxz_to .gpu/gpu_step.xz "$WORK/bin/gpu_step"; then
+  chmod +x "$WORK/bin/gpu_step" && STEP_BIN="$WORK/bin/gpu_step"
 fi
+if [[ $PARTS == *" demo "* ]] && [ -f .gpu-demo/lofi.xz ] && unxz_to .gpu-demo/lofi.xz "$WORK/bin/lofi"; then
+  chmod +x "$WORK/bin/lofi" && LOFI_BIN="$WORK/bin/lofi"
+fi
+# The ffmpeg libraries `lofi` links (the device image has none), for lofi only: carried in
+# .gpu-libs, or unpacked by an earlier call on the same machine (PARTS=libs).
+if [[ $PARTS == *" demo "* || $PARTS == *" libs "* ]] && [ -f .gpu-libs/lofi-libs.tar.xz ]; then
+  mkdir -p "$WORK/lib" && unxz_to .gpu-libs/lofi-libs.tar.xz "$WORK/lofi-libs.tar" &&
+    tar -xf "$WORK/lofi-libs.tar" -C "$WORK/lib" && rm -f "$WORK/lofi-libs.tar"
+fi
+[ -n "$(ls "$WORK/lib" 2>/dev/null)" ] && LOFI_LIBS="$WORK/lib"
+say "parts:$PARTS; gpu_step ${STEP_BIN:-not here}, lofi ${LOFI_BIN:-not here}${LOFI_LIBS:+ with its libraries} (bench/gpu/prepare.sh makes .gpu and .gpu-demo)"
 
-case " $BURN_DEVICES " in *" vulkan "*)
+case " $BURN_DEVICES$PARTS" in *" vulkan "*" burn "*)
   # Vulkan loader and the GL dispatch libraries the NVIDIA ICD links against (the device image
   # has none of them); unpacked into / as the device notes prescribe, on a GPU machine only.
   if command -v nvidia-smi >/dev/null && ls .gpu/debs/*.deb >/dev/null 2>&1; then
@@ -156,7 +162,7 @@ esac
 export CUBECL_AUTOTUNE_LEVEL="$AUTOTUNE"
 
 # --- 1. PyTorch: f32 (no TF32) and bf16 autocast steps, then extraction ------------------------
-if [ "${SKIP_TORCH:-0}" != 1 ]; then
+if [ "${SKIP_TORCH:-0}" != 1 ] && [[ $PARTS == *" torch "* ]]; then
   for mode in "f32 --no-tf32" "bf16 --precision bf16"; do
     set -- $mode
     tag=$1; shift
@@ -236,7 +242,7 @@ burn_backend() { # DEVICE STEP_CAP
 # --- 3. the tiny demo, end to end on the GPU -----------------------------------------------------
 run_demo() {
   local c
-  c=$(cap 90)
+  c=$(cap "$DEMO_CAP_S")
   if [ -z "$LOFI_BIN" ]; then skipped lofi demo "$DEMO_DEVICE" f32 "no lofi binary"; return; fi
   if [ "$c" = 0 ]; then skipped lofi demo "$DEMO_DEVICE" f32 "out of time"; return; fi
   export LOFI_KERNEL_CACHE="$WORK/kernels-demo"
@@ -260,6 +266,8 @@ run_demo() {
 
 # --- 2. burn, one backend after the other; the demo right after CUDA ---------------------------
 DEMO_DONE=0
+[[ $PARTS == *" demo "* ]] || SKIP_DEMO=1
+[[ $PARTS == *" burn "* ]] || BURN_DEVICES=""
 for dev in $BURN_DEVICES; do
   if [ -z "$STEP_BIN" ]; then skipped burn step "$dev" f32 "no gpu_step binary"; continue; fi
   case $dev in

@@ -65,7 +65,8 @@ def main():
     fids = [f for f in ORDER if any(f == k[1] for k in cells)]
     fids += sorted({k[1] for k in cells} - set(fids))
     torch_of = {c[1]: c for c in cols if c[2]}
-    ratios = [(c, torch_of[c[1]]) for c in cols if not c[2] and c[1] in torch_of]
+    measured = {c for (c, _), r in cells.items() if "step_s_median" in r}
+    ratios = [(c, torch_of[c[1]]) for c in cols if not c[2] and c[1] in torch_of and c in measured]
 
     def shape(f):
         for c in cols:

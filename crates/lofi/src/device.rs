@@ -7,6 +7,8 @@
 //! the program a person runs decides which backends are compiled in (cargo features `wgpu`,
 //! `vulkan`, `cuda`) and which one a run uses. A device that is not compiled in, or that cannot be
 //! opened (no Vulkan adapter, no CUDA driver), is a clear error naming the choice, never a panic.
+//! Before the first GPU device opens, cubecl is pointed at lofi's on-disk kernel cache
+//! (`lofi_model::kernel_cache`), so compiled kernels and autotune results outlive the process.
 
 use std::fmt;
 use std::str::FromStr;
@@ -304,9 +306,10 @@ fn cuda_open_error(choice: DeviceChoice, panic: Option<&str>) -> anyhow::Error {
     } else if lower.contains("cuda_error_no_device") {
         "the CUDA driver found no GPU (check CUDA_VISIBLE_DEVICES and nvidia-smi)".to_string()
     } else {
-        "the CUDA runtime failed to start".to_string()
+        // Unrecognised: the runtime's own words are the best clue.
+        format!("the CUDA runtime failed to start ({text})")
     };
-    anyhow::anyhow!("cannot open --device {choice}: {advice} (CUDA runtime said: {text})")
+    anyhow::anyhow!("cannot open --device {choice}: {advice}")
 }
 
 #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
