@@ -108,11 +108,20 @@ unxz_to() { # FILE.xz DEST; python's lzma when xz is missing
   fi
 }
 STEP_BIN=""; LOFI_BIN=""; LOFI_LIBS=""
-if [[ $PARTS == *" burn "* ]] && [ -f .gpu/gpu_step.xz ] && unxz_to .gpu/gpu_step.xz "$WORK/bin/gpu_step"; then
-  chmod +x "$WORK/bin/gpu_step" && STEP_BIN="$WORK/bin/gpu_step"
+# An uncompressed executable (a dry run's own build) is used as it is.
+if [[ $PARTS == *" burn "* ]]; then
+  if [ -x .gpu/gpu_step ]; then
+    STEP_BIN=.gpu/gpu_step
+  elif [ -f .gpu/gpu_step.xz ] && unxz_to .gpu/gpu_step.xz "$WORK/bin/gpu_step"; then
+    chmod +x "$WORK/bin/gpu_step" && STEP_BIN="$WORK/bin/gpu_step"
+  fi
 fi
-if [[ $PARTS == *" demo "* ]] && [ -f .gpu-demo/lofi.xz ] && unxz_to .gpu-demo/lofi.xz "$WORK/bin/lofi"; then
-  chmod +x "$WORK/bin/lofi" && LOFI_BIN="$WORK/bin/lofi"
+if [[ $PARTS == *" demo "* ]]; then
+  if [ -x .gpu-demo/lofi ]; then
+    LOFI_BIN=.gpu-demo/lofi
+  elif [ -f .gpu-demo/lofi.xz ] && unxz_to .gpu-demo/lofi.xz "$WORK/bin/lofi"; then
+    chmod +x "$WORK/bin/lofi" && LOFI_BIN="$WORK/bin/lofi"
+  fi
 fi
 # The ffmpeg libraries `lofi` links (the device image has none), for lofi only: carried in
 # .gpu-libs, or unpacked by an earlier call on the same machine (PARTS=libs).

@@ -129,13 +129,14 @@ def main():
             print(f"| burn-{dev} | {f} | {'-' if c is None else f'{c:.2f}'} | {'-' if w is None else f'{w:.2f}'} |")
 
     for r in rows:
-        if r.get("kind") == "demo":
+        if r.get("kind") == "demo" and "error" not in r:
             ok = "completed" if r.get("rc") == 0 else f"FAILED (exit {r.get('rc')})"
             print(f"\n`lofi --device {r.get('device')} demo --size tiny`: {ok} in {r.get('seconds')} s "
                   "(demo.json and demo.log beside this table).")
 
     for r in (r for r in rows if "error" in r and r.get("fidelity") == "*"):
-        print(f"\n{column(r)[0]} {r.get('kind', 'step')}: {r['error']}")
+        what = "lofi" if r.get("impl") == "lofi" else column(r)[0]
+        print(f"\n{what} {r.get('kind', 'step')} ({r.get('device')}): {r['error']}")
 
 
 if __name__ == "__main__":
