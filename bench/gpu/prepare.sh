@@ -14,7 +14,8 @@
 #
 # Knobs: CARGO_TARGET_DIR reuses a build; CUDARC_CUDA_VERSION is the CUDA version the driver
 # bindings are built for when no CUDA toolkit (nvcc) is installed here (default 13000, the H200
-# machine's driver 580); SKIP_DEBS=1 skips apt; SKIP_LIBS=1 skips the ffmpeg libraries (then the
+# machine's driver 580); PROFILE (default release; dev for a quick check of this script);
+# SKIP_DEBS=1 skips apt; SKIP_LIBS=1 skips the ffmpeg libraries (then the
 # demo cannot run on the device machine).
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
@@ -27,10 +28,11 @@ if [ "$(uname -m)" != x86_64 ]; then
   exit 1
 fi
 export CUDARC_CUDA_VERSION=${CUDARC_CUDA_VERSION:-13000}
+PROFILE=${PROFILE:-release}
 
-echo "prepare.sh: building gpu_step and lofi (release, --features vulkan,cuda, CUDA $CUDARC_CUDA_VERSION)" >&2
+echo "prepare.sh: building gpu_step and lofi ($PROFILE, --features vulkan,cuda, CUDA $CUDARC_CUDA_VERSION)" >&2
 t0=$(date +%s)
-cargo build --release --locked -p lofi -p lofi-model \
+cargo build --profile "$PROFILE" --locked -p lofi -p lofi-model \
   --features lofi/vulkan,lofi/cuda,lofi-model/vulkan,lofi-model/cuda --bin lofi --bench gpu_step \
   --message-format=json-render-diagnostics >.gpu/build.jsonl
 echo "prepare.sh: build took $(($(date +%s) - t0)) s" >&2
