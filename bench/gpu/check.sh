@@ -1,29 +1,38 @@
 #!/usr/bin/env bash
-# Device check for issue 6: one LoFi training step (TSM-R18 + G-TAD, 1 video, 1 frame per
-# snippet) at full, S, T and ST fidelity on the GPU through burn's wgpu/Vulkan backend, and the
-# same step in the machine's PyTorch, printed as one table with ratios and memory per fidelity.
+# Device check (issues 6 and 13): burn on CUDA, burn on Vulkan and PyTorch on the same card, in
+# one script under 8 minutes. One LoFi training step (TSM-R18 + G-TAD, 1 video, 1 frame per
+# snippet: forward, G-TAD loss, backward, SGD) at full, S, T and ST fidelity, f32 and bf16 where
+# the implementation computes in bf16; extraction throughput (the encoder's forward pass alone,
+# frames/s at 100 x 224); the start-up of a first run (kernels compiled) against a second run
+# that reads lofi's kernel cache; and the tiny `lofi demo` end to end on CUDA.
 #
-# Runs ON the device machine, from the repository root, with `.gpu/` carried (made on a build
-# machine by bench/gpu/prepare.sh: the release bench binary, gzipped, and the Vulkan loader .debs).
-# Needs no Rust and no network. Order and caps are chosen so that the whole run stays under
-# 8 minutes and a slow part costs only its own numbers:
-#   1. PyTorch first (f32 without TF32, TF32, bf16 autocast), about 20 s each: always recorded.
-#   2. burn in ONE process for all fidelities, cheapest first (t, st, s, full), so the kernels
-#      compiled for one fidelity serve the next; each fidelity prints its JSON line as soon as it
-#      is done, so a run cut by the cap still reports the fidelities it finished.
-#   3. bf16 on Vulkan, which must be refused (burn's wgpu backend has no bf16 arithmetic).
+# Runs ON the device machine, from the repository root, with `.gpu/` (gpu_step and the Vulkan
+# loader .debs) and/or `.gpu-demo/` (lofi and the ffmpeg libraries it links) carried, both made on
+# a build machine by bench/gpu/prepare.sh (release, --features vulkan,cuda, xz-compressed). Needs
+# no Rust and no network. `.gpu-libs/` holds the ffmpeg libraries lofi links. When the folders do
+# not fit in one call's 64 MiB, prepare.sh prints the calls that split them (PARTS).
+#
+# Time: the whole script stops by BUDGET_S (default 470 s): every stage runs under
+# `timeout min(its cap, time left)`, stages that would get under 10 s are skipped and marked so,
+# and every number is written the moment it exists, so a slow stage costs only its own numbers.
+# Order: PyTorch (cheap, always recorded), burn-cuda (the open question), the demo on CUDA, then
+# burn-vulkan (known to spend minutes compiling), each burn backend cheapest fidelity first so
+# kernels compiled for one fidelity serve the next.
+#
 # Output: the table on stdout and in $OUT/table.md, JSON lines in $OUT/results.jsonl, the log in
 # $OUT/check.log.
 #
 # Knobs (environment):
-#   FIDELITIES   default "t st s full" (names or LxS)
-#   BURN_DEVICE  default vulkan (cpu runs the plumbing on a machine without a GPU)
-#   BURN_ARGS    extra gpu_step options (e.g. "--base-width 4 --tiny-head" for a dry run)
-#   BURN_CAP_S   the burn process, all fidelities (default 270)
-#   AUTOTUNE     cubecl autotune level for burn: minimal (default: the first Vulkan run spent
-#                136 s compiling and tuning at one fidelity), balanced, extensive or full
-#   TORCH_DEVICE default cuda; TORCH_ARGS extra torch_step.py options; TORCH_CAP_S (default 45)
-#   STEPS        timed steps (default 5); SKIP_TORCH=1; SKIP_BURN=1; PYTHON (default python3)
+#   PARTS         what to run, default "torch burn demo" ("libs" only unpacks .gpu-libs)
+#   BUDGET_S      whole-script limit in seconds (default 470)
+#   FIDELITIES    default "t st s full" (names or LxS); EXTRACT_FIDELITY default full (100x224)
+#   BURN_DEVICES  default "cuda vulkan"; "cpu" runs the plumbing on a machine without a GPU
+#   BURN_ARGS     extra gpu_step options (e.g. "--base-width 4 --tiny-head" for a dry run)
+#   STEPS         timed steps per fidelity (default 10); WARMUP (default 2)
+#   AUTOTUNE      cubecl autotune level (default minimal)
+#   TORCH_DEVICE  default cuda; TORCH_ARGS extra torch_step.py options; SKIP_TORCH=1
+#   DEMO_DEVICE   default cuda (cpu for a dry run); DEMO_CAP_S (default 150); SKIP_DEMO=1
+#   PYTHON        default python3
 set -u
 OUT=${OUT:-/tmp/lofi-gpu-check}
 mkdir -p "$OUT"
@@ -31,20 +40,40 @@ LOG="$OUT/check.log"
 RES="$OUT/results.jsonl"
 : >"$RES"
 exec > >(tee -a "$LOG") 2>&1
+PARTS=" ${PARTS:-torch burn demo} "
+BUDGET_S=${BUDGET_S:-470}
 FIDELITIES=${FIDELITIES:-"t st s full"}
-BURN_DEVICE=${BURN_DEVICE:-vulkan}
+EXTRACT_FIDELITY=${EXTRACT_FIDELITY:-full}
+BURN_DEVICES=${BURN_DEVICES:-"cuda vulkan"}
 BURN_ARGS=${BURN_ARGS:-}
-BURN_CAP_S=${BURN_CAP_S:-270}
+STEPS=${STEPS:-10}
+WARMUP=${WARMUP:-2}
 AUTOTUNE=${AUTOTUNE:-minimal}
 TORCH_DEVICE=${TORCH_DEVICE:-cuda}
 TORCH_ARGS=${TORCH_ARGS:-}
-TORCH_CAP_S=${TORCH_CAP_S:-45}
-STEPS=${STEPS:-5}
+DEMO_DEVICE=${DEMO_DEVICE:-cuda}
+DEMO_CAP_S=${DEMO_CAP_S:-150}
 PY=${PYTHON:-python3}
+WORK=${WORK:-/tmp/lofi-gpu-work}
 T0=$(date +%s)
 say() { echo "[check +$(($(date +%s) - T0))s] $*"; }
+FL=$(echo $FIDELITIES | tr ' ' ',')
 
-say "host $(uname -m), $(nproc) cores"
+# The cap for a stage: its own, or what is left of the budget (minus 8 s for the table), or 0
+# when under 10 s would be left.
+cap() {
+  local left=$((BUDGET_S - ($(date +%s) - T0) - 8))
+  local c=$1
+  [ "$left" -lt "$c" ] && c=$left
+  [ "$c" -lt 10 ] && c=0
+  echo "$c"
+}
+skipped() { # impl kind device precision note
+  echo "{\"impl\":\"$1\",\"kind\":\"$2\",\"device\":\"$3\",\"precision\":\"$4\",\"fidelity\":\"*\",\"error\":\"$5\"}" >>"$RES"
+  say "skipped: $1 $2 $3 $4: $5"
+}
+
+say "host $(uname -m), $(nproc) cores, budget ${BUDGET_S}s"
 CARD=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | head -1)
 say "card: ${CARD:-none found by nvidia-smi}"
 echo "{\"impl\":\"card\",\"card\":\"${CARD}\"}" >>"$RES"
@@ -69,91 +98,197 @@ smi_stop() {
   if [ -n "$peak" ] && [ -n "${SMI_BASE:-}" ]; then echo $((peak - SMI_BASE)); else echo null; fi
 }
 
-# --- 1. PyTorch, same step -------------------------------------------------------------------
-if [ "${SKIP_TORCH:-0}" != 1 ]; then
-  fl=$(echo $FIDELITIES | tr ' ' ',')
-  for mode in "f32 --no-tf32" "tf32" "bf16 --precision bf16"; do
-    set -- $mode
-    tag=$1; shift
-    say "torch $tag on $TORCH_DEVICE (cap ${TORCH_CAP_S}s)"
-    smi_start
-    # shellcheck disable=SC2086
-    PYTHONUNBUFFERED=1 timeout -k 5 "$TORCH_CAP_S" "$PY" bench/gpu/torch_step.py --device "$TORCH_DEVICE" \
-      --fidelity "$fl" --warmup 3 --steps 10 --time-cap-s 8 $TORCH_ARGS "$@" 2>>"$LOG" |
-      sed "s/}\$/,\"mode\":\"$tag\"}/" >>"$RES"
-    say "torch $tag: rc ${PIPESTATUS[0]}, nvidia-smi peak +$(smi_stop) MiB (whole process)"
-  done
+# --- 0. unpack what prepare.sh made ----------------------------------------------------------
+mkdir -p "$WORK/bin"
+unxz_to() { # FILE.xz DEST; python's lzma when xz is missing
+  if command -v xz >/dev/null; then
+    xz -dc "$1" >"$2"
+  else
+    "$PY" -c 'import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],"wb"))' "$1" "$2"
+  fi
+}
+STEP_BIN=""; LOFI_BIN=""; LOFI_LIBS=""
+# An uncompressed executable (a dry run's own build) is used as it is.
+if [[ $PARTS == *" burn "* ]]; then
+  if [ -x .gpu/gpu_step ]; then
+    STEP_BIN=.gpu/gpu_step
+  elif [ -f .gpu/gpu_step.xz ] && unxz_to .gpu/gpu_step.xz "$WORK/bin/gpu_step"; then
+    chmod +x "$WORK/bin/gpu_step" && STEP_BIN="$WORK/bin/gpu_step"
+  fi
 fi
-
-# --- the burn binary -------------------------------------------------------------------------
-BIN=""
-if [ -x .gpu/gpu_step ]; then
-  BIN=.gpu/gpu_step
-elif [ -f .gpu/gpu_step.gz ]; then
-  BIN="$OUT/gpu_step"
-  gzip -dc .gpu/gpu_step.gz >"$BIN" && chmod +x "$BIN" || BIN=""
+if [[ $PARTS == *" demo "* ]]; then
+  if [ -x .gpu-demo/lofi ]; then
+    LOFI_BIN=.gpu-demo/lofi
+  elif [ -f .gpu-demo/lofi.xz ] && unxz_to .gpu-demo/lofi.xz "$WORK/bin/lofi"; then
+    chmod +x "$WORK/bin/lofi" && LOFI_BIN="$WORK/bin/lofi"
+  fi
 fi
+# The ffmpeg libraries `lofi` links (the device image has none), for lofi only: carried in
+# .gpu-libs, or unpacked by an earlier call on the same machine (PARTS=libs).
+if [[ $PARTS == *" demo "* || $PARTS == *" libs "* ]] && [ -f .gpu-libs/lofi-libs.tar.xz ]; then
+  mkdir -p "$WORK/lib" && unxz_to .gpu-libs/lofi-libs.tar.xz "$WORK/lofi-libs.tar" &&
+    tar -xf "$WORK/lofi-libs.tar" -C "$WORK/lib" && rm -f "$WORK/lofi-libs.tar"
+fi
+[ -n "$(ls "$WORK/lib" 2>/dev/null)" ] && LOFI_LIBS="$WORK/lib"
+say "parts:$PARTS; gpu_step ${STEP_BIN:-not here}, lofi ${LOFI_BIN:-not here}${LOFI_LIBS:+ with its libraries} (bench/gpu/prepare.sh makes .gpu and .gpu-demo)"
 
-if [ "${SKIP_BURN:-0}" != 1 ] && [ -z "$BIN" ]; then
-  say "no .gpu/gpu_step(.gz): run bench/gpu/prepare.sh on the build machine and carry .gpu"
-elif [ "${SKIP_BURN:-0}" != 1 ]; then
+case " $BURN_DEVICES$PARTS" in *" vulkan "*" burn "*)
   # Vulkan loader and the GL dispatch libraries the NVIDIA ICD links against (the device image
   # has none of them); unpacked into / as the device notes prescribe, on a GPU machine only.
-  if [ "$BURN_DEVICE" != cpu ]; then
-    if command -v nvidia-smi >/dev/null && ls .gpu/debs/*.deb >/dev/null 2>&1; then
-      for f in .gpu/debs/*.deb; do dpkg -x "$f" /; done
-      ldconfig
-      say "unpacked $(ls .gpu/debs/*.deb | wc -l) .deb(s): Vulkan loader and GL dispatch"
-    elif ! ldconfig -p | grep -q 'libvulkan.so.1'; then
-      say "WARNING: no libvulkan.so.1 and no .gpu/debs: burn will find no adapter"
-    fi
-    if [ -z "${VK_DRIVER_FILES:-}" ]; then
-      for icd in /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json /usr/share/vulkan/icd.d/nvidia_icd.json \
-        /etc/vulkan/icd.d/nvidia_icd.json; do
-        if [ -f "$icd" ]; then export VK_DRIVER_FILES="$icd"; break; fi
-      done
-      if [ -z "${VK_DRIVER_FILES:-}" ]; then
-        icd=$(find /usr/local/nvidia /usr/share /etc -maxdepth 5 -name 'nvidia_icd*.json' 2>/dev/null | head -1)
-        [ -n "$icd" ] && export VK_DRIVER_FILES="$icd"
-      fi
-    fi
-    say "VK_DRIVER_FILES=${VK_DRIVER_FILES:-unset}"
-    # wgpu picks the high-power adapter; pin the discrete GPU so a CPU (llvmpipe) adapter never
-    # sneaks in.
-    export CUBECL_WGPU_DEFAULT_DEVICE=${CUBECL_WGPU_DEFAULT_DEVICE:-"DiscreteGpu(0)"}
+  if command -v nvidia-smi >/dev/null && ls .gpu/debs/*.deb >/dev/null 2>&1; then
+    for f in .gpu/debs/*.deb; do dpkg -x "$f" /; done
+    ldconfig
+    say "unpacked $(ls .gpu/debs/*.deb | wc -l) .deb(s): Vulkan loader and GL dispatch"
   fi
-  export CUBECL_AUTOTUNE_LEVEL="$AUTOTUNE"
+  if [ -z "${VK_DRIVER_FILES:-}" ]; then
+    for icd in /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json /usr/share/vulkan/icd.d/nvidia_icd.json \
+      /etc/vulkan/icd.d/nvidia_icd.json; do
+      if [ -f "$icd" ]; then export VK_DRIVER_FILES="$icd"; break; fi
+    done
+  fi
+  say "VK_DRIVER_FILES=${VK_DRIVER_FILES:-unset}"
+  # Pin the discrete GPU so a CPU (llvmpipe) adapter never sneaks in.
+  export CUBECL_WGPU_DEFAULT_DEVICE=${CUBECL_WGPU_DEFAULT_DEVICE:-"DiscreteGpu(0)"}
+  ;;
+esac
 
-  # --- 2. burn, all fidelities in one process --------------------------------------------------
-  fl=$(echo $FIDELITIES | tr ' ' ',')
-  # Time for the timed steps of each fidelity; the rest of the cap goes to compilation/warm-up.
-  n=$(echo $FIDELITIES | wc -w)
-  per=$(((BURN_CAP_S / 3) / n))
-  [ "$per" -lt 5 ] && per=5
-  say "burn $BURN_DEVICE fidelities $fl (cap ${BURN_CAP_S}s, autotune $AUTOTUNE)"
-  smi_start
-  # shellcheck disable=SC2086
-  timeout -k 5 "$BURN_CAP_S" "$BIN" --device "$BURN_DEVICE" --fidelity "$fl" --warmup 2 --steps "$STEPS" \
-    --time-cap-s "$per" $BURN_ARGS >"$OUT/burn.jsonl"
-  rc=$?
-  smi=$(smi_stop)
-  sed "s/}\$/,\"smi_peak_mib_process\":$smi,\"autotune\":\"$AUTOTUNE\"}/" "$OUT/burn.jsonl" >>"$RES"
-  for f in $FIDELITIES; do
-    if ! grep -q "\"fidelity\":\"$f\"" "$OUT/burn.jsonl"; then
-      echo "{\"impl\":\"burn\",\"fidelity\":\"$f\",\"error\":\"not reached: exit $rc (124 = past ${BURN_CAP_S}s)\"}" >>"$RES"
-    fi
-  done
-  say "burn: rc $rc, $(grep -c step_s_median "$OUT/burn.jsonl") fidelities measured, nvidia-smi peak +${smi} MiB"
+case " $BURN_DEVICES $DEMO_DEVICE " in *" cuda "*)
+  # NVRTC compiles burn's CUDA kernels at run time and reads the CUDA headers: the toolkit's
+  # (/usr/local/cuda, which cubecl finds by itself) or else PyTorch's nvidia wheels.
+  if ! ldconfig -p | grep -q 'libnvrtc.so'; then
+    for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib \
+      $("$PY" -c 'import nvidia,os;[print(os.path.join(p,s,"lib")) for p in nvidia.__path__ for s in ("cu13","cuda_nvrtc")]' 2>/dev/null); do
+      if ls "$d"/libnvrtc.so* >/dev/null 2>&1; then export LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"; break; fi
+    done
+  fi
+  if [ -z "${CUDA_PATH:-}" ] && [ ! -f /usr/local/cuda/include/cuda_runtime.h ]; then
+    d=$("$PY" -c 'import nvidia,os;[print(os.path.join(p,"cu13")) for p in nvidia.__path__]' 2>/dev/null | head -1)
+    [ -n "$d" ] && [ -d "$d/include" ] && export CUDA_PATH="$d"
+  fi
+  say "CUDA: nvcc $(nvcc --version 2>/dev/null | grep -o 'release [0-9.]*' || echo none), CUDA_PATH=${CUDA_PATH:-/usr/local/cuda}, nvrtc: $( (ldconfig -p; ls ${LD_LIBRARY_PATH//:/ } 2>/dev/null) | grep -o 'libnvrtc.so[.0-9]*' | sort -u | tr '\n' ' ')"
+  ;;
+esac
+export CUBECL_AUTOTUNE_LEVEL="$AUTOTUNE"
 
-  # --- 3. bf16 on Vulkan must be refused ---------------------------------------------------------
-  if [ "$BURN_DEVICE" != cpu ]; then
-    say "burn $BURN_DEVICE bf16 (expected: refused)"
+# --- 1. PyTorch: f32 (no TF32) and bf16 autocast steps, then extraction ------------------------
+if [ "${SKIP_TORCH:-0}" != 1 ] && [[ $PARTS == *" torch "* ]]; then
+  for mode in "f32 --no-tf32" "bf16 --precision bf16"; do
+    set -- $mode
+    tag=$1; shift
+    c=$(cap 50)
+    if [ "$c" = 0 ]; then skipped torch step "$TORCH_DEVICE" "$tag" "out of time"; continue; fi
+    say "torch $tag steps on $TORCH_DEVICE (cap ${c}s)"
+    smi_start
     # shellcheck disable=SC2086
-    timeout -k 5 30 "$BIN" --device "$BURN_DEVICE" --precision bf16 --fidelity "${FIDELITIES%% *}" \
-      --warmup 1 --steps 1 $BURN_ARGS >>"$RES" 2>>"$LOG"
-    say "burn bf16: rc $?"
+    PYTHONUNBUFFERED=1 timeout -k 5 "$c" "$PY" bench/gpu/torch_step.py --device "$TORCH_DEVICE" \
+      --fidelity "$FL" --warmup 3 --steps "$STEPS" --time-cap-s 8 $TORCH_ARGS "$@" 2>>"$LOG" >>"$RES"
+    say "torch $tag: rc $?, nvidia-smi peak +$(smi_stop) MiB (whole process)"
+  done
+  c=$(cap 30)
+  if [ "$c" != 0 ]; then
+    say "torch extraction on $TORCH_DEVICE at $EXTRACT_FIDELITY (cap ${c}s)"
+    # shellcheck disable=SC2086
+    PYTHONUNBUFFERED=1 timeout -k 5 "$c" "$PY" bench/gpu/torch_step.py --device "$TORCH_DEVICE" --mode extract \
+      --fidelity "$EXTRACT_FIDELITY" --warmup 3 --steps "$STEPS" --time-cap-s 8 --no-tf32 $TORCH_ARGS 2>>"$LOG" >>"$RES"
+    say "torch extraction: rc $?"
+  else
+    skipped torch extract "$TORCH_DEVICE" f32 "out of time"
   fi
 fi
+
+# --- burn: one backend ------------------------------------------------------------------------
+# burn_run DEVICE PRECISION MODE FIDELITIES CAP WARMUP STEPS TAG: one gpu_step process; its JSON
+# lines go to results.jsonl with the tag ("cold"/"warm" start) and the nvidia-smi peak.
+burn_run() {
+  local dev=$1 prec=$2 mode=$3 fl=$4 want=$5 wu=$6 st=$7 tag=$8
+  local c
+  c=$(cap "$want")
+  if [ "$c" = 0 ]; then skipped burn "$mode" "$dev" "$prec" "out of time ($tag)"; return; fi
+  local n per
+  n=$(echo "$fl" | tr ',' ' ' | wc -w)
+  per=$(((c / 3) / n)); [ "$per" -lt 3 ] && per=3
+  say "burn $dev $prec $mode $fl ($tag start, cap ${c}s)"
+  smi_start
+  # shellcheck disable=SC2086
+  timeout -k 5 "$c" "$STEP_BIN" --device "$dev" --precision "$prec" --mode "$mode" --fidelity "$fl" \
+    --warmup "$wu" --steps "$st" --time-cap-s "$per" $BURN_ARGS >"$OUT/burn.part" 2>>"$LOG"
+  local rc=$?
+  local smi
+  smi=$(smi_stop)
+  sed "s/}\$/,\"smi_peak_mib_process\":$smi,\"start\":\"$tag\",\"autotune\":\"$AUTOTUNE\"}/" "$OUT/burn.part" >>"$RES"
+  for f in $(echo "$fl" | tr ',' ' '); do
+    if ! grep -q "\"fidelity\":\"$f\"" "$OUT/burn.part"; then
+      echo "{\"impl\":\"burn\",\"kind\":\"$mode\",\"device\":\"$dev\",\"precision\":\"$prec\",\"fidelity\":\"$f\",\"start\":\"$tag\",\"error\":\"not reached: exit $rc (124 = past ${c}s)\"}" >>"$RES"
+    fi
+  done
+  say "burn $dev $prec $mode: rc $rc, $(grep -c step_s_median "$OUT/burn.part") measured, nvidia-smi peak +${smi} MiB"
+}
+
+burn_backend() { # DEVICE STEP_CAP
+  local dev=$1 step_cap=$2
+  # A fresh kernel cache, so the first process shows a first run's compilation and the second
+  # one (same cache) the start-up of every later run.
+  export LOFI_KERNEL_CACHE="$WORK/kernels-$dev"
+  rm -rf "$LOFI_KERNEL_CACHE"
+  local first=${FIDELITIES%% *}
+  burn_run "$dev" f32 step "$FL" "$step_cap" "$WARMUP" "$STEPS" cold
+  burn_run "$dev" f32 step "$first" 30 1 1 warm
+  if [ "$dev" = cuda ] || [ "$dev" = cpu ]; then
+    # CUDA and the CPU compute in bf16; wgpu/Vulkan refuses it (checked below).
+    burn_run "$dev" bf16 step "$FL" 100 "$WARMUP" "$STEPS" cold
+  else
+    c=$(cap 30)
+    if [ "$c" != 0 ]; then
+      say "burn $dev bf16 (expected: refused)"
+      # shellcheck disable=SC2086
+      timeout -k 5 "$c" "$STEP_BIN" --device "$dev" --precision bf16 --fidelity "$first" \
+        --warmup 1 --steps 1 $BURN_ARGS 2>>"$LOG" | sed "s/}\$/,\"start\":\"cold\"}/" >>"$RES"
+    fi
+  fi
+  burn_run "$dev" f32 extract "$EXTRACT_FIDELITY" 40 "$WARMUP" "$STEPS" cold
+}
+
+# --- 3. the tiny demo, end to end on the GPU -----------------------------------------------------
+run_demo() {
+  local c
+  c=$(cap "$DEMO_CAP_S")
+  if [ -z "$LOFI_BIN" ]; then skipped lofi demo "$DEMO_DEVICE" f32 "no lofi binary"; return; fi
+  if [ "$c" = 0 ]; then skipped lofi demo "$DEMO_DEVICE" f32 "out of time"; return; fi
+  export LOFI_KERNEL_CACHE="$WORK/kernels-demo"
+  rm -rf "$WORK/demo" "$LOFI_KERNEL_CACHE"
+  say "lofi --device $DEMO_DEVICE device, then demo --size tiny (cap ${c}s)"
+  local t1 t2 rc
+  t1=$(date +%s%N)
+  (
+    [ -n "$LOFI_LIBS" ] && export LD_LIBRARY_PATH="$LOFI_LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    "$LOFI_BIN" --device "$DEMO_DEVICE" device &&
+      timeout -k 5 "$c" "$LOFI_BIN" --device "$DEMO_DEVICE" demo --size tiny --out "$WORK/demo" \
+        --json "$OUT/demo.json" --fresh
+  ) >"$OUT/demo.log" 2>&1
+  rc=$?
+  t2=$(date +%s%N)
+  tail -12 "$OUT/demo.log"
+  local secs=$(((t2 - t1) / 1000000))
+  echo "{\"impl\":\"lofi\",\"kind\":\"demo\",\"device\":\"$DEMO_DEVICE\",\"rc\":$rc,\"seconds\":$((secs / 1000)).$(printf %03d $((secs % 1000)))}" >>"$RES"
+  say "demo: rc $rc (table in $OUT/demo.json, log in $OUT/demo.log)"
+}
+
+# --- 2. burn, one backend after the other; the demo right after CUDA ---------------------------
+DEMO_DONE=0
+[[ $PARTS == *" demo "* ]] || SKIP_DEMO=1
+[[ $PARTS == *" burn "* ]] || BURN_DEVICES=""
+for dev in $BURN_DEVICES; do
+  if [ -z "$STEP_BIN" ]; then skipped burn step "$dev" f32 "no gpu_step binary"; continue; fi
+  case $dev in
+    cuda) burn_backend cuda 140 ;;
+    *) burn_backend "$dev" 150 ;;
+  esac
+  if [ "$dev" = "$DEMO_DEVICE" ] && [ "${SKIP_DEMO:-0}" != 1 ]; then
+    run_demo
+    DEMO_DONE=1
+  fi
+done
+if [ "$DEMO_DONE" = 0 ] && [ "${SKIP_DEMO:-0}" != 1 ]; then run_demo; fi
 
 # --- table -----------------------------------------------------------------------------------
 "$PY" bench/gpu/summarize.py "$RES" | tee "$OUT/table.md"

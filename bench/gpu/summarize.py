@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
-"""Turns the JSON lines of bench/gpu/check.sh (burn `gpu_step` + `torch_step.py`) into one
-Markdown table: step time per fidelity, the burn/PyTorch ratio on the same card, and peak memory
-per fidelity as a fraction of full fidelity. Standard library only (runs anywhere)."""
+"""Turns the JSON lines of bench/gpu/check.sh (burn `gpu_step`, `torch_step.py`, `lofi demo`)
+into Markdown: one table of training-step time and peak memory per fidelity for every
+implementation, backend and precision that ran (with burn / PyTorch ratios at equal precision),
+then extraction throughput, the start-up of a first run against a run with the kernel cache, the
+demo, and whatever failed or was skipped. Standard library only (runs anywhere)."""
 import json
 import sys
 
 MIB = 1024 * 1024
+ORDER = ["full", "s", "t", "st"]
 
 
 def load(path):
@@ -29,58 +32,111 @@ def mib(v):
     return "-" if v is None else f"{v / MIB:.0f}"
 
 
-def frac(v, full):
-    return "-" if v is None or not full else f"{v / full:.2f}"
+def column(r):
+    """The table column of a result: (label, precision, is_torch)."""
+    prec = r.get("precision", "f32")
+    if r.get("impl") == "torch":
+        return (f"torch {prec}", prec, True)
+    return (f"burn-{r.get('device', '?')} {prec}", prec, False)
+
+
+def peak(r):
+    """Peak live bytes: PyTorch's max_memory_allocated, burn's allocator bytes in use."""
+    return r.get("peak_in_use_bytes") if r.get("impl") == "burn" else r.get("peak_bytes")
 
 
 def main():
     rows = load(sys.argv[1])
-    card = next((r.get("card") for r in rows if r.get("impl") == "card"), "unknown card")
-    burn = {r["fidelity"]: r for r in rows if r.get("impl") == "burn" and r.get("precision", "f32") == "f32"}
-    other = [r for r in rows if r.get("impl") == "burn" and r.get("precision", "f32") != "f32"]
-    torch = {}
-    for r in rows:
-        if r.get("impl") == "torch":
-            torch.setdefault(r.get("mode", r.get("precision", "f32")), {})[r["fidelity"]] = r
-    order = [f for f in ["full", "s", "t", "st"] if f in burn or any(f in t for t in torch.values())]
-    for f in list(burn) + [f for t in torch.values() for f in t]:
-        if f not in order:
-            order.append(f)
-    ref = torch.get("f32", {})
+    card = next((r.get("card") for r in rows if r.get("impl") == "card"), "") or "no GPU (dry run)"
     print(f"Card: {card}\n")
-    dev = next((r.get("device") for r in burn.values() if r.get("device")), "vulkan")
-    tune = next((r.get("autotune") for r in burn.values() if r.get("autotune")), None)
+    tune = next((r.get("autotune") for r in rows if r.get("autotune")), None)
     if tune:
         print(f"burn autotune level: {tune}\n")
-    print(f"| fidelity | L x S | burn {dev} f32 step ms | torch f32 (no TF32) ms | burn / torch | "
-          "torch TF32 ms | torch bf16 autocast ms | burn live peak MiB (x full) | burn reserved MiB | "
-          "burn nvidia-smi +MiB (process) | torch max allocated MiB (x full) | torch bf16 MiB (x full) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    fb = (burn.get("full") or {}).get("peak_in_use_bytes")
-    ft = (ref.get("full") or {}).get("peak_bytes")
-    fbf = (torch.get("bf16", {}).get("full") or {}).get("peak_bytes")
-    for f in order:
-        b = burn.get(f, {})
-        t = ref.get(f, {})
-        t32 = torch.get("tf32", {}).get(f, {})
-        bf = torch.get("bf16", {}).get(f, {})
-        shape = next((f"{r['snippets']}x{r['size']}" for r in (b, t, bf) if "snippets" in r), "?")
-        bs, ts = b.get("step_s_median"), t.get("step_s_median")
-        ratio = f"{bs / ts:.2f}x" if bs and ts else "-"
-        bcell = ms(bs) if "error" not in b else f"error: {b['error'][:60]}"
-        tcell = ms(ts) if "error" not in t else f"error: {t['error'][:60]}"
-        print(f"| {f} | {shape} | {bcell} | {tcell} | {ratio} | {ms(t32.get('step_s_median'))} | "
-              f"{ms(bf.get('step_s_median'))} | {mib(b.get('peak_in_use_bytes'))} ({frac(b.get('peak_in_use_bytes'), fb)}) | "
-              f"{mib(b.get('peak_bytes'))} | "
-              f"{smi if (smi := b.get('smi_peak_mib_process', b.get('smi_peak_mib'))) is not None else '-'} | {mib(t.get('peak_bytes'))} ({frac(t.get('peak_bytes'), ft)}) | "
-              f"{mib(bf.get('peak_bytes'))} ({frac(bf.get('peak_bytes'), fbf)}) |")
-    for r in other:
-        what = r.get("error") or f"{ms(r.get('step_s_median'))} ms, live {mib(r.get('peak_in_use_bytes'))} MiB"
-        print(f"\nburn {r.get('device')} {r.get('precision')} {r.get('fidelity')}: {what}")
-    print("\nStep = forward + G-TAD loss + backward + SGD update, 1 video, 1 frame per snippet; "
-          "median of the timed steps after warm-up. burn live = bytes in use after the forward pass "
-          "and after the step (memory_pool_usage, synced, warm-up steps), reserved = allocator pages; "
-          "torch: max_memory_allocated per fidelity.")
+
+    steps = [r for r in rows if r.get("kind", "step") == "step" and r.get("impl") in ("torch", "burn")
+             and r.get("start", "cold") == "cold" and r.get("fidelity") != "*"]
+    cols, cells = [], {}
+    for r in steps:
+        c = column(r)
+        if c not in cols:
+            cols.append(c)
+        cells.setdefault((c, r["fidelity"]), r)
+    cols.sort(key=lambda c: (not c[2], c[0].split()[0], c[1] != "f32"))
+    fids = [f for f in ORDER if any(f == k[1] for k in cells)]
+    fids += sorted({k[1] for k in cells} - set(fids))
+    torch_of = {c[1]: c for c in cols if c[2]}
+    measured = {c for (c, _), r in cells.items() if "step_s_median" in r}
+    ratios = [(c, torch_of[c[1]]) for c in cols if not c[2] and c[1] in torch_of and c in measured]
+
+    def shape(f):
+        for c in cols:
+            r = cells.get((c, f), {})
+            if "snippets" in r:
+                return f"{r['snippets']}x{r['size']}"
+        return "?"
+
+    def cell(c, f):
+        r = cells.get((c, f))
+        if r is None:
+            return "-"
+        if "error" in r:
+            return "error: " + r["error"][:50].replace("|", "/")
+        full = cells.get((c, "full"), {})
+        p, pf = peak(r), peak(full)
+        rel = f" ({p / pf:.2f}x full)" if p and pf else ""
+        return f"{ms(r.get('step_s_median'))} ms (n={r.get('steps')}), {mib(p)} MiB{rel}"
+
+    print("Training step (forward + G-TAD loss + backward + SGD, 1 video, 1 frame per snippet): median "
+          "step time over n timed steps after warm-up, and peak live memory (PyTorch: "
+          "max_memory_allocated; burn: allocator bytes in use, sampled after the forward pass and "
+          "after the step).\n")
+    head = ["fidelity", "L x S"] + [c[0] for c in cols] + [f"{b[0]} / {t[0]}" for b, t in ratios]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for f in fids:
+        line = [f, shape(f)] + [cell(c, f) for c in cols]
+        for b, t in ratios:
+            rb, rt = cells.get((b, f), {}), cells.get((t, f), {})
+            vb, vt = rb.get("step_s_median"), rt.get("step_s_median")
+            line.append(f"{vb / vt:.2f}x" if vb and vt else "-")
+        print("| " + " | ".join(line) + " |")
+
+    ext = [r for r in rows if r.get("kind") == "extract" and "frames_per_s" in r]
+    if ext:
+        print("\nExtraction (the encoder's forward pass alone, no autodiff):\n")
+        print("| implementation | L x S | frames / s | ms per video | peak live MiB |")
+        print("|---|---|---:|---:|---:|")
+        for r in ext:
+            print(f"| {column(r)[0]} | {r['snippets']}x{r['size']} | {r['frames_per_s']:.1f} | "
+                  f"{ms(r.get('step_s_median'))} | {mib(peak(r))} |")
+
+    burn = [r for r in rows if r.get("impl") == "burn" and "first_step_s" in r and r.get("kind") == "step"
+            and r.get("precision") == "f32"]
+    starts = {}
+    for r in burn:
+        starts.setdefault(r.get("device"), {}).setdefault(r.get("start"), r)
+    if starts:
+        print("\nStart-up: the first training step of a process (kernels compiled and autotuned on an "
+              "empty kernel cache, then read back from it by a second process):\n")
+        print("| backend | fidelity | first step, empty cache (s) | first step, warm cache (s) |")
+        print("|---|---|---:|---:|")
+        for dev, by in starts.items():
+            cold, warm = by.get("cold", {}), by.get("warm", {})
+            f = warm.get("fidelity") or cold.get("fidelity")
+            cold = next((r for r in burn if r.get("device") == dev and r.get("start") == "cold"
+                         and r.get("fidelity") == f), cold)
+            c, w = cold.get("first_step_s"), warm.get("first_step_s")
+            print(f"| burn-{dev} | {f} | {'-' if c is None else f'{c:.2f}'} | {'-' if w is None else f'{w:.2f}'} |")
+
+    for r in rows:
+        if r.get("kind") == "demo" and "error" not in r:
+            ok = "completed" if r.get("rc") == 0 else f"FAILED (exit {r.get('rc')})"
+            print(f"\n`lofi --device {r.get('device')} demo --size tiny`: {ok} in {r.get('seconds')} s "
+                  "(demo.json and demo.log beside this table).")
+
+    for r in (r for r in rows if "error" in r and r.get("fidelity") == "*"):
+        what = "lofi" if r.get("impl") == "lofi" else column(r)[0]
+        print(f"\n{what} {r.get('kind', 'step')} ({r.get('device')}): {r['error']}")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,9 @@ SGAlign here samples with a dense gather into the [B, 256*36, D, L] map, then th
 published G-TAD code does with its sampling matrix; our Rust head fuses the gather with the first
 map convolution, so memory differences at the head are expected and are part of what is measured.
 
+`--mode extract` times the encoder's forward pass alone (eval mode, no autograd), as feature
+extraction runs it, and reports frames per second like `gpu_step --mode extract`.
+
 Self-contained (torch only, no torchvision). `--device cpu --tiny` runs in seconds for tests.
 """
 import argparse
@@ -250,13 +253,51 @@ def run(args, name, l, size, device):
             raise RuntimeError(f"loss is {loss_v} at step {step}")
     peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else None
     reserved = torch.cuda.max_memory_reserved() if device.type == "cuda" else None
-    return {"impl": "torch", "device": str(device), "precision": args.precision, "fidelity": name,
+    return {"impl": "torch", "kind": "step", "device": str(device), "precision": args.precision, "fidelity": name,
             "snippets": l, "size": size, "frames": args.frames, "batch": args.batch,
             "step_s_median": statistics.median(times), "step_s_min": min(times), "steps": len(times),
             "warmup_s": round(warm, 3), "peak_bytes": peak, "peak_reserved_bytes": reserved,
             "model_bytes": base if device.type == "cuda" else None, "loss": loss_v,
             "torch": torch.__version__,
             "card": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"}
+
+
+def run_extract(args, name, l, size, device):
+    torch.manual_seed(7)
+    enc = TsmResNet18(args.base_width).to(device).eval()
+    video = (torch.rand(args.batch, l, args.frames, 3, size, size, device=device) * 4 - 2)
+    amp = args.precision == "bf16"
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    times, warm = [], 0.0
+    t_start = time.perf_counter()
+    mean = float("nan")
+    with torch.inference_mode():
+        for step in range(args.warmup + args.steps):
+            if step >= args.warmup and times and time.perf_counter() - t_start > args.time_cap_s:
+                break
+            sync()
+            t0 = time.perf_counter()
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                feats = enc(video)
+            mean = feats.float().mean().item()
+            sync()
+            dt = time.perf_counter() - t0
+            if step < args.warmup:
+                warm += dt
+            else:
+                times.append(dt)
+            if not math.isfinite(mean):
+                raise RuntimeError(f"features are not finite at pass {step}")
+    med = statistics.median(times)
+    return {"impl": "torch", "kind": "extract", "device": str(device), "precision": args.precision,
+            "fidelity": name, "snippets": l, "size": size, "frames": args.frames, "batch": args.batch,
+            "step_s_median": med, "step_s_min": min(times), "steps": len(times),
+            "warmup_s": round(warm, 3), "frames_per_s": args.batch * l * args.frames / med,
+            "peak_bytes": torch.cuda.max_memory_allocated() if device.type == "cuda" else None,
+            "loss": mean, "torch": torch.__version__}
 
 
 def parse_fidelity(f):
@@ -281,6 +322,8 @@ def main():
     ap.add_argument("--time-cap-s", type=float, default=60.0)
     ap.add_argument("--precision", choices=["f32", "bf16"], default="f32")
     ap.add_argument("--no-tf32", action="store_true", help="keep f32 matmuls/convs in full f32")
+    ap.add_argument("--mode", choices=["step", "extract"], default="step",
+                    help="a training step, or the encoder's forward pass alone (frames/s)")
     args = ap.parse_args()
     if args.no_tf32:
         torch.backends.cuda.matmul.allow_tf32 = False
@@ -292,10 +335,12 @@ def main():
     for f in args.fidelity.split(","):
         name, l, s = parse_fidelity(f.strip())
         try:
-            print(json.dumps(run(args, name, l, s, device)), flush=True)
+            fn = run_extract if args.mode == "extract" else run
+            print(json.dumps(fn(args, name, l, s, device)), flush=True)
         except Exception as e:  # report and carry on with the next fidelity
             failed = True
-            print(json.dumps({"impl": "torch", "fidelity": name, "error": f"{type(e).__name__}: {e}"}), flush=True)
+            print(json.dumps({"impl": "torch", "kind": args.mode, "fidelity": name,
+                              "error": f"{type(e).__name__}: {e}"}), flush=True)
     sys.exit(1 if failed else 0)
 
 

@@ -7,6 +7,13 @@
 //! there; `bench/gpu/check.sh` runs it. On the CPU it runs with `--device cpu` (the flex backend)
 //! and tiny sizes, which is how it is tested without a GPU.
 //!
+//! `--mode extract` times the encoder's forward pass alone (no autodiff, BatchNorm statistics
+//! frozen), as `lofi extract` runs it, and reports frames per second.
+//!
+//! On a GPU build the compiled kernels and autotune results go to lofi's kernel cache
+//! (`lofi_model::kernel_cache`; `LOFI_KERNEL_CACHE` moves it), so a second run shows the start-up
+//! cost without compilation: each line carries `first_step_s`, the time of the first step.
+//!
 //! Output: one JSON object per fidelity on stdout (`{"impl": "burn", "fidelity": "s", ...}`), so
 //! the check script can join it with the PyTorch numbers. Exit status 2 with a one-line error on
 //! stderr when the device cannot be opened (for example no Vulkan adapter).
@@ -36,12 +43,13 @@ struct Options {
     steps: usize,
     time_cap: Duration,
     precision: Precision,
+    extract: bool,
 }
 
 const USAGE: &str =
     "usage: gpu_step [--device cpu|wgpu|vulkan|cuda[:N]] [--fidelity full,s,t,st|LxS,...] \
 [--depth 18] [--base-width 64] [--tiny-head] [--frames 1] [--batch 1] [--warmup 2] [--steps 5] \
-[--time-cap-s 120] [--precision f32|bf16]";
+[--time-cap-s 120] [--precision f32|bf16] [--mode step|extract]";
 
 fn fidelity(name: &str) -> Result<(String, usize, usize), String> {
     let (l, s) = match name {
@@ -77,6 +85,7 @@ fn parse_args() -> Result<Options, String> {
         steps: 5,
         time_cap: Duration::from_secs(120),
         precision: Precision::F32,
+        extract: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -112,6 +121,13 @@ fn parse_args() -> Result<Options, String> {
             "--warmup" => o.warmup = num(&v)?,
             "--steps" => o.steps = num(&v)?,
             "--time-cap-s" => o.time_cap = Duration::from_secs(num(&v)? as u64),
+            "--mode" => {
+                o.extract = match v.as_str() {
+                    "step" => false,
+                    "extract" => true,
+                    other => return Err(format!("--mode {other:?}: use step or extract")),
+                }
+            }
             "--precision" => {
                 o.precision = match v.as_str() {
                     "f32" => Precision::F32,
@@ -224,6 +240,7 @@ fn pixels(n: usize, seed: u64) -> Vec<f32> {
 }
 
 struct Measured {
+    first_step_s: f64,
     median_s: f64,
     min_s: f64,
     steps: usize,
@@ -261,10 +278,15 @@ fn run_fidelity(o: &Options, device: &Device, l: usize, size: usize) -> Result<M
     let mut peak: Option<u64> = reserved(device);
     let mut peak_live: Option<u64> = None;
     let mut loss = f32::NAN;
-    let started = Instant::now();
+    let mut timed_from = Instant::now();
     let mut warmup_s = 0.0;
+    let mut first_step_s = 0.0;
     for step in 0..(o.warmup + o.steps) {
-        if step >= o.warmup && started.elapsed() > o.time_cap && !times.is_empty() {
+        // The cap counts the timed steps only: compilation in the warm-up must not eat them.
+        if step == o.warmup {
+            timed_from = Instant::now();
+        }
+        if step > o.warmup && timed_from.elapsed() > o.time_cap && !times.is_empty() {
             break;
         }
         let t0 = Instant::now();
@@ -314,6 +336,9 @@ fn run_fidelity(o: &Options, device: &Device, l: usize, size: usize) -> Result<M
             if step < o.warmup { " (warm-up)" } else { "" },
             dt * 1e3
         );
+        if step == 0 {
+            first_step_s = dt;
+        }
         if step < o.warmup {
             warmup_s += dt;
         } else {
@@ -326,6 +351,7 @@ fn run_fidelity(o: &Options, device: &Device, l: usize, size: usize) -> Result<M
     times.sort_by(f64::total_cmp);
     let median_s = times[times.len() / 2];
     Ok(Measured {
+        first_step_s,
         median_s,
         min_s: times[0],
         steps: times.len(),
@@ -333,6 +359,68 @@ fn run_fidelity(o: &Options, device: &Device, l: usize, size: usize) -> Result<M
         peak_reserved: peak,
         peak_in_use: peak_live,
         loss,
+    })
+}
+
+/// The encoder's forward pass alone on the plain device (inference: no autodiff, BatchNorm
+/// running statistics), `batch` videos of `l` snippets at `size` pixels; the loss field carries
+/// the features' mean, a check that the output is finite.
+fn run_extract(o: &Options, device: &Device, l: usize, size: usize) -> Result<Measured, String> {
+    device.seed(7);
+    let encoder = ResNetConfig::tiny(o.depth, o.base_width)
+        .init(device)
+        .map_err(|e| e.to_string())?;
+    let shape = [o.batch, l, o.frames, 3, size, size];
+    let data = pixels(shape.iter().product(), 11);
+    let video = Tensor::<6>::from_data(TensorData::new(data, shape), device);
+    let mut times = Vec::new();
+    let mut peak = reserved(device);
+    let mut peak_live = None;
+    let mut mean = f32::NAN;
+    let mut warmup_s = 0.0;
+    let mut first_step_s = 0.0;
+    let mut timed_from = Instant::now();
+    for step in 0..(o.warmup + o.steps) {
+        // The cap counts the timed steps only: compilation in the warm-up must not eat them.
+        if step == o.warmup {
+            timed_from = Instant::now();
+        }
+        if step > o.warmup && timed_from.elapsed() > o.time_cap && !times.is_empty() {
+            break;
+        }
+        let t0 = Instant::now();
+        let feats = encoder.forward(video.clone()).map_err(|e| e.to_string())?;
+        mean = scalar(feats.mean().reshape([1]))?;
+        let dt = t0.elapsed().as_secs_f64();
+        peak = max_opt(peak, reserved(device));
+        peak_live = max_opt(peak_live, in_use(device));
+        eprintln!(
+            "gpu_step: extract {l}x{size} pass {step}{} {:.1} ms",
+            if step < o.warmup { " (warm-up)" } else { "" },
+            dt * 1e3
+        );
+        if step == 0 {
+            first_step_s = dt;
+        }
+        if step < o.warmup {
+            warmup_s += dt;
+        } else {
+            times.push(dt);
+        }
+        if !mean.is_finite() {
+            return Err(format!("features are not finite at pass {step}"));
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(Measured {
+        first_step_s,
+        median_s: times[times.len() / 2],
+        min_s: times[0],
+        steps: times.len(),
+        warmup_s,
+        peak_reserved: peak,
+        peak_in_use: peak_live,
+        loss: mean,
     })
 }
 
@@ -344,6 +432,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
+    if !matches!(o.device.as_str(), "cpu" | "flex") {
+        eprintln!(
+            "gpu_step: kernel cache {}",
+            lofi_model::kernel_cache::configure()
+        );
+    }
     let device = match open_device(&o.device) {
         Ok(d) => d,
         Err(e) => {
@@ -359,13 +454,19 @@ fn main() -> ExitCode {
     #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
     let name = o.device.clone();
     eprintln!("gpu_step: device {name}");
+    let kind = if o.extract { "extract" } else { "step" };
     let mut failed = false;
     for (fname, l, size) in &o.fidelities {
-        match run_fidelity(&o, &device, *l, *size) {
+        let run = if o.extract {
+            run_extract(&o, &device, *l, *size)
+        } else {
+            run_fidelity(&o, &device, *l, *size)
+        };
+        match run {
             Ok(m) => println!(
-                "{{\"impl\":\"burn\",\"device\":{:?},\"precision\":{:?},\"fidelity\":{:?},\"snippets\":{},\"size\":{},\
+                "{{\"impl\":\"burn\",\"kind\":{kind:?},\"device\":{:?},\"precision\":{:?},\"fidelity\":{:?},\"snippets\":{},\"size\":{},\
 \"frames\":{},\"batch\":{},\"depth\":{},\"step_s_median\":{:.6},\"step_s_min\":{:.6},\"steps\":{},\
-\"warmup_s\":{:.3},\"peak_bytes\":{},\"peak_in_use_bytes\":{},\"loss\":{}}}",
+\"warmup_s\":{:.3},\"first_step_s\":{:.3},\"frames_per_s\":{:.2},\"peak_bytes\":{},\"peak_in_use_bytes\":{},\"loss\":{}}}",
                 o.device,
                 o.precision.name(),
                 fname,
@@ -378,6 +479,8 @@ fn main() -> ExitCode {
                 m.min_s,
                 m.steps,
                 m.warmup_s,
+                m.first_step_s,
+                (o.batch * l * o.frames) as f64 / m.median_s,
                 m.peak_reserved
                     .map_or_else(|| "null".to_string(), |b| b.to_string()),
                 m.peak_in_use
@@ -388,7 +491,7 @@ fn main() -> ExitCode {
                 failed = true;
                 eprintln!("gpu_step: fidelity {fname} ({l}x{size}) failed: {e}");
                 println!(
-                    "{{\"impl\":\"burn\",\"device\":{:?},\"precision\":{:?},\"fidelity\":{:?},\"error\":{:?}}}",
+                    "{{\"impl\":\"burn\",\"kind\":{kind:?},\"device\":{:?},\"precision\":{:?},\"fidelity\":{:?},\"error\":{:?}}}",
                     o.device,
                     o.precision.name(),
                     fname,

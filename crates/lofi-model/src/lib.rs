@@ -20,7 +20,8 @@
 //!   stage uses;
 //! - [`gtad`]: the G-TAD head (GCNeXt, SGAlign, start/end and IoU-map heads) for any `L`;
 //! - [`targets`], [`loss`]: training targets at any `L` and the G-TAD loss;
-//! - [`checkpoint`]: our own checkpoints; [`import`]: PyTorch / safetensors weight import.
+//! - [`checkpoint`]: our own checkpoints; [`import`]: PyTorch / safetensors weight import;
+//! - [`kernel_cache`]: where GPU builds keep compiled kernels and autotune results.
 //!
 //! # Layouts (see each module for details)
 //! - encoder input `[B, L, F, 3, S, S]` (videos, snippets, frames per snippet, RGB, pixels),
@@ -34,6 +35,7 @@ pub mod encoder;
 pub mod error;
 pub mod gtad;
 pub mod import;
+pub mod kernel_cache;
 pub mod loss;
 pub mod precision;
 pub mod r2plus1d;

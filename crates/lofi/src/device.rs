@@ -7,6 +7,8 @@
 //! the program a person runs decides which backends are compiled in (cargo features `wgpu`,
 //! `vulkan`, `cuda`) and which one a run uses. A device that is not compiled in, or that cannot be
 //! opened (no Vulkan adapter, no CUDA driver), is a clear error naming the choice, never a panic.
+//! Before the first GPU device opens, cubecl is pointed at lofi's on-disk kernel cache
+//! (`lofi_model::kernel_cache`), so compiled kernels and autotune results outlive the process.
 
 use std::fmt;
 use std::str::FromStr;
@@ -169,6 +171,7 @@ pub fn open(choice: DeviceChoice) -> Result<Device> {
             #[cfg(feature = "wgpu")]
             {
                 use anyhow::Context as _;
+                configure_kernel_cache();
                 wgpu_options(index).init().with_context(|| {
                     format!("cannot open --device {choice} (no usable GPU adapter?)")
                 })
@@ -183,6 +186,7 @@ pub fn open(choice: DeviceChoice) -> Result<Device> {
             #[cfg(feature = "vulkan")]
             {
                 use anyhow::Context as _;
+                configure_kernel_cache();
                 wgpu_options(index)
                     .graphics_api(burn::tensor::wgpu::WgpuBackend::Vulkan)
                     .init()
@@ -202,21 +206,7 @@ pub fn open(choice: DeviceChoice) -> Result<Device> {
         DeviceChoice::Cuda(index) => {
             #[cfg(feature = "cuda")]
             {
-                // burn opens CUDA lazily and panics inside its runtime when the driver is missing;
-                // catch that here so the user gets an error naming the device.
-                let d = Device::cuda(index);
-                let probe = d.clone();
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-                    let t = burn::tensor::Tensor::<1>::zeros([1], &probe);
-                    t.into_data()
-                }))
-                .map_err(|_| {
-                    anyhow::anyhow!(
-                        "cannot open --device {choice}: the CUDA runtime failed to start \
-                         (driver missing or index {index} out of range?)"
-                    )
-                })?;
-                Ok(d)
+                open_cuda(choice, index)
             }
             #[cfg(not(feature = "cuda"))]
             {
@@ -224,6 +214,109 @@ pub fn open(choice: DeviceChoice) -> Result<Device> {
                 Err(not_built(choice, "cuda"))
             }
         }
+    }
+}
+
+static KERNEL_CACHE: OnceLock<lofi_model::kernel_cache::KernelCache> = OnceLock::new();
+
+/// Sets where cubecl keeps compiled kernels and autotune results (once, before the first GPU
+/// device opens; see `lofi_model::kernel_cache`) and says where that is.
+#[cfg_attr(not(any(feature = "wgpu", feature = "cuda")), allow(dead_code))]
+fn configure_kernel_cache() -> &'static lofi_model::kernel_cache::KernelCache {
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
+    {
+        KERNEL_CACHE.get_or_init(lofi_model::kernel_cache::configure)
+    }
+    #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
+    {
+        KERNEL_CACHE.get_or_init(|| lofi_model::kernel_cache::KernelCache::Off)
+    }
+}
+
+/// The kernel cache of this process when a GPU device was opened (for `lofi device`).
+pub fn kernel_cache() -> Option<&'static lofi_model::kernel_cache::KernelCache> {
+    KERNEL_CACHE.get()
+}
+
+/// Opens CUDA device `index`. burn opens CUDA lazily and its runtime panics when the driver
+/// library (libcuda) or NVRTC cannot be loaded, so a small computation runs here under
+/// `catch_unwind` with the panic message captured, and the failure becomes an error that says
+/// what is missing instead of a panic.
+#[cfg(feature = "cuda")]
+fn open_cuda(choice: DeviceChoice, index: usize) -> Result<Device> {
+    configure_kernel_cache();
+    let d = Device::cuda(index);
+    let probe = d.clone();
+    let (ran, panic) = catch_panic(move || {
+        let t = burn::tensor::Tensor::<1>::ones([4], &probe).sum();
+        t.into_data()
+    });
+    match ran {
+        Some(_) => Ok(d),
+        None => Err(cuda_open_error(choice, panic.as_deref())),
+    }
+}
+
+/// Runs `f`, turning a panic (on this thread or one it waits on) into `None` plus the first panic
+/// message, which is kept off stderr while `f` runs.
+#[cfg(feature = "cuda")]
+fn catch_panic<T>(f: impl FnOnce() -> T) -> (Option<T>, Option<String>) {
+    use std::sync::{Arc, Mutex};
+    let message: Arc<Mutex<Option<String>>> = Arc::default();
+    let seen = Arc::clone(&message);
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let text = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| info.to_string());
+        if let Ok(mut m) = seen.lock() {
+            m.get_or_insert(text);
+        }
+    }));
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).ok();
+    std::panic::set_hook(previous);
+    let text = message.lock().ok().and_then(|m| m.clone());
+    (ran, text)
+}
+
+/// The error for a CUDA device that failed to start, from the runtime's panic message: a missing
+/// driver, a missing NVRTC and a bad index each get their own advice.
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+fn cuda_open_error(choice: DeviceChoice, panic: Option<&str>) -> anyhow::Error {
+    let text = panic.unwrap_or("no message");
+    let lower = text.to_ascii_lowercase();
+    let advice = if lower.contains("dynamically load") && lower.contains("\"nvrtc") {
+        "the NVIDIA driver loaded, but NVRTC, which compiles lofi's CUDA kernels at run time, did \
+         not: install the CUDA toolkit (or PyTorch's nvidia-cuda-nvrtc wheel) and put the folder \
+         holding libnvrtc.so on LD_LIBRARY_PATH"
+            .to_string()
+    } else if lower.contains("dynamically load") {
+        "no NVIDIA CUDA driver found: the driver library libcuda.so could not be loaded (is this \
+         a machine with an NVIDIA GPU and its driver installed? if so, put the folder holding \
+         libcuda.so.1 on LD_LIBRARY_PATH); --device vulkan or cpu may work instead"
+            .to_string()
+    } else if lower.contains("cuda_error_invalid_device") || lower.contains("invalid device") {
+        format!(
+            "there is no CUDA device with index {} here",
+            cuda_index(choice)
+        )
+    } else if lower.contains("cuda_error_no_device") {
+        "the CUDA driver found no GPU (check CUDA_VISIBLE_DEVICES and nvidia-smi)".to_string()
+    } else {
+        // Unrecognised: the runtime's own words are the best clue.
+        format!("the CUDA runtime failed to start ({text})")
+    };
+    anyhow::anyhow!("cannot open --device {choice}: {advice}")
+}
+
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+fn cuda_index(choice: DeviceChoice) -> usize {
+    match choice {
+        DeviceChoice::Cuda(i) => i,
+        _ => 0,
     }
 }
 
@@ -265,6 +358,32 @@ mod tests {
     fn cpu_device_computes() {
         let d = open(DeviceChoice::Cpu).expect("flex is always built");
         assert_eq!(check(&d).expect("matmul"), 262144.0);
+    }
+
+    #[test]
+    fn cuda_start_failures_say_what_is_missing() {
+        let c = DeviceChoice::Cuda(1);
+        // What cudarc panics with when libcuda (or libnvrtc) cannot be loaded.
+        let no_driver = "Unable to dynamically load the \"cuda\" shared library - searched for \
+                         library names: [\"libcuda.so\", \"libcuda.so.1\"].";
+        let msg = format!("{:#}", cuda_open_error(c, Some(no_driver)));
+        assert!(msg.contains("--device cuda:1"), "{msg}");
+        assert!(msg.contains("no NVIDIA CUDA driver found"), "{msg}");
+        assert!(msg.contains("libcuda.so.1"), "{msg}");
+        let no_nvrtc = no_driver.replace("\"cuda\"", "\"nvrtc\"");
+        let msg = format!("{:#}", cuda_open_error(c, Some(&no_nvrtc)));
+        assert!(msg.contains("NVRTC"), "{msg}");
+        assert!(!msg.contains("no NVIDIA CUDA driver"), "{msg}");
+        let msg = format!(
+            "{:#}",
+            cuda_open_error(
+                c,
+                Some("called `Result::unwrap()`: CUDA_ERROR_INVALID_DEVICE")
+            )
+        );
+        assert!(msg.contains("no CUDA device with index 1"), "{msg}");
+        let msg = format!("{:#}", cuda_open_error(c, None));
+        assert!(msg.contains("failed to start"), "{msg}");
     }
 
     #[test]

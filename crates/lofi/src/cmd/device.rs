@@ -1,6 +1,7 @@
 //! `lofi device`: open the device(s) chosen with `--device`, run a small check computation on it and
 //! print what it is and what its allocator holds, so a user finds a missing driver or a backend
-//! that is not compiled in before a long run rather than at its first step.
+//! that is not compiled in before a long run rather than at its first step. On a GPU it also says
+//! where compiled kernels and autotune results are kept between runs.
 
 use anyhow::Result;
 use clap::Args;
@@ -14,7 +15,11 @@ pub struct DeviceArgs {}
 /// Runs `lofi device`.
 pub fn run(_args: DeviceArgs) -> Result<()> {
     println!("compiled backends: {}", DeviceChoice::compiled().join(", "));
-    for d in device::devices()? {
+    let devices = device::devices()?;
+    if let Some(cache) = device::kernel_cache() {
+        println!("kernel cache: {cache}");
+    }
+    for d in devices {
         let sum = device::check(&d)?;
         println!("device: {d:?}");
         #[cfg(any(feature = "wgpu", feature = "cuda"))]
