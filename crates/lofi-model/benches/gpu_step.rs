@@ -224,18 +224,12 @@ fn scalar(t: Tensor<1>) -> Result<f32, String> {
         .ok_or_else(|| "empty loss tensor".to_string())
 }
 
-/// Deterministic pseudo-random pixels in [-2, 2] (roughly normalised RGB).
+/// Deterministic pseudo-random pixels in [-2, 2] (roughly normalised RGB): the tests' LCG values
+/// in [-1, 1), doubled.
 fn pixels(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
-        })
+    lofi_model::test_util::lcg_vec(n, seed)
+        .into_iter()
+        .map(|v| v * 2.0)
         .collect()
 }
 

@@ -52,5 +52,5 @@ pub use r2plus1d::{R2Plus1dConfig, R2Plus1dEncoder};
 pub use resnet::{ResNetConfig, TsmEncoder};
 pub use targets::{GtadTargets, Segment, TargetConfig};
 
-#[cfg(test)]
-mod test_util;
+#[cfg(any(test, feature = "test-util"))]
+pub mod test_util;

@@ -1,5 +1,7 @@
-//! Helpers shared by the unit tests: deterministic pseudo-random data, closeness assertions and
-//! a central finite-difference gradient checker. Only compiled for tests.
+//! Helpers shared by the unit tests and the benches: deterministic pseudo-random data, closeness
+//! assertions and a central finite-difference gradient checker. Compiled for this crate's tests
+//! and, through the `test-util` feature (which the benches turn on as a dev-dependency), for them;
+//! never in a normal build.
 
 use burn::tensor::{Device, Tensor, TensorData};
 
