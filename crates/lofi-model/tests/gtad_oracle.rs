@@ -8,62 +8,12 @@
 //! loss for the input and six parameters (1e-3); plus SGAlign alone (1e-4, gradients 1e-3).
 //! Tolerances are relative to the largest magnitude of the expected tensor.
 
-use std::path::PathBuf;
+mod common;
+use common::Fixture;
 
-use burn::module::Module;
-use burn::store::{ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 use lofi_model::gtad::SgAlign;
 use lofi_model::{GtadArch, GtadLoss, GtadTargets, Segment, TargetConfig};
-use safetensors::SafeTensors;
-
-struct Fixture {
-    bytes: Vec<u8>,
-    path: PathBuf,
-}
-
-impl Fixture {
-    fn open(name: &str) -> Self {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(format!("{name}.safetensors"));
-        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        Self { bytes, path }
-    }
-
-    fn raw(&self, key: &str) -> (Vec<f32>, Vec<usize>) {
-        let st = SafeTensors::deserialize(&self.bytes).expect("valid safetensors");
-        let t = st
-            .tensor(key)
-            .unwrap_or_else(|e| panic!("{}: {key}: {e}", self.path.display()));
-        let data = t
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
-        (data, t.shape().to_vec())
-    }
-
-    fn tensor<const D: usize>(&self, key: &str, device: &Device) -> Tensor<D> {
-        let (v, shape) = self.raw(key);
-        Tensor::from_data(TensorData::new(v, shape), device)
-    }
-
-    fn load<M: Module>(&self, mut module: M) -> M {
-        let mut store = SafetensorsStore::from_file(&self.path)
-            .with_from_adapter(PyTorchToBurnAdapter)
-            .allow_partial(true);
-        let result = module.load_from(&mut store).expect("readable fixture");
-        assert!(
-            result.missing.is_empty() && result.errors.is_empty(),
-            "{}: missing {:?}, errors {:?}",
-            self.path.display(),
-            result.missing,
-            result.errors
-        );
-        module
-    }
-}
 
 /// Asserts `max |got - want| <= tol * max |want|`.
 fn check_vec(got: &[f32], want: &[f32], tol: f32, what: &str) {
