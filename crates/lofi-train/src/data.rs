@@ -246,6 +246,15 @@ impl EpochBatches {
 impl Iterator for EpochBatches {
     type Item = TrainResult<Decoded>;
 
+    /// Exact: the number of batches not yet yielded (progress bars show the epoch's length).
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = match &self.inner {
+            Pipeline::Inline { pending, .. } => pending.len(),
+            Pipeline::Ahead { remaining, .. } => *remaining,
+        };
+        (left, Some(left))
+    }
+
     fn next(&mut self) -> Option<Self::Item> {
         match &mut self.inner {
             Pipeline::Inline { pending, workers } => {
@@ -409,9 +418,13 @@ mod tests {
         assert_eq!(inline, ahead);
         assert_eq!(inline[1].1.len(), 1, "the missing video is listed");
         assert_eq!(inline[1].0[0].1.shape, [2, 1, 3, 48, 48]);
-        let mut partial = EpochBatches::new(jobs, 1, true)?;
-        assert!(partial.next().is_some());
-        drop(partial);
+        for ahead in [false, true] {
+            let mut partial = EpochBatches::new(jobs.clone(), 1, ahead)?;
+            assert_eq!(partial.size_hint(), (3, Some(3)));
+            assert!(partial.next().is_some());
+            assert_eq!(partial.size_hint(), (2, Some(2)), "ahead = {ahead}");
+            drop(partial);
+        }
         Ok(())
     }
 }
