@@ -51,6 +51,9 @@ pub enum TrainError {
     /// The detection post-processing or evaluation of the validation pass failed.
     #[error("validation: {0}")]
     Head(#[from] lofi_head::HeadError),
+    /// Writing or evaluating results (detections, the row's JSON) failed.
+    #[error(transparent)]
+    Eval(Box<lofi_eval::EvalError>),
     /// Keeping the run (its folder, checkpoints, metrics) failed.
     #[error(transparent)]
     Engine(lofi_engine::EngineError),
@@ -70,6 +73,12 @@ pub enum TrainError {
     /// The run was stopped on purpose by the debug hook `stop_after_batches`.
     #[error("stopped after {0} batches as requested (debug hook); continue with --resume")]
     Stopped(usize),
+}
+
+impl From<lofi_eval::EvalError> for TrainError {
+    fn from(e: lofi_eval::EvalError) -> Self {
+        Self::Eval(Box::new(e))
+    }
 }
 
 impl From<lofi_engine::EngineError> for TrainError {

@@ -109,8 +109,7 @@ pub fn run_row(settings: &RowSettings, inputs: &RowInputs) -> TrainResult<RowRes
         peak_memory_bytes,
         step_seconds,
     };
-    lofi_eval::write_json_atomic(&done, &result, true)
-        .map_err(|e| TrainError::Config(format!("{}: {e}", done.display())))?;
+    lofi_eval::write_json_atomic(&done, &result, true)?;
     Ok(result)
 }
 
@@ -246,7 +245,6 @@ fn evaluate_encoder(
         &inputs.out.join("eval.json"),
         &lofi_eval::detection_json(&report),
         true,
-    )
-    .map_err(|e| TrainError::Config(format!("{}: {e}", inputs.out.display())))?;
+    )?;
     Ok(report)
 }
