@@ -119,13 +119,13 @@ fn run(out: &std::path::Path, control: &RunControl) -> Result<(bool, Vec<f32>), 
                 .weight
                 .val()
                 .into_data()
-                .to_vec::<f32>()
+                .try_to_vec::<f32>()
                 .map_err(|e| EngineError::Readback {
                     what: "the weight",
                     message: format!("{e:?}"),
                 })?;
             if let Some(b) = &model.bias {
-                values.extend(b.val().into_data().to_vec::<f32>().map_err(|e| {
+                values.extend(b.val().into_data().try_to_vec::<f32>().map_err(|e| {
                     EngineError::Readback {
                         what: "the bias",
                         message: format!("{e:?}"),
