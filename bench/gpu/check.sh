@@ -256,13 +256,13 @@ run_demo() {
   if [ "$c" = 0 ]; then skipped lofi demo "$DEMO_DEVICE" f32 "out of time"; return; fi
   export LOFI_KERNEL_CACHE="$WORK/kernels-demo"
   rm -rf "$WORK/demo" "$LOFI_KERNEL_CACHE"
-  say "lofi --device $DEMO_DEVICE device, then demo --size tiny (cap ${c}s)"
+  say "lofi --device $DEMO_DEVICE device, then demo --size tiny --seeds 1 (cap ${c}s)"
   local t1 t2 rc
   t1=$(date +%s%N)
   (
     [ -n "$LOFI_LIBS" ] && export LD_LIBRARY_PATH="$LOFI_LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     "$LOFI_BIN" --device "$DEMO_DEVICE" device &&
-      timeout -k 5 "$c" "$LOFI_BIN" --device "$DEMO_DEVICE" demo --size tiny --out "$WORK/demo" \
+      timeout -k 5 "$c" "$LOFI_BIN" --device "$DEMO_DEVICE" demo --size tiny --seeds 1 --out "$WORK/demo" \
         --json "$OUT/demo.json" --fresh
   ) >"$OUT/demo.log" 2>&1
   rc=$?
