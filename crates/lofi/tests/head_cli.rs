@@ -78,34 +78,8 @@ fn extract_train_head_detect_eval_through_the_cli() {
     let (ok, _, err) = lofi(&["extract", "--ground-truth", s(&gt), "--verify", s(&feats)]);
     assert!(ok, "verify failed: {err}");
 
-    let run = dir.path().join("head");
-    let (ok, _, err) = lofi(&[
-        "train-head",
-        "--features",
-        s(&feats),
-        "--ground-truth",
-        s(&gt),
-        "--out",
-        s(&run),
-        "--tiny",
-        "--snippets",
-        "8",
-        "--epochs",
-        "3",
-    ]);
-    assert!(ok, "train-head failed: {err}");
-    for f in [
-        "config.toml",
-        "metrics.jsonl",
-        "head.bpk",
-        "head.json",
-        "checkpoints/last",
-    ] {
-        assert!(run.join(f).is_file(), "{f}");
-    }
-
-    // Exact resume: a run stopped after 4 steps and resumed ends with the metrics and the head
-    // of an uninterrupted one (one rayon thread, so every reduction runs in a fixed order).
+    // Head runs with one rayon thread, so that every reduction runs in a fixed order and the
+    // exact-resume check below can compare bit for bit.
     let one_thread = [("RAYON_NUM_THREADS", "1")];
     let head_run = |out: &std::path::Path, extra: &[&str]| {
         let mut args = vec![
@@ -121,15 +95,26 @@ fn extract_train_head_detect_eval_through_the_cli() {
             "8",
             "--epochs",
             "3",
-            "--batch-size",
-            "4",
         ];
         args.extend_from_slice(extra);
         lofi_env(&args, &one_thread)
     };
-    let (whole, cut) = (dir.path().join("whole"), dir.path().join("cut"));
-    let (ok, _, err) = head_run(&whole, &[]);
+    let run = dir.path().join("head");
+    let (ok, _, err) = head_run(&run, &[]);
     assert!(ok, "train-head failed: {err}");
+    for f in [
+        "config.toml",
+        "metrics.jsonl",
+        "head.bpk",
+        "head.json",
+        "checkpoints/last",
+    ] {
+        assert!(run.join(f).is_file(), "{f}");
+    }
+
+    // Exact resume: a run stopped after 4 steps and resumed ends with the metrics and the head
+    // of the uninterrupted one above.
+    let (whole, cut) = (&run, dir.path().join("cut"));
     let (ok, _, err) = head_run(&cut, &["--stop-after-batches", "4"]);
     assert!(
         !ok && err.contains("--resume"),
@@ -137,7 +122,7 @@ fn extract_train_head_detect_eval_through_the_cli() {
     );
     let (ok, _, err) = head_run(&cut, &["--resume"]);
     assert!(ok, "resume failed: {err}");
-    assert_eq!(comparable_metrics(&cut), comparable_metrics(&whole));
+    assert_eq!(comparable_metrics(&cut), comparable_metrics(whole));
     for f in ["head.bpk", "classifier.bpk"] {
         assert_eq!(
             weights(&cut.join(f)),
@@ -145,7 +130,7 @@ fn extract_train_head_detect_eval_through_the_cli() {
             "{f} differs after resume"
         );
     }
-    let (ok, _, err) = head_run(&whole, &[]);
+    let (ok, _, err) = head_run(whole, &[]);
     assert!(!ok && err.contains("already holds a run"), "{err}");
 
     let det = dir.path().join("detections.json");
