@@ -295,6 +295,18 @@ pub fn select_videos(
     subset: Option<&str>,
     shard: Option<Shard>,
 ) -> Result<Vec<(String, f64)>> {
+    if let Some(wanted) = subset {
+        if !truth.database.values().any(|e| e.subset == wanted) {
+            let mut present: Vec<&str> =
+                truth.database.values().map(|e| e.subset.as_str()).collect();
+            present.sort_unstable();
+            present.dedup();
+            return Err(HeadError::format(
+                gt_path,
+                format!("no video of subset {wanted:?} (the file has: {present:?})"),
+            ));
+        }
+    }
     let mut out = Vec::new();
     let all = truth
         .database
@@ -679,6 +691,32 @@ fn read_indexes(dir: &Path) -> Result<(Option<FeatureIndex>, BTreeMap<String, f6
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_subset_without_videos_is_an_error_naming_the_subsets_there() {
+        let truth: GroundTruth = serde_json::from_str(
+            r#"{"version": "t", "database": {
+                "a": {"subset": "training", "duration": 5.0, "annotations": []},
+                "b": {"subset": "validation", "duration": 5.0, "annotations": []}}}"#,
+        )
+        .expect("ground truth");
+        let gt = Path::new("gt.json");
+        let one = select_videos(&truth, gt, Some("validation"), None).expect("one video");
+        assert_eq!(one, [("b".to_string(), 5.0)]);
+        let e = select_videos(&truth, gt, Some("Validaton"), None).expect_err("typo");
+        let text = e.to_string();
+        assert!(
+            text.contains("gt.json")
+                && text.contains("\"Validaton\"")
+                && text.contains("validation"),
+            "{text}"
+        );
+        // An empty shard of an existing subset is not an error (more shards than videos).
+        let shard = Shard { index: 1, count: 4 };
+        assert!(select_videos(&truth, gt, Some("training"), Some(shard))
+            .expect("ok")
+            .is_empty());
+    }
 
     #[test]
     fn shards_parse_and_partition() {

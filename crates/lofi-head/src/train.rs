@@ -169,6 +169,13 @@ impl lofi_engine::Settings for HeadConfig {
                 return err(format!("{key} must be at least 1"));
             }
         }
+        // The same rule as `lofi train`: G-TAD's graph needs k neighbours among L snippets.
+        if self.snippets < 2 || self.snippets < self.head.k {
+            return err(format!(
+                "snippets = {}: need L >= 2 snippets and at least head.k = {}",
+                self.snippets, self.head.k
+            ));
+        }
         for (key, v, positive) in [
             ("lr", self.lr, true),
             ("weight_decay", self.weight_decay, false),
@@ -784,6 +791,10 @@ mod tests {
         assert!(e.to_string().contains("lr = -1"), "{e}");
         let e = HeadConfig::from_toml("[head]\nhidden = 6\n", p).expect_err("groups");
         assert!(e.to_string().contains("head"), "{e}");
+        let e = HeadConfig::from_toml("snippets = 1\n", p).expect_err("L = 1");
+        assert!(e.to_string().contains("L >= 2"), "{e}");
+        let e = HeadConfig::from_toml("snippets = 2\n", p).expect_err("L < k");
+        assert!(e.to_string().contains("head.k = 3"), "{e}");
         let e = HeadConfig::from_toml("[detect]\ntop_k = 0\n", p).expect_err("top_k");
         assert!(e.to_string().contains("top_k"), "{e}");
         let ok = HeadConfig::from_toml("epochs = 2\n[head]\nhidden = 32\n", p).expect("valid");
