@@ -36,6 +36,9 @@ pub enum EngineError {
         /// What burn said.
         message: String,
     },
+    /// A JSON output could not be written (lofi-eval's atomic writer names the file).
+    #[error(transparent)]
+    Write(#[from] Box<lofi_eval::EvalError>),
     /// Saving or loading weights failed.
     #[error(transparent)]
     Model(#[from] lofi_model::ModelError),

@@ -84,6 +84,12 @@ pub struct RunControl {
     pub progress: Reporter,
 }
 
+/// Whether a stage validating every `every` epochs (0: never) validates after `epoch` of
+/// `epochs`: every `every`-th epoch, and always after the last one.
+pub fn validation_due(every: usize, epoch: usize, epochs: usize) -> bool {
+    every > 0 && ((epoch + 1) % every == 0 || epoch + 1 == epochs)
+}
+
 /// How [`fit`] ended.
 #[derive(Debug)]
 pub enum FitEnd<M> {
@@ -221,4 +227,17 @@ pub fn fit<S: Stage>(
     }
     control.progress.run_finished();
     Ok(FitEnd::Finished(model))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validation_due;
+
+    #[test]
+    fn validation_is_due_every_n_epochs_and_after_the_last() {
+        let due: Vec<usize> = (0..7).filter(|&e| validation_due(3, e, 7)).collect();
+        assert_eq!(due, [2, 5, 6]);
+        assert!((0..7).all(|e| validation_due(1, e, 7)));
+        assert!((0..7).all(|e| !validation_due(0, e, 7)));
+    }
 }

@@ -29,7 +29,7 @@ pub mod run_dir;
 
 pub use checkpoint::{Checkpointer, LastCheckpoint};
 pub use error::{EngineError, EngineResult};
-pub use fit::{fit, FitEnd, RunControl, Stage, StepAt};
+pub use fit::{fit, validation_due, FitEnd, RunControl, Stage, StepAt};
 pub use lofi_rng as rng;
 pub use memory::{MemoryMeter, ProcMeter};
 pub use metrics::{

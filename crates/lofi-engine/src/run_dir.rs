@@ -89,10 +89,7 @@ impl RunDir {
     /// Writes `value` as pretty JSON (with a final newline) to `name`, atomically.
     pub fn write_json<T: Serialize>(&self, name: &str, value: &T) -> EngineResult<PathBuf> {
         let path = self.path(name);
-        let mut text = serde_json::to_string_pretty(value)
-            .map_err(|e| EngineError::data(&path, format!("cannot serialise: {e}")))?;
-        text.push('\n');
-        lofi_eval::write_atomic(&path, text.as_bytes()).map_err(|e| EngineError::io(&path, e))?;
+        lofi_eval::write_json_atomic(&path, value, true).map_err(Box::new)?;
         Ok(path)
     }
 }

@@ -546,8 +546,8 @@ impl Stage for HeadStage<'_> {
     }
 
     fn validate(&mut self, head: &GtadHead, epoch: usize) -> Result<Option<ValidationMetrics>> {
-        let every = self.config.validate_every;
-        let due = every > 0 && ((epoch + 1) % every == 0 || epoch + 1 == self.config.epochs);
+        let c = self.config;
+        let due = lofi_engine::validation_due(c.validate_every, epoch, c.epochs);
         let Some(v) = self.validation.as_ref().filter(|_| due) else {
             return Ok(None);
         };

@@ -336,8 +336,8 @@ impl Stage for LofiStage<'_> {
         model: &LofiModel,
         epoch: usize,
     ) -> TrainResult<Option<ValidationMetrics>> {
-        let every = self.config.validate_every;
-        let due = every > 0 && ((epoch + 1) % every == 0 || epoch + 1 == self.config.epochs);
+        let c = self.config;
+        let due = lofi_engine::validation_due(c.validate_every, epoch, c.epochs);
         if !due || self.val_videos.is_empty() {
             return Ok(None);
         }
