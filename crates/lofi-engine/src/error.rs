@@ -25,6 +25,21 @@ pub enum EngineError {
     /// The run folder does not fit the request (a run already there, another config on resume).
     #[error("{0}")]
     RunDir(String),
+    /// A folder was made by another job than the one asking for it now.
+    #[error(
+        "{} was made by another {what}; refusing to mix outputs:\n  {}\nuse --overwrite to redo \
+         everything in it, or choose another folder",
+        path.parent().map_or(path.display(), |p| p.display()),
+        differences.join("\n  ")
+    )]
+    Mismatch {
+        /// The folder's `fingerprint.json`.
+        path: PathBuf,
+        /// The job (extraction, training).
+        what: String,
+        /// What differs, one line per part.
+        differences: Vec<String>,
+    },
     /// Memory cannot be measured on this platform.
     #[error("memory measurement unavailable: {0}")]
     Measure(String),

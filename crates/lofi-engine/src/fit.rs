@@ -78,6 +78,8 @@ pub trait Stage {
 pub struct RunControl {
     /// Continue from the last complete epoch in the run folder.
     pub resume: bool,
+    /// Start afresh in a folder that holds another run, clearing it (`--overwrite`).
+    pub overwrite: bool,
     /// Debug/test hook: stop after this many steps in this process (simulates a kill).
     pub stop_after_batches: Option<usize>,
     /// Where progress goes.
@@ -87,7 +89,7 @@ pub struct RunControl {
 /// Whether a stage validating every `every` epochs (0: never) validates after `epoch` of
 /// `epochs`: every `every`-th epoch, and always after the last one.
 pub fn validation_due(every: usize, epoch: usize, epochs: usize) -> bool {
-    every > 0 && ((epoch + 1) % every == 0 || epoch + 1 == epochs)
+    every > 0 && ((epoch + 1).is_multiple_of(every) || epoch + 1 == epochs)
 }
 
 /// How [`fit`] ended.

@@ -4,8 +4,10 @@
 //! Why this crate exists: the three trainers differ only in what one step does, how an epoch's
 //! batches are made and how validation scores a model. How a run is *kept* is the same for all,
 //! and written once here:
-//! - [`RunDir`]: the run folder (create, refuse a second run, resume only with the same config,
-//!   `config.toml` describing the run);
+//! - [`RunDir`]: the run folder (create, refuse a second run, resume only with the same config
+//!   and inputs, `config.toml` describing the run), locked for as long as a process writes it;
+//! - [`Fingerprint`] and [`FolderLock`]: what produced a folder (settings and input files' hashes)
+//!   and who writes it now, for every folder a stage writes (run folders and feature folders);
 //! - [`Checkpointer`]: one checkpoint layout (`checkpoints/epoch-<E>.bpk` + `.optim`, an atomic
 //!   JSON `last` pointer), model and optimizer state, 0-based epochs everywhere;
 //! - [`metrics`]: typed serde records (step, epoch end, validation) in `metrics.jsonl`, written
@@ -20,7 +22,9 @@
 
 pub mod checkpoint;
 pub mod error;
+pub mod fingerprint;
 pub mod fit;
+pub mod lock;
 pub mod memory;
 pub mod metrics;
 pub mod progress;
@@ -29,7 +33,9 @@ pub mod run_dir;
 
 pub use checkpoint::{Checkpointer, LastCheckpoint};
 pub use error::{EngineError, EngineResult};
+pub use fingerprint::{Claim, Fingerprint};
 pub use fit::{fit, validation_due, FitEnd, RunControl, Stage, StepAt};
+pub use lock::FolderLock;
 pub use lofi_rng as rng;
 pub use memory::{MemoryMeter, ProcMeter};
 pub use metrics::{

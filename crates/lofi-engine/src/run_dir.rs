@@ -1,16 +1,21 @@
 //! The run folder: where a stage keeps its config, metrics, checkpoints and outputs.
 //!
-//! Exists so that every trainer creates, refuses and resumes a folder by the same rules: a fresh
-//! run refuses a folder that already holds a run (its `checkpoints/last` exists), a resume must
-//! bring the very config the run was started with, and `config.toml` always describes the run
-//! that is in the folder.
+//! Exists so that every trainer creates, refuses and resumes a folder by the same rules: one
+//! process at a time writes it (an advisory lock, [`FolderLock`]); a fresh run refuses a folder
+//! that already holds a run (its `checkpoints/last` exists) unless told to `--overwrite` it; a
+//! resume must bring the very config and input files the run was started with (its
+//! `fingerprint.json`); and `config.toml` always describes the run that is in the folder.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::{EngineError, EngineResult};
+use crate::fingerprint::{clear_outputs, Fingerprint};
+use crate::fit::RunControl;
+use crate::lock::FolderLock;
 
 /// Names of the files every run folder has.
 pub mod files {
@@ -24,45 +29,72 @@ pub mod files {
     pub const SUMMARY: &str = "summary.json";
 }
 
-/// An open run folder.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An open run folder; holds the folder's lock ([`FolderLock`]) until the last clone is dropped.
+#[derive(Debug, Clone)]
 pub struct RunDir {
     root: PathBuf,
+    _lock: Arc<FolderLock>,
 }
 
 impl RunDir {
-    /// Opens `root` for a run of `config`: for a fresh run (`resume == false`) the folder must
-    /// not hold a run already; for a resume, a `config.toml` there must equal `config`. Creates
-    /// the folder and `checkpoints/`, and writes `config.toml`.
-    pub fn open<C>(root: &Path, config: &C, resume: bool) -> EngineResult<Self>
+    /// Opens `root` for a run of `config` whose input files are fingerprinted in `inputs` (the
+    /// initial weights, the data's annotations...), locking it against other processes first.
+    /// A fresh run (`control.resume == false`) refuses a folder that already holds a run, unless
+    /// `control.overwrite`, which clears the run there (its checkpoints and the files lofi writes,
+    /// [`clear_outputs`]); a resume must bring the config and inputs the run was started with,
+    /// and an error lists what differs. Creates the folder and `checkpoints/`, and writes
+    /// `config.toml` and `fingerprint.json`.
+    pub fn open<C>(
+        root: &Path,
+        config: &C,
+        inputs: Fingerprint,
+        control: &RunControl,
+    ) -> EngineResult<Self>
     where
         C: Serialize + DeserializeOwned + PartialEq,
     {
+        let lock = FolderLock::exclusive(root, "training")?;
         let dir = Self {
             root: root.to_path_buf(),
+            _lock: Arc::new(lock),
         };
+        let fingerprint = inputs.with("config", config)?;
         let config_path = dir.path(files::CONFIG);
-        if resume {
-            if config_path.is_file() {
-                let saved: C = read_toml(&config_path)?;
-                if &saved != config {
-                    return Err(EngineError::RunDir(format!(
-                        "--resume: the config differs from the one the run in {} was started \
-                         with ({}); resume with that file",
-                        root.display(),
-                        config_path.display()
-                    )));
+        let holds_run = dir.checkpoints().join(crate::checkpoint::LAST).exists();
+        if control.resume {
+            match Fingerprint::read(root)? {
+                Some(_) => {
+                    fingerprint.claim(root, "run", false)?;
                 }
+                // A run of an older lofi: its config.toml is all there is to compare.
+                None if config_path.is_file() => {
+                    let saved: C = read_toml(&config_path)?;
+                    if &saved != config {
+                        return Err(EngineError::RunDir(format!(
+                            "--resume: the config differs from the one the run in {} was started \
+                             with ({}); resume with that file",
+                            root.display(),
+                            config_path.display()
+                        )));
+                    }
+                }
+                None => {}
             }
-        } else if dir.checkpoints().join(crate::checkpoint::LAST).exists() {
+        } else if holds_run && !control.overwrite {
             return Err(EngineError::RunDir(format!(
-                "{} already holds a run; continue it with --resume or choose another --out",
+                "{} already holds a run; continue it with --resume, redo it with --overwrite, \
+                 or choose another --out",
                 root.display()
             )));
+        } else if holds_run || Fingerprint::read(root)?.is_some() {
+            // Overwrite (or a fresh start over a run stopped before its first checkpoint): the
+            // old run's files go, so nothing of it is mistaken for this one's.
+            clear_outputs(root, &[files::CHECKPOINTS])?;
         }
         let ckpt = dir.checkpoints();
         std::fs::create_dir_all(&ckpt).map_err(|e| EngineError::io(&ckpt, e))?;
         write_toml(config, &config_path)?;
+        fingerprint.record(root)?;
         Ok(dir)
     }
 
@@ -148,23 +180,59 @@ mod tests {
         epochs: usize,
     }
 
+    fn control(resume: bool, overwrite: bool) -> RunControl {
+        RunControl {
+            resume,
+            overwrite,
+            ..RunControl::default()
+        }
+    }
+
     #[test]
     fn fresh_resume_and_refusal() -> EngineResult<()> {
         let tmp = tempfile::tempdir().map_err(|e| EngineError::io("tmp", e))?;
         let root = tmp.path().join("run");
         let a = Settings { epochs: 2 };
-        let dir = RunDir::open(&root, &a, false)?;
+        let inputs = || Fingerprint::new().with("init", &"sha256:aa");
+        let dir = RunDir::open(&root, &a, inputs()?, &control(false, false))?;
         assert!(dir.checkpoints().is_dir());
         assert_eq!(read_toml::<Settings>(&dir.path(files::CONFIG))?, a);
+        // One process at a time.
+        let e = RunDir::open(&root, &a, inputs()?, &control(true, false)).expect_err("locked");
+        assert!(
+            e.to_string().contains("in use by another lofi process"),
+            "{e}"
+        );
+        drop(dir);
         // No checkpoint yet: a fresh start may reuse the folder.
-        RunDir::open(&root, &a, false)?;
+        let dir = RunDir::open(&root, &a, inputs()?, &control(false, false))?;
         std::fs::write(dir.checkpoints().join("last"), "{}")
             .map_err(|e| EngineError::io("w", e))?;
-        let e = RunDir::open(&root, &a, false).expect_err("a run is there");
+        drop(dir);
+        let e = RunDir::open(&root, &a, inputs()?, &control(false, false)).expect_err("a run");
         assert!(e.to_string().contains("already holds a run"), "{e}");
-        RunDir::open(&root, &a, true)?;
-        let e = RunDir::open(&root, &Settings { epochs: 3 }, true).expect_err("other config");
-        assert!(e.to_string().contains("config differs"), "{e}");
+        drop(RunDir::open(&root, &a, inputs()?, &control(true, false))?);
+        let e = RunDir::open(
+            &root,
+            &Settings { epochs: 3 },
+            inputs()?,
+            &control(true, false),
+        )
+        .expect_err("other config");
+        assert!(
+            e.to_string()
+                .contains("config.epochs: 2 (recorded) vs 3 (this run)"),
+            "{e}"
+        );
+        let other = Fingerprint::new().with("init", &"sha256:bb")?;
+        let e = RunDir::open(&root, &a, other.clone(), &control(true, false))
+            .expect_err("other initial weights");
+        assert!(e.to_string().contains("init: \"sha256:aa\""), "{e}");
+        // --overwrite clears the old run and starts this one.
+        let b = Settings { epochs: 3 };
+        let dir = RunDir::open(&root, &b, other, &control(false, true))?;
+        assert!(!dir.checkpoints().join("last").exists());
+        assert_eq!(read_toml::<Settings>(&dir.path(files::CONFIG))?, b);
         Ok(())
     }
 }

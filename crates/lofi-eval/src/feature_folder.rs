@@ -24,6 +24,9 @@ pub struct IndexEntry {
     pub duration: f64,
     /// `[L, C]`.
     pub shape: [usize; 2],
+    /// `sha256:<hex>` of the file's bytes as written (`lofi extract --verify` checks it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 /// A video that could not be extracted.
@@ -89,6 +92,7 @@ mod tests {
                 IndexEntry {
                     file: "v.npy".into(),
                     duration: 12.5,
+                    sha256: None,
                     shape: [4, 3],
                 },
             )]),

@@ -89,11 +89,17 @@ impl Predictions {
         let mut scanner = Scanner::new(bytes, path)?;
         let mut found = false;
         scanner.object("an object with a \"results\" key", |s, key| {
-            if key == "results" && !found {
+            if key != "results" {
+                s.skip_value()
+            } else if found {
+                // Python's json keeps the last copy, a streaming reader the first: refuse.
+                Err(s.error(
+                    "the \"results\" key appears twice (JSON readers disagree on which copy \
+                     counts)",
+                ))
+            } else {
                 found = true;
                 reader.results(s)
-            } else {
-                s.skip_value()
             }
         })?;
         scanner.finish()?;
@@ -534,6 +540,10 @@ mod tests {
                 "appears twice",
             ),
             (r#"{"res": {}}"#.to_string(), "missing the \"results\" key"),
+            (
+                r#"{"results": {}, "results": {"a": []}}"#.to_string(),
+                "the \"results\" key appears twice",
+            ),
             (r#"{"results": {}} {}"#.to_string(), "after the end"),
             (r#"{"results": {"a": [}"#.to_string(), "line 1"),
             (String::new(), "the file is empty"),

@@ -102,6 +102,9 @@ impl Thresholds {
         count: 5,
     };
 
+    /// Most thresholds a list may have (each one is a full evaluation pass).
+    pub const MAX_COUNT: usize = 1000;
+
     /// The threshold values.
     pub fn values(&self) -> Vec<f64> {
         linspace(self.start, self.stop, self.count)
@@ -110,10 +113,12 @@ impl Thresholds {
     /// Checks that the thresholds are usable: finite, within (0, 1], ascending, at least one.
     pub fn validate(&self) -> Result<()> {
         let ok_value = |v: f64| v.is_finite() && v > 0.0 && v <= 1.0;
-        if self.count == 0 {
-            return Err(EvalError::Invalid(
-                "tIoU thresholds: count must be at least 1".into(),
-            ));
+        if self.count == 0 || self.count > Self::MAX_COUNT {
+            return Err(EvalError::Invalid(format!(
+                "tIoU thresholds: count {} must be 1 to {} (protocols use 5 or 10)",
+                self.count,
+                Self::MAX_COUNT
+            )));
         }
         if !ok_value(self.start) || !ok_value(self.stop) {
             return Err(EvalError::Invalid(format!(

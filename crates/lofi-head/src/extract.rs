@@ -18,13 +18,14 @@
 //! sees one video at a time, `[1, L, F, 3, S, S]`, in inference mode (BatchNorm running
 //! statistics), and its snippet features (mean over the `F` frames) are written as they are.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
-use lofi_engine::Settings;
+use lofi_engine::fingerprint::{clear_outputs, sha256_file, FINGERPRINT_FILE};
+use lofi_engine::{Claim, Fingerprint, FolderLock, Settings};
 use lofi_model::{Encoder, EncoderArch};
 use lofi_video::ground_truth::{find_video, GroundTruth};
 use lofi_video::{Fidelity, Loader, LoaderConfig, SamplingPlan, VideoJob};
@@ -189,6 +190,8 @@ impl lofi_engine::Settings for ExtractConfig {
                 self.size
             )));
         }
+        lofi_video::limits::check_clip(self.snippets, self.frames_per_snippet, self.size)?;
+        lofi_video::limits::check_workers(self.workers)?;
         if let Some(p) = &self.encoder.checkpoint {
             if !p.is_file() {
                 return Err(HeadError::Config(format!(
@@ -212,6 +215,9 @@ pub struct ExtractInputs {
     pub out: PathBuf,
     /// Shard of the video list (`None`: all).
     pub shard: Option<Shard>,
+    /// Redo everything in a folder that another extraction made (its fingerprint differs, or it
+    /// has none); without it such a folder is refused. Not with a shard: clear it unsharded.
+    pub overwrite: bool,
     /// Where the encoder runs (`cpu_device()`, or a GPU opened by the caller).
     pub device: Device,
 }
@@ -345,9 +351,9 @@ pub fn extract(
         config.subset.as_deref(),
         inputs.shard,
     )?;
-    std::fs::create_dir_all(&inputs.out).map_err(|e| HeadError::io(&inputs.out, e))?;
     let recorded = config.recorded()?;
-    write_config(&recorded, &inputs.out.join("config.toml"))?;
+    let _lock = claim_folder(config, &recorded, inputs)?;
+    let (_, previous, listed_failed) = read_indexes(&inputs.out)?;
     let device = inputs.device.clone();
     let encoder = load_encoder(&config.encoder, &device)?;
     let c = config.encoder.model.out_channels();
@@ -360,7 +366,13 @@ pub fn extract(
         jobs,
         skipped,
         redone,
-    } = pending(&selected, [l, c], inputs, &|done| progress(done, total));
+    } = pending(
+        &selected,
+        [l, c],
+        (&previous, &listed_failed),
+        inputs,
+        &|done| progress(done, total),
+    )?;
 
     let mut loader_cfg = LoaderConfig::new(config.plan()?);
     loader_cfg.workers = config.workers;
@@ -382,14 +394,18 @@ pub fn extract(
                 .map_err(|e| HeadError::Input(format!("cannot read encoder output: {e:?}")))?;
             let file = format!("{}.npy", video.id);
             let path = inputs.out.join(&file);
-            match npy::write_f32_2d(&path, l, c, &data) {
-                Ok(()) => {
+            let written = npy::write_f32_2d(&path, l, c, &data)
+                .map_err(|e| e.0)
+                .and_then(|()| sha256_file(&path).map_err(|e| e.to_string()));
+            match written {
+                Ok(sha256) => {
                     entries.insert(
                         video.id.clone(),
                         IndexEntry {
                             file,
                             duration: video.duration,
                             shape: [l, c],
+                            sha256: Some(sha256),
                         },
                     );
                     extracted += 1;
@@ -397,7 +413,7 @@ pub fn extract(
                 }
                 Err(e) => failed.push(FailedVideo {
                     id: video.id.clone(),
-                    reason: format!("{}: {}", path.display(), e.0),
+                    reason: format!("{}: {e}", path.display()),
                 }),
             }
             progress(skipped + extracted + failed.len(), total);
@@ -449,14 +465,19 @@ struct Pending {
     redone: usize,
 }
 
-/// Sorts `selected` videos into finished ones (a usable `[L, C]` output exists), ones to extract
-/// and ones without a video file; `progress` gets the count of videos settled so far.
+/// Sorts `selected` videos into finished ones (a usable `[L, C]` output exists and agrees with
+/// what the folder's indexes recorded for it: the same annotated duration, the same bytes), ones
+/// to extract and ones without a video file; `progress` gets the count of videos settled so far.
+/// The folder's fingerprint already matched, so an output is this job's unless `previous` says
+/// otherwise.
 fn pending(
     selected: &[(String, f64)],
     shape: [usize; 2],
+    recorded: (&BTreeMap<String, IndexEntry>, &BTreeSet<String>),
     inputs: &ExtractInputs,
     progress: &dyn Fn(usize),
-) -> Pending {
+) -> Result<Pending> {
+    let (previous, listed_failed) = recorded;
     let [l, c] = shape;
     let mut entries: BTreeMap<String, IndexEntry> = BTreeMap::new();
     let mut failed = Vec::new();
@@ -466,14 +487,33 @@ fn pending(
         let file = format!("{id}.npy");
         let path = inputs.out.join(&file);
         if path.exists() {
-            match check_output(&path, l, Some(c)) {
-                Ok(shape) => {
+            let usable = check_output(&path, l, Some(c)).and_then(|shape| {
+                let sha256 = sha256_file(&path).map_err(|e| e.to_string())?;
+                if listed_failed.contains(id) {
+                    return Err("the folder's index lists it as failed or corrupt".into());
+                }
+                match previous.get(id) {
+                    Some(p) if p.duration != *duration => Err(format!(
+                        "it covers {} s, the ground truth now says {} s",
+                        p.duration, duration
+                    )),
+                    Some(IndexEntry {
+                        sha256: Some(h), ..
+                    }) if *h != sha256 => {
+                        Err("its bytes changed since it was extracted (sha256 differs)".into())
+                    }
+                    _ => Ok((shape, sha256)),
+                }
+            });
+            match usable {
+                Ok((shape, sha256)) => {
                     entries.insert(
                         id.clone(),
                         IndexEntry {
                             file,
                             duration: *duration,
                             shape,
+                            sha256: Some(sha256),
                         },
                     );
                     skipped += 1;
@@ -507,13 +547,101 @@ fn pending(
         }
     }
 
-    Pending {
+    Ok(Pending {
         entries,
         failed,
         jobs,
         skipped,
         redone,
+    })
+}
+
+/// What an extraction's outputs depend on: the encoder's architecture and weights (by their
+/// bytes), and the sampling (`L`, `F`, `S`). Not the subset, shard, workers or tolerance: they
+/// choose which videos are done, not what a feature file holds.
+pub fn fingerprint(config: &ExtractConfig) -> Result<Fingerprint> {
+    let spec = &config.encoder;
+    let f = Fingerprint::new()
+        .with("encoder", &(&spec.model, spec.num_classes))?
+        .with(
+            "sampling",
+            &serde_json::json!({
+                "snippets": config.snippets,
+                "frames_per_snippet": config.frames_per_snippet,
+                "size": config.size,
+            }),
+        )?;
+    Ok(match &spec.checkpoint {
+        Some(p) => f.with_file("weights", p)?,
+        None => f.with(
+            "weights",
+            &format!("random initialisation, seed {}", spec.seed),
+        )?,
+    })
+}
+
+/// Locks the output folder (a shard shares it with the other shards) and claims it for this
+/// extraction's fingerprint: a folder made by another extraction, or holding features without a
+/// fingerprint, is refused (or cleared, with `overwrite`); `config.toml` is written only when the
+/// folder starts afresh, so a refused rerun leaves a complete folder as it was.
+fn claim_folder(
+    config: &ExtractConfig,
+    recorded: &ExtractConfig,
+    inputs: &ExtractInputs,
+) -> Result<FolderLock> {
+    let out = &inputs.out;
+    let sharded = inputs.shard.filter(|s| s.count > 1);
+    if inputs.overwrite && sharded.is_some() {
+        return Err(HeadError::Config(
+            "--overwrite clears the whole folder, which other shards write too: run it once \
+             without --shard, or choose a fresh folder for the sharded run"
+                .into(),
+        ));
     }
+    let lock = match sharded {
+        Some(s) => FolderLock::shard(out, "extraction", s.index, s.count)?,
+        None => FolderLock::exclusive(out, "extraction")?,
+    };
+    let mine = fingerprint(config)?;
+    let mut fresh = Fingerprint::read(out)?.is_none();
+    if fresh && holds_features(out)? {
+        if !inputs.overwrite {
+            return Err(HeadError::Config(format!(
+                "{} holds feature files but no {FINGERPRINT_FILE} (made by an older lofi or by \
+                 hand), so what made them is unknown; use --overwrite to extract again into it, \
+                 or choose another --out",
+                out.display()
+            )));
+        }
+        clear_outputs(out, &[])?;
+    }
+    match mine.claim(out, "extraction", inputs.overwrite)? {
+        Claim::Fresh => {}
+        Claim::Same => fresh = false,
+        Claim::Overwrite => {
+            clear_outputs(out, &[])?;
+            mine.record(out)?;
+            fresh = true;
+        }
+    }
+    let config_path = out.join("config.toml");
+    if fresh || !config_path.is_file() {
+        write_config(recorded, &config_path)?;
+    }
+    Ok(lock)
+}
+
+/// Whether `dir` holds feature files or indexes.
+fn holds_features(dir: &Path) -> Result<bool> {
+    let listing = std::fs::read_dir(dir).map_err(|e| HeadError::io(dir, e))?;
+    for entry in listing {
+        let name = entry.map_err(|e| HeadError::io(dir, e))?.file_name();
+        let name = name.to_string_lossy();
+        if name.ends_with(".npy") || (name.starts_with("index") && name.ends_with(".json")) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Writes the settings used (atomically: the shards of one extraction may run at the same time in
@@ -546,8 +674,11 @@ pub struct VerifyReport {
     pub missing: Vec<String>,
     /// Videos whose file is unusable, with the reason.
     pub corrupt: Vec<FailedVideo>,
-    /// The merged index written (`index.json`), listing the valid files.
+    /// The merged index (`index.json`), listing the valid files.
     pub index_path: PathBuf,
+    /// Whether the merged index was written: `false` when it equals the one there, or when the
+    /// folder cannot be written (a read-only copy: the check stands, nothing is merged).
+    pub index_written: bool,
 }
 
 impl VerifyReport {
@@ -559,12 +690,33 @@ impl VerifyReport {
 
 /// `lofi extract --verify`: checks that every video of the ground truth (`subset` only, when
 /// given) has a valid `<id>.npy` in `dir` (header, `[L, C]` shape agreeing with the other files
-/// and the index, complete data, finite values), merges the shard indexes into `index.json`
-/// (valid files only; missing and corrupt ones under `failed`), and lists what is wrong.
+/// and the index, complete data, finite values, and the bytes the extraction recorded), merges
+/// the shard indexes into `index.json` (valid files only; missing and corrupt ones under
+/// `failed`), and lists what is wrong. A folder that cannot be written (read-only) is checked all
+/// the same; only the merge is skipped.
 pub fn verify(dir: &Path, ground_truth: &Path, subset: Option<&str>) -> Result<VerifyReport> {
     let truth = GroundTruth::read(ground_truth)?;
     let selected = select_videos(&truth, ground_truth, subset, None)?;
-    let (settings, durations) = read_indexes(dir)?;
+    if !dir.is_dir() {
+        return Err(HeadError::Input(format!(
+            "{}: no such feature folder",
+            dir.display()
+        )));
+    }
+    // Writers of the folder are excluded while it is checked; a read-only folder has none.
+    let _lock = match FolderLock::exclusive(dir, "verification") {
+        Ok(lock) => Some(lock),
+        Err(lofi_engine::EngineError::Io { source, .. })
+            if matches!(
+                source.kind(),
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+            ) =>
+        {
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let (settings, recorded, _) = read_indexes(dir)?;
     let mut report = VerifyReport::default();
     let mut entries = BTreeMap::new();
     let mut channels: Option<usize> = None;
@@ -576,36 +728,17 @@ pub fn verify(dir: &Path, ground_truth: &Path, subset: Option<&str>) -> Result<V
             report.missing.push(id.clone());
             continue;
         }
-        let checked = match l_seen {
-            Some(l) => check_output(&path, l, channels),
-            None => npy::read_header(&path)
-                .map_err(|e| e.0)
-                .and_then(|h| match h.shape.first() {
-                    Some(&l) => check_output(&path, l, channels),
-                    None => Err("array has no dimensions".into()),
-                }),
-        };
-        let checked = checked.and_then(|shape| {
-            let a = npy::read_2d(&path).map_err(|e| e.0)?;
-            match a.data.iter().position(|v| !v.is_finite()) {
-                Some(i) => Err(format!(
-                    "value {} at row {} is not finite",
-                    a.data[i],
-                    i / a.cols
-                )),
-                None => Ok(shape),
-            }
-        });
-        match checked {
-            Ok(shape) => {
+        match verify_file(&path, l_seen, channels, recorded.get(id)) {
+            Ok((shape, sha256)) => {
                 l_seen.get_or_insert(shape[0]);
                 channels.get_or_insert(shape[1]);
                 entries.insert(
                     id.clone(),
                     IndexEntry {
                         file,
-                        duration: durations.get(id).copied().unwrap_or(*duration),
+                        duration: recorded.get(id).map_or(*duration, |e| e.duration),
                         shape,
+                        sha256: Some(sha256),
                     },
                 );
                 report.ok += 1;
@@ -640,15 +773,79 @@ pub fn verify(dir: &Path, ground_truth: &Path, subset: Option<&str>) -> Result<V
         ..base
     };
     report.index_path = dir.join(INDEX_FILE);
-    merged.write(&report.index_path)?;
+    let current = FeatureIndex::read(&report.index_path).ok();
+    if current.as_ref() != Some(&merged) {
+        match merged.write(&report.index_path) {
+            Ok(()) => report.index_written = true,
+            Err(lofi_eval::EvalError::Io { source, .. })
+                if matches!(
+                    source.kind(),
+                    std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+                ) =>
+            {
+                tracing::warn!(
+                    "{} cannot be written ({source}): the files are checked, the shard indexes \
+                     are not merged",
+                    dir.display()
+                );
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
     Ok(report)
 }
 
+/// Checks one feature file: `[L, C]` header agreeing with `l` / `c` when known, complete data,
+/// finite values, and the bytes `recorded` for it (when the index has a hash). Returns its shape
+/// and hash.
+fn verify_file(
+    path: &Path,
+    l: Option<usize>,
+    c: Option<usize>,
+    recorded: Option<&IndexEntry>,
+) -> std::result::Result<([usize; 2], String), String> {
+    let l = match l {
+        Some(l) => l,
+        None => match npy::read_header(path).map_err(|e| e.0)?.shape.first() {
+            Some(&l) => l,
+            None => return Err("array has no dimensions".into()),
+        },
+    };
+    let shape = check_output(path, l, c)?;
+    let sha256 = sha256_file(path).map_err(|e| e.to_string())?;
+    if let Some(want) = recorded.and_then(|e| e.sha256.as_ref()) {
+        if *want != sha256 {
+            return Err(format!(
+                "its bytes differ from what the extraction wrote (recorded {want}, found \
+                 {sha256})"
+            ));
+        }
+    }
+    let a = npy::read_2d(path).map_err(|e| e.0)?;
+    if let Some(i) = a.data.iter().position(|v| !v.is_finite()) {
+        return Err(format!(
+            "value {} at row {} is not finite",
+            a.data[i],
+            i / a.cols
+        ));
+    }
+    Ok((shape, sha256))
+}
+
+/// What the indexes of a folder say: settings, entries by id, ids listed as failed.
+type RecordedIndexes = (
+    Option<FeatureIndex>,
+    BTreeMap<String, IndexEntry>,
+    BTreeSet<String>,
+);
+
 /// The settings of the indexes in `dir` (`index.json` or shard indexes; all must agree on L, F
-/// and S) and the annotated duration of every video they list.
-fn read_indexes(dir: &Path) -> Result<(Option<FeatureIndex>, BTreeMap<String, f64>)> {
+/// and S), the entry of every video they list (annotated duration, recorded hash), and the videos
+/// they list as failed (missing, or found corrupt by `--verify`).
+fn read_indexes(dir: &Path) -> Result<RecordedIndexes> {
     let mut settings: Option<FeatureIndex> = None;
-    let mut durations: BTreeMap<String, f64> = BTreeMap::new();
+    let mut entries: BTreeMap<String, IndexEntry> = BTreeMap::new();
+    let mut failed: BTreeSet<String> = BTreeSet::new();
     let listing = std::fs::read_dir(dir).map_err(|e| HeadError::io(dir, e))?;
     let mut index_files: Vec<PathBuf> = listing
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -681,11 +878,13 @@ fn read_indexes(dir: &Path) -> Result<(Option<FeatureIndex>, BTreeMap<String, f6
             }
         }
         for (id, e) in &idx.videos {
-            durations.insert(id.clone(), e.duration);
+            entries.insert(id.clone(), e.clone());
         }
+        failed.extend(idx.failed.iter().map(|f| f.id.clone()));
         settings.get_or_insert(idx);
     }
-    Ok((settings, durations))
+    failed.retain(|id| !entries.contains_key(id));
+    Ok((settings, entries, failed))
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use lofi_engine::readback::scalar;
 use lofi_engine::Settings;
 use lofi_engine::{
-    fit, metrics, FitEnd, LossParts, RunControl, RunDir, Stage, StepAt, StepMetrics,
+    fit, metrics, Fingerprint, FitEnd, LossParts, RunControl, RunDir, Stage, StepAt, StepMetrics,
     ValidationMetrics,
 };
 use lofi_eval::{GroundTruth as EvalTruth, GroundTruthOptions, VideoClassScores};
@@ -40,7 +40,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::detect::{validate_head, ClassScoreFile, DetectConfig};
 use crate::error::{HeadError, Result};
-use crate::features::{FeatureStore, VideoFeatures};
+use crate::features::{FeatureStore, VideoFeatures, INDEX_FILE};
 use crate::model::{files, ClassifierMeta, HeadMeta, VideoClassifier};
 use lofi_model::GtadArch;
 
@@ -176,6 +176,8 @@ impl lofi_engine::Settings for HeadConfig {
                 self.snippets, self.head.k
             ));
         }
+        self.head
+            .check_scale(self.snippets, lofi_video::limits::total_memory())?;
         for (key, v, positive) in [
             ("lr", self.lr, true),
             ("weight_decay", self.weight_decay, false),
@@ -663,6 +665,29 @@ fn load_subsets(
     Ok((train, val, c))
 }
 
+/// What the head is trained on, for the run's fingerprint: the ground truth's bytes, and the
+/// feature folder's own fingerprint and index (which records each feature file's hash) when it
+/// has them; a peer's folder without either is named by its path.
+fn input_fingerprint(inputs: &HeadInputs) -> Result<Fingerprint> {
+    let mut f = Fingerprint::new().with_file("ground_truth", &inputs.ground_truth)?;
+    let dir = &inputs.features;
+    let mut known = false;
+    if let Some(made_by) = Fingerprint::read(dir)? {
+        f = f.with("features", &made_by.parts)?;
+        known = true;
+    }
+    let index = dir.join(INDEX_FILE);
+    if index.is_file() {
+        f = f.with_file("features_index", &index)?;
+        known = true;
+    }
+    if !known {
+        let absolute = std::path::absolute(dir).map_err(|e| HeadError::io(dir, e))?;
+        f = f.with("features_folder", &absolute)?;
+    }
+    Ok(f)
+}
+
 /// Trains a G-TAD head (and the video classifier) on feature files; see the module docs.
 /// `control` resumes a run, and receives its progress.
 pub fn train_head(
@@ -674,7 +699,7 @@ pub fn train_head(
     let started = Instant::now();
     let l = config.snippets;
     let (train, val, c) = load_subsets(config, inputs)?;
-    let run = RunDir::open(&inputs.out, config, control.resume)?;
+    let run = RunDir::open(&inputs.out, config, input_fingerprint(inputs)?, control)?;
 
     // Classifier first, so that every validation can use it.
     let classifier = if config.classifier.enabled {

@@ -34,6 +34,7 @@ fn inputs(root: &Path, out: &str, shard: Option<Shard>) -> ExtractInputs {
         videos: root.join("videos"),
         out: root.join(out),
         shard,
+        overwrite: false,
     }
 }
 

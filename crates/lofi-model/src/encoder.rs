@@ -83,6 +83,11 @@ impl Default for EncoderArch {
     }
 }
 
+/// Widest first stage an encoder may have (8x the published 64; wider ones do not fit a machine).
+pub const MAX_BASE_WIDTH: usize = 512;
+/// Most classes of a clip classifier (ImageNet-21k has about 21k).
+pub const MAX_CLASSES: usize = 100_000;
+
 impl EncoderArch {
     /// The published network of `kind` and `depth`.
     pub fn new(kind: EncoderKind, depth: usize) -> Self {
@@ -177,10 +182,12 @@ impl EncoderArch {
                 self.kind()
             )));
         }
-        if self.base_width() == 0 {
-            return Err(ModelError::Config(
-                "encoder.base_width must be at least 1".into(),
-            ));
+        if self.base_width() == 0 || self.base_width() > MAX_BASE_WIDTH {
+            return Err(ModelError::Config(format!(
+                "encoder.base_width = {} must be 1 to {MAX_BASE_WIDTH} (64 for the published \
+                 networks)",
+                self.base_width()
+            )));
         }
         Ok(())
     }
@@ -188,6 +195,11 @@ impl EncoderArch {
     /// Builds the encoder (with a clip classifier of `num_classes` for pre-training).
     pub fn init(&self, num_classes: Option<usize>, device: &Device) -> Result<Encoder, ModelError> {
         self.validate()?;
+        if let Some(n) = num_classes.filter(|&n| n == 0 || n > MAX_CLASSES) {
+            return Err(ModelError::Config(format!(
+                "{n} classes: a classifier needs 1 to {MAX_CLASSES}"
+            )));
+        }
         Ok(match self {
             Self::Tsm(c) => Encoder::Tsm(c.clone().with_num_classes(num_classes).init(device)?),
             Self::R2plus1d(c) => Encoder::R2plus1d(

@@ -115,6 +115,31 @@ impl GtadArch {
         self.gtad(in_channels).validate()
     }
 
+    /// Checks that the proposal map at temporal scale `l` (`D x L` anchors, each sampling
+    /// `num_samples + context_samples` points of `hidden` channels, float32, per video) fits in
+    /// `memory` bytes (this machine's; `None`: unknown, not checked), so an absurd `snippets`
+    /// is an error instead of an allocation failure.
+    pub fn check_scale(&self, l: usize, memory: Option<u64>) -> Result<(), ModelError> {
+        let d = self.max_duration.map_or(l, |m| m.min(l));
+        let points = self.num_samples.saturating_add(self.context_samples);
+        let bytes = [l, d, points, self.hidden, 4]
+            .iter()
+            .try_fold(1u64, |acc, &v| acc.checked_mul(v as u64));
+        match (bytes, memory) {
+            (None, _) => Err(ModelError::Config(format!(
+                "snippets = {l}: G-TAD's proposal map does not fit in 64-bit sizes"
+            ))),
+            (Some(b), Some(m)) if b > m => Err(ModelError::Config(format!(
+                "snippets = {l}: G-TAD's proposal map ({d} x {l} anchors x {points} samples x \
+                 {} channels) needs {:.1} GiB per video, more than this machine's {:.1} GiB",
+                self.hidden,
+                b as f64 / (1u64 << 30) as f64,
+                m as f64 / (1u64 << 30) as f64
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// The head for `in_channels`-wide features.
     pub fn gtad(&self, in_channels: usize) -> GtadConfig {
         GtadConfig {
@@ -174,15 +199,15 @@ impl GtadConfig {
         {
             return bad("G-TAD sizes must all be positive".into());
         }
-        if self.in_channels % self.arch.stem_groups != 0
-            || self.arch.hidden % self.arch.stem_groups != 0
+        if !self.in_channels.is_multiple_of(self.arch.stem_groups)
+            || !self.arch.hidden.is_multiple_of(self.arch.stem_groups)
         {
             return bad(format!(
                 "in_channels {} and hidden {} must be multiples of stem_groups {}",
                 self.in_channels, self.arch.hidden, self.arch.stem_groups
             ));
         }
-        if self.arch.map_kernel % 2 == 0 {
+        if self.arch.map_kernel.is_multiple_of(2) {
             return bad(format!("map_kernel {} must be odd", self.arch.map_kernel));
         }
         if self.arch.max_duration == Some(0) {

@@ -196,6 +196,7 @@ pub fn write_folder(
         let entry = IndexEntry {
             file: format!("{}.npy", video.id),
             duration: video.duration,
+            sha256: None,
             shape: [a.rows, a.cols],
         };
         if entries.insert(video.id.clone(), entry).is_some() {

@@ -70,6 +70,7 @@ fn folders_written_by_the_extractor_path_read_back_for_python() -> TestResult {
             IndexEntry {
                 file: "x.npy".into(),
                 duration: 9.5,
+                sha256: None,
                 shape: [5, 3],
             },
         )]),

@@ -284,9 +284,7 @@ impl TrainConfig {
                 "frames_per_snippet must be at least 1".into(),
             ));
         }
-        if self.workers == 0 {
-            return Err(TrainError::Config("workers must be at least 1".into()));
-        }
+        lofi_video::limits::check_workers(self.workers)?;
         if !(self.boundary_width.is_finite() && self.boundary_width > 0.0) {
             return Err(TrainError::Config(format!(
                 "boundary_width = {} must be positive",
@@ -303,6 +301,9 @@ impl TrainConfig {
                     f.snippets, f.size
                 )));
             }
+            lofi_video::limits::check_clip(f.snippets, self.frames_per_snippet, f.size)?;
+            self.head
+                .check_scale(f.snippets, lofi_video::limits::total_memory())?;
             if f.size < 8 {
                 return Err(TrainError::Config(format!(
                     "fidelity {}x{}: frames of {} px are too small for a ResNet (need >= 8)",
@@ -394,6 +395,8 @@ impl PretrainConfig {
                 self.size
             )));
         }
+        lofi_video::limits::check_clip(1, self.segments, self.size)?;
+        lofi_video::limits::check_workers(self.workers)?;
         self.optimizer.validate("optimizer")?;
         Ok(self.encoder.validate()?)
     }

@@ -68,6 +68,12 @@ impl std::str::FromStr for ByteSize {
                 "memory size '{s}' must be at least 1 byte"
             )));
         }
+        // 2^63 bytes: beyond it `as u64` would quietly saturate.
+        if bytes >= 9.223_372_036_854_776e18 {
+            return Err(TrainError::Config(format!(
+                "memory size '{s}' is beyond any machine (at most 8 EiB)"
+            )));
+        }
         Ok(Self(bytes as u64))
     }
 }

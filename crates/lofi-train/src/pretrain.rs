@@ -24,7 +24,9 @@ use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use lofi_engine::metrics::{self, FidelityStats};
 use lofi_engine::readback::{scalar, scalar_int};
-use lofi_engine::{fit, FitEnd, RunDir, Stage, StepAt, StepMetrics, ValidationMetrics};
+use lofi_engine::{
+    fit, Fingerprint, FitEnd, RunDir, Stage, StepAt, StepMetrics, ValidationMetrics,
+};
 use lofi_model::Encoder;
 use lofi_video::{ClipU8, Fidelity, SamplingPlan, VideoJob};
 use serde::{Deserialize, Serialize};
@@ -251,7 +253,8 @@ pub fn pretrain(
             paths.data.join("clips.json").display()
         )));
     }
-    let run = RunDir::open(&paths.out, config, options.run.resume)?;
+    let inputs = Fingerprint::new().with_file("clips", &paths.data.join("clips.json"))?;
+    let run = RunDir::open(&paths.out, config, inputs, &options.run)?;
     let device = options.device.clone().autodiff();
     device.seed(config.seed);
     let model = config.encoder.init(Some(classes.len()), &device)?;

@@ -31,7 +31,8 @@ use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
 use lofi_engine::metrics::{self, EpochSummary, FidelityStats};
 use lofi_engine::{
-    fit, FidelityTag, FitEnd, RunControl, RunDir, Stage, StepAt, StepMetrics, ValidationMetrics,
+    fit, FidelityTag, Fingerprint, FitEnd, RunControl, RunDir, Stage, StepAt, StepMetrics,
+    ValidationMetrics,
 };
 use lofi_model::{checkpoint, GtadLoss, GtadTargets, TargetConfig};
 use lofi_video::{ClipU8, Fidelity, SamplingPlan, VideoFailure};
@@ -43,7 +44,7 @@ use crate::data::{
     TrainVideo,
 };
 use crate::error::{TrainError, TrainResult};
-use crate::memory::{measure_from, plan, MemoryMeter, MemoryPlan, Probe, ProcMeter};
+use crate::memory::{measure_from, plan, ByteSize, MemoryMeter, MemoryPlan, Probe, ProcMeter};
 use crate::model::{probe_pass, sgd, LofiModel};
 use crate::parallel::{Replicas, StepSpec};
 use crate::schedule::{fidelity_name, FidelitySchedule};
@@ -144,6 +145,9 @@ fn check_paths(paths: &TrainPaths) -> TrainResult<()> {
     }
     Ok(())
 }
+
+/// Index of the memory planner's own random stream ([`lofi_rng::derive`] of the run's seed).
+const PROBE_STREAM: u64 = 0x5052_4f42_4553; // "PROBES"
 
 /// Runs the memory planner: one probe pass per fidelity at batches 1 and 2 on a throwaway
 /// model (so training weights and BatchNorm statistics are untouched), cheapest fidelity first,
@@ -416,7 +420,12 @@ fn run_training(
     let on_cpu = options.device == cpu_device();
     let (mut meter, budget) = host_meter(config, options)?;
     let data = TrainingData::read(config, paths)?;
-    let run = RunDir::open(&paths.out, config, options.run.resume)?;
+    let inputs = Fingerprint::new().with_file("ground_truth", &paths.ground_truth)?;
+    let inputs = match &paths.encoder {
+        Some(p) => inputs.with_file("initial_encoder", p)?,
+        None => inputs.with("initial_encoder", &"random initialisation (config seed)")?,
+    };
+    let run = RunDir::open(&paths.out, config, inputs, &options.run)?;
 
     let autodiff = |d: &Device| {
         let d = d.clone().autodiff();
@@ -427,6 +436,18 @@ fn run_training(
         }
     };
     let device = autodiff(&options.device);
+    // The planner first, on its own random state (probe weights and probe clips): the run's
+    // random stream starts after it, exactly as in a run without a budget.
+    let memory_plan = match (budget, meter.as_mut()) {
+        (Some(b), Some(m)) => {
+            device.seed(lofi_rng::derive(config.seed, PROBE_STREAM));
+            let p = plan_memory(config, &schedule, &device, m, b)?;
+            eprint!("{p}");
+            run.write_json("memory_plan.json", &p)?;
+            Some(p)
+        }
+        _ => None,
+    };
     device.seed(config.seed);
     let mut model = LofiModel::init(config, &device)?;
     if let Some(path) = &paths.encoder {
@@ -437,15 +458,6 @@ fn run_training(
     }
     let extra: Vec<Device> = options.replica_devices.iter().map(autodiff).collect();
     let replicas = Replicas::new(device.clone(), &extra)?;
-    let memory_plan = match (budget, meter.as_mut()) {
-        (Some(b), Some(m)) => {
-            let p = plan_memory(config, &schedule, &device, m, b)?;
-            eprint!("{p}");
-            run.write_json("memory_plan.json", &p)?;
-            Some(p)
-        }
-        _ => None,
-    };
     let mut stage = LofiStage {
         config,
         schedule,
@@ -497,6 +509,16 @@ fn host_meter(
         )));
     }
     let budget = config.budget_bytes(meter.as_mut().and_then(|m| m.capacity()))?;
+    if let (Some(b), Some(total)) = (budget, lofi_video::limits::total_memory()) {
+        if b > total {
+            return Err(TrainError::Config(format!(
+                "memory_budget {} is more than this machine's {} of memory: the plan would \
+                 promise steps that cannot run; give at most that (or \"auto\")",
+                ByteSize(b),
+                ByteSize(total)
+            )));
+        }
+    }
     if budget.is_some() && meter.is_none() {
         return Err(TrainError::Measure(
             "a memory budget needs memory measurement, which is implemented for Linux \

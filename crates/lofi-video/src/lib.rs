@@ -19,6 +19,7 @@
 pub mod error;
 pub mod ground_truth;
 pub mod index;
+pub mod limits;
 pub mod loader;
 pub mod plan;
 pub mod probe;

@@ -152,6 +152,12 @@ impl Loader {
                 config.workers, config.queue
             )));
         }
+        crate::limits::check_workers(config.workers)?;
+        crate::limits::check_clip(
+            config.plan.snippets(),
+            config.plan.frames_per_snippet(),
+            config.plan.fidelity().size,
+        )?;
         if let Some(seed) = config.seed {
             shuffle(&mut jobs, seed);
         }

@@ -103,6 +103,12 @@ pub fn probe_dir(
     tolerance: f64,
     workers: usize,
 ) -> VideoResult<ProbeReport> {
+    if !(tolerance.is_finite() && tolerance >= 0.0) {
+        return Err(VideoError::InvalidPlan(format!(
+            "tolerance = {tolerance}: the allowed shortfall must be a finite number of seconds >= 0"
+        )));
+    }
+    crate::limits::check_workers(workers)?;
     let entries = std::fs::read_dir(dir).map_err(|e| VideoError::io(dir, e))?;
     let mut files: BTreeMap<String, PathBuf> = BTreeMap::new();
     for entry in entries {

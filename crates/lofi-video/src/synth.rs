@@ -89,7 +89,7 @@ impl SynthConfig {
     fn validate(&self) -> VideoResult<()> {
         let ok = self.videos > 0
             && self.size >= 32
-            && self.size % 2 == 0
+            && self.size.is_multiple_of(2)
             && self.fps > 0
             && self.min_duration >= 4.0
             && self.max_duration >= self.min_duration

@@ -141,8 +141,8 @@ impl VideoWriter {
         };
         if config.width == 0
             || config.height == 0
-            || config.width % 2 != 0
-            || config.height % 2 != 0
+            || !config.width.is_multiple_of(2)
+            || !config.height.is_multiple_of(2)
         {
             return Err(enc_err(format!(
                 "frame size {}x{} must be even and non-zero",

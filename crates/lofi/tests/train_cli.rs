@@ -216,3 +216,47 @@ fn bad_configs_fail_before_any_work() {
     ]);
     assert!(!ok && err.contains("segmnets"), "{err}");
 }
+
+/// Issue 11, problem 4: the planner's probe steps drew from the run's random state, so a budget
+/// whose plan changes nothing (every fidelity in one pass of the whole batch) still changed the
+/// training numbers. Its probes now have their own random state.
+#[test]
+fn a_memory_budget_that_changes_no_batch_changes_no_number() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = tiny_dataset(dir.path(), 6);
+    let train = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--data",
+            s(&data),
+            "--preset",
+            "tiny",
+            "--schedule",
+            "long-cycle",
+            "--epochs",
+            "2",
+            "--out",
+            s(out),
+        ];
+        args.extend_from_slice(extra);
+        let (ok, _, err) = lofi(&args);
+        assert!(ok, "{err}");
+    };
+    let (plain, budget) = (dir.path().join("plain"), dir.path().join("budget"));
+    train(&plain, &[]);
+    train(&budget, &["--memory-budget", "auto"]);
+    let plan: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(budget.join("memory_plan.json")).expect("plan"),
+    )
+    .expect("plan parses");
+    let fidelities = plan["fidelities"].as_array().expect("fidelities");
+    assert!(!fidelities.is_empty());
+    for f in fidelities {
+        assert_eq!(f["accumulation"], 1, "the budget must be a no-op here: {f}");
+    }
+    assert_eq!(comparable_metrics(&budget), comparable_metrics(&plain));
+    let config = lofi_train::TrainConfig::tiny();
+    let a = lofi_train::model::saved_run_parameters(&config, &plain).expect("weights");
+    let b = lofi_train::model::saved_run_parameters(&config, &budget).expect("weights");
+    assert!(a == b, "weights differ with a no-op budget");
+}

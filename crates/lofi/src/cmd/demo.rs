@@ -124,8 +124,9 @@ pub struct DemoArgs {
     /// Rows to run (comma-separated) [default: all six].
     #[arg(long, value_enum, value_delimiter = ',')]
     rows: Option<Vec<RowName>>,
-    /// Delete the run folder first instead of continuing it.
-    #[arg(long)]
+    /// Delete the run folder first instead of continuing it (needed when it holds a demo of
+    /// another size or seed).
+    #[arg(long, alias = "overwrite")]
     fresh: bool,
 }
 
@@ -285,6 +286,14 @@ pub fn run(args: DemoArgs) -> Result<()> {
             .with_context(|| format!("{}: cannot delete", out.display()))?;
     }
     std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
+    // One demo at a time in a folder, and only the demo that made it continues it: another size
+    // or dataset seed would otherwise reuse the data and finished rows of the first.
+    let _lock = lofi_engine::FolderLock::exclusive(out, "the demo")?;
+    lofi_engine::Fingerprint::new()
+        .with("size", &format!("{:?}", args.size))?
+        .with("dataset_seed", &args.seed)?
+        .claim(out, "demo", false)
+        .map_err(|e| anyhow::anyhow!("{e} (for the demo: --fresh)"))?;
     let rows = args.rows.clone().unwrap_or_else(|| RowName::ALL.to_vec());
     let seeds: Vec<u64> = (0..args.seeds).map(|k| args.seed + k).collect();
 

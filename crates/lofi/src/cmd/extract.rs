@@ -68,6 +68,10 @@ pub struct ExtractArgs {
     /// Take only shard K of N (K from 0): videos whose position in the sorted id list is K mod N.
     #[arg(long, value_name = "K/N")]
     shard: Option<String>,
+    /// Redo everything in an --out that another extraction made (another encoder, weights or
+    /// sampling; its fingerprint.json says which) instead of refusing it.
+    #[arg(long, conflicts_with_all = ["verify", "shard"])]
+    overwrite: bool,
 }
 
 /// Run `lofi extract`.
@@ -122,6 +126,7 @@ pub fn run(args: ExtractArgs) -> Result<()> {
         videos,
         out,
         shard,
+        overwrite: args.overwrite,
     };
     let bar = ProgressBar::new(0);
     bar.set_style(
@@ -172,11 +177,16 @@ fn run_verify(dir: &std::path::Path, args: &ExtractArgs) -> Result<()> {
         eprintln!("corrupt: {}: {}", c.id, c.reason);
     }
     tracing::info!(
-        "{} valid, {} missing, {} corrupt; merged index {}",
+        "{} valid, {} missing, {} corrupt; index {} ({})",
         report.ok,
         report.missing.len(),
         report.corrupt.len(),
-        report.index_path.display()
+        report.index_path.display(),
+        if report.index_written {
+            "merged and written"
+        } else {
+            "unchanged"
+        }
     );
     if !report.is_complete() {
         bail!(

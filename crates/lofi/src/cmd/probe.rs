@@ -3,7 +3,7 @@
 //! unreadable, shorter than annotated or not annotated.
 
 use crate::output::print_stdout;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use lofi_video::ground_truth::GroundTruth;
 use lofi_video::probe::{probe_dir, ProbeReport, ProbeStatus};
@@ -110,8 +110,26 @@ pub fn run(args: ProbeArgs) -> Result<()> {
         .with_context(|| format!("cannot probe {}", args.videos.display()))?;
     if args.json {
         let text = serde_json::to_string_pretty(&report).context("cannot serialize the report")?;
-        print_stdout(&(text + "\n"))
+        print_stdout(&(text + "\n"))?;
     } else {
-        print_stdout(&table(&report))
+        print_stdout(&table(&report))?;
     }
+    // Missing, unreadable and short videos would fail a later stage: say so in the exit status,
+    // so a script checking the data before a long run can stop.
+    let problems = report.count(|s| {
+        matches!(
+            s,
+            ProbeStatus::Missing
+                | ProbeStatus::Unreadable { .. }
+                | ProbeStatus::ShorterThanAnnotated { .. }
+        )
+    });
+    if problems > 0 {
+        bail!(
+            "{problems} of {} videos are missing, unreadable or shorter than annotated (listed \
+             above)",
+            report.videos.len()
+        );
+    }
+    Ok(())
 }

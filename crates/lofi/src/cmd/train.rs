@@ -56,6 +56,10 @@ pub struct TrainArgs {
     /// Continue the run in --out from its last complete epoch.
     #[arg(long)]
     resume: bool,
+    /// Start afresh in an --out that holds another run, deleting that run's checkpoints and
+    /// outputs (without it such a folder is refused).
+    #[arg(long, conflicts_with = "resume")]
+    overwrite: bool,
     /// Test hook: stop after this many batches (as if killed); continue with --resume.
     #[arg(long, hide = true)]
     stop_after_batches: Option<usize>,
@@ -100,6 +104,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         replica_devices: devices.collect(),
         run: lofi_train::RunControl {
             resume: args.resume,
+            overwrite: args.overwrite,
             stop_after_batches: args.stop_after_batches,
             progress: crate::progress::reporter(),
         },

@@ -45,6 +45,10 @@ pub struct TrainHeadArgs {
     /// unless --config is given).
     #[arg(long)]
     resume: bool,
+    /// Start afresh in an --out that holds another run, deleting that run's checkpoints and
+    /// outputs (without it such a folder is refused).
+    #[arg(long, conflicts_with = "resume")]
+    overwrite: bool,
     /// Test hook: stop after this many steps (as if killed); continue with --resume.
     #[arg(long, hide = true)]
     stop_after_batches: Option<usize>,
@@ -89,6 +93,7 @@ pub fn run(args: TrainHeadArgs) -> Result<()> {
         },
         &lofi_engine::RunControl {
             resume: args.resume,
+            overwrite: args.overwrite,
             stop_after_batches: args.stop_after_batches,
             progress: crate::progress::reporter(),
         },

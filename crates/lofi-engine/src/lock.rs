@@ -1,0 +1,231 @@
+//! Advisory locks on the folders a stage writes.
+//!
+//! Exists because two processes writing one run or feature folder end with a mix of both (one
+//! run's weights, the other's printed numbers) and both exit 0. Every stage that writes a folder
+//! holds a lock on it for as long as it writes: a second process is refused at once with a message
+//! naming the holder (process id, host, start time, command).
+//!
+//! The lock is the operating system's advisory file lock (`flock` on Unix, through std's
+//! `File::try_lock`) on a file `.lofi-lock` inside the folder: the kernel releases it when the
+//! holding process ends, however it ends, so a lock can never outlive its process. The file also
+//! holds a line describing the holder, cleared when the holder finishes normally; a description
+//! found when the lock is free therefore belongs to a process that died while holding it (killed,
+//! out of memory, a crashed node). That stale lock is reported (which process, when it started)
+//! and taken over: the folder's own resume rules decide what of its work is kept.
+//!
+//! Sharded extraction runs several processes in one folder on purpose: each takes the folder's
+//! lock *shared* and its own shard's lock exclusively ([`FolderLock::shard`]), so shards coexist,
+//! two runs of the same shard do not, and an unsharded run excludes every shard.
+//!
+//! Advisory locks are only as good as the file system's support: local file systems and NFSv4
+//! honour them; some network file systems ignore them silently.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{EngineError, EngineResult};
+
+/// Name of the lock file of a folder.
+pub const LOCK_FILE: &str = ".lofi-lock";
+
+/// A held lock; released when dropped (and by the kernel if the process dies).
+#[derive(Debug)]
+pub struct FolderLock {
+    /// Exclusive lock whose file describes the holder.
+    file: File,
+    path: PathBuf,
+    /// The folder-wide shared lock a shard holds beside its own exclusive one.
+    _shared: Option<File>,
+}
+
+impl FolderLock {
+    /// Takes the exclusive lock of `dir` (created if needed) for `what` (a stage's name, for
+    /// messages), or fails naming the process that holds it.
+    pub fn exclusive(dir: &Path, what: &str) -> EngineResult<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| EngineError::io(dir, e))?;
+        Self::hold(&dir.join(LOCK_FILE), dir, what, None)
+    }
+
+    /// Takes shard `index` of `count`'s lock of `dir`: the folder's lock shared (other shards may
+    /// hold it too; an unsharded run may not) and the shard's own lock exclusively.
+    pub fn shard(dir: &Path, what: &str, index: usize, count: usize) -> EngineResult<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| EngineError::io(dir, e))?;
+        let folder_path = dir.join(LOCK_FILE);
+        let folder = open(&folder_path)?;
+        match folder.try_lock_shared() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(busy(dir, what, &describe_holder(&folder_path)));
+            }
+            Err(TryLockError::Error(e)) => return Err(EngineError::io(&folder_path, e)),
+        }
+        let own = dir.join(format!("{LOCK_FILE}.shard-{index}-of-{count}"));
+        Self::hold(&own, dir, what, Some(folder))
+    }
+
+    fn hold(path: &Path, dir: &Path, what: &str, shared: Option<File>) -> EngineResult<Self> {
+        let mut file = open(path)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(busy(dir, what, &describe_holder(path)));
+            }
+            Err(TryLockError::Error(e)) => return Err(EngineError::io(path, e)),
+        }
+        let mut previous = String::new();
+        file.read_to_string(&mut previous)
+            .map_err(|e| EngineError::io(path, e))?;
+        let previous = previous.trim();
+        if !previous.is_empty() {
+            tracing::warn!(
+                "{}: a stale lock of {} ({previous}) that ended without finishing; taking over, \
+                 the folder's resume rules decide what of its work is kept",
+                dir.display(),
+                if holder_alive(previous) {
+                    "a process that no longer holds it"
+                } else {
+                    "a process that is not running any more"
+                }
+            );
+        }
+        let me = holder_line();
+        file.set_len(0).map_err(|e| EngineError::io(path, e))?;
+        file.seek(SeekFrom::Start(0))
+            .map_err(|e| EngineError::io(path, e))?;
+        file.write_all(me.as_bytes())
+            .and_then(|()| file.flush())
+            .map_err(|e| EngineError::io(path, e))?;
+        Ok(Self {
+            file,
+            path: path.to_path_buf(),
+            _shared: shared,
+        })
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for FolderLock {
+    fn drop(&mut self) {
+        // A normal end clears the holder line, so only a process that died leaves one behind.
+        // Failure to clear is harmless: the next holder reports a stale lock.
+        let _ = self.file.set_len(0);
+        let _ = self.file.unlock();
+    }
+}
+
+fn open(path: &Path) -> EngineResult<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| EngineError::io(path, e))
+}
+
+fn busy(dir: &Path, what: &str, holder: &str) -> EngineError {
+    EngineError::RunDir(format!(
+        "{} is in use by another lofi process ({holder}); {what} waits for no one: let that \
+         process finish or stop it, or choose another --out",
+        dir.display()
+    ))
+}
+
+/// The holder line of a lock file, read without locking (what the holder wrote).
+fn describe_holder(path: &Path) -> String {
+    match std::fs::read_to_string(path) {
+        Ok(text) if !text.trim().is_empty() => text.trim().to_string(),
+        _ => "no holder line: shards of a sharded run hold it shared".to_string(),
+    }
+}
+
+/// `pid <N> on <host>, started <unix seconds>: <command line>`.
+fn holder_line() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown host".into());
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let command: Vec<String> = std::env::args().collect();
+    format!(
+        "pid {} on {host}, started {started} (unix time): {}",
+        std::process::id(),
+        command.join(" ")
+    )
+}
+
+/// Whether the process of a holder line still runs (on this host; `false` when unknown).
+fn holder_alive(line: &str) -> bool {
+    line.strip_prefix("pid ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|pid| pid.parse::<u32>().ok())
+        .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_holder_is_refused_and_named_until_the_first_lets_go() -> EngineResult<()> {
+        let tmp = tempfile::tempdir().map_err(|e| EngineError::io("tmp", e))?;
+        let dir = tmp.path().join("run");
+        let first = FolderLock::exclusive(&dir, "training")?;
+        // A second open of the file is its own lock holder, as another process would be.
+        let e = FolderLock::exclusive(&dir, "training").expect_err("held");
+        let text = e.to_string();
+        assert!(
+            text.contains("in use by another lofi process")
+                && text.contains(&format!("pid {}", std::process::id())),
+            "{text}"
+        );
+        drop(first);
+        assert_eq!(
+            std::fs::read_to_string(dir.join(LOCK_FILE)).ok(),
+            Some(String::new())
+        );
+        let _again = FolderLock::exclusive(&dir, "training")?;
+        Ok(())
+    }
+
+    #[test]
+    fn shards_coexist_but_exclude_their_twin_and_the_unsharded_run() -> EngineResult<()> {
+        let tmp = tempfile::tempdir().map_err(|e| EngineError::io("tmp", e))?;
+        let dir = tmp.path();
+        let a = FolderLock::shard(dir, "extraction", 0, 2)?;
+        let _b = FolderLock::shard(dir, "extraction", 1, 2)?;
+        assert!(FolderLock::shard(dir, "extraction", 0, 2).is_err());
+        assert!(FolderLock::exclusive(dir, "extraction").is_err());
+        drop(a);
+        let _a = FolderLock::shard(dir, "extraction", 0, 2)?;
+        Ok(())
+    }
+
+    #[test]
+    fn a_dead_holder_line_is_a_stale_lock_that_is_taken_over() -> EngineResult<()> {
+        let tmp = tempfile::tempdir().map_err(|e| EngineError::io("tmp", e))?;
+        let dir = tmp.path();
+        // What a killed process leaves: its line, and no lock (the kernel released it).
+        std::fs::write(
+            dir.join(LOCK_FILE),
+            "pid 4294967 on h, started 1 (unix time): lofi",
+        )
+        .map_err(|e| EngineError::io("w", e))?;
+        assert!(!holder_alive("pid 4294967 on h"));
+        assert!(holder_alive(&holder_line()));
+        let lock = FolderLock::exclusive(dir, "training")?;
+        let line = std::fs::read_to_string(lock.path()).map_err(|e| EngineError::io("r", e))?;
+        assert!(
+            line.starts_with(&format!("pid {} ", std::process::id())),
+            "{line}"
+        );
+        Ok(())
+    }
+}
