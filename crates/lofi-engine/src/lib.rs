@@ -12,6 +12,7 @@
 //!   and read back as the same types by the trainers, the demo and the report;
 //! - [`memory`]: the step memory meter (also the probe meter of lofi-train's planner);
 //! - [`progress`]: progress as events (bars in the binary, silent in tests);
+//! - [`preset`]: the one `--preset` vocabulary ([`Preset`]) every config maps to its values;
 //! - [`readback`]: scalars from device tensors as errors, never NaN or 0;
 //! - the seeded random stream is [`lofi_rng`] (re-exported as [`rng`]).
 //!
@@ -23,6 +24,7 @@ pub mod error;
 pub mod fit;
 pub mod memory;
 pub mod metrics;
+pub mod preset;
 pub mod progress;
 pub mod readback;
 pub mod run_dir;
@@ -36,5 +38,6 @@ pub use metrics::{
     EpochSummary, FidelityStats, FidelityTag, LossParts, MetricsRecord, StepMetrics,
     ValidationMetrics,
 };
+pub use preset::Preset;
 pub use progress::{Progress, Reporter, Silent};
 pub use run_dir::{parse_toml, read_toml, write_toml, RunDir, Settings};

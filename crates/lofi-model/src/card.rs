@@ -550,7 +550,7 @@ pub fn encoder_mismatch(
         message: format!(
             "{file} holds a {found}, the config asks for a {expected}; it has no card ({}) to say \
              its architecture, so give it explicitly: {} (or [encoder] kind, depth, base_width \
-             in the config)",
+             in the config), and --snippets, --frames, --size for the fidelity it was trained at",
             card_path(path)
                 .file_name()
                 .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),

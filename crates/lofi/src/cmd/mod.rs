@@ -11,3 +11,15 @@ pub mod report;
 pub mod synth;
 pub mod train;
 pub mod train_head;
+
+/// The long help of every `--preset`: the presets with one line each.
+pub fn preset_help() -> String {
+    let mut text = String::from(
+        "Starting settings where neither --config nor (for extract, train-head and detect) the \
+         producing run's model card gives them; explicit flags override all of these.\n",
+    );
+    for p in lofi_engine::Preset::ALL {
+        text.push_str(&format!("  {}: {}\n", p.name(), p.about()));
+    }
+    text
+}
