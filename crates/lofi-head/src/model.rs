@@ -319,7 +319,7 @@ impl ClassifierMeta {
 
     /// Reads a classifier's description back from its card.
     pub fn from_card(card: &ModelCard, weights: &Path) -> Result<Self> {
-        let bad = |m: String| HeadError::format(&lofi_model::card::card_path(weights), m);
+        let bad = |m: String| HeadError::format(lofi_model::card::card_path(weights), m);
         let ModelSpec::VideoClassifier { hidden, inputs } = card.model else {
             return Err(bad(format!(
                 "describes {}, not a video classifier",
@@ -390,5 +390,78 @@ impl TrainedHead {
             head,
             classifier,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_runs_read_from_cards_and_from_the_older_head_json() {
+        let device = cpu_device();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let arch = GtadArch::tiny();
+        let head = arch.gtad(8).init(&device).expect("head");
+        let classifier = ClassifierMeta {
+            classes: vec!["a".into(), "b".into()],
+            hidden: 0,
+            mean: vec![0.5; 16],
+            std: vec![1.0; 16],
+        };
+        let producer = Producer::new("train-head", &serde_json::json!({"epochs": 3})).expect("p");
+
+        // With cards: a run folder or its head.bpk.
+        let run = dir.path().join("run");
+        std::fs::create_dir_all(&run).expect("mkdir");
+        let card = ModelCard::new(
+            ModelSpec::Head {
+                arch: arch.clone(),
+                in_channels: 8,
+                snippets: 12,
+            },
+            feature_input(12, 8, Normalization::None),
+            producer.clone(),
+        );
+        save_with_card(&head, &run.join(files::HEAD), &card).expect("head");
+        let model = classifier.init(&device);
+        save_with_card(
+            &model,
+            &run.join(files::CLASSIFIER),
+            &classifier.card(12, producer),
+        )
+        .expect("classifier");
+        for path in [run.clone(), run.join(files::HEAD)] {
+            let loaded = TrainedHead::load(&path, &device).expect("load");
+            assert_eq!(loaded.meta.snippets, 12);
+            assert_eq!(loaded.meta.epochs, 3);
+            assert_eq!(loaded.meta.classifier.as_ref(), Some(&classifier));
+            assert!(loaded.classifier.is_some());
+        }
+
+        // A run of an older lofi: head.json in the HeadMeta layout, no classifier card.
+        let old = dir.path().join("old");
+        std::fs::create_dir_all(&old).expect("mkdir");
+        lofi_model::checkpoint::save(&head, &old.join(files::HEAD)).expect("head");
+        lofi_model::checkpoint::save(&model, &old.join(files::CLASSIFIER)).expect("cls");
+        let meta = HeadMeta {
+            in_channels: 8,
+            snippets: 12,
+            arch: arch.clone(),
+            classifier: Some(classifier.clone()),
+            epochs: 3,
+        };
+        std::fs::write(
+            old.join(files::META),
+            serde_json::to_string(&meta).expect("json"),
+        )
+        .expect("write");
+        let loaded = TrainedHead::load(&old, &device).expect("older run");
+        assert_eq!(loaded.meta, meta);
+
+        // A head card without its weights is refused by name.
+        std::fs::remove_file(run.join(files::HEAD)).expect("rm");
+        let e = TrainedHead::load(&run, &device).expect_err("no weights");
+        assert!(e.to_string().contains("head.bpk"), "{e}");
     }
 }
