@@ -672,6 +672,23 @@ fn load_subsets(
     Ok((train, val, c))
 }
 
+/// The settings a feature folder was extracted with (its `config.toml`, as JSON), for the head's
+/// card; `None` for folders without them (a peer's features).
+fn features_settings(dir: &std::path::Path) -> Option<serde_json::Value> {
+    let path = dir.join("config.toml");
+    let text = std::fs::read_to_string(&path).ok()?;
+    match toml::from_str::<toml::Value>(&text)
+        .map_err(|e| e.to_string())
+        .and_then(|v| serde_json::to_value(v).map_err(|e| e.to_string()))
+    {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::warn!("{}: not recorded in the head's card: {e}", path.display());
+            None
+        }
+    }
+}
+
 /// Trains a G-TAD head (and the video classifier) on feature files; see the module docs.
 /// `control` resumes a run, and receives its progress.
 pub fn train_head(
@@ -744,7 +761,8 @@ pub fn train_head(
         run.write_json(files::BEST, b)?;
     }
     // Weights first, then each one's model card (the card of head.bpk is head.json).
-    let producer = Producer::new("train-head", config)?;
+    let producer =
+        Producer::new("train-head", config)?.with_features(features_settings(&inputs.features));
     let head_card = ModelCard::new(
         ModelSpec::Head {
             arch: config.head.clone(),

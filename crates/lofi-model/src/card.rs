@@ -26,7 +26,8 @@
 //!   "input": {"snippets": 16, "frames_per_snippet": 1, "size": 64, "channels": null,
 //!             "normalization": {"kind": "pixels", "scale": 255.0, "mean": [..], "std": [..]}},
 //!   "classes": ["a", "b"],
-//!   "producer": {"command": "train", "lofi_version": "0.1.0", "config": {..}}
+//!   "producer": {"command": "train", "lofi_version": "0.1.0", "config": {..},
+//!                "features": {..}}
 //! }
 //! ```
 
@@ -154,6 +155,10 @@ pub struct Producer {
     pub lofi_version: String,
     /// The command's whole config, as JSON (the run's `config.toml`).
     pub config: serde_json::Value,
+    /// For models trained on features: the settings the features were extracted with (the
+    /// feature folder's `config.toml`, as JSON), when the folder has them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<serde_json::Value>,
 }
 
 impl Producer {
@@ -164,7 +169,14 @@ impl Producer {
             lofi_version: env!("CARGO_PKG_VERSION").to_string(),
             config: serde_json::to_value(config)
                 .map_err(|e| ModelError::Config(format!("cannot record the config: {e}")))?,
+            features: None,
         })
+    }
+
+    /// Records the extraction settings of the features the model was trained on.
+    pub fn with_features(mut self, features: Option<serde_json::Value>) -> Self {
+        self.features = features;
+        self
     }
 }
 
@@ -531,8 +543,8 @@ pub fn encoder_mismatch(
                 return Some(ModelError::ArchMismatch {
                     path: path.to_path_buf(),
                     message: format!(
-                        "{file} holds a {}, the config asks for a {expected} (its card {} says \
-                         so; drop the architecture flags to use the file's own)",
+                        "{file} holds a {}, the config asks for a {expected} (as its card {} \
+                         says)",
                         describe_encoder(found, *found_classes),
                         card_path(path).display()
                     ),

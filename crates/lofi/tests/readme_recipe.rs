@@ -154,6 +154,14 @@ fn the_readme_recipe_runs_as_written_and_its_runs_describe_themselves() {
         assert_eq!(card["format"], "lofi-model-card", "{f}");
         assert!(root.join(f).with_extension("bpk").is_file(), "{f}");
     }
+    let head_card: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("runs/lofi/head/head.json")).expect("head card"),
+    )
+    .expect("json");
+    assert_eq!(head_card["model"]["kind"], "head");
+    assert_eq!(head_card["model"]["snippets"], 16, "L from the features");
+    assert_eq!(head_card["producer"]["command"], "train-head");
+    assert_eq!(head_card["producer"]["features"]["snippets"], 16);
     let width = feature_width(&root.join("runs/lofi/features"));
 
     // `--encoder` takes a run folder; the card gives architecture and fidelity.

@@ -15,8 +15,9 @@ pub mod train_head;
 /// The long help of every `--preset`: the presets with one line each.
 pub fn preset_help() -> String {
     let mut text = String::from(
-        "Starting settings where neither --config nor (for extract, train-head and detect) the \
-         producing run's model card gives them; explicit flags override all of these.\n",
+        "Starting settings for what neither --config nor the producing run gives (the encoder's \
+         card for extract, the features' index for train-head, the head run for detect); \
+         explicit flags override all of these.\n",
     );
     for p in lofi_engine::Preset::ALL {
         text.push_str(&format!("  {}: {}\n", p.name(), p.about()));
