@@ -296,10 +296,18 @@ impl ModelCard {
         }
     }
 
-    /// The card beside `weights`, if there is one (checked as [`read`](Self::read) does).
+    /// The card beside `weights`, if there is one (checked as [`read`](Self::read) does). A
+    /// JSON file of that name that is not a lofi card (another tool's file beside an imported
+    /// `model.pth`) is not a card: `None`.
     pub fn read_beside(weights: &Path) -> Result<Option<Self>, ModelError> {
         let path = card_path(weights);
-        if path.is_file() && path != weights {
+        let is_card = || {
+            std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .is_some_and(|v| v.get("format").and_then(|f| f.as_str()) == Some(CARD_FORMAT))
+        };
+        if path.is_file() && path != weights && is_card() {
             let card = Self::read(&path)?;
             let named = weights.file_name().and_then(|n| n.to_str());
             if named != Some(card.weights.as_str()) {
@@ -635,9 +643,12 @@ mod tests {
         std::fs::remove_file(&weights).expect("rm");
         let e = ModelCard::read(&path).expect_err("missing");
         assert!(e.to_string().contains("missing"), "{e}");
-        // A file that is not a card, or from a newer lofi.
+        // A file that is not a card (another tool's JSON beside the weights: ignored beside
+        // them), or a card from a newer lofi.
         std::fs::write(&path, "{\"format\": \"x\"}").expect("write");
         assert!(ModelCard::read(&path).is_err());
+        std::fs::write(&weights, b"12345").expect("weights");
+        assert_eq!(ModelCard::read_beside(&weights).expect("not a card"), None);
         std::fs::write(
             &path,
             format!("{{\"format\": \"{CARD_FORMAT}\", \"version\": 99}}"),
