@@ -417,6 +417,20 @@ impl FoundEncoder {
     }
 }
 
+impl FoundEncoder {
+    /// The `[encoder]` keys of a config that select this architecture.
+    pub fn toml(&self) -> String {
+        let mut t = format!("[encoder] kind = \"{}\"", self.kind);
+        if let Some(d) = self.depth {
+            t.push_str(&format!(", depth = {d}"));
+        }
+        if let Some(w) = self.base_width {
+            t.push_str(&format!(", base_width = {w}"));
+        }
+        t
+    }
+}
+
 impl fmt::Display for FoundEncoder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let depth = self
@@ -569,12 +583,13 @@ pub fn encoder_mismatch(
         path: path.to_path_buf(),
         message: format!(
             "{file} holds a {found}, the config asks for a {expected}; it has no card ({}) to say \
-             its architecture, so give it explicitly: {} (or [encoder] kind, depth, base_width \
-             in the config), and --snippets, --frames, --size for the fidelity it was trained at",
+             its architecture, so give it explicitly: `{}` to extract (with --snippets, --frames, \
+             --size for the fidelity it was trained at), or `{}` in a config",
             card_path(path)
                 .file_name()
                 .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
-            found.flags()
+            found.flags(),
+            found.toml()
         ),
     })
 }
@@ -714,7 +729,11 @@ mod tests {
             msg.contains("--kind tsm --depth 18 --base-width 4 --num-classes 3"),
             "{msg}"
         );
-        assert!(msg.len() < 400 && !msg.contains("ShapeMismatch"), "{msg}");
+        assert!(
+            msg.contains("[encoder] kind = \"tsm\", depth = 18, base_width = 4"),
+            "{msg}"
+        );
+        assert!(msg.len() < 500 && !msg.contains("ShapeMismatch"), "{msg}");
 
         // With a card, the card is believed first.
         let card = ModelCard::new(
