@@ -187,6 +187,26 @@ fn the_readme_recipe_runs_as_written_and_its_runs_describe_themselves() {
     assert!(ok, "--encoder RUN_DIR: {err}");
     assert_eq!(feature_width(&root.join("f-folder"))[0], width[0]);
 
+    // `lofi train` takes the pre-training run folder too, and its paper preset (width 64) is
+    // refused against the tiny encoder's card in one line.
+    let (ok, err) = lofi_in(
+        root,
+        &[
+            "train",
+            "--data",
+            "data",
+            "--encoder",
+            "runs/pretrain",
+            "--out",
+            "t-paper",
+        ],
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("encoder.bpk holds a TSM-R18 width 4, the config asks for a TSM-R18 width 64"),
+        "{err}"
+    );
+
     // An explicit flag against the card: one line naming both architectures.
     let (ok, err) = extract("runs/lofi", "f-wide", &["--base-width", "64"]);
     assert!(!ok);
