@@ -14,6 +14,7 @@
 //!   and read back as the same types by the trainers, the demo and the report;
 //! - [`memory`]: the step memory meter (also the probe meter of lofi-train's planner);
 //! - [`progress`]: progress as events (bars in the binary, silent in tests);
+//! - [`preset`]: the one `--preset` vocabulary ([`Preset`]) every config maps to its values;
 //! - [`readback`]: scalars from device tensors as errors, never NaN or 0;
 //! - the seeded random stream is [`lofi_rng`] (re-exported as [`rng`]).
 //!
@@ -27,6 +28,7 @@ pub mod fit;
 pub mod lock;
 pub mod memory;
 pub mod metrics;
+pub mod preset;
 pub mod progress;
 pub mod readback;
 pub mod run_dir;
@@ -42,5 +44,6 @@ pub use metrics::{
     EpochSummary, FidelityStats, FidelityTag, LossParts, MetricsRecord, StepMetrics,
     ValidationMetrics,
 };
+pub use preset::Preset;
 pub use progress::{Progress, Reporter, Silent};
 pub use run_dir::{parse_toml, read_toml, write_toml, RunDir, Settings};

@@ -27,6 +27,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor, TensorData};
+use lofi_engine::Preset;
 use lofi_eval::{
     evaluate_detection, fuse_with_class_scores, soft_nms, DetectionFile, DetectionReport,
     GroundTruth as EvalTruth, GroundTruthOptions, PredictionKind, Predictions, ScoredSegment,
@@ -68,6 +69,13 @@ impl Default for DetectConfig {
 }
 
 impl DetectConfig {
+    /// The post-processing of `preset` (ActivityNet's for `paper` and `tiny`).
+    pub fn preset(preset: Preset) -> Self {
+        match preset {
+            Preset::Paper | Preset::Tiny => Self::default(),
+        }
+    }
+
     /// Checks every value before any work.
     pub fn validate(&self) -> Result<()> {
         if !(self.soft_nms_sigma.is_finite() && self.soft_nms_sigma > 0.0) {
@@ -388,7 +396,8 @@ pub fn oracle_class_scores(
 /// Inputs of [`detect`] besides the settings.
 #[derive(Debug, Clone)]
 pub struct DetectInputs {
-    /// A `lofi train-head` run folder (`head.json`, `head.bpk`, `classifier.bpk`).
+    /// A `lofi train-head` run folder (`head.bpk`, `classifier.bpk` and their cards), or a
+    /// `head.bpk` with its card (also the end-to-end head of `lofi train`).
     pub head_dir: PathBuf,
     /// Feature folder.
     pub features: PathBuf,

@@ -25,7 +25,7 @@ use std::time::Instant;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use lofi_engine::fingerprint::{clear_outputs, sha256_file, FINGERPRINT_FILE};
-use lofi_engine::{Claim, Fingerprint, FolderLock, Settings};
+use lofi_engine::{Claim, Fingerprint, FolderLock, Preset, Settings};
 use lofi_model::{Encoder, EncoderArch};
 use lofi_video::ground_truth::{find_video, GroundTruth};
 use lofi_video::{Fidelity, Loader, LoaderConfig, SamplingPlan, VideoJob};
@@ -144,6 +144,26 @@ impl ExtractConfig {
         }
     }
 
+    /// The settings of `preset` with a randomly initialised encoder of its architecture
+    /// (`paper`: TSM-R18 at 100 x 1 x 224; `tiny`: width-4 TSM-R18 at 16 x 1 x 64, the fidelity
+    /// `lofi train --preset tiny` trains at).
+    pub fn preset(preset: Preset) -> Self {
+        let spec = |model| EncoderSpec {
+            model,
+            num_classes: None,
+            checkpoint: None,
+            seed: 0,
+        };
+        match preset {
+            Preset::Paper => Self::new(spec(EncoderArch::default())),
+            Preset::Tiny => Self {
+                snippets: 16,
+                size: 64,
+                ..Self::new(spec(EncoderArch::tiny(lofi_model::EncoderKind::Tsm, 18, 4)))
+            },
+        }
+    }
+
     /// These settings as recorded beside the features: the checkpoint path made absolute (against
     /// the working directory, as it was read), so a run reusing the recorded file (`--config
     /// FEATURES/config.toml`, e.g. a re-submitted cluster array) finds the same checkpoint from
@@ -249,7 +269,12 @@ pub fn load_encoder(spec: &EncoderSpec, device: &Device) -> Result<Encoder> {
     let encoder = spec.model.init(spec.num_classes, device)?;
     let encoder = match &spec.checkpoint {
         None => encoder,
-        Some(path) => encoder.load_file(path)?,
+        Some(path) => {
+            if let Some(card) = lofi_model::ModelCard::read_beside(path)? {
+                crate::model::check_video_input(&card, &lofi_model::card::card_path(path))?;
+            }
+            spec.model.load_into(spec.num_classes, encoder, path)?
+        }
     };
     Ok(encoder.valid())
 }
@@ -351,11 +376,12 @@ pub fn extract(
         config.subset.as_deref(),
         inputs.shard,
     )?;
+    // The encoder first: weights of another architecture are refused before anything is written.
+    let device = inputs.device.clone();
+    let encoder = load_encoder(&config.encoder, &device)?;
     let recorded = config.recorded()?;
     let _lock = claim_folder(config, &recorded, inputs)?;
     let (_, previous, listed_failed) = read_indexes(&inputs.out)?;
-    let device = inputs.device.clone();
-    let encoder = load_encoder(&config.encoder, &device)?;
     let c = config.encoder.model.out_channels();
     let l = config.snippets;
     let total = selected.len();

@@ -1,10 +1,12 @@
 //! The trained artefacts of `lofi train-head` and how they are described on disk: the G-TAD head's
 //! architecture (without the input width, which comes from the features), the small video-level
-//! classifier trained beside it, and `head.json`, which lets `lofi detect` rebuild both.
+//! classifier trained beside it, and their model cards, which let `lofi detect` rebuild both.
 //!
 //! Exists so that training and detection agree on one description of the models: `train-head`
-//! writes `RUN_DIR/head.json` next to `head.bpk` and `classifier.bpk`, and `detect` builds exactly
-//! those modules from it before loading the weights.
+//! writes the model cards `RUN_DIR/head.json` and `classifier.json` (see [`lofi_model::card`])
+//! next to `head.bpk` and `classifier.bpk`, and `detect` builds exactly those modules from them
+//! before loading the weights. The helpers here also build the cards of video encoders, which
+//! need lofi-video's pixel normalisation.
 //!
 //! # The video-level classifier
 //! G-TAD localizes actions without naming them; the label comes from a video-level classifier.
@@ -21,7 +23,7 @@ use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor, TensorData};
-use lofi_model::GtadArch;
+use lofi_model::{GtadArch, InputSpec, ModelCard, ModelSpec, Normalization, Producer};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{HeadError, Result};
@@ -84,7 +86,7 @@ pub fn pool_features(f: &VideoFeatures) -> Vec<f32> {
     mean
 }
 
-/// How the classifier was built and what it needs at inference (`head.json`'s `classifier`).
+/// How the classifier was built and what it needs at inference (read from `classifier.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClassifierMeta {
@@ -151,7 +153,9 @@ impl ClassifierMeta {
     }
 }
 
-/// `RUN_DIR/head.json`: everything `lofi detect` needs to rebuild the trained models.
+/// Everything `lofi detect` needs to rebuild the trained models of a head run: read from the
+/// model cards `head.json` (of `head.bpk`) and `classifier.json` (of `classifier.bpk`), or from
+/// the single `head.json` of runs written before model cards (the layout of this struct).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HeadMeta {
@@ -173,18 +177,175 @@ pub mod files {
     pub const HEAD: &str = "head.bpk";
     /// Final classifier weights.
     pub const CLASSIFIER: &str = "classifier.bpk";
-    /// Model description.
+    /// The model card of `head.bpk` (before model cards: the [`super::HeadMeta`] layout).
     pub const META: &str = "head.json";
+    /// The model card of `classifier.bpk`.
+    pub const CLASSIFIER_CARD: &str = "classifier.json";
     /// The epoch chosen for `head.bpk` (lowest validation loss).
     pub const BEST: &str = "best.json";
 }
 
+/// The input of models on features: `channels` at `snippets`, normalised as `normalization`.
+pub fn feature_input(snippets: usize, channels: usize, normalization: Normalization) -> InputSpec {
+    InputSpec {
+        snippets: Some(snippets),
+        frames_per_snippet: None,
+        size: None,
+        channels: Some(channels),
+        normalization,
+    }
+}
+
+/// The input of lofi's video encoders: `frames_per_snippet` frames of `size` px per snippet, RGB
+/// normalised with ImageNet's statistics (what [`lofi_video::ClipU8::to_f32_normalized`] does).
+pub fn video_input(snippets: Option<usize>, frames_per_snippet: usize, size: usize) -> InputSpec {
+    InputSpec {
+        snippets,
+        frames_per_snippet: Some(frames_per_snippet),
+        size: Some(size),
+        channels: None,
+        normalization: pixel_normalization(),
+    }
+}
+
+/// The one pixel normalisation lofi applies.
+pub fn pixel_normalization() -> Normalization {
+    Normalization::Pixels {
+        scale: 255.0,
+        mean: lofi_video::IMAGENET_MEAN,
+        std: lofi_video::IMAGENET_STD,
+    }
+}
+
+/// Refuses an encoder card whose input normalisation is not the one lofi applies.
+pub fn check_video_input(card: &ModelCard, card_path: &Path) -> Result<()> {
+    if card.input.normalization == pixel_normalization() {
+        Ok(())
+    } else {
+        Err(HeadError::format(
+            card_path,
+            format!(
+                "the encoder expects inputs normalised as {:?}, but lofi feeds RGB (x / 255 - \
+                 ImageNet mean) / ImageNet std",
+                card.input.normalization
+            ),
+        ))
+    }
+}
+
+/// Writes `module` to `path` and its card beside it (weights first, then the card).
+pub fn save_with_card<M: Module>(module: &M, path: &Path, card: &ModelCard) -> Result<()> {
+    lofi_model::checkpoint::save(module, path)?;
+    card.write_beside(path)?;
+    Ok(())
+}
+
 impl HeadMeta {
-    /// Reads `head.json` from a run folder.
-    pub fn read(run_dir: &Path) -> Result<Self> {
-        let path = run_dir.join(files::META);
-        let text = std::fs::read_to_string(&path).map_err(|e| HeadError::io(&path, e))?;
-        serde_json::from_str(&text).map_err(|e| HeadError::format(&path, e.to_string()))
+    /// Reads the description of the head in `path`: a run folder or a `head.bpk` (its card;
+    /// `classifier.bpk` and its card in the same folder give the classifier), or the `head.json`
+    /// of a run written before model cards.
+    pub fn read(path: &Path) -> Result<Self> {
+        let weights = lofi_model::card::resolve_weights(path, files::HEAD)?;
+        let dir = weights.parent().unwrap_or(Path::new("."));
+        let card_path = lofi_model::card::card_path(&weights);
+        let text = std::fs::read_to_string(&card_path).map_err(|e| {
+            HeadError::format(
+                &card_path,
+                format!(
+                    "cannot read the card of {} ({e}); a head needs its card (written by `lofi \
+                     train-head` or `lofi train`)",
+                    weights.display()
+                ),
+            )
+        })?;
+        if !text.contains(lofi_model::card::CARD_FORMAT) {
+            // A run folder of an older lofi: head.json in this struct's layout.
+            return serde_json::from_str(&text)
+                .map_err(|e| HeadError::format(&card_path, e.to_string()));
+        }
+        let card = ModelCard::read(&card_path)?;
+        let ModelSpec::Head {
+            arch,
+            in_channels,
+            snippets,
+        } = card.model
+        else {
+            return Err(HeadError::format(
+                &card_path,
+                format!("describes {}, not a G-TAD head", card.model.describe()),
+            ));
+        };
+        let classifier_weights = dir.join(files::CLASSIFIER);
+        let classifier = match ModelCard::read_beside(&classifier_weights)? {
+            Some(c) => Some(ClassifierMeta::from_card(&c, &classifier_weights)?),
+            None => None,
+        };
+        let epochs = card
+            .producer
+            .config
+            .get("epochs")
+            .and_then(|e| e.as_u64())
+            .unwrap_or(0) as usize;
+        Ok(Self {
+            in_channels,
+            snippets,
+            arch,
+            classifier,
+            epochs,
+        })
+    }
+}
+
+impl ClassifierMeta {
+    /// This classifier's card (`producer`: the head run that trained it).
+    pub fn card(&self, snippets: usize, producer: Producer) -> ModelCard {
+        ModelCard::new(
+            ModelSpec::VideoClassifier {
+                inputs: self.mean.len(),
+                hidden: self.hidden,
+            },
+            feature_input(
+                snippets,
+                self.mean.len() / 2,
+                Normalization::Standardize {
+                    mean: self.mean.clone(),
+                    std: self.std.clone(),
+                },
+            ),
+            producer,
+        )
+        .with_classes(Some(self.classes.clone()))
+    }
+
+    /// Reads a classifier's description back from its card.
+    pub fn from_card(card: &ModelCard, weights: &Path) -> Result<Self> {
+        let bad = |m: String| HeadError::format(lofi_model::card::card_path(weights), m);
+        let ModelSpec::VideoClassifier { hidden, inputs } = card.model else {
+            return Err(bad(format!(
+                "describes {}, not a video classifier",
+                card.model.describe()
+            )));
+        };
+        let Normalization::Standardize { mean, std } = &card.input.normalization else {
+            return Err(bad(
+                "a video classifier card needs \"standardize\" inputs".into()
+            ));
+        };
+        let classes = card.classes.clone().unwrap_or_default();
+        if mean.len() != inputs || std.len() != inputs || classes.is_empty() {
+            return Err(bad(format!(
+                "inconsistent card: {inputs} inputs, {} means, {} deviations, {} classes",
+                mean.len(),
+                std.len(),
+                classes.len()
+            )));
+        }
+        Ok(Self {
+            classes,
+            hidden,
+            mean: mean.clone(),
+            std: std.clone(),
+        })
     }
 }
 
@@ -200,15 +361,27 @@ pub struct TrainedHead {
 }
 
 impl TrainedHead {
-    /// Loads `head.json`, `head.bpk` and (when described) `classifier.bpk` from `run_dir`.
-    pub fn load(run_dir: &Path, device: &Device) -> Result<Self> {
-        let meta = HeadMeta::read(run_dir)?;
+    /// Loads a head from `path`, a run folder or a `head.bpk` (of `lofi train-head`, or the
+    /// end-to-end head of `lofi train`), as [`HeadMeta::read`] describes it, with the
+    /// classifier beside it when there is one.
+    pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        let meta = HeadMeta::read(path)?;
+        let weights = lofi_model::card::resolve_weights(path, files::HEAD)?;
+        let dir = weights.parent().unwrap_or(Path::new("."));
         let head = meta.arch.gtad(meta.in_channels).init(device)?;
-        let head = lofi_model::checkpoint::load(head, &run_dir.join(files::HEAD))?;
+        let head = lofi_model::checkpoint::load(head, &weights).map_err(|e| {
+            HeadError::format(
+                &weights,
+                format!(
+                    "does not hold the head its card describes (G-TAD hidden {} on {} channels): {e}",
+                    meta.arch.hidden, meta.in_channels
+                ),
+            )
+        })?;
         let classifier = match &meta.classifier {
             Some(c) => Some(lofi_model::checkpoint::load(
                 c.init(device),
-                &run_dir.join(files::CLASSIFIER),
+                &dir.join(files::CLASSIFIER),
             )?),
             None => None,
         };
@@ -217,5 +390,78 @@ impl TrainedHead {
             head,
             classifier,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_runs_read_from_cards_and_from_the_older_head_json() {
+        let device = cpu_device();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let arch = GtadArch::tiny();
+        let head = arch.gtad(8).init(&device).expect("head");
+        let classifier = ClassifierMeta {
+            classes: vec!["a".into(), "b".into()],
+            hidden: 0,
+            mean: vec![0.5; 16],
+            std: vec![1.0; 16],
+        };
+        let producer = Producer::new("train-head", &serde_json::json!({"epochs": 3})).expect("p");
+
+        // With cards: a run folder or its head.bpk.
+        let run = dir.path().join("run");
+        std::fs::create_dir_all(&run).expect("mkdir");
+        let card = ModelCard::new(
+            ModelSpec::Head {
+                arch: arch.clone(),
+                in_channels: 8,
+                snippets: 12,
+            },
+            feature_input(12, 8, Normalization::None),
+            producer.clone(),
+        );
+        save_with_card(&head, &run.join(files::HEAD), &card).expect("head");
+        let model = classifier.init(&device);
+        save_with_card(
+            &model,
+            &run.join(files::CLASSIFIER),
+            &classifier.card(12, producer),
+        )
+        .expect("classifier");
+        for path in [run.clone(), run.join(files::HEAD)] {
+            let loaded = TrainedHead::load(&path, &device).expect("load");
+            assert_eq!(loaded.meta.snippets, 12);
+            assert_eq!(loaded.meta.epochs, 3);
+            assert_eq!(loaded.meta.classifier.as_ref(), Some(&classifier));
+            assert!(loaded.classifier.is_some());
+        }
+
+        // A run of an older lofi: head.json in the HeadMeta layout, no classifier card.
+        let old = dir.path().join("old");
+        std::fs::create_dir_all(&old).expect("mkdir");
+        lofi_model::checkpoint::save(&head, &old.join(files::HEAD)).expect("head");
+        lofi_model::checkpoint::save(&model, &old.join(files::CLASSIFIER)).expect("cls");
+        let meta = HeadMeta {
+            in_channels: 8,
+            snippets: 12,
+            arch: arch.clone(),
+            classifier: Some(classifier.clone()),
+            epochs: 3,
+        };
+        std::fs::write(
+            old.join(files::META),
+            serde_json::to_string(&meta).expect("json"),
+        )
+        .expect("write");
+        let loaded = TrainedHead::load(&old, &device).expect("older run");
+        assert_eq!(loaded.meta, meta);
+
+        // A head card without its weights is refused by name.
+        std::fs::remove_file(run.join(files::HEAD)).expect("rm");
+        let e = TrainedHead::load(&run, &device).expect_err("no weights");
+        assert!(e.to_string().contains("head.bpk"), "{e}");
     }
 }

@@ -14,8 +14,8 @@
 //! The run is kept by lofi-engine, like every trainer's: `config.toml` (the settings used),
 //! `metrics.jsonl` (typed records: one per step, one `epoch_end` per epoch, one `validation`
 //! with the validation loss, and the mAP when class scores exist), `checkpoints/epoch-<E>.bpk` +
-//! `.optim` + `last`, and exact `--resume`. At the end it writes `head.bpk`, `classifier.bpk` and
-//! `head.json` (see [`crate::model`]); `head.bpk` is the head of the epoch with the lowest
+//! `.optim` + `last`, and exact `--resume`. At the end it writes `head.bpk` and `classifier.bpk`
+//! with their model cards `head.json` and `classifier.json` (see [`crate::model`]); `head.bpk` is the head of the epoch with the lowest
 //! validation loss, as the official code's `GTAD_best`, and `best.json` names that epoch.
 
 use std::path::PathBuf;
@@ -28,11 +28,11 @@ use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 use lofi_engine::readback::scalar;
-use lofi_engine::Settings;
 use lofi_engine::{
     fit, metrics, Fingerprint, FitEnd, LossParts, RunControl, RunDir, Stage, StepAt, StepMetrics,
     ValidationMetrics,
 };
+use lofi_engine::{Preset, Settings};
 use lofi_eval::{GroundTruth as EvalTruth, GroundTruthOptions, VideoClassScores};
 use lofi_model::{GtadHead, GtadLoss, GtadTargets, Segment, TargetConfig};
 use lofi_video::ground_truth::GroundTruth;
@@ -41,8 +41,8 @@ use serde::{Deserialize, Serialize};
 use crate::detect::{validate_head, ClassScoreFile, DetectConfig};
 use crate::error::{HeadError, Result};
 use crate::features::{FeatureStore, VideoFeatures, INDEX_FILE};
-use crate::model::{files, ClassifierMeta, HeadMeta, VideoClassifier};
-use lofi_model::GtadArch;
+use crate::model::{feature_input, files, save_with_card, ClassifierMeta, VideoClassifier};
+use lofi_model::{GtadArch, ModelCard, ModelSpec, Normalization, Producer};
 
 /// Settings of the video-level classifier trained beside the head.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -137,6 +137,15 @@ impl Default for HeadConfig {
 }
 
 impl HeadConfig {
+    /// The configuration of `preset` (`paper`: G-TAD's recipe, [`Default`]; `tiny`: the tiny
+    /// head at 16 snippets, [`HeadConfig::tiny`]).
+    pub fn preset(preset: Preset) -> Self {
+        match preset {
+            Preset::Paper => Self::default(),
+            Preset::Tiny => Self::tiny(16),
+        }
+    }
+
     /// A small, fast configuration for tests and the demo: the tiny head at `snippets`, batch 4.
     pub fn tiny(snippets: usize) -> Self {
         Self {
@@ -688,6 +697,23 @@ fn input_fingerprint(inputs: &HeadInputs) -> Result<Fingerprint> {
     Ok(f)
 }
 
+/// The settings a feature folder was extracted with (its `config.toml`, as JSON), for the head's
+/// card; `None` for folders without them (a peer's features).
+fn features_settings(dir: &std::path::Path) -> Option<serde_json::Value> {
+    let path = dir.join("config.toml");
+    let text = std::fs::read_to_string(&path).ok()?;
+    match toml::from_str::<toml::Value>(&text)
+        .map_err(|e| e.to_string())
+        .and_then(|v| serde_json::to_value(v).map_err(|e| e.to_string()))
+    {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::warn!("{}: not recorded in the head's card: {e}", path.display());
+            None
+        }
+    }
+}
+
 /// Trains a G-TAD head (and the video classifier) on feature files; see the module docs.
 /// `control` resumes a run, and receives its progress.
 pub fn train_head(
@@ -759,22 +785,27 @@ pub fn train_head(
     if let Some(b) = &best {
         run.write_json(files::BEST, b)?;
     }
-    lofi_model::checkpoint::save(&head.valid(), &run.path(files::HEAD))?;
-    let (classifier_meta, accuracy) = match classifier {
+    // Weights first, then each one's model card (the card of head.bpk is head.json).
+    let producer =
+        Producer::new("train-head", config)?.with_features(features_settings(&inputs.features));
+    let head_card = ModelCard::new(
+        ModelSpec::Head {
+            arch: config.head.clone(),
+            in_channels: c,
+            snippets: l,
+        },
+        feature_input(l, c, Normalization::None),
+        producer.clone(),
+    );
+    save_with_card(&head.valid(), &run.path(files::HEAD), &head_card)?;
+    let accuracy = match classifier {
         Some((meta, model, acc)) => {
-            lofi_model::checkpoint::save(&model, &run.path(files::CLASSIFIER))?;
-            (Some(meta), Some(acc))
+            let card = meta.card(l, producer);
+            save_with_card(&model, &run.path(files::CLASSIFIER), &card)?;
+            Some(acc)
         }
-        None => (None, None),
+        None => None,
     };
-    let meta = HeadMeta {
-        in_channels: c,
-        snippets: l,
-        arch: config.head.clone(),
-        classifier: classifier_meta,
-        epochs: config.epochs,
-    };
-    run.write_json(files::META, &meta)?;
     Ok(HeadOutcome {
         run_dir: inputs.out.clone(),
         train_videos: train.len(),

@@ -220,7 +220,31 @@ impl EncoderArch {
         path: &Path,
         device: &Device,
     ) -> Result<Encoder, ModelError> {
-        self.init(num_classes, device)?.load_file(path)
+        let encoder = self.init(num_classes, device)?;
+        self.load_into(num_classes, encoder, path)
+    }
+
+    /// Loads `path` into `encoder` (built from this architecture with `num_classes`). Weights of
+    /// another architecture give one [`ModelError::ArchMismatch`] naming what the file holds
+    /// (from its model card, or inferred from its tensor shapes) and what was asked for; a card
+    /// that contradicts the request is refused before any tensor is read.
+    pub fn load_into(
+        &self,
+        num_classes: Option<usize>,
+        encoder: Encoder,
+        path: &Path,
+    ) -> Result<Encoder, ModelError> {
+        if crate::card::ModelCard::read_beside(path)?.is_some() {
+            if let Some(e) = crate::card::encoder_mismatch(path, self, num_classes) {
+                return Err(e);
+            }
+        }
+        encoder.load_file(path).map_err(|e| match e {
+            ModelError::KeyMismatch { .. } | ModelError::Checkpoint { .. } if path.is_file() => {
+                crate::card::encoder_mismatch(path, self, num_classes).unwrap_or(e)
+            }
+            e => e,
+        })
     }
 }
 

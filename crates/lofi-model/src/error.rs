@@ -22,8 +22,12 @@ pub enum ModelError {
         /// What went wrong.
         message: String,
     },
-    /// Imported weights did not match the model: lists every key on both sides that failed.
-    #[error("checkpoint {path}: weights do not match the model\n  unmatched keys in the file ({n_unused}): {unused}\n  model parameters missing from the file ({n_missing}): {missing}\n  other errors: {errors}", n_unused = unused.len(), n_missing = missing.len(), unused = unused.join(", "), missing = missing.join(", "), errors = errors.join("; "))]
+    /// Weights did not match the model: counts of the keys on both sides that failed, with the
+    /// first few of each (the whole lists are in the fields).
+    #[error(
+        "checkpoint {path}: weights do not match the model ({})",
+        key_summary(unused, missing, errors)
+    )]
     KeyMismatch {
         /// The checkpoint file.
         path: PathBuf,
@@ -34,4 +38,32 @@ pub enum ModelError {
         /// Shape or dtype mismatches and other per-tensor failures.
         errors: Vec<String>,
     },
+    /// Weights of another architecture than the one asked for: one line naming both.
+    #[error("{message}")]
+    ArchMismatch {
+        /// The weights file.
+        path: PathBuf,
+        /// What the file holds and what was asked for.
+        message: String,
+    },
+}
+
+/// `3 unmatched keys in the file (a, b, c), ...`, at most three names per list.
+fn key_summary(unused: &[String], missing: &[String], errors: &[String]) -> String {
+    let list = |what: &str, items: &[String]| {
+        let shown: Vec<&str> = items.iter().take(3).map(String::as_str).collect();
+        let more = if items.len() > 3 { ", ..." } else { "" };
+        format!("{} {what} ({}{more})", items.len(), shown.join(", "))
+    };
+    let mut parts = Vec::new();
+    if !unused.is_empty() {
+        parts.push(list("unmatched keys in the file", unused));
+    }
+    if !missing.is_empty() {
+        parts.push(list("model parameters missing from the file", missing));
+    }
+    if !errors.is_empty() {
+        parts.push(list("other errors", errors));
+    }
+    parts.join("; ")
 }

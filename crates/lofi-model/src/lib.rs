@@ -20,6 +20,8 @@
 //!   stage uses;
 //! - [`gtad`]: the G-TAD head (GCNeXt, SGAlign, start/end and IoU-map heads) for any `L`;
 //! - [`targets`], [`loss`]: training targets at any `L` and the G-TAD loss;
+//! - [`card`]: the model card written beside every weights file (architecture, input,
+//!   classes, producing config) and the short architecture-mismatch error;
 //! - [`checkpoint`]: our own checkpoints; [`import`]: PyTorch / safetensors weight import;
 //! - [`kernel_cache`]: where GPU builds keep compiled kernels and autotune results.
 //!
@@ -30,6 +32,7 @@
 //!   (duration - 1, start snippet), channel 0 = regression IoU, 1 = classification IoU, with an
 //!   anchor-validity mask `[D, L]` that is 1 where `start + duration <= L`.
 
+pub mod card;
 pub mod checkpoint;
 pub mod encoder;
 pub mod error;
@@ -43,6 +46,7 @@ pub mod resnet;
 pub mod shift;
 pub mod targets;
 
+pub use card::{InputSpec, ModelCard, ModelSpec, Normalization, Producer};
 pub use encoder::{Encoder, EncoderArch, EncoderKind};
 pub use error::ModelError;
 pub use gtad::{GcnextBlock, GtadArch, GtadConfig, GtadHead, GtadOutput, SgAlign};

@@ -8,6 +8,7 @@
 
 use std::path::Path;
 
+use lofi_engine::Preset;
 use lofi_model::{EncoderArch, EncoderKind, GtadArch, Precision, TargetConfig};
 use lofi_video::Fidelity;
 use serde::de::DeserializeOwned;
@@ -204,6 +205,14 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// The configuration of `preset` (`paper`: [`Default`]; `tiny`: [`TrainConfig::tiny`]).
+    pub fn preset(preset: Preset) -> Self {
+        match preset {
+            Preset::Paper => Self::default(),
+            Preset::Tiny => Self::tiny(),
+        }
+    }
+
     /// A tiny configuration for tests and the demo: TSM-R18 of width 4, tiny head, 16 snippets
     /// of 64 px at full fidelity, batch 4, 2 epochs.
     pub fn tiny() -> Self {
@@ -370,6 +379,14 @@ impl Default for PretrainConfig {
 }
 
 impl PretrainConfig {
+    /// The configuration of `preset` (`paper`: [`Default`]; `tiny`: [`PretrainConfig::tiny`]).
+    pub fn preset(preset: Preset) -> Self {
+        match preset {
+            Preset::Paper => Self::default(),
+            Preset::Tiny => Self::tiny(),
+        }
+    }
+
     /// A tiny configuration for tests and the demo (width-4 TSM-R18, 4 frames of 64 px).
     pub fn tiny() -> Self {
         Self {

@@ -13,7 +13,8 @@
 //! accuracy on the `validation` clips after every epoch.
 //!
 //! Output: `encoder.bpk` (the trunk only, loadable by `lofi train --encoder`), `classifier.bpk`
-//! (trunk + `fc`), `config.toml`, `metrics.jsonl` (stage `"pretrain"`) and `summary.json`.
+//! (trunk + `fc`), their model cards `encoder.json` and `classifier.json` (architecture, frame
+//! size, classes; see `lofi_model::card`), `config.toml`, `metrics.jsonl` (stage `"pretrain"`) and `summary.json`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -27,7 +28,7 @@ use lofi_engine::readback::{scalar, scalar_int};
 use lofi_engine::{
     fit, Fingerprint, FitEnd, RunDir, Stage, StepAt, StepMetrics, ValidationMetrics,
 };
-use lofi_model::Encoder;
+use lofi_model::{Encoder, ModelCard, ModelSpec, Producer};
 use lofi_video::{ClipU8, Fidelity, SamplingPlan, VideoJob};
 use serde::{Deserialize, Serialize};
 
@@ -282,10 +283,27 @@ pub fn pretrain(
         FitEnd::Finished(model) => model,
         FitEnd::Stopped(n) => return Err(TrainError::Stopped(n)),
     };
+    // Weights first, then their model cards: the trunk and the clip classifier, at the frame
+    // size they were trained at (any number of snippets: they saw trimmed clips).
+    let producer = Producer::new("pretrain", config)?;
+    let input = lofi_head::model::video_input(None, 1, config.size);
+    let card = |num_classes| {
+        ModelCard::new(
+            ModelSpec::Encoder {
+                arch: config.encoder.clone(),
+                num_classes,
+            },
+            input.clone(),
+            producer.clone(),
+        )
+        .with_classes(Some(classes.clone()))
+    };
     let classifier = run.path("classifier.bpk");
     model.save(&classifier)?;
+    card(Some(classes.len())).write_beside(&classifier)?;
     let encoder = encoder_path(run.root());
     model.without_classifier().save(&encoder)?;
+    card(None).write_beside(&encoder)?;
     let records = metrics::read(&run.metrics())?;
     let epochs = metrics::epoch_summaries(&records);
     let outcome = PretrainOutcome {

@@ -34,7 +34,9 @@ use lofi_engine::{
     fit, FidelityTag, Fingerprint, FitEnd, RunControl, RunDir, Stage, StepAt, StepMetrics,
     ValidationMetrics,
 };
-use lofi_model::{checkpoint, GtadLoss, GtadTargets, TargetConfig};
+use lofi_model::{
+    checkpoint, GtadLoss, GtadTargets, ModelCard, ModelSpec, Normalization, Producer, TargetConfig,
+};
 use lofi_video::{ClipU8, Fidelity, SamplingPlan, VideoFailure};
 use serde::{Deserialize, Serialize};
 
@@ -451,7 +453,7 @@ fn run_training(
     device.seed(config.seed);
     let mut model = LofiModel::init(config, &device)?;
     if let Some(path) = &paths.encoder {
-        model.encoder = model.encoder.load_file(path)?;
+        model.encoder = config.encoder.load_into(None, model.encoder, path)?;
     }
     if config.encoder.frozen_bn() {
         model.encoder = model.encoder.freeze_bn();
@@ -578,8 +580,33 @@ fn finish(
 ) -> TrainResult<TrainOutcome> {
     let encoder = run.path("encoder.bpk");
     let head = run.path("head.bpk");
+    // Weights first, then their model cards: the encoder at the run's full fidelity (what
+    // extraction should use) and the end-to-end head on its features.
+    let config = stage.config;
+    let full = config.full_fidelity()?;
+    let producer = Producer::new("train", config)?;
     model.encoder.save(&encoder)?;
+    ModelCard::new(
+        ModelSpec::Encoder {
+            arch: config.encoder.clone(),
+            num_classes: None,
+        },
+        lofi_head::model::video_input(Some(full.snippets), config.frames_per_snippet, full.size),
+        producer.clone(),
+    )
+    .write_beside(&encoder)?;
     checkpoint::save(&model.head, &head)?;
+    let channels = config.encoder.out_channels();
+    ModelCard::new(
+        ModelSpec::Head {
+            arch: config.head.clone(),
+            in_channels: channels,
+            snippets: full.snippets,
+        },
+        lofi_head::model::feature_input(full.snippets, channels, Normalization::None),
+        producer,
+    )
+    .write_beside(&head)?;
     let skipped = stage.skipped.into_vec();
     for f in &skipped {
         tracing::warn!(video = %f.id, path = %f.path.display(), "skipped during the run: {}", f.reason);

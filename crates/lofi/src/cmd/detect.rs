@@ -6,13 +6,16 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use lofi_engine::Preset;
 use lofi_head::{detect, DetectConfig, DetectInputs};
 
 /// Arguments of `lofi detect`.
 #[derive(Debug, Args)]
 pub struct DetectArgs {
-    /// A `lofi train-head` run folder.
-    #[arg(long, value_name = "DIR")]
+    /// The head: a `lofi train-head` run folder, or a `head.bpk` with its model card (also the
+    /// end-to-end head of a `lofi train` run; pass --class-scores for it). Its card gives the
+    /// head's architecture, L and the feature width.
+    #[arg(long, value_name = "DIR|FILE")]
     head: PathBuf,
     /// Feature folder.
     #[arg(long, value_name = "DIR")]
@@ -36,9 +39,13 @@ pub struct DetectArgs {
     /// Also evaluate and write the result here (the `lofi eval detection --json` layout).
     #[arg(long, value_name = "eval.json")]
     eval_out: Option<PathBuf>,
-    /// TOML post-processing settings (soft_nms_sigma, top_k, top_classes, boundary_in_score).
+    /// TOML post-processing settings (soft_nms_sigma, top_k, top_classes, boundary_in_score)
+    /// [default: the head run's own `[detect]` settings].
     #[arg(long, value_name = "detect.toml")]
     config: Option<PathBuf>,
+    /// Post-processing of this preset instead of the head run's own settings.
+    #[arg(long, value_name = "NAME", long_help = super::preset_help())]
+    preset: Option<Preset>,
     /// Soft-NMS sigma [default: 0.8].
     #[arg(long)]
     sigma: Option<f64>,
@@ -59,7 +66,10 @@ pub fn run(args: DetectArgs) -> Result<()> {
             toml::from_str(&text)
                 .with_context(|| format!("invalid settings in {}", path.display()))?
         }
-        None => DetectConfig::default(),
+        None => match args.preset {
+            Some(p) => DetectConfig::preset(p),
+            None => run_settings(&args.head)?,
+        },
     };
     if let Some(v) = args.sigma {
         config.soft_nms_sigma = v;
@@ -109,4 +119,24 @@ pub fn run(args: DetectArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The post-processing the head run validated with (`[detect]` of the config in its head's
+/// card); the defaults for a head without them (the end-to-end head of `lofi train`, or a run
+/// written before model cards).
+fn run_settings(head: &std::path::Path) -> Result<DetectConfig> {
+    let weights = lofi_model::card::resolve_weights(head, lofi_head::model::files::HEAD)?;
+    let card = lofi_model::ModelCard::read_beside(&weights)
+        .ok()
+        .flatten()
+        .and_then(|c| c.producer.config.get("detect").cloned());
+    Ok(match card {
+        Some(value) => serde_json::from_value(value).with_context(|| {
+            format!(
+                "invalid [detect] settings in the card of {}",
+                weights.display()
+            )
+        })?,
+        None => DetectConfig::default(),
+    })
 }

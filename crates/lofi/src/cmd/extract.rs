@@ -1,8 +1,10 @@
 //! `lofi extract`: frozen encoder -> one feature file per video (sharded, resumable), and
 //! `lofi extract --verify FEATURES_DIR`, the merge/check step after sharded runs.
 //!
-//! Settings come from an optional TOML file (`--config`, the `lofi_head::ExtractConfig` layout)
-//! with command-line flags on top; the settings used are written to `FEATURES_DIR/config.toml`
+//! Settings, lowest precedence first: the `--preset` (paper by default); the encoder's model card
+//! (`encoder.json` beside `encoder.bpk`: architecture, classes and the fidelity the producing run
+//! used), or instead an optional TOML file (`--config`, the `lofi_head::ExtractConfig` layout);
+//! then command-line flags on top; the settings used are written to `FEATURES_DIR/config.toml`
 //! (the encoder checkpoint as an absolute path, so that file serves as `--config` from anywhere).
 //! The exit status is non-zero when any video failed (extraction) or any output is missing or
 //! corrupt (`--verify`), so cluster array jobs and scripts can check it.
@@ -12,9 +14,10 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use lofi_engine::Preset;
 use lofi_engine::Settings;
-use lofi_head::{extract, verify, EncoderSpec, ExtractConfig, ExtractInputs, Shard};
-use lofi_model::{EncoderArch, EncoderKind};
+use lofi_head::{extract, verify, ExtractConfig, ExtractInputs, Shard};
+use lofi_model::{EncoderArch, EncoderKind, ModelCard};
 
 /// Arguments of `lofi extract`.
 #[derive(Debug, Args)]
@@ -35,28 +38,38 @@ pub struct ExtractArgs {
     /// TOML settings (snippets, frames_per_snippet, size, workers, subset, [encoder]).
     #[arg(long, value_name = "extract.toml")]
     config: Option<PathBuf>,
-    /// Encoder checkpoint (`.bpk` from lofi, or `.pth` / `.safetensors`).
-    #[arg(long, value_name = "FILE")]
+    /// Encoder: a weights file (`.bpk` from lofi, or `.pth` / `.safetensors`) or a run folder
+    /// holding `encoder.bpk`. Its model card (`encoder.json`), when there is one, gives the
+    /// architecture and the fidelity.
+    #[arg(long, value_name = "FILE|DIR")]
     encoder: Option<PathBuf>,
-    /// Encoder family when no config file gives it: tsm (TSM-ResNet) or r2plus1d (R(2+1)D).
-    #[arg(long, default_value_t = EncoderKind::Tsm)]
-    kind: EncoderKind,
-    /// Depth of the encoder (TSM: 18, 34, 50; R(2+1)D: 18, 34) when no config file gives it.
-    #[arg(long, default_value_t = 18)]
-    depth: usize,
-    /// Width of the encoder's first stage (64 for the published networks).
-    #[arg(long, default_value_t = 64)]
-    base_width: usize,
-    /// Classes of the checkpoint's classifier layer, if it has one (pre-trained encoders).
+    /// Starting settings (architecture and fidelity) for what neither --config nor the encoder's
+    /// card gives.
+    #[arg(long, value_name = "NAME", default_value_t = Preset::Paper, long_help = super::preset_help())]
+    preset: Preset,
+    /// Encoder family: tsm (TSM-ResNet) or r2plus1d (R(2+1)D) [default: the encoder's card, else
+    /// the preset's].
+    #[arg(long)]
+    kind: Option<EncoderKind>,
+    /// Depth of the encoder (TSM: 18, 34, 50; R(2+1)D: 18, 34) [default: the card's, else the
+    /// preset's].
+    #[arg(long)]
+    depth: Option<usize>,
+    /// Width of the encoder's first stage (64 for the published networks) [default: the card's,
+    /// else the preset's].
+    #[arg(long)]
+    base_width: Option<usize>,
+    /// Classes of the checkpoint's classifier layer, if it has one (pre-trained encoders)
+    /// [default: the card's].
     #[arg(long)]
     num_classes: Option<usize>,
-    /// Snippets per video, L [default: 100].
+    /// Snippets per video, L [default: the card's, else the preset's: paper 100].
     #[arg(long)]
     snippets: Option<usize>,
-    /// Frames per snippet, F [default: 1].
+    /// Frames per snippet, F [default: the card's, else 1].
     #[arg(long)]
     frames: Option<usize>,
-    /// Frame side in pixels, S [default: 224].
+    /// Frame side in pixels, S [default: the card's, else the preset's: paper 224].
     #[arg(long)]
     size: Option<usize>,
     /// Only videos of this subset (default: all of the ground truth).
@@ -81,19 +94,28 @@ pub fn run(args: ExtractArgs) -> Result<()> {
     }
     let mut config = match &args.config {
         Some(path) => ExtractConfig::load(path)?,
-        None => {
-            let model = EncoderArch::tiny(args.kind, args.depth, args.base_width);
-            model.validate()?;
-            ExtractConfig::new(EncoderSpec {
-                model,
-                num_classes: args.num_classes,
-                checkpoint: None,
-                seed: 0,
-            })
-        }
+        None => ExtractConfig::preset(args.preset),
     };
     if let Some(p) = &args.encoder {
-        config.encoder.checkpoint = Some(p.clone());
+        config.encoder.checkpoint = Some(lofi_model::card::resolve_weights(p, "encoder.bpk")?);
+    }
+    if args.config.is_none() {
+        if let Some(path) = config.encoder.checkpoint.clone() {
+            apply_card(&mut config, &path)?;
+        }
+    }
+    if args.kind.is_some() || args.depth.is_some() || args.base_width.is_some() {
+        let model = with_sizes(
+            &config.encoder.model,
+            args.kind,
+            args.depth,
+            args.base_width,
+        );
+        model.validate()?;
+        config.encoder.model = model;
+    }
+    if args.num_classes.is_some() {
+        config.encoder.num_classes = args.num_classes;
     }
     if let Some(v) = args.snippets {
         config.snippets = v;
@@ -165,6 +187,65 @@ pub fn run(args: ExtractArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Takes the architecture and fidelity from the model card beside the encoder weights `path`,
+/// when there is one (a card that does not describe an encoder is an error).
+fn apply_card(config: &mut ExtractConfig, path: &std::path::Path) -> Result<()> {
+    let Some(card) = ModelCard::read_beside(path)? else {
+        tracing::info!(
+            "{} has no model card: architecture and fidelity from the preset and the flags",
+            path.display()
+        );
+        return Ok(());
+    };
+    let (arch, num_classes) = card.encoder()?;
+    config.encoder.model = arch.clone();
+    config.encoder.num_classes = num_classes;
+    if let Some(l) = card.input.snippets {
+        config.snippets = l;
+    }
+    if let Some(f) = card.input.frames_per_snippet {
+        config.frames_per_snippet = f;
+    }
+    if let Some(s) = card.input.size {
+        config.size = s;
+    }
+    tracing::info!(
+        "encoder {} (from its card): {}, {} x {} x {} px",
+        path.display(),
+        lofi_model::card::describe_encoder(arch, num_classes),
+        config.snippets,
+        config.frames_per_snippet,
+        config.size
+    );
+    Ok(())
+}
+
+/// `arch` with the family, depth and width given on the command line (other settings kept when
+/// the family stays the same).
+fn with_sizes(
+    arch: &EncoderArch,
+    kind: Option<EncoderKind>,
+    depth: Option<usize>,
+    base_width: Option<usize>,
+) -> EncoderArch {
+    let kind = kind.unwrap_or(arch.kind());
+    let depth = depth.unwrap_or(arch.depth());
+    let width = base_width.unwrap_or(arch.base_width());
+    match arch.clone() {
+        EncoderArch::Tsm(mut c) if kind == EncoderKind::Tsm => {
+            c.depth = depth;
+            c.base_width = width;
+            EncoderArch::Tsm(c)
+        }
+        EncoderArch::R2plus1d(mut c) if kind == EncoderKind::R2plus1d => {
+            c.depth = depth;
+            c.base_width = width;
+            EncoderArch::R2plus1d(c)
+        }
+        _ => EncoderArch::tiny(kind, depth, width).with_frozen_bn(arch.frozen_bn()),
+    }
 }
 
 fn run_verify(dir: &std::path::Path, args: &ExtractArgs) -> Result<()> {

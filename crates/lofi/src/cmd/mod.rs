@@ -11,3 +11,16 @@ pub mod report;
 pub mod synth;
 pub mod train;
 pub mod train_head;
+
+/// The long help of every `--preset`: the presets with one line each.
+pub fn preset_help() -> String {
+    let mut text = String::from(
+        "Starting settings for what neither --config nor the producing run gives (the encoder's \
+         card for extract, the features' index for train-head, the head run for detect); \
+         explicit flags override all of these.\n",
+    );
+    for p in lofi_engine::Preset::ALL {
+        text.push_str(&format!("  {}: {}\n", p.name(), p.about()));
+    }
+    text
+}

@@ -7,7 +7,7 @@ use lofi_train::config::read_config;
 use lofi_train::{pretrain, PretrainConfig, PretrainPaths, RunOptions};
 use std::path::PathBuf;
 
-use super::train::TrainPreset;
+use lofi_engine::Preset;
 
 /// Arguments of `lofi pretrain`.
 #[derive(Debug, Args)]
@@ -21,9 +21,9 @@ pub struct PretrainArgs {
     /// TOML config (unknown keys are errors).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Preset used when no config file is given.
-    #[arg(long, value_enum, default_value = "paper")]
-    preset: TrainPreset,
+    /// Starting settings when no config file is given.
+    #[arg(long, value_name = "NAME", default_value_t = Preset::Paper, long_help = super::preset_help())]
+    preset: Preset,
     /// Override the config's number of epochs.
     #[arg(long)]
     epochs: Option<usize>,
@@ -45,10 +45,7 @@ pub fn run(args: PretrainArgs) -> Result<()> {
     let mut config: PretrainConfig = match (&args.config, args.resume && saved.is_file()) {
         (Some(path), _) => read_config(path)?,
         (None, true) => read_config(&saved)?,
-        (None, false) => match args.preset {
-            TrainPreset::Paper => PretrainConfig::default(),
-            TrainPreset::Tiny => PretrainConfig::tiny(),
-        },
+        (None, false) => PretrainConfig::preset(args.preset),
     };
     if let Some(e) = args.epochs {
         config.epochs = e;

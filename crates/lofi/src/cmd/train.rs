@@ -2,19 +2,11 @@
 //! layer over `lofi_train::train`: flags -> config and paths, then a summary table.
 
 use anyhow::{Context, Result};
-use clap::{Args, ValueEnum};
+use clap::Args;
+use lofi_engine::Preset;
 use lofi_train::config::read_config;
 use lofi_train::{train, RunOptions, ScheduleKind, TrainConfig, TrainPaths};
 use std::path::PathBuf;
-
-/// Starting configuration when no `--config` is given.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum TrainPreset {
-    /// The paper's recipe: TSM-R18 + G-TAD, 100 x 224, batch 16, SGD lr 0.1.
-    Paper,
-    /// Tiny networks at 16 x 64 for tests and the demo.
-    Tiny,
-}
 
 /// Arguments of `lofi train`.
 #[derive(Debug, Args)]
@@ -23,9 +15,9 @@ pub struct TrainArgs {
     /// run's own config.toml.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Preset used when no config file is given.
-    #[arg(long, value_enum, default_value = "paper")]
-    preset: TrainPreset,
+    /// Starting settings when no config file is given.
+    #[arg(long, value_name = "NAME", default_value_t = Preset::Paper, long_help = super::preset_help())]
+    preset: Preset,
     /// Dataset folder in the `lofi synth` layout (ground_truth.json + videos/).
     #[arg(long, value_name = "DIR", required_unless_present_all = ["ground_truth", "videos"])]
     data: Option<PathBuf>,
@@ -35,8 +27,9 @@ pub struct TrainArgs {
     /// Video folder (overrides DATA/videos).
     #[arg(long, value_name = "DIR")]
     videos: Option<PathBuf>,
-    /// Starting encoder (e.g. RUN_DIR/encoder.bpk of `lofi pretrain`).
-    #[arg(long, value_name = "FILE")]
+    /// Starting encoder: a weights file (`encoder.bpk` of `lofi pretrain`, or `.pth` /
+    /// `.safetensors`) or a run folder holding `encoder.bpk`.
+    #[arg(long, value_name = "FILE|DIR")]
     encoder: Option<PathBuf>,
     /// Run folder.
     #[arg(long, value_name = "DIR")]
@@ -71,10 +64,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let mut config: TrainConfig = match (&args.config, args.resume && saved.is_file()) {
         (Some(path), _) => read_config(path)?,
         (None, true) => read_config(&saved)?,
-        (None, false) => match args.preset {
-            TrainPreset::Paper => TrainConfig::default(),
-            TrainPreset::Tiny => TrainConfig::tiny(),
-        },
+        (None, false) => TrainConfig::preset(args.preset),
     };
     if let Some(kind) = args.schedule {
         config.schedule.kind = kind;
@@ -95,7 +85,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
             .clone()
             .unwrap_or_else(|| data.join("ground_truth.json")),
         videos: args.videos.clone().unwrap_or_else(|| data.join("videos")),
-        encoder: args.encoder.clone(),
+        encoder: args
+            .encoder
+            .as_deref()
+            .map(|p| lofi_model::card::resolve_weights(p, "encoder.bpk"))
+            .transpose()?,
         out: args.out.clone(),
     };
     let mut devices = crate::device::devices()?.into_iter();

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use lofi_engine::Preset;
 use lofi_engine::Settings;
-use lofi_head::{train_head, HeadConfig, HeadInputs};
+use lofi_head::{train_head, FeatureStore, HeadConfig, HeadInputs};
 
 /// Arguments of `lofi train-head`.
 #[derive(Debug, Args)]
@@ -17,16 +18,18 @@ pub struct TrainHeadArgs {
     /// Ground truth (ActivityNet layout).
     #[arg(long, value_name = "GT.json")]
     ground_truth: PathBuf,
-    /// Run folder (config.toml, metrics.jsonl, checkpoints/, head.bpk, head.json).
+    /// Run folder (config.toml, metrics.jsonl, checkpoints/, head.bpk and classifier.bpk with
+    /// their model cards head.json and classifier.json).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
     /// TOML settings (the `lofi_head::HeadConfig` layout; unknown keys are errors).
     #[arg(long, value_name = "head.toml")]
     config: Option<PathBuf>,
-    /// Start from the small test head instead of the published G-TAD sizes.
-    #[arg(long)]
-    tiny: bool,
-    /// Temporal scale L (features are resampled to it).
+    /// Starting settings when no config file is given (the head sizes and recipe).
+    #[arg(long, value_name = "NAME", default_value_t = Preset::Paper, long_help = super::preset_help())]
+    preset: Preset,
+    /// Temporal scale L (features are resampled to it) [default: the config file's, else the
+    /// snippets of the features' index.json (what extract used), else the preset's].
     #[arg(long)]
     snippets: Option<usize>,
     /// Epochs.
@@ -64,8 +67,21 @@ pub fn run(args: TrainHeadArgs) -> Result<()> {
     };
     let mut config = match file {
         Some(path) => HeadConfig::load(path)?,
-        None if args.tiny => HeadConfig::tiny(args.snippets.unwrap_or(100)),
-        None => HeadConfig::default(),
+        None => {
+            let mut config = HeadConfig::preset(args.preset);
+            // The fidelity the features were extracted at, as their index records it.
+            if let Some(index) = FeatureStore::open(&args.features)?.index {
+                if args.snippets.is_none() && index.snippets != config.snippets {
+                    tracing::info!(
+                        "L = {} snippets, as the features in {} were extracted",
+                        index.snippets,
+                        args.features.display()
+                    );
+                }
+                config.snippets = index.snippets;
+            }
+            config
+        }
     };
     if let Some(v) = args.snippets {
         config.snippets = v;
