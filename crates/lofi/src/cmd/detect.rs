@@ -14,8 +14,8 @@ pub struct DetectArgs {
     /// A `lofi train-head` run folder.
     #[arg(long, value_name = "DIR")]
     head: PathBuf,
-    /// Feature folder.
-    #[arg(long, value_name = "DIR")]
+    /// Feature folder, or one HDF5 file with a dataset per video id (as for `train-head`).
+    #[arg(long, value_name = "DIR|FILE.h5")]
     features: PathBuf,
     /// Ground truth (the video list and durations).
     #[arg(long, value_name = "GT.json")]
