@@ -4,16 +4,25 @@
 //! float32 plus `index.json`, see the issue-5 contract), ActivityNet/OpenTAD-style `.npy` files
 //! (`[T, C]` per video, any float width), G-TAD/BSN-style `.csv` files (a header line, then
 //! `T` rows of `C` comma-separated values), and HDF5 (see [`crate::h5`]): one `.h5` file with a
-//! dataset per video, as TSP and G-TAD write them (the store is then that file, not a folder), or
-//! one `<id>.h5` per video in a folder. Whatever the source, [`FeatureStore::load`] returns a
-//! `[T, C]` array and [`resample_linear`] brings it to the head's temporal scale `L`.
+//! dataset per video, as TSP and G-TAD write them (the store is then that file, not a folder),
+//! one `<id>.h5` per video in a folder, or a folder of such many-video files (TSP publishes one
+//! per subset, and `train-head` reads the training and validation subsets from one store).
+//! Whatever the source, [`FeatureStore::load`] returns a `[T, C]` array and [`resample_linear`]
+//! brings it to the head's temporal scale `L`.
+//!
+//! In a folder, a video's own file wins; only a video without one is looked up in the folder's
+//! HDF5 files (listed once, at the first such video; unreadable ones are named in the error if
+//! the video is found nowhere), and a video found in two of them (G-TAD's THUMOS14 `rgb_val.h5`
+//! beside `flow_val.h5`) is refused rather than one stream picked.
 //!
 //! # Temporal rescaling
 //! Linear interpolation along time only, aligning snippet centres: output step `i` of `L` reads
 //! source position `(i + 0.5) T / L - 0.5`, clamped to `[0, T - 1]`, from its two neighbours.
 //! With `T == L` this is the identity.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use crate::error::{HeadError, Result};
 use crate::h5::{id_variants, H5File};
@@ -125,18 +134,41 @@ pub struct VideoFeatures {
 /// Where a [`FeatureStore`] reads from.
 #[derive(Debug, Clone)]
 enum Source {
-    /// A folder of per-video files.
-    Folder,
+    /// A folder of per-video files (and perhaps of HDF5 files holding many videos).
+    Folder {
+        /// Which of the folder's HDF5 files hold which datasets, listed at the first video that
+        /// has no per-video file.
+        collections: OnceLock<std::result::Result<Collections, String>>,
+    },
     /// One HDF5 file with a dataset per video.
     H5(H5File),
+}
+
+/// The root datasets of a folder's HDF5 files, so that a folder with TSP's `train` / `valid` /
+/// `test` files side by side serves every subset.
+#[derive(Debug, Clone, Default)]
+struct Collections {
+    /// Dataset name -> the files holding a dataset of that name at their root.
+    by_name: HashMap<String, Vec<PathBuf>>,
+    /// The folder's HDF5 files that could not be read, with why.
+    unreadable: Vec<String>,
 }
 
 /// Where one video's features are.
 enum Found {
     /// A per-video file in the folder.
     File(PathBuf),
-    /// Dataset `name` of the store's HDF5 file.
-    Dataset(String),
+    /// Dataset `name` of an HDF5 file holding many videos.
+    Dataset {
+        /// The file.
+        file: H5File,
+        /// The dataset's name at the file's root.
+        name: String,
+    },
+    /// Datasets for the video in several of the folder's HDF5 files (sorted).
+    Ambiguous(Vec<PathBuf>),
+    /// The folder's HDF5 files could not be listed.
+    Unreadable(String),
 }
 
 /// Feature files, ours or a peer's: a folder of per-video files, or one HDF5 file.
@@ -154,6 +186,29 @@ fn is_h5_name(path: &Path) -> bool {
     path.extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| ["h5", "hdf5", "hdf"].contains(&e.to_ascii_lowercase().as_str()))
+}
+
+/// Lists the root datasets of every HDF5 file in `dir`.
+fn list_collections(dir: &Path) -> std::result::Result<Collections, String> {
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| format!("{}: cannot list: {e}", dir.display()))?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && is_h5_name(p))
+        .collect();
+    files.sort();
+    let mut out = Collections::default();
+    for path in files {
+        match H5File::open(&path).and_then(|f| f.dataset_names()) {
+            Ok(names) => {
+                for name in names {
+                    out.by_name.entry(name).or_default().push(path.clone());
+                }
+            }
+            Err(e) => out.unreadable.push(format!("{}: {e}", path.display())),
+        }
+    }
+    Ok(out)
 }
 
 impl FeatureStore {
@@ -190,7 +245,9 @@ impl FeatureStore {
         Ok(Self {
             path: path.to_path_buf(),
             index,
-            source: Source::Folder,
+            source: Source::Folder {
+                collections: OnceLock::new(),
+            },
         })
     }
 
@@ -200,9 +257,14 @@ impl FeatureStore {
     }
 
     fn find(&self, id: &str) -> Option<Found> {
-        let dir = match &self.source {
-            Source::H5(file) => return file.find(id).map(Found::Dataset),
-            Source::Folder => &self.path,
+        let (dir, collections) = match &self.source {
+            Source::H5(file) => {
+                return file.find(id).map(|name| Found::Dataset {
+                    file: file.clone(),
+                    name,
+                })
+            }
+            Source::Folder { collections } => (&self.path, collections),
         };
         if let Some(entry) = self.index.as_ref().and_then(|i| i.videos.get(id)) {
             let p = dir.join(&entry.file);
@@ -219,54 +281,103 @@ impl FeatureStore {
                 }
             }
         }
-        None
+        // No per-video file: a dataset of that name in one of the folder's HDF5 files.
+        let map = match collections.get_or_init(|| list_collections(dir)) {
+            Ok(c) => &c.by_name,
+            Err(e) => return Some(Found::Unreadable(e.clone())),
+        };
+        let name = names.into_iter().find(|n| map.contains_key(n))?;
+        match map[&name].as_slice() {
+            [one] => Some(match H5File::open(one) {
+                Ok(file) => Found::Dataset { file, name },
+                Err(e) => Found::Unreadable(format!("{}: {e}", one.display())),
+            }),
+            several => Some(Found::Ambiguous(several.to_vec())),
+        }
     }
 
     /// The file holding the features of `id`, if any. In a folder: the index's entry, else
     /// `<id>.npy`, `<id>.csv`, `<id>.h5`, `<id>.hdf5` (also with the `v_` prefix added or
-    /// removed). In an HDF5 store: the file itself when it has a dataset for `id` (named `id`,
-    /// or with the prefix added or removed).
+    /// removed), else the folder's HDF5 file that has a dataset named so at its root. In an
+    /// HDF5 store: the file itself when it has a dataset for `id` (named `id`, or with the
+    /// prefix added or removed).
     pub fn locate(&self, id: &str) -> Option<PathBuf> {
-        self.find(id).map(|found| match found {
-            Found::File(p) => p,
-            Found::Dataset(_) => self.path.clone(),
-        })
+        match self.find(id)? {
+            Found::File(p) => Some(p),
+            Found::Dataset { file, .. } => Some(file.path().to_path_buf()),
+            Found::Ambiguous(files) => files.first().cloned(),
+            Found::Unreadable(_) => None,
+        }
     }
 
     /// Loads the raw `[T, C]` features of `id`; errors name the file (and, in HDF5, the
     /// dataset) and the video.
     pub fn load(&self, id: &str) -> Result<Array2> {
-        // In an HDF5 store, every message also names the dataset.
-        let (path, array, within) =
-            match (&self.source, self.find(id)) {
-                (Source::H5(file), Some(Found::Dataset(name))) => {
-                    let array = file
-                        .read_2d(&name)
-                        .map_err(|e| HeadError::features(id, &self.path, e))?;
-                    (
-                        self.path.clone(),
-                        array,
-                        format!("dataset {:?}: ", format!("/{name}")),
-                    )
+        // Read from an HDF5 file holding many videos, every message also names the dataset.
+        let (path, array, within) = match (&self.source, self.find(id)) {
+            (_, Some(Found::Dataset { file, name })) => {
+                let path = file.path().to_path_buf();
+                let array = file
+                    .read_2d(&name)
+                    .map_err(|e| HeadError::features(id, &path, e))?;
+                (path, array, format!("dataset {:?}: ", format!("/{name}")))
+            }
+            (_, Some(Found::File(path))) => {
+                let array = read_file(id, &path)?;
+                (path, array, String::new())
+            }
+            (_, Some(Found::Ambiguous(files))) => {
+                let names: Vec<String> = files
+                    .iter()
+                    .filter_map(|f| f.file_name().map(|n| n.to_string_lossy().into_owned()))
+                    .collect();
+                return Err(HeadError::features(
+                    id,
+                    &self.path,
+                    format!(
+                        "{} HDF5 files of this folder hold a dataset for it ({}); lofi reads one \
+                         stream per video, so keep one file per subset (not rgb and flow side by \
+                         side)",
+                        files.len(),
+                        names.join(", ")
+                    ),
+                ));
+            }
+            (_, Some(Found::Unreadable(e))) => {
+                return Err(HeadError::features(
+                    id,
+                    &self.path,
+                    format!(
+                        "no per-video file, and the folder's HDF5 files could not be read: {e}"
+                    ),
+                ))
+            }
+            (Source::H5(file), None) => {
+                return Err(HeadError::features(
+                    id,
+                    &self.path,
+                    file.missing_message(id),
+                ))
+            }
+            (Source::Folder { collections }, None) => {
+                let mut message = "no feature file (looked for <id>.npy / <id>.csv / <id>.h5, \
+                                   with and without the v_ prefix, and for a dataset of that name \
+                                   in the folder's HDF5 files)"
+                    .to_string();
+                match collections.get() {
+                    Some(Ok(c)) if !c.unreadable.is_empty() => message.push_str(&format!(
+                        "; unreadable HDF5 files skipped: {}",
+                        c.unreadable.join("; ")
+                    )),
+                    _ => {}
                 }
-                (Source::H5(file), _) => {
-                    return Err(HeadError::features(
-                        id,
-                        &self.path,
-                        file.missing_message(id),
-                    ))
-                }
-                (Source::Folder, Some(Found::File(path))) => {
-                    let array = read_file(id, &path)?;
-                    (path, array, String::new())
-                }
-                (Source::Folder, _) => return Err(HeadError::features(
+                return Err(HeadError::features(
                     id,
                     self.path.join(format!("{id}.npy")),
-                    "no feature file (looked for <id>.npy / <id>.csv / <id>.h5, with and without \
-                     the v_ prefix)",
-                )),
-            };
+                    message,
+                ));
+            }
+        };
         if array.rows == 0 || array.cols == 0 {
             return Err(HeadError::features(
                 id,

@@ -127,7 +127,7 @@ fn bad_feature_files_are_refused_with_path_and_video() -> TestResult {
         ("big", "big.npy", "big-endian"),
         ("nan", "nan.npy", "not finite"),
         ("ragged", "ragged.csv", "line 3"),
-        ("peer", "peer.h5", "HDF5"),
+        ("peer", "peer.h5", "not a readable HDF5 file"),
         ("absent", "absent.npy", "no feature file"),
     ];
     for (id, file, expected) in cases {

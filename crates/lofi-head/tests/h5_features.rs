@@ -63,8 +63,13 @@ fn write_ground_truth(path: &Path) -> std::io::Result<()> {
 
 /// TSP's layout: one dataset per video at the root, chunked and gzip-compressed (level 9).
 fn write_tsp_h5(path: &Path) -> hdf5::Result<()> {
+    write_tsp_videos(path, 0..VIDEOS)
+}
+
+/// [`write_tsp_h5`] for some of the videos (TSP publishes one file per subset).
+fn write_tsp_videos(path: &Path, videos: std::ops::Range<usize>) -> hdf5::Result<()> {
     let file = hdf5::File::create(path)?;
-    for v in 0..VIDEOS {
+    for v in videos {
         file.new_dataset::<f32>()
             .chunk((T / 2, C))
             .deflate(9)
@@ -171,8 +176,17 @@ fn tsp_h5_file_trains_and_detects_exactly_as_the_same_features_in_npy() -> TestR
         assert_eq!(a.data, features(v), "video {v}");
     }
 
+    // TSP's release: one file per subset, side by side in a folder that serves both subsets.
+    let split = d.join("split");
+    std::fs::create_dir(&split)?;
+    write_tsp_videos(&split.join("train_features.h5"), 0..4)?;
+    write_tsp_videos(&split.join("valid_features.h5"), 4..VIDEOS)?;
+
     let from_npy = train(&npy, &gt, d.join("head-npy"))?;
     let from_h5 = train(&h5, &gt, d.join("head-h5"))?;
+    let from_split = train(&split, &gt, d.join("head-split"))?;
+    assert_eq!(from_split.epoch_loss, from_npy.epoch_loss);
+    assert_eq!(from_split.val_average_map, from_npy.val_average_map);
     assert_eq!((from_h5.train_videos, from_h5.val_videos), (4, 2));
     assert_eq!(from_h5.epoch_loss.len(), 3);
     assert!(from_h5.epoch_loss.iter().all(|l| l.is_finite()));
@@ -334,6 +348,34 @@ fn bad_h5_input_is_refused_naming_the_file_and_the_dataset() -> TestResult {
     assert!(
         e.to_string().contains("vid0.h5") && e.to_string().contains("\"flow\", \"rgb\""),
         "{e}"
+    );
+
+    // G-TAD's THUMOS14 folder: rgb and flow files hold the same videos; lofi does not guess.
+    let streams = d.join("streams");
+    std::fs::create_dir(&streams)?;
+    write_tsp_h5(&streams.join("rgb_val.h5"))?;
+    write_tsp_h5(&streams.join("flow_val.h5"))?;
+    let e = FeatureStore::open(&streams)?
+        .load("vid1")
+        .expect_err("two streams");
+    let text = e.to_string();
+    assert!(
+        text.contains("2 HDF5 files of this folder hold a dataset for it")
+            && text.contains("(flow_val.h5, rgb_val.h5)"),
+        "{text}"
+    );
+    // An unreadable HDF5 file in the folder is skipped, and named when a video is found nowhere.
+    std::fs::remove_file(streams.join("flow_val.h5"))?;
+    std::fs::write(streams.join("broken.h5"), b"not hdf5")?;
+    let store = FeatureStore::open(&streams)?;
+    assert_eq!(store.load("vid1")?.data, features(1));
+    let e = store.load("vid7").expect_err("absent");
+    let text = e.to_string();
+    assert!(
+        text.contains("no feature file")
+            && text.contains("unreadable HDF5 files skipped")
+            && text.contains("broken.h5: not a readable HDF5 file"),
+        "{text}"
     );
     Ok(())
 }
