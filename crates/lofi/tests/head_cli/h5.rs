@@ -2,8 +2,7 @@
 //! layout: a float32 `[T, C]` dataset per video, named `v_<id>`), and their refusal of a file
 //! missing a video, naming the file and the dataset.
 
-mod common;
-use common::{lofi, s};
+use crate::common::{lofi, s};
 
 use hdf5_metno as hdf5;
 

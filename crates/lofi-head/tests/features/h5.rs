@@ -103,8 +103,10 @@ fn write_npy_folder(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// Runs `f` on a one-thread pool, so that two runs on equal inputs are bit-identical (the CPU
-/// backend's parallel reductions otherwise agree only to rounding).
+/// backend's parallel reductions otherwise agree only to rounding), and alone in the process
+/// (see [`super::one_head_at_a_time`]).
 fn one_thread<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    let _serial = super::one_head_at_a_time();
     rayon::ThreadPoolBuilder::new()
         .num_threads(1)
         .build()
