@@ -5,14 +5,14 @@
 //! - one file for a whole subset, holding a dataset per video at its root, named by the video id
 //!   (TSP's `merge_pkl_files_into_one_h5_file.py` writes float32 `[T, C]` datasets, chunked and
 //!   gzip-compressed; G-TAD's ActivityNet `csv_mean_100.hdf5` and its THUMOS14 `rgb_val.h5` /
-//!   `flow_test.h5` have the same shape of layout);
+//!   `flow_test.h5` have the same layout, the THUMOS14 ones with a row per frame, one stream per
+//!   file);
 //! - one `<id>.h5` per video in a folder, whose dataset is again named by the id (G-TAD's
 //!   "separated files" option).
 //!
 //! Reading goes through `hdf5-metno` (the maintained fork of the `hdf5` crate) and the system
-//! libhdf5, so every filter the library was built with (gzip on Debian) is understood. Datasets
-//! of any IEEE float width (16, 32, 64 bit, either byte order) are converted to `f32` by the
-//! library; integer or other element types, and ranks other than 2, are refused with a message
+//! libhdf5, so every filter the library was built with (gzip on Debian) is understood. Float
+//! datasets (16, 32 or 64 bit) are converted to `f32` by the library; integer or other element types, and ranks other than 2, are refused with a message
 //! naming the dataset, as the `.npy` reader refuses them.
 
 use std::path::{Path, PathBuf};
