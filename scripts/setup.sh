@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Installs what lofi needs to build and test on a fresh Debian machine, and nothing when it is
 # already there: FFmpeg's development libraries (video decoding and the synthetic benchmark's
-# encoder), clang and pkg-config (ffmpeg-sys-next's bindings), python3 (the evaluation oracle) and
-# python3-venv (the Python package's tests install it into a virtual environment). Extra Debian
+# encoder), clang and pkg-config (ffmpeg-sys-next's bindings), libhdf5-dev (HDF5 feature files,
+# through the hdf5-metno crate), python3 (the evaluation oracle) and python3-venv (the Python
+# package's tests install it into a virtual environment). Extra Debian
 # packages given as arguments are installed the same way (scripts/slurm-test.sh).
 set -euo pipefail
 
 packages=(
   pkg-config clang libclang-dev
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev
+  libhdf5-dev
   python3 python3-venv
   "$@"
 )

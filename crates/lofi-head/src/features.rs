@@ -2,22 +2,30 @@
 //!
 //! Exists because the head trainer must run on features from anywhere: ours (`<id>.npy`, `[L, C]`
 //! float32 plus `index.json`, see the issue-5 contract), ActivityNet/OpenTAD-style `.npy` files
-//! (`[T, C]` per video, any float width), and G-TAD/BSN-style `.csv` files (a header line, then
-//! `T` rows of `C` comma-separated values). Whatever the source, [`FeatureStore::load`] returns a
-//! `[T, C]` array and [`resample_linear`] brings it to the head's temporal scale `L`.
+//! (`[T, C]` per video, any float width), G-TAD/BSN-style `.csv` files (a header line, then
+//! `T` rows of `C` comma-separated values), and HDF5 (see [`crate::h5`]): one `.h5` file with a
+//! dataset per video, as TSP and G-TAD write them (the store is then that file, not a folder),
+//! one `<id>.h5` per video in a folder, or a folder of such many-video files (TSP publishes one
+//! per subset, and `train-head` reads the training and validation subsets from one store).
+//! Whatever the source, [`FeatureStore::load`] returns a `[T, C]` array and [`resample_linear`]
+//! brings it to the head's temporal scale `L`.
 //!
-//! HDF5 (`.h5`) is deliberately not read: the maintained Rust bindings need a matching system
-//! libhdf5 and a build script we could not validate against Debian's `libhdf5-dev` offline; a
-//! `.h5` file is refused with a message saying how to convert it.
+//! In a folder, a video's own file wins; only a video without one is looked up in the folder's
+//! HDF5 files (listed once, at the first such video; unreadable ones are named in the error if
+//! the video is found nowhere), and a video found in two of them (G-TAD's THUMOS14 `rgb_val.h5`
+//! beside `flow_val.h5`) is refused rather than one stream picked.
 //!
 //! # Temporal rescaling
 //! Linear interpolation along time only, aligning snippet centres: output step `i` of `L` reads
 //! source position `(i + 0.5) T / L - 0.5`, clamped to `[0, T - 1]`, from its two neighbours.
 //! With `T == L` this is the identity.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use crate::error::{HeadError, Result};
+use crate::h5::{id_variants, H5File};
 use crate::npy::{self, Array2};
 
 pub use lofi_eval::feature_folder::{FailedVideo, FeatureIndex, IndexEntry, INDEX_FILE};
@@ -82,6 +90,32 @@ pub fn resample_linear(a: &Array2, l: usize) -> Vec<f32> {
     out
 }
 
+/// Reads one per-video file of a folder by its extension: `.npy`, `.csv`, or an HDF5 file
+/// holding that video (its dataset named by the id, or its only dataset).
+fn read_file(id: &str, path: &Path) -> Result<Array2> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    match ext.as_str() {
+        "npy" => npy::read_2d(path).map_err(|e| HeadError::features(id, path, e.0)),
+        "csv" => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| HeadError::features(id, path, format!("cannot read: {e}")))?;
+            parse_csv(&text).map_err(|e| HeadError::features(id, path, e))
+        }
+        _ => {
+            let file = H5File::open(path).map_err(|e| HeadError::features(id, path, e))?;
+            let name = file
+                .find_single(id)
+                .map_err(|e| HeadError::features(id, path, e))?;
+            file.read_2d(&name)
+                .map_err(|e| HeadError::features(id, path, e))
+        }
+    }
+}
+
 /// One video's features at the head's temporal scale.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VideoFeatures {
@@ -97,94 +131,258 @@ pub struct VideoFeatures {
     pub data: Vec<f32>,
 }
 
-/// A folder of feature files, ours or a peer's.
+/// Where a [`FeatureStore`] reads from.
+#[derive(Debug, Clone)]
+enum Source {
+    /// A folder of per-video files (and perhaps of HDF5 files holding many videos).
+    Folder {
+        /// Which of the folder's HDF5 files hold which datasets, listed at the first video that
+        /// has no per-video file.
+        collections: OnceLock<std::result::Result<Collections, String>>,
+    },
+    /// One HDF5 file with a dataset per video.
+    H5(H5File),
+}
+
+/// The root datasets of a folder's HDF5 files, so that a folder with TSP's `train` / `valid` /
+/// `test` files side by side serves every subset.
+#[derive(Debug, Clone, Default)]
+struct Collections {
+    /// Dataset name -> the files holding a dataset of that name at their root.
+    by_name: HashMap<String, Vec<PathBuf>>,
+    /// The folder's HDF5 files that could not be read, with why.
+    unreadable: Vec<String>,
+}
+
+/// Where one video's features are.
+enum Found {
+    /// A per-video file in the folder.
+    File(PathBuf),
+    /// Dataset `name` of an HDF5 file holding many videos.
+    Dataset {
+        /// The file.
+        file: H5File,
+        /// The dataset's name at the file's root.
+        name: String,
+    },
+    /// Datasets for the video in several of the folder's HDF5 files (sorted).
+    Ambiguous(Vec<PathBuf>),
+    /// The folder's HDF5 files could not be listed.
+    Unreadable(String),
+}
+
+/// Feature files, ours or a peer's: a folder of per-video files, or one HDF5 file.
 #[derive(Debug, Clone)]
 pub struct FeatureStore {
-    /// The folder.
-    pub dir: PathBuf,
-    /// Its `index.json`, when it has one.
+    /// The folder, or the HDF5 file.
+    pub path: PathBuf,
+    /// The folder's `index.json`, when it has one (never for an HDF5 file).
     pub index: Option<FeatureIndex>,
+    source: Source,
+}
+
+/// Whether `path` names an HDF5 file by its extension (`.h5`, `.hdf5`, `.hdf`).
+fn is_h5_name(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| ["h5", "hdf5", "hdf"].contains(&e.to_ascii_lowercase().as_str()))
+}
+
+/// Lists the root datasets of every HDF5 file in `dir`.
+fn list_collections(dir: &Path) -> std::result::Result<Collections, String> {
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| format!("{}: cannot list: {e}", dir.display()))?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && is_h5_name(p))
+        .collect();
+    files.sort();
+    let mut out = Collections::default();
+    for path in files {
+        match H5File::open(&path).and_then(|f| f.dataset_names()) {
+            Ok(names) => {
+                for name in names {
+                    out.by_name.entry(name).or_default().push(path.clone());
+                }
+            }
+            Err(e) => out.unreadable.push(format!("{}: {e}", path.display())),
+        }
+    }
+    Ok(out)
 }
 
 impl FeatureStore {
-    /// Opens a feature folder (reads `index.json` when present).
-    pub fn open(dir: &Path) -> Result<Self> {
-        if !dir.is_dir() {
-            return Err(HeadError::format(dir, "feature folder does not exist"));
+    /// Opens a feature folder (reading `index.json` when present) or an HDF5 file (`.h5`,
+    /// `.hdf5`) holding one dataset per video.
+    pub fn open(path: &Path) -> Result<Self> {
+        if path.is_file() {
+            if !is_h5_name(path) {
+                return Err(HeadError::format(
+                    path,
+                    "is a file, not a feature folder; features are a folder of per-video files \
+                     (.npy, .csv, .h5) or one HDF5 file (.h5, .hdf5) with a dataset per video",
+                ));
+            }
+            let file = H5File::open(path).map_err(|e| HeadError::format(path, e))?;
+            return Ok(Self {
+                path: path.to_path_buf(),
+                index: None,
+                source: Source::H5(file),
+            });
         }
-        let index_path = dir.join(INDEX_FILE);
+        if !path.is_dir() {
+            return Err(HeadError::format(
+                path,
+                "feature folder (or .h5 file) does not exist",
+            ));
+        }
+        let index_path = path.join(INDEX_FILE);
         let index = if index_path.is_file() {
             Some(FeatureIndex::read(&index_path)?)
         } else {
             None
         };
         Ok(Self {
-            dir: dir.to_path_buf(),
+            path: path.to_path_buf(),
             index,
+            source: Source::Folder {
+                collections: OnceLock::new(),
+            },
         })
     }
 
-    /// The file holding the features of `id`, if any: the index's entry, else `<id>.npy`,
-    /// `<id>.csv` (also with the `v_` prefix added or removed), else a `.h5` of that name (which
-    /// [`load`](Self::load) then refuses with a conversion hint).
-    pub fn locate(&self, id: &str) -> Option<PathBuf> {
+    /// Whether this store is one HDF5 file (rather than a folder).
+    pub fn is_h5_file(&self) -> bool {
+        matches!(self.source, Source::H5(_))
+    }
+
+    fn find(&self, id: &str) -> Option<Found> {
+        let (dir, collections) = match &self.source {
+            Source::H5(file) => {
+                return file.find(id).map(|name| Found::Dataset {
+                    file: file.clone(),
+                    name,
+                })
+            }
+            Source::Folder { collections } => (&self.path, collections),
+        };
         if let Some(entry) = self.index.as_ref().and_then(|i| i.videos.get(id)) {
-            let p = self.dir.join(&entry.file);
+            let p = dir.join(&entry.file);
             if p.is_file() {
-                return Some(p);
+                return Some(Found::File(p));
             }
         }
-        let mut names = vec![id.to_string()];
-        match id.strip_prefix("v_") {
-            Some(bare) => names.push(bare.to_string()),
-            None => names.push(format!("v_{id}")),
-        }
+        let names = id_variants(id);
         for ext in ["npy", "csv", "h5", "hdf5"] {
             for name in &names {
-                let p = self.dir.join(format!("{name}.{ext}"));
+                let p = dir.join(format!("{name}.{ext}"));
                 if p.is_file() {
-                    return Some(p);
+                    return Some(Found::File(p));
                 }
             }
         }
-        None
+        // No per-video file: a dataset of that name in one of the folder's HDF5 files.
+        let map = match collections.get_or_init(|| list_collections(dir)) {
+            Ok(c) => &c.by_name,
+            Err(e) => return Some(Found::Unreadable(e.clone())),
+        };
+        let name = names.into_iter().find(|n| map.contains_key(n))?;
+        match map[&name].as_slice() {
+            [one] => Some(match H5File::open(one) {
+                Ok(file) => Found::Dataset { file, name },
+                Err(e) => Found::Unreadable(format!("{}: {e}", one.display())),
+            }),
+            several => Some(Found::Ambiguous(several.to_vec())),
+        }
     }
 
-    /// Loads the raw `[T, C]` features of `id`; errors name the file and the video.
+    /// The file holding the features of `id`, if any. In a folder: the index's entry, else
+    /// `<id>.npy`, `<id>.csv`, `<id>.h5`, `<id>.hdf5` (also with the `v_` prefix added or
+    /// removed), else the folder's HDF5 file that has a dataset named so at its root. In an
+    /// HDF5 store: the file itself when it has a dataset for `id` (named `id`, or with the
+    /// prefix added or removed).
+    pub fn locate(&self, id: &str) -> Option<PathBuf> {
+        match self.find(id)? {
+            Found::File(p) => Some(p),
+            Found::Dataset { file, .. } => Some(file.path().to_path_buf()),
+            Found::Ambiguous(files) => files.first().cloned(),
+            Found::Unreadable(_) => None,
+        }
+    }
+
+    /// Loads the raw `[T, C]` features of `id`; errors name the file (and, in HDF5, the
+    /// dataset) and the video.
     pub fn load(&self, id: &str) -> Result<Array2> {
-        let Some(path) = self.locate(id) else {
-            return Err(HeadError::features(
-                id,
-                self.dir.join(format!("{id}.npy")),
-                "no feature file (looked for <id>.npy / <id>.csv, with and without the v_ prefix)",
-            ));
-        };
-        let ext = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        let array = match ext.as_str() {
-            "npy" => npy::read_2d(&path).map_err(|e| HeadError::features(id, &path, e.0))?,
-            "csv" => {
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|e| HeadError::features(id, &path, format!("cannot read: {e}")))?;
-                parse_csv(&text).map_err(|e| HeadError::features(id, &path, e))?
+        // Read from an HDF5 file holding many videos, every message also names the dataset.
+        let (path, array, within) = match (&self.source, self.find(id)) {
+            (_, Some(Found::Dataset { file, name })) => {
+                let path = file.path().to_path_buf();
+                let array = file
+                    .read_2d(&name)
+                    .map_err(|e| HeadError::features(id, &path, e))?;
+                (path, array, format!("dataset {:?}: ", format!("/{name}")))
             }
-            _ => {
+            (_, Some(Found::File(path))) => {
+                let array = read_file(id, &path)?;
+                (path, array, String::new())
+            }
+            (_, Some(Found::Ambiguous(files))) => {
+                let names: Vec<String> = files
+                    .iter()
+                    .filter_map(|f| f.file_name().map(|n| n.to_string_lossy().into_owned()))
+                    .collect();
                 return Err(HeadError::features(
                     id,
-                    &path,
-                    "HDF5 feature files are not supported; convert them to one .npy per video \
-                     (e.g. numpy.save(f'{id}.npy', h5file[id][()].astype('float32')))",
+                    &self.path,
+                    format!(
+                        "{} HDF5 files of this folder hold a dataset for it ({}); lofi reads one \
+                         stream per video, so keep one file per subset (not rgb and flow side by \
+                         side)",
+                        files.len(),
+                        names.join(", ")
+                    ),
+                ));
+            }
+            (_, Some(Found::Unreadable(e))) => {
+                return Err(HeadError::features(
+                    id,
+                    &self.path,
+                    format!(
+                        "no per-video file, and the folder's HDF5 files could not be read: {e}"
+                    ),
                 ))
+            }
+            (Source::H5(file), None) => {
+                return Err(HeadError::features(
+                    id,
+                    &self.path,
+                    file.missing_message(id),
+                ))
+            }
+            (Source::Folder { collections }, None) => {
+                let mut message = "no feature file (looked for <id>.npy / <id>.csv / <id>.h5, \
+                                   with and without the v_ prefix, and for a dataset of that name \
+                                   in the folder's HDF5 files)"
+                    .to_string();
+                match collections.get() {
+                    Some(Ok(c)) if !c.unreadable.is_empty() => message.push_str(&format!(
+                        "; unreadable HDF5 files skipped: {}",
+                        c.unreadable.join("; ")
+                    )),
+                    _ => {}
+                }
+                return Err(HeadError::features(
+                    id,
+                    self.path.join(format!("{id}.npy")),
+                    message,
+                ));
             }
         };
         if array.rows == 0 || array.cols == 0 {
             return Err(HeadError::features(
                 id,
                 &path,
-                format!("empty array [{}, {}]", array.rows, array.cols),
+                format!("{within}empty array [{}, {}]", array.rows, array.cols),
             ));
         }
         if let Some(i) = array.data.iter().position(|v| !v.is_finite()) {
@@ -192,7 +390,7 @@ impl FeatureStore {
                 id,
                 &path,
                 format!(
-                    "value at time step {}, channel {} is {} (not finite)",
+                    "{within}value at time step {}, channel {} is {} (not finite)",
                     i / array.cols,
                     i % array.cols,
                     array.data[i]
@@ -225,7 +423,7 @@ impl FeatureStore {
         let a = self.load(id)?;
         if let Some(c) = channels {
             if a.cols != c {
-                let path = self.locate(id).unwrap_or_else(|| self.dir.clone());
+                let path = self.locate(id).unwrap_or_else(|| self.path.clone());
                 return Err(HeadError::features(
                     id,
                     path,

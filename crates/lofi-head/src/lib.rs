@@ -1,5 +1,5 @@
 //! Everything after a frozen encoder: feature extraction (sharded, resumable, verifiable), feature
-//! files (ours and the peers' `.npy` / `.csv`), G-TAD trained from scratch on features with a
+//! files (ours and the peers' `.npy` / `.csv` / `.h5`), G-TAD trained from scratch on features with a
 //! video-level classifier beside it, detection (BMN boundary rule, Soft-NMS, class fusion) and
 //! evaluation with the ActivityNet protocol.
 //!
@@ -16,6 +16,7 @@ pub mod detect;
 pub mod error;
 pub mod extract;
 pub mod features;
+pub mod h5;
 pub mod model;
 pub mod train;
 

@@ -676,10 +676,14 @@ fn load_subsets(
 
 /// What the head is trained on, for the run's fingerprint: the ground truth's bytes, and the
 /// feature folder's own fingerprint and index (which records each feature file's hash) when it
-/// has them; a peer's folder without either is named by its path.
+/// has them; a single features file by its bytes; a peer's folder without either by its path.
 fn input_fingerprint(inputs: &HeadInputs) -> Result<Fingerprint> {
     let mut f = Fingerprint::new().with_file("ground_truth", &inputs.ground_truth)?;
     let dir = &inputs.features;
+    if dir.is_file() {
+        // One many-video file (an `.h5`): its bytes are its identity.
+        return Ok(f.with_file("features_file", dir)?);
+    }
     let mut known = false;
     if let Some(made_by) = Fingerprint::read(dir)? {
         f = f.with("features", &made_by.parts)?;

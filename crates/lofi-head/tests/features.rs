@@ -1,6 +1,7 @@
 //! Peer feature formats (`.npy` f32/f64/f16 `[T, C]`, G-TAD-style `.csv`) written in the test,
 //! read back through the feature store with rescaling to `L`, bad files refused by name, and a
-//! head trained on CSV features of a different length.
+//! head trained on CSV features of a different length; HDF5 files in [`h5`] (one test binary for
+//! every feature format, so CI links it once).
 
 use std::path::Path;
 
@@ -8,6 +9,14 @@ use lofi_head::features::FeatureStore;
 use lofi_head::{train_head, HeadConfig, HeadError, HeadInputs};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+/// Held by every test of this binary that trains or runs a head: the backend's seed is
+/// process-wide, so two concurrent runs would draw each other's initial weights.
+fn one_head_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 fn npy_bytes(descr: &str, shape: &str, data: &[u8]) -> Vec<u8> {
     let dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
@@ -127,7 +136,7 @@ fn bad_feature_files_are_refused_with_path_and_video() -> TestResult {
         ("big", "big.npy", "big-endian"),
         ("nan", "nan.npy", "not finite"),
         ("ragged", "ragged.csv", "line 3"),
-        ("peer", "peer.h5", "HDF5"),
+        ("peer", "peer.h5", "not a readable HDF5 file"),
         ("absent", "absent.npy", "no feature file"),
     ];
     for (id, file, expected) in cases {
@@ -143,6 +152,7 @@ fn bad_feature_files_are_refused_with_path_and_video() -> TestResult {
 
 #[test]
 fn head_trains_on_peer_csv_features_of_another_length() -> TestResult {
+    let _serial = one_head_at_a_time();
     let dir = tempfile::tempdir()?;
     let d = dir.path();
     let feats = d.join("feats");
@@ -233,3 +243,6 @@ fn head_trains_on_peer_csv_features_of_another_length() -> TestResult {
     assert_eq!(out.train_videos, 3);
     Ok(())
 }
+
+#[path = "features/h5.rs"]
+mod h5;

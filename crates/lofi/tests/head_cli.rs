@@ -4,6 +4,10 @@
 mod common;
 use common::{lofi, lofi_env, s, tiny_dataset};
 
+/// `--features FILE.h5` (a module of this binary, so that CI links one CLI head test).
+#[path = "head_cli/h5.rs"]
+mod h5;
+
 /// Metrics lines without the fields that measure time or memory.
 fn comparable_metrics(run: &std::path::Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(run.join("metrics.jsonl")).expect("metrics");

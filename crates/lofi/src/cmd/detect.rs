@@ -17,8 +17,8 @@ pub struct DetectArgs {
     /// head's architecture, L and the feature width.
     #[arg(long, value_name = "DIR|FILE")]
     head: PathBuf,
-    /// Feature folder.
-    #[arg(long, value_name = "DIR")]
+    /// Feature folder, or one HDF5 file with a dataset per video id (as for `train-head`).
+    #[arg(long, value_name = "DIR|FILE.h5")]
     features: PathBuf,
     /// Ground truth (the video list and durations).
     #[arg(long, value_name = "GT.json")]

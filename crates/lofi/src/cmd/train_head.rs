@@ -1,4 +1,4 @@
-//! `lofi train-head`: G-TAD from scratch on feature files (ours or a peer's `.npy` / `.csv`),
+//! `lofi train-head`: G-TAD from scratch on feature files (ours or a peer's `.npy` / `.csv` / `.h5`),
 //! with the video-level classifier beside it; metrics, checkpoints and the final head in `--out`.
 
 use std::path::PathBuf;
@@ -12,8 +12,9 @@ use lofi_head::{train_head, FeatureStore, HeadConfig, HeadInputs};
 /// Arguments of `lofi train-head`.
 #[derive(Debug, Args)]
 pub struct TrainHeadArgs {
-    /// Feature folder (`<id>.npy` or `<id>.csv` per video).
-    #[arg(long, value_name = "DIR")]
+    /// Feature folder (`<id>.npy`, `<id>.csv` or `<id>.h5` per video), or one HDF5 file with a
+    /// dataset per video id (TSP / G-TAD layout).
+    #[arg(long, value_name = "DIR|FILE.h5")]
     features: PathBuf,
     /// Ground truth (ActivityNet layout).
     #[arg(long, value_name = "GT.json")]
