@@ -71,6 +71,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         videos: dir.path().join("videos"),
         out: dir.path().join("features"),
         shard: None,
+        skip_missing_videos: false,
     };
     let outcome = extract(&config, &inputs, &|_, _| {})?;
     println!(
@@ -107,6 +108,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             videos: root.join("videos"),
             out: root.join("features"),
             shard: None,
+            skip_missing_videos: false,
         },
         &|_, _| {},
     )?;

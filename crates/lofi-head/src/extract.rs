@@ -26,7 +26,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use lofi_engine::Settings;
 use lofi_model::{Encoder, EncoderArch};
-use lofi_video::ground_truth::{find_video, GroundTruth};
+use lofi_video::ground_truth::{locate_videos, GroundTruth};
 use lofi_video::{Fidelity, Loader, LoaderConfig, SamplingPlan, VideoJob};
 use serde::{Deserialize, Serialize};
 
@@ -212,6 +212,9 @@ pub struct ExtractInputs {
     pub out: PathBuf,
     /// Shard of the video list (`None`: all).
     pub shard: Option<Shard>,
+    /// Go on without the videos of the shard that have no file in `videos` (listed as failed);
+    /// without it, any such video is an error that names them all, before any work.
+    pub skip_missing_videos: bool,
     /// Where the encoder runs (`cpu_device()`, or a GPU opened by the caller).
     pub device: Device,
 }
@@ -278,17 +281,8 @@ pub fn check_output(
     Ok(shape)
 }
 
-fn check_id(id: &str, gt: &Path) -> Result<()> {
-    if id.is_empty() || id.contains(['/', '\\']) || id.starts_with('.') {
-        return Err(HeadError::format(
-            gt,
-            format!("video id {id:?} cannot be used as a file name"),
-        ));
-    }
-    Ok(())
-}
-
-/// The videos of the ground truth selected by `subset` and `shard`, sorted by id, with durations.
+/// The videos of the ground truth selected by `subset` (any letter case) and `shard`, sorted by
+/// id, with durations. (Ids are safe file names: [`GroundTruth::read`] refused any other.)
 pub fn select_videos(
     truth: &GroundTruth,
     gt_path: &Path,
@@ -296,29 +290,26 @@ pub fn select_videos(
     shard: Option<Shard>,
 ) -> Result<Vec<(String, f64)>> {
     if let Some(wanted) = subset {
-        if !truth.database.values().any(|e| e.subset == wanted) {
-            let mut present: Vec<&str> =
-                truth.database.values().map(|e| e.subset.as_str()).collect();
-            present.sort_unstable();
-            present.dedup();
+        if truth.subset_name(wanted).is_none() {
             return Err(HeadError::format(
                 gt_path,
-                format!("no video of subset {wanted:?} (the file has: {present:?})"),
+                format!(
+                    "no video of subset {wanted:?} (the file has: {})",
+                    truth.describe_subsets()
+                ),
             ));
         }
     }
-    let mut out = Vec::new();
-    let all = truth
-        .database
-        .iter()
-        .filter(|(_, e)| subset.is_none_or(|s| e.subset == s));
-    for (pos, (id, entry)) in all.enumerate() {
-        if shard.is_none_or(|s| s.takes(pos)) {
-            check_id(id, gt_path)?;
-            out.push((id.clone(), entry.duration));
-        }
-    }
-    Ok(out)
+    let all: Vec<(&String, &lofi_video::ground_truth::VideoEntry)> = match subset {
+        Some(wanted) => truth.videos_of(wanted).collect(),
+        None => truth.database.iter().collect(),
+    };
+    Ok(all
+        .into_iter()
+        .enumerate()
+        .filter(|(pos, _)| shard.is_none_or(|s| s.takes(*pos)))
+        .map(|(_, (id, entry))| (id.clone(), entry.duration))
+        .collect())
 }
 
 /// Index file name of a shard.
@@ -345,6 +336,13 @@ pub fn extract(
         config.subset.as_deref(),
         inputs.shard,
     )?;
+    let (located, _) = locate_videos(
+        &inputs.ground_truth,
+        &inputs.videos,
+        selected.iter().map(|(id, _)| id.as_str()),
+        inputs.skip_missing_videos,
+    )?;
+    let files: BTreeMap<String, PathBuf> = located.into_iter().collect();
     std::fs::create_dir_all(&inputs.out).map_err(|e| HeadError::io(&inputs.out, e))?;
     let recorded = config.recorded()?;
     write_config(&recorded, &inputs.out.join("config.toml"))?;
@@ -360,7 +358,9 @@ pub fn extract(
         jobs,
         skipped,
         redone,
-    } = pending(&selected, [l, c], inputs, &|done| progress(done, total));
+    } = pending(&selected, &files, [l, c], inputs, &|done| {
+        progress(done, total)
+    });
 
     let mut loader_cfg = LoaderConfig::new(config.plan()?);
     loader_cfg.workers = config.workers;
@@ -453,6 +453,7 @@ struct Pending {
 /// and ones without a video file; `progress` gets the count of videos settled so far.
 fn pending(
     selected: &[(String, f64)],
+    files: &BTreeMap<String, PathBuf>,
     shape: [usize; 2],
     inputs: &ExtractInputs,
     progress: &dyn Fn(usize),
@@ -489,14 +490,18 @@ fn pending(
                 }
             }
         }
-        match find_video(&inputs.videos, id) {
+        match files.get(id) {
             Some(video) => jobs.push(VideoJob {
                 id: id.clone(),
-                path: video,
+                path: video.clone(),
                 annotated_duration: Some(*duration),
+                span: None,
             }),
             None => {
-                let reason = format!("no video file for it in {}", inputs.videos.display());
+                let reason = format!(
+                    "no video file for it in {} (skipped: --skip-missing-videos)",
+                    inputs.videos.display()
+                );
                 tracing::warn!("video {id}: {reason}");
                 failed.push(FailedVideo {
                     id: id.clone(),
@@ -694,15 +699,18 @@ mod tests {
 
     #[test]
     fn a_subset_without_videos_is_an_error_naming_the_subsets_there() {
-        let truth: GroundTruth = serde_json::from_str(
-            r#"{"version": "t", "database": {
+        let gt = Path::new("gt.json");
+        let truth = GroundTruth::from_slice(
+            br#"{"version": "t", "database": {
                 "a": {"subset": "training", "duration": 5.0, "annotations": []},
                 "b": {"subset": "validation", "duration": 5.0, "annotations": []}}}"#,
+            gt,
         )
         .expect("ground truth");
-        let gt = Path::new("gt.json");
         let one = select_videos(&truth, gt, Some("validation"), None).expect("one video");
         assert_eq!(one, [("b".to_string(), 5.0)]);
+        let folded = select_videos(&truth, gt, Some("Validation"), None).expect("any case");
+        assert_eq!(folded, one);
         let e = select_videos(&truth, gt, Some("Validaton"), None).expect_err("typo");
         let text = e.to_string();
         assert!(

@@ -34,6 +34,7 @@ fn inputs(root: &Path, out: &str, shard: Option<Shard>) -> ExtractInputs {
         videos: root.join("videos"),
         out: root.join(out),
         shard,
+        skip_missing_videos: false,
     }
 }
 
@@ -299,7 +300,19 @@ fn failed_videos_are_listed_and_do_not_stop_the_run() -> TestResult {
             "absent": {"subset": "validation", "duration": 5.0, "annotations": []},
             "garbage": {"subset": "validation", "duration": 5.0, "annotations": []}}}"#,
     )?;
-    let out = extract(&tiny_extract(), &inputs(root, "features", None), &|_, _| {})?;
+    // A listed video without a file is an error naming it, before any work ...
+    let message = extract(&tiny_extract(), &inputs(root, "features", None), &|_, _| {})
+        .expect_err("a video is missing")
+        .to_string();
+    assert!(
+        message.contains("1 of 2 videos listed in") && message.contains(": absent;"),
+        "{message}"
+    );
+    assert!(!root.join("features").exists(), "nothing written");
+    // ... and, when asked to skip it, listed as failed with the unreadable one.
+    let mut skipping = inputs(root, "features", None);
+    skipping.skip_missing_videos = true;
+    let out = extract(&tiny_extract(), &skipping, &|_, _| {})?;
     assert_eq!((out.videos, out.extracted), (2, 0));
     let ids: Vec<&str> = out.failed.iter().map(|f| f.id.as_str()).collect();
     assert_eq!(ids, vec!["absent", "garbage"]);

@@ -194,6 +194,7 @@ fn evaluate_encoder(
             videos: inputs.videos.clone(),
             out: features.clone(),
             shard: None,
+            skip_missing_videos: false,
         },
         &|_, _| {},
     )?;

@@ -72,6 +72,9 @@ pub struct RunOptions {
     pub replica_devices: Vec<Device>,
     /// Resume, the kill-simulation hook and progress (see [`RunControl`]).
     pub run: RunControl,
+    /// Go on without videos listed in the ground truth that have no file (they are listed as
+    /// skipped); without it, such videos are an error naming them all, before any work.
+    pub skip_missing_videos: bool,
 }
 
 impl Default for RunOptions {
@@ -80,6 +83,7 @@ impl Default for RunOptions {
             device: cpu_device(),
             replica_devices: Vec::new(),
             run: RunControl::default(),
+            skip_missing_videos: false,
         }
     }
 }
@@ -415,7 +419,7 @@ fn run_training(
     }
     let on_cpu = options.device == cpu_device();
     let (mut meter, budget) = host_meter(config, options)?;
-    let data = TrainingData::read(config, paths)?;
+    let data = TrainingData::read(config, paths, options.skip_missing_videos)?;
     let run = RunDir::open(&paths.out, config, options.run.resume)?;
 
     let autodiff = |d: &Device| {
@@ -516,10 +520,16 @@ struct TrainingData {
 }
 
 impl TrainingData {
-    fn read(config: &TrainConfig, paths: &TrainPaths) -> TrainResult<Self> {
-        let (train, mut failures) = read_videos(&paths.ground_truth, &paths.videos, "training")?;
+    fn read(config: &TrainConfig, paths: &TrainPaths, skip_missing: bool) -> TrainResult<Self> {
+        let (train, mut failures) =
+            read_videos(&paths.ground_truth, &paths.videos, "training", skip_missing)?;
         let (val, val_failed) = if config.validate_every > 0 {
-            read_videos(&paths.ground_truth, &paths.videos, "validation")?
+            read_videos(
+                &paths.ground_truth,
+                &paths.videos,
+                "validation",
+                skip_missing,
+            )?
         } else {
             (Vec::new(), Vec::new())
         };

@@ -68,6 +68,10 @@ pub struct ExtractArgs {
     /// Take only shard K of N (K from 0): videos whose position in the sorted id list is K mod N.
     #[arg(long, value_name = "K/N")]
     shard: Option<String>,
+    /// Go on without listed videos that have no file in --videos (they are listed as failed).
+    /// Without it, such videos are an error that counts and names them, before any work.
+    #[arg(long, conflicts_with = "verify")]
+    skip_missing_videos: bool,
 }
 
 /// Run `lofi extract`.
@@ -122,6 +126,7 @@ pub fn run(args: ExtractArgs) -> Result<()> {
         videos,
         out,
         shard,
+        skip_missing_videos: args.skip_missing_videos,
     };
     let bar = ProgressBar::new(0);
     bar.set_style(
