@@ -230,8 +230,12 @@ pub struct ExtractOutcome {
     pub skipped: usize,
     /// Existing outputs that were corrupt and were redone.
     pub redone: usize,
-    /// Videos that failed, with the reason.
+    /// Videos that failed, with the reason (those without a video file, skipped on request,
+    /// included).
     pub failed: Vec<FailedVideo>,
+    /// How many of `failed` had no video file and were skipped on request
+    /// (`skip_missing_videos`).
+    pub skipped_missing: usize,
     /// The index file written.
     pub index_path: PathBuf,
     /// Frames encoded.
@@ -362,6 +366,8 @@ pub fn extract(
         progress(done, total)
     });
 
+    // Only videos without a file (skipped on request) fail before decoding.
+    let skipped_missing = failed.len();
     let mut loader_cfg = LoaderConfig::new(config.plan()?);
     loader_cfg.workers = config.workers;
     loader_cfg.queue = config.workers * 2;
@@ -429,6 +435,7 @@ pub fn extract(
         skipped,
         redone,
         failed,
+        skipped_missing,
         index_path,
         frames,
         seconds: started.elapsed().as_secs_f64(),

@@ -717,6 +717,80 @@ mod tests {
         Ok(())
     }
 
+    /// Clips sampled at the annotated segments of the untrimmed videos are the clips `lofi synth`
+    /// cut into files: the same clips, labels and shapes, and nearly the same pixels (both are
+    /// lossy encodings of the same rendered frames); background spans are deterministic from the
+    /// seed and avoid every annotation.
+    #[test]
+    fn annotated_clips_match_the_clip_files() -> TrainResult<()> {
+        use lofi_video::synth::{write_dataset, SynthConfig, SynthPreset};
+        let dir = tempfile::tempdir().map_err(|e| TrainError::io("tmp", e))?;
+        let mut synth = SynthConfig::preset(SynthPreset::Tiny, 4);
+        synth.videos = 4;
+        write_dataset(dir.path(), &synth, 2, &|_| {})?;
+        let (gt, videos) = (
+            dir.path().join("ground_truth.json"),
+            dir.path().join("videos"),
+        );
+        let (file_classes, files) = read_clips(dir.path(), "training")?;
+        let ann = annotated_clips(&gt, &videos, (None, None), false, 0, false)?;
+        assert_eq!(ann.subsets.train, "training");
+        assert!(ann.skipped.is_empty(), "{:?}", ann.skipped);
+        assert_eq!(ann.train.len(), files.len());
+        let name = |classes: &[String], c: &Clip| classes[c.label].clone();
+        let plan = lofi_video::Fidelity::new(4, 32)?.apply(&SamplingPlan::new(1)?);
+        let (from_files, failed) = decode(files.iter().map(Clip::job).collect(), plan, 2)?;
+        assert!(failed.is_empty(), "{failed:?}");
+        let (from_videos, failed) = decode(ann.train.iter().map(Clip::job).collect(), plan, 2)?;
+        assert!(failed.is_empty(), "{failed:?}");
+        let diff = |a: &ClipU8, b: &ClipU8| -> f64 {
+            let sum: u64 = a
+                .data
+                .iter()
+                .zip(&b.data)
+                .map(|(x, y)| u64::from(x.abs_diff(*y)))
+                .sum();
+            sum as f64 / a.data.len() as f64
+        };
+        // Both lists are in video then start order.
+        for (k, (file, span)) in files.iter().zip(&ann.train).enumerate() {
+            assert_eq!(name(&file_classes, file), name(&ann.classes, span));
+            let (a, b) = (&from_files[k].1, &from_videos[k].1);
+            assert_eq!(a.shape, b.shape);
+            let same = diff(a, b);
+            assert!(same < 4.0, "clip {k}: mean |difference| {same}");
+            let other = &from_files[(k + 1) % files.len()].1;
+            assert!(same < diff(other, b), "clip {k} is closer to another clip");
+        }
+
+        let with = |seed| annotated_clips(&gt, &videos, (None, None), true, seed, false);
+        let (a, b, c) = (with(7)?, with(7)?, with(8)?);
+        assert_eq!(a, b, "the same seed gives the same clips");
+        assert_eq!(a.classes.last().map(String::as_str), Some(BACKGROUND_CLASS));
+        let background: Vec<&Clip> = a
+            .train
+            .iter()
+            .filter(|c| c.label + 1 == a.classes.len())
+            .collect();
+        let expected = (ann.train.len() as f64 / (a.classes.len() - 1) as f64).round() as usize;
+        assert_eq!(background.len(), expected);
+        let spans = |x: &AnnotatedClips| -> Vec<Option<[f64; 2]>> {
+            x.train.iter().map(|c| c.span).collect()
+        };
+        assert_ne!(spans(&a), spans(&c), "another seed, other background spans");
+        let truth = GroundTruth::read(&gt)?;
+        for clip in background {
+            let video = clip.id.split('#').next().unwrap_or_default();
+            let [s, e] = clip.span.unwrap_or_default();
+            assert!(s < e && e <= truth.database[video].duration);
+            for annotation in &truth.database[video].annotations {
+                let [a0, a1] = annotation.segment;
+                assert!(e <= a0 || s >= a1, "{clip:?} overlaps {a0}-{a1}");
+            }
+        }
+        Ok(())
+    }
+
     /// Decoding one batch ahead yields exactly the batches of decoding on demand (a missing
     /// video included), and an epoch abandoned half-way stops its decoding thread.
     #[test]

@@ -153,13 +153,14 @@ pub fn run(args: ExtractArgs) -> Result<()> {
         outcome.frames as f64 / outcome.seconds.max(1e-9),
         outcome.index_path.display()
     );
-    if !outcome.failed.is_empty() {
-        for f in &outcome.failed {
-            eprintln!("failed: {}: {}", f.id, f.reason);
-        }
+    for f in &outcome.failed {
+        eprintln!("failed: {}: {}", f.id, f.reason);
+    }
+    // Videos without a file that the user asked to skip are listed, not a failure of the run.
+    let failures = outcome.failed.len() - outcome.skipped_missing;
+    if failures > 0 {
         bail!(
-            "{} of {} videos failed (listed above and under \"failed\" in {})",
-            outcome.failed.len(),
+            "{failures} of {} videos failed (listed above and under \"failed\" in {})",
             outcome.videos,
             outcome.index_path.display()
         );
