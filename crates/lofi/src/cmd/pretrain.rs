@@ -33,7 +33,7 @@ pub struct PretrainArgs {
     val_subset: Option<String>,
     /// Add a "background" class of spans outside every annotation (with --ground-truth; the
     /// config key `background`).
-    #[arg(long, requires = "ground_truth")]
+    #[arg(long)]
     background: bool,
     /// Go on without listed videos that have no file (listed as skipped in summary.json).
     /// Without it, such videos are an error that counts and names them, before any work.
