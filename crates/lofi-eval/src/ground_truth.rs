@@ -5,6 +5,14 @@
 //! the labels that occur in the chosen subset, in order of first appearance, and every annotation
 //! counts, duplicates included. THUMOS14 users disagree about three test videos and the
 //! "Ambiguous" label, so both can be dropped explicitly, and the report says what was dropped.
+//!
+//! [`AnnotationFile`] is the one reader of these files for every lofi stage: `lofi eval` keeps one
+//! subset of it ([`GroundTruth`]), the stages that read videos or features keep all of it
+//! (lofi-video's `ground_truth` module). It takes files as people have them: `version` and
+//! `taxonomy` may be missing, subsets may be spelled in any letter case, and keys it does not use
+//! (`url`, `resolution`, `fps`, `label_id`, `segment(frames)`, at any level) are ignored. The
+//! stages that turn video ids into file names also ask [`check_video_id`] first, so that an id such
+//! as `../x` is refused by name instead of reaching outside the videos folder.
 
 use crate::error::{EvalError, Result};
 use crate::json::{parse_error, read_file, OrderedMap};
@@ -95,9 +103,127 @@ pub struct GroundTruth {
 #[derive(Deserialize)]
 struct RawFile {
     database: OrderedMap<DatabaseVideo>,
+    /// Any JSON value (files say "VERSION 1.3", "1.3" or 1.3); absent in many THUMOS14
+    /// conversions.
+    #[serde(default)]
+    version: Option<serde_json::Value>,
 }
 
-/// One video of a ground-truth file's `database`, as the file gives it (any subset).
+/// A ground-truth file as a whole: every subset, videos in file order (see the module docs).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AnnotationFile {
+    /// The file it was read from (for messages).
+    pub path: PathBuf,
+    /// The file's `version`, where it has one (a non-string value as its JSON text).
+    pub version: Option<String>,
+    /// Every video of `database`, in file order (ids are unique).
+    pub database: Vec<(String, DatabaseVideo)>,
+}
+
+impl AnnotationFile {
+    /// Reads a ground-truth file.
+    pub fn from_path(path: &Path) -> Result<Self> {
+        let bytes = read_file(path)?;
+        Self::from_slice(&bytes, path)
+    }
+
+    /// Parses a ground-truth file from bytes; `path` is only used in messages.
+    pub fn from_slice(bytes: &[u8], path: &Path) -> Result<Self> {
+        let raw: RawFile =
+            serde_json::from_slice(bytes).map_err(|e| parse_error(path, bytes, e))?;
+        Ok(Self::from_raw(raw, path))
+    }
+
+    fn from_raw(raw: RawFile, path: &Path) -> Self {
+        let version = raw.version.map(|v| match v {
+            serde_json::Value::String(s) => s,
+            other => other.to_string(),
+        });
+        AnnotationFile {
+            path: path.to_path_buf(),
+            version,
+            database: raw.database.0,
+        }
+    }
+
+    /// The subset names of the file with their video counts, sorted by name.
+    pub fn subsets(&self) -> BTreeMap<&str, usize> {
+        subset_counts(&self.database)
+    }
+
+    /// The file's spelling of subset `wanted`: `wanted` itself if a video has it, else the one
+    /// subset equal to it up to letter case (THUMOS14 files say `Validation` and `Test`); an
+    /// error listing the subsets present otherwise.
+    pub fn resolve_subset(&self, wanted: &str) -> Result<String> {
+        resolve_subset(&self.database, &self.path, wanted)
+    }
+
+    /// Whether the file has subset `wanted` (in the sense of [`AnnotationFile::resolve_subset`]).
+    pub fn has_subset(&self, wanted: &str) -> bool {
+        self.resolve_subset(wanted).is_ok()
+    }
+
+    /// Refuses the first video id that is not a safe file name ([`check_video_id`]), naming the
+    /// file, the id and why. Stages that look videos or features up by id call it before any
+    /// work; `lofi eval` does not (it opens no file by id, and scores what the official tool
+    /// scores).
+    pub fn check_video_ids(&self) -> Result<()> {
+        for (id, _) in &self.database {
+            if let Err(why) = check_video_id(id) {
+                return Err(EvalError::entry(
+                    &self.path,
+                    &printable(id),
+                    format!(
+                        "the id is not a safe file name ({why}); rename the video and its entry"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether a video id can stand as a file name inside a folder: the reason it cannot, if so.
+/// Refused: the empty id, `.` and `..`, a leading dot (hidden files, and `..x` look-alikes),
+/// path separators (`/`, `\`), NUL and other control characters, and ids longer than 200 bytes
+/// (file systems allow 255 bytes per name, and a `v_` prefix and an extension must fit).
+/// ActivityNet's YouTube ids (letters, digits, `-`, `_`, a leading `-` included) all pass.
+pub fn check_video_id(id: &str) -> std::result::Result<(), &'static str> {
+    if id.is_empty() {
+        return Err("it is empty");
+    }
+    if id == "." || id == ".." {
+        return Err("it names a folder");
+    }
+    if id.contains(['/', '\\']) {
+        return Err("it contains a path separator");
+    }
+    if id.starts_with('.') {
+        return Err("it starts with a dot");
+    }
+    if id.contains('\0') {
+        return Err("it contains a NUL character");
+    }
+    if id.chars().any(char::is_control) {
+        return Err("it contains a control character");
+    }
+    if id.len() > 200 {
+        return Err("it is longer than 200 bytes");
+    }
+    Ok(())
+}
+
+/// An id as it can be printed in a message (control characters escaped).
+fn printable(id: &str) -> String {
+    if id.chars().any(char::is_control) {
+        format!("{id:?}")
+    } else {
+        id.to_string()
+    }
+}
+
+/// One video of a ground-truth file's `database`, as the file gives it (any subset). Keys not
+/// listed here (`url`, `resolution`, `fps`, ...) are ignored.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 pub struct DatabaseVideo {
     /// The subset the video belongs to (`training`, `validation`, `test`, ...).
@@ -105,12 +231,24 @@ pub struct DatabaseVideo {
     /// Duration in seconds, where given.
     #[serde(default)]
     pub duration: Option<f64>,
+    /// Frame rate, where given as a number (the THUMOS14 conversion's `fps`; not used by the
+    /// evaluation; a value of another type is ignored, as every key this reader does not need).
+    #[serde(default, deserialize_with = "number_or_none")]
+    pub fps: Option<f64>,
     /// Its annotations in file order.
     #[serde(default)]
     pub annotations: Vec<DatabaseAnnotation>,
 }
 
-/// One annotation of a [`DatabaseVideo`].
+/// Reads any JSON value, keeping it only if it is a number.
+fn number_or_none<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Option<f64>, D::Error> {
+    Ok(serde_json::Value::deserialize(deserializer)?.as_f64())
+}
+
+/// One annotation of a [`DatabaseVideo`]. Other keys (`label_id`, `segment(frames)`, ...) are
+/// ignored.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 pub struct DatabaseAnnotation {
     /// `[start, end]` in seconds.
@@ -128,9 +266,12 @@ impl GroundTruth {
 
     /// Parses ground truth from bytes; `path` is only used in messages.
     pub fn from_slice(bytes: &[u8], path: &Path, options: &GroundTruthOptions) -> Result<Self> {
-        let raw: RawFile =
-            serde_json::from_slice(bytes).map_err(|e| parse_error(path, bytes, e))?;
-        Self::from_raw(raw, path, options)
+        Self::from_file(AnnotationFile::from_slice(bytes, path)?, options)
+    }
+
+    /// Keeps the requested subset of a file read with [`AnnotationFile`].
+    pub fn from_file(file: AnnotationFile, options: &GroundTruthOptions) -> Result<Self> {
+        Self::from_videos(file.database, &file.path, options)
     }
 
     /// Builds the ground truth from a `database` already in memory (video id, video), in file
@@ -145,17 +286,15 @@ impl GroundTruth {
         if let Some((id, _)) = database.iter().find(|(id, _)| !seen.insert(id.as_str())) {
             return Err(EvalError::entry(path, id, "appears twice in \"database\""));
         }
-        Self::from_raw(
-            RawFile {
-                database: OrderedMap(database),
-            },
-            path,
-            options,
-        )
+        Self::from_videos(database, path, options)
     }
 
-    fn from_raw(raw: RawFile, path: &Path, options: &GroundTruthOptions) -> Result<Self> {
-        let subset = resolve_subset(&raw, path, &options.subset)?;
+    fn from_videos(
+        database: Vec<(String, DatabaseVideo)>,
+        path: &Path,
+        options: &GroundTruthOptions,
+    ) -> Result<Self> {
+        let subset = resolve_subset(&database, path, &options.subset)?;
         let excluded_videos: HashSet<String> = options.exclude_videos.iter().cloned().collect();
         let excluded_labels: HashSet<String> = options.exclude_labels.iter().cloned().collect();
         let mut truth = GroundTruth {
@@ -171,7 +310,7 @@ impl GroundTruth {
             video_index: HashMap::new(),
         };
         let (mut dropped_videos, mut dropped_annotations) = (0usize, 0usize);
-        for (id, video) in raw.database.0 {
+        for (id, video) in database {
             if video.subset != subset {
                 continue;
             }
@@ -298,11 +437,20 @@ fn check_segment(path: &Path, video: &str, number: usize, start: f64, end: f64) 
     Ok(())
 }
 
-fn resolve_subset(raw: &RawFile, path: &Path, wanted: &str) -> Result<String> {
+fn subset_counts(database: &[(String, DatabaseVideo)]) -> BTreeMap<&str, usize> {
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    for (_, video) in &raw.database.0 {
+    for (_, video) in database {
         *counts.entry(video.subset.as_str()).or_default() += 1;
     }
+    counts
+}
+
+fn resolve_subset(
+    database: &[(String, DatabaseVideo)],
+    path: &Path,
+    wanted: &str,
+) -> Result<String> {
+    let counts = subset_counts(database);
     if counts.contains_key(wanted) {
         return Ok(wanted.to_string());
     }
@@ -428,6 +576,85 @@ mod tests {
         .expect_err("repeated id")
         .to_string();
         assert!(message.contains("video a: appears twice"), "{message}");
+    }
+
+    #[test]
+    fn files_as_people_have_them_are_read() {
+        // No version, no taxonomy, THUMOS14's capitalised subsets, extra keys at the top, video
+        // and annotation levels (the common THUMOS14 conversion's fps, label_id and frames).
+        let text = r#"{"extra": 1, "database": {
+            "video_validation_1": {"subset": "Validation", "duration": 20.0, "fps": 30.0,
+                "url": "", "annotations": [{"segment": [1.5, 3.0], "segment(frames)": [45, 90],
+                "label": "Diving", "label_id": 7}]},
+            "video_test_1": {"subset": "Test", "duration": 10.0, "fps": "30",
+                "annotations": [{"segment": [2, 4], "label": "Diving", "label_id": 7}]}
+        }}"#;
+        let file =
+            AnnotationFile::from_slice(text.as_bytes(), Path::new("th14.json")).expect("accepted");
+        assert_eq!(file.version, None);
+        assert_eq!(file.database[0].1.fps, Some(30.0));
+        assert_eq!(file.database[1].1.fps, None, "a string fps is ignored");
+        assert_eq!(
+            file.resolve_subset("validation").expect("folded"),
+            "Validation"
+        );
+        assert!(file.has_subset("TEST") && !file.has_subset("training"));
+        assert_eq!(
+            file.subsets().into_iter().collect::<Vec<_>>(),
+            [("Test", 1), ("Validation", 1)]
+        );
+        file.check_video_ids().expect("safe ids");
+        let truth = GroundTruth::from_file(
+            file,
+            &GroundTruthOptions {
+                subset: "test".into(),
+                ..Default::default()
+            },
+        )
+        .expect("subset");
+        assert_eq!(
+            (truth.subset.as_str(), truth.annotations.len()),
+            ("Test", 1)
+        );
+        let numeric =
+            AnnotationFile::from_slice(br#"{"version": 1.3, "database": {}}"#, Path::new("v.json"))
+                .expect("numeric version");
+        assert_eq!(numeric.version.as_deref(), Some("1.3"));
+    }
+
+    #[test]
+    fn unsafe_video_ids_are_refused_by_name() {
+        for (id, why) in [
+            ("../etc/passwd", "path separator"),
+            ("..", "folder"),
+            (".hidden", "starts with a dot"),
+            ("a\\\\b", "path separator"),
+            ("a\\u0000b", "NUL"),
+            ("", "empty"),
+        ] {
+            let text = format!(
+                r#"{{"database": {{"ok": {{"subset": "training", "annotations": []}},
+                    "{id}": {{"subset": "training", "annotations": []}}}}}}"#
+            );
+            let file = AnnotationFile::from_slice(text.as_bytes(), Path::new("gt.json"))
+                .expect("valid JSON");
+            let message = file.check_video_ids().expect_err(id).to_string();
+            assert!(message.starts_with("gt.json: video "), "{message}");
+            assert!(
+                message.contains(why) && message.contains("not a safe file name"),
+                "{message}"
+            );
+        }
+        for id in [
+            "-0fJUeZ5Ddc",
+            "v_abc_123",
+            "video_test_0000004",
+            "a.b",
+            "x..y",
+        ] {
+            assert_eq!(check_video_id(id), Ok(()), "{id}");
+        }
+        assert!(check_video_id(&"x".repeat(201)).is_err());
     }
 
     #[test]

@@ -43,8 +43,8 @@ pub use detection::{detection_json, evaluate_detection, ClassAp, DetectionJson, 
 pub use error::{EvalError, Result};
 pub use fusion::{fuse_with_class_scores, VideoClassScores};
 pub use ground_truth::{
-    Annotation, DatabaseAnnotation, DatabaseVideo, GroundTruth, GroundTruthOptions,
-    GroundTruthVideo, THUMOS14_AMBIGUOUS_LABEL, THUMOS14_DISPUTED_TEST_VIDEOS,
+    check_video_id, Annotation, AnnotationFile, DatabaseAnnotation, DatabaseVideo, GroundTruth,
+    GroundTruthOptions, GroundTruthVideo, THUMOS14_AMBIGUOUS_LABEL, THUMOS14_DISPUTED_TEST_VIDEOS,
 };
 pub use json::{write_json_atomic, OrderedMap};
 pub use nms::{nms, nms_indices, soft_nms, soft_nms_indices, ScoredSegment, SoftNms, SoftNmsDecay};

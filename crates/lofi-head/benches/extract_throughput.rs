@@ -72,6 +72,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out: dir.path().join("features"),
         shard: None,
         overwrite: false,
+        skip_missing_videos: false,
     };
     let outcome = extract(&config, &inputs, &|_, _| {})?;
     println!(
@@ -109,6 +110,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             out: root.join("features"),
             shard: None,
             overwrite: false,
+            skip_missing_videos: false,
         },
         &|_, _| {},
     )?;

@@ -370,7 +370,7 @@ pub fn oracle_class_scores(
     classes.sort();
     classes.dedup();
     let mut results = BTreeMap::new();
-    for (id, entry) in truth.database.iter().filter(|(_, e)| e.subset == subset) {
+    for (id, entry) in truth.videos_of(subset) {
         let mut scores = vec![0f64; classes.len()];
         let total: f64 = entry
             .annotations
@@ -443,6 +443,26 @@ pub enum ClassScoreSource {
     RunClassifier,
 }
 
+impl ClassScoreSource {
+    /// The `external_data` entry of a results file (the official ActivityNet evaluator refuses a
+    /// file without one): whether outside video-level class scores were fused, and which.
+    pub fn external_data(&self) -> serde_json::Value {
+        match self {
+            Self::File(p) => serde_json::json!({
+                "used": true,
+                "details": format!(
+                    "video-level class scores from {} fused with the proposals",
+                    p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned())
+                ),
+            }),
+            Self::RunClassifier => serde_json::json!({
+                "used": false,
+                "details": "video-level class scores from the run's own classifier, trained on the same features",
+            }),
+        }
+    }
+}
+
 impl std::fmt::Display for ClassScoreSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -465,11 +485,7 @@ pub fn detect(config: &DetectConfig, inputs: &DetectInputs) -> Result<DetectOutc
     let truth = lofi_video::ground_truth::GroundTruth::read(&inputs.ground_truth)?;
     let store = FeatureStore::open(&inputs.features)?;
     let mut videos = Vec::new();
-    for (id, entry) in truth
-        .database
-        .iter()
-        .filter(|(_, e)| e.subset == inputs.subset)
-    {
+    for (id, entry) in truth.videos_of(&inputs.subset) {
         videos.push(store.load_at(
             id,
             entry.duration,
@@ -530,13 +546,14 @@ pub fn detect(config: &DetectConfig, inputs: &DetectInputs) -> Result<DetectOutc
         Err(e) if inputs.evaluate => return Err(e.into()),
         Err(_) => None,
     };
-    let (file, dropped) = detections(
+    let (mut file, dropped) = detections(
         &refs,
         &proposals,
         &classes,
         config.top_classes,
         eval_truth.as_ref(),
     )?;
+    file.external_data = Some(source.external_data());
     if dropped > 0 {
         tracing::warn!(
             "dropped {dropped} detections whose class does not occur in subset {:?}",
@@ -628,8 +645,11 @@ mod tests {
                   "annotations": [{"segment": [0.0, 8.0], "label": "run"}]},
             "c": {"subset": "training", "duration": 8.0,
                   "annotations": [{"segment": [1.0, 2.0], "label": "swim"}]}}}"#;
-        let gt: lofi_video::ground_truth::GroundTruth =
-            serde_json::from_str(text).expect("valid gt");
+        let gt = lofi_video::ground_truth::GroundTruth::from_slice(
+            text.as_bytes(),
+            Path::new("gt.json"),
+        )
+        .expect("valid gt");
         let oracle = oracle_class_scores(&gt, "validation").expect("scores");
         assert_eq!(oracle.len(), 2);
         assert_eq!(oracle.top_classes("a", 1).expect("a")[0].0, "jump");

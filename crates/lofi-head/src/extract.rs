@@ -27,7 +27,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use lofi_engine::fingerprint::{clear_outputs, sha256_file, FINGERPRINT_FILE};
 use lofi_engine::{Claim, Fingerprint, FolderLock, Preset, Settings};
 use lofi_model::{Encoder, EncoderArch};
-use lofi_video::ground_truth::{find_video, GroundTruth};
+use lofi_video::ground_truth::{locate_videos, GroundTruth};
 use lofi_video::{Fidelity, Loader, LoaderConfig, SamplingPlan, VideoJob};
 use serde::{Deserialize, Serialize};
 
@@ -238,6 +238,9 @@ pub struct ExtractInputs {
     /// Redo everything in a folder that another extraction made (its fingerprint differs, or it
     /// has none); without it such a folder is refused. Not with a shard: clear it unsharded.
     pub overwrite: bool,
+    /// Go on without the videos of the shard that have no file in `videos` (listed as failed);
+    /// without it, any such video is an error that names them all, before any work.
+    pub skip_missing_videos: bool,
     /// Where the encoder runs (`cpu_device()`, or a GPU opened by the caller).
     pub device: Device,
 }
@@ -253,8 +256,12 @@ pub struct ExtractOutcome {
     pub skipped: usize,
     /// Existing outputs that were corrupt and were redone.
     pub redone: usize,
-    /// Videos that failed, with the reason.
+    /// Videos that failed, with the reason (those without a video file, skipped on request,
+    /// included).
     pub failed: Vec<FailedVideo>,
+    /// How many of `failed` had no video file and were skipped on request
+    /// (`skip_missing_videos`).
+    pub skipped_missing: usize,
     /// The index file written.
     pub index_path: PathBuf,
     /// Frames encoded.
@@ -309,17 +316,8 @@ pub fn check_output(
     Ok(shape)
 }
 
-fn check_id(id: &str, gt: &Path) -> Result<()> {
-    if id.is_empty() || id.contains(['/', '\\']) || id.starts_with('.') {
-        return Err(HeadError::format(
-            gt,
-            format!("video id {id:?} cannot be used as a file name"),
-        ));
-    }
-    Ok(())
-}
-
-/// The videos of the ground truth selected by `subset` and `shard`, sorted by id, with durations.
+/// The videos of the ground truth selected by `subset` (any letter case) and `shard`, sorted by
+/// id, with durations. (Ids are safe file names: [`GroundTruth::read`] refused any other.)
 pub fn select_videos(
     truth: &GroundTruth,
     gt_path: &Path,
@@ -327,29 +325,26 @@ pub fn select_videos(
     shard: Option<Shard>,
 ) -> Result<Vec<(String, f64)>> {
     if let Some(wanted) = subset {
-        if !truth.database.values().any(|e| e.subset == wanted) {
-            let mut present: Vec<&str> =
-                truth.database.values().map(|e| e.subset.as_str()).collect();
-            present.sort_unstable();
-            present.dedup();
+        if truth.subset_name(wanted).is_none() {
             return Err(HeadError::format(
                 gt_path,
-                format!("no video of subset {wanted:?} (the file has: {present:?})"),
+                format!(
+                    "no video of subset {wanted:?} (the file has: {})",
+                    truth.describe_subsets()
+                ),
             ));
         }
     }
-    let mut out = Vec::new();
-    let all = truth
-        .database
-        .iter()
-        .filter(|(_, e)| subset.is_none_or(|s| e.subset == s));
-    for (pos, (id, entry)) in all.enumerate() {
-        if shard.is_none_or(|s| s.takes(pos)) {
-            check_id(id, gt_path)?;
-            out.push((id.clone(), entry.duration));
-        }
-    }
-    Ok(out)
+    let all: Vec<(&String, &lofi_video::ground_truth::VideoEntry)> = match subset {
+        Some(wanted) => truth.videos_of(wanted).collect(),
+        None => truth.database.iter().collect(),
+    };
+    Ok(all
+        .into_iter()
+        .enumerate()
+        .filter(|(pos, _)| shard.is_none_or(|s| s.takes(*pos)))
+        .map(|(_, (id, entry))| (id.clone(), entry.duration))
+        .collect())
 }
 
 /// Index file name of a shard.
@@ -376,7 +371,15 @@ pub fn extract(
         config.subset.as_deref(),
         inputs.shard,
     )?;
-    // The encoder first: weights of another architecture are refused before anything is written.
+    let (located, _) = locate_videos(
+        &inputs.ground_truth,
+        &inputs.videos,
+        selected.iter().map(|(id, _)| id.as_str()),
+        inputs.skip_missing_videos,
+    )?;
+    let files: BTreeMap<String, PathBuf> = located.into_iter().collect();
+    // The encoder before the folder: weights of another architecture are refused before
+    // anything is written.
     let device = inputs.device.clone();
     let encoder = load_encoder(&config.encoder, &device)?;
     let recorded = config.recorded()?;
@@ -394,12 +397,15 @@ pub fn extract(
         redone,
     } = pending(
         &selected,
+        &files,
         [l, c],
         (&previous, &listed_failed),
         inputs,
         &|done| progress(done, total),
     )?;
 
+    // Only videos without a file (skipped on request) fail before decoding.
+    let skipped_missing = failed.len();
     let mut loader_cfg = LoaderConfig::new(config.plan()?);
     loader_cfg.workers = config.workers;
     loader_cfg.queue = config.workers * 2;
@@ -471,6 +477,7 @@ pub fn extract(
         skipped,
         redone,
         failed,
+        skipped_missing,
         index_path,
         frames,
         seconds: started.elapsed().as_secs_f64(),
@@ -498,6 +505,7 @@ struct Pending {
 /// otherwise.
 fn pending(
     selected: &[(String, f64)],
+    files: &BTreeMap<String, PathBuf>,
     shape: [usize; 2],
     recorded: (&BTreeMap<String, IndexEntry>, &BTreeSet<String>),
     inputs: &ExtractInputs,
@@ -555,14 +563,18 @@ fn pending(
                 }
             }
         }
-        match find_video(&inputs.videos, id) {
+        match files.get(id) {
             Some(video) => jobs.push(VideoJob {
                 id: id.clone(),
-                path: video,
+                path: video.clone(),
                 annotated_duration: Some(*duration),
+                span: None,
             }),
             None => {
-                let reason = format!("no video file for it in {}", inputs.videos.display());
+                let reason = format!(
+                    "no video file for it in {} (skipped: --skip-missing-videos)",
+                    inputs.videos.display()
+                );
                 tracing::warn!("video {id}: {reason}");
                 failed.push(FailedVideo {
                     id: id.clone(),
@@ -919,15 +931,18 @@ mod tests {
 
     #[test]
     fn a_subset_without_videos_is_an_error_naming_the_subsets_there() {
-        let truth: GroundTruth = serde_json::from_str(
-            r#"{"version": "t", "database": {
+        let gt = Path::new("gt.json");
+        let truth = GroundTruth::from_slice(
+            br#"{"version": "t", "database": {
                 "a": {"subset": "training", "duration": 5.0, "annotations": []},
                 "b": {"subset": "validation", "duration": 5.0, "annotations": []}}}"#,
+            gt,
         )
         .expect("ground truth");
-        let gt = Path::new("gt.json");
         let one = select_videos(&truth, gt, Some("validation"), None).expect("one video");
         assert_eq!(one, [("b".to_string(), 5.0)]);
+        let folded = select_videos(&truth, gt, Some("Validation"), None).expect("any case");
+        assert_eq!(folded, one);
         let e = select_videos(&truth, gt, Some("Validaton"), None).expect_err("typo");
         let text = e.to_string();
         assert!(

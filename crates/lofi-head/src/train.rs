@@ -289,7 +289,7 @@ fn load_subset(
     skip_missing: bool,
 ) -> Result<Vec<TrainVideo>> {
     let mut out = Vec::new();
-    for (id, entry) in truth.database.iter().filter(|(_, e)| e.subset == subset) {
+    for (id, entry) in truth.videos_of(subset) {
         if !(entry.duration.is_finite() && entry.duration > 0.0) {
             return Err(HeadError::Input(format!(
                 "video {id}: duration {} in the ground truth is not positive",

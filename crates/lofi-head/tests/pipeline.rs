@@ -35,6 +35,7 @@ fn inputs(root: &Path, out: &str, shard: Option<Shard>) -> ExtractInputs {
         out: root.join(out),
         shard,
         overwrite: false,
+        skip_missing_videos: false,
     }
 }
 
@@ -283,7 +284,15 @@ fn extract_train_detect_evaluate() -> TestResult {
             evaluate: true,
         },
     )?;
-    assert_eq!(det2.detections, det.detections);
+    assert_eq!(det2.detections.results, det.detections.results);
+    // Only the record of what was used differs: external scores this time (the official
+    // evaluator insists on the key).
+    let used =
+        |d: &lofi_eval::DetectionFile| d.external_data.as_ref().and_then(|e| e["used"].as_bool());
+    assert_eq!(
+        (used(&det.detections), used(&det2.detections)),
+        (Some(false), Some(true))
+    );
     eprintln!("detect: {:.1} s", t0.elapsed().as_secs_f64());
     Ok(())
 }
@@ -300,7 +309,19 @@ fn failed_videos_are_listed_and_do_not_stop_the_run() -> TestResult {
             "absent": {"subset": "validation", "duration": 5.0, "annotations": []},
             "garbage": {"subset": "validation", "duration": 5.0, "annotations": []}}}"#,
     )?;
-    let out = extract(&tiny_extract(), &inputs(root, "features", None), &|_, _| {})?;
+    // A listed video without a file is an error naming it, before any work ...
+    let message = extract(&tiny_extract(), &inputs(root, "features", None), &|_, _| {})
+        .expect_err("a video is missing")
+        .to_string();
+    assert!(
+        message.contains("1 of 2 videos listed in") && message.contains(": absent;"),
+        "{message}"
+    );
+    assert!(!root.join("features").exists(), "nothing written");
+    // ... and, when asked to skip it, listed as failed with the unreadable one.
+    let mut skipping = inputs(root, "features", None);
+    skipping.skip_missing_videos = true;
+    let out = extract(&tiny_extract(), &skipping, &|_, _| {})?;
     assert_eq!((out.videos, out.extracted), (2, 0));
     let ids: Vec<&str> = out.failed.iter().map(|f| f.id.as_str()).collect();
     assert_eq!(ids, vec!["absent", "garbage"]);

@@ -354,6 +354,9 @@ pub struct PretrainConfig {
     pub encoder: EncoderArch,
     /// Video decoding threads.
     pub workers: usize,
+    /// Add a "background" class of spans outside every annotation (only when the clips are
+    /// sampled from annotated videos, `--ground-truth`; off by default).
+    pub background: bool,
 }
 
 impl Default for PretrainConfig {
@@ -374,6 +377,7 @@ impl Default for PretrainConfig {
             },
             encoder: EncoderArch::default(),
             workers: 2,
+            background: false,
         }
     }
 }

@@ -6,12 +6,12 @@
 //! missing video is skipped with a warning and listed at the end of the run instead of stopping
 //! it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor, TensorData};
 use lofi_model::Segment;
-use lofi_video::ground_truth::{find_video, GroundTruth};
+use lofi_video::ground_truth::{locate_videos, GroundTruth, VideoEntry};
 use lofi_video::synth::ClipIndex;
 use lofi_video::{ClipU8, Loader, LoaderConfig, SamplingPlan, VideoFailure, VideoJob};
 
@@ -37,39 +37,55 @@ impl TrainVideo {
             id: self.id.clone(),
             path: self.path.clone(),
             annotated_duration: Some(self.duration),
+            span: None,
         }
     }
 }
 
-/// Reads the videos of `subset` from an ActivityNet-style ground-truth file, finding each file
-/// in `videos`. Videos without a file or with a bad duration are returned as failures.
+/// Reads the videos of `subset` (any letter case) from an ActivityNet-style ground-truth file,
+/// finding each file in `videos`. A listed video without a file is an error naming every such
+/// video, unless `skip_missing` is set: then it is returned as a failure, as are videos with a
+/// bad duration.
 pub fn read_videos(
     ground_truth: &Path,
     videos: &Path,
     subset: &str,
+    skip_missing: bool,
 ) -> TrainResult<(Vec<TrainVideo>, Vec<VideoFailure>)> {
     let gt = GroundTruth::read(ground_truth)?;
+    let entries: Vec<(&String, &VideoEntry)> = gt.videos_of(subset).collect();
+    let (found, missing) = locate_videos(
+        ground_truth,
+        videos,
+        entries.iter().map(|(id, _)| id.as_str()),
+        skip_missing,
+    )?;
+    let mut files: HashMap<String, PathBuf> = found.into_iter().collect();
     let mut ok = Vec::new();
-    let mut failed = Vec::new();
-    for (id, entry) in &gt.database {
-        if entry.subset != subset {
-            continue;
-        }
-        let fail = |reason: String| VideoFailure {
-            id: id.clone(),
-            path: videos.join(id),
-            reason,
-        };
-        let Some(path) = find_video(videos, id) else {
-            failed.push(fail(format!("no video file in {}", videos.display())));
+    let mut failed: Vec<VideoFailure> = missing
+        .into_iter()
+        .map(|id| VideoFailure {
+            path: videos.join(&id),
+            reason: format!("no video file in {}", videos.display()),
+            id,
+        })
+        .collect();
+    for (id, entry) in entries {
+        let Some(path) = files.remove(id.as_str()) else {
             continue;
         };
         let d = entry.duration;
         if !(d.is_finite() && d > 0.0) {
-            failed.push(fail(format!(
+            let reason = format!(
                 "annotated duration {d} in {} is not positive",
                 ground_truth.display()
-            )));
+            );
+            tracing::warn!(video = %id, "skipping video: {reason}");
+            failed.push(VideoFailure {
+                id: id.clone(),
+                path,
+                reason,
+            });
             continue;
         }
         let segments = entry
@@ -88,9 +104,6 @@ pub fn read_videos(
             segments,
         });
     }
-    for f in &failed {
-        tracing::warn!(video = %f.id, "skipping video: {}", f.reason);
-    }
     Ok((ok, failed))
 }
 
@@ -103,6 +116,23 @@ pub struct Clip {
     pub path: PathBuf,
     /// Class index.
     pub label: usize,
+    /// The part of the file to sample, seconds (a segment of an untrimmed video); `None`: all
+    /// of it (a trimmed clip file).
+    pub span: Option<[f64; 2]>,
+    /// The annotated duration of the file, where the annotations give one.
+    pub annotated_duration: Option<f64>,
+}
+
+impl Clip {
+    /// The loader job that decodes this clip.
+    pub fn job(&self) -> VideoJob {
+        VideoJob {
+            id: self.id.clone(),
+            path: self.path.clone(),
+            annotated_duration: self.annotated_duration,
+            span: self.span,
+        }
+    }
 }
 
 /// Reads `clips.json` in `data` (the layout `lofi synth` writes): returns the class names and
@@ -143,9 +173,307 @@ pub fn read_clips(data: &Path, subset: &str) -> TrainResult<(Vec<String>, Vec<Cl
             id,
             path: p,
             label: c.label_index,
+            span: None,
+            annotated_duration: None,
         });
     }
     Ok((index.classes, clips))
+}
+
+/// The name of the optional background class of [`annotated_clips`].
+pub const BACKGROUND_CLASS: &str = "background";
+
+/// Which subsets of a ground truth pre-training uses: trained on, and validated on (if any).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PretrainSubsets {
+    /// Subset whose segments are trained on.
+    pub train: String,
+    /// Subset whose segments measure the validation accuracy.
+    pub validation: Option<String>,
+}
+
+impl PretrainSubsets {
+    /// The subsets of `gt` to pre-train on, spelled as the file spells them. Explicit names are
+    /// looked up in any letter case. Otherwise: `training` and `validation` (ActivityNet, HACS);
+    /// a file without `training` but with `validation` and `test` is THUMOS14's layout, whose
+    /// common practice trains on `Validation` and tests on `Test`, so it trains on `validation`
+    /// and reports accuracy on `test` (pre-training keeps the last epoch, so that accuracy
+    /// selects nothing).
+    pub fn choose(
+        gt: &GroundTruth,
+        path: &Path,
+        train: Option<&str>,
+        validation: Option<&str>,
+    ) -> TrainResult<Self> {
+        let find = |wanted: &str| -> TrainResult<String> {
+            gt.subset_name(wanted)
+                .map(str::to_owned)
+                .ok_or_else(|| TrainError::Data {
+                    path: path.to_path_buf(),
+                    message: format!(
+                        "no video of subset {wanted:?} (the file has: {})",
+                        gt.describe_subsets()
+                    ),
+                })
+        };
+        let thumos = gt.subset_name("training").is_none()
+            && gt.subset_name("validation").is_some()
+            && gt.subset_name("test").is_some();
+        let train = match train {
+            Some(name) => find(name)?,
+            None if thumos => find("validation")?,
+            None => find("training")?,
+        };
+        let validation = match validation {
+            Some(name) => Some(find(name)?),
+            None if thumos => gt.subset_name("test").map(str::to_owned),
+            None => gt.subset_name("validation").map(str::to_owned),
+        };
+        if validation.as_ref() == Some(&train) {
+            return Err(TrainError::Data {
+                path: path.to_path_buf(),
+                message: format!("subset {train:?} cannot be both trained on and validated on"),
+            });
+        }
+        Ok(Self { train, validation })
+    }
+}
+
+/// Trimmed clips cut (virtually) out of untrimmed videos at their annotated segments.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnnotatedClips {
+    /// Class names in label order: the training subset's labels sorted, then
+    /// [`BACKGROUND_CLASS`] when asked for.
+    pub classes: Vec<String>,
+    /// The subsets used.
+    pub subsets: PretrainSubsets,
+    /// Training clips, in video id then annotation order (background clips last).
+    pub train: Vec<Clip>,
+    /// Validation clips, likewise.
+    pub validation: Vec<Clip>,
+    /// Listed videos without a file (only with `skip_missing`), and segments left out, with why.
+    pub skipped: Vec<VideoFailure>,
+}
+
+/// The pre-training clips of `ground_truth`'s videos in `videos`: one clip per annotated segment
+/// (clamped to the video's annotated duration; empty ones are left out), labelled with its class,
+/// sampled straight from the untrimmed video through the loader's `span`. No clip file is
+/// written. With `background`, an extra class of spans outside every annotation is added, as
+/// many clips per subset as the mean number per action class, drawn with `seed` (the same seed
+/// gives the same spans): each span is as long as the median action of the subset (or the whole
+/// gap when shorter), in a gap picked with probability proportional to its length, among gaps at
+/// least half that long. Validation clips of a label the training subset lacks are left out
+/// (listed in `skipped`). Listed videos without a file are an error naming them all, unless
+/// `skip_missing`.
+pub fn annotated_clips(
+    ground_truth: &Path,
+    videos: &Path,
+    subsets: (Option<&str>, Option<&str>),
+    background: bool,
+    seed: u64,
+    skip_missing: bool,
+) -> TrainResult<AnnotatedClips> {
+    let gt = GroundTruth::read(ground_truth)?;
+    let subsets = PretrainSubsets::choose(&gt, ground_truth, subsets.0, subsets.1)?;
+    let mut classes: Vec<String> = gt
+        .videos_of(&subsets.train)
+        .flat_map(|(_, e)| e.annotations.iter().map(|a| a.label.clone()))
+        .collect();
+    classes.sort();
+    classes.dedup();
+    if classes.is_empty() {
+        return Err(TrainError::Data {
+            path: ground_truth.to_path_buf(),
+            message: format!("subset {:?} has no annotated segment", subsets.train),
+        });
+    }
+    let class_of: HashMap<String, usize> = classes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.clone(), i))
+        .collect();
+    if background {
+        if class_of.contains_key(BACKGROUND_CLASS) {
+            return Err(TrainError::Data {
+                path: ground_truth.to_path_buf(),
+                message: format!(
+                    "a label is already called {BACKGROUND_CLASS:?}; turn the background class off"
+                ),
+            });
+        }
+        classes.push(BACKGROUND_CLASS.to_string());
+    }
+    let mut skipped = Vec::new();
+    let mut per_subset = Vec::new();
+    for (k, subset) in std::iter::once(&subsets.train)
+        .chain(subsets.validation.as_ref())
+        .enumerate()
+    {
+        let entries: Vec<(&String, &VideoEntry)> = gt.videos_of(subset).collect();
+        let (found, missing) = locate_videos(
+            ground_truth,
+            videos,
+            entries.iter().map(|(id, _)| id.as_str()),
+            skip_missing,
+        )?;
+        skipped.extend(missing.into_iter().map(|id| VideoFailure {
+            path: videos.join(&id),
+            reason: format!("no video file in {}", videos.display()),
+            id,
+        }));
+        let files: HashMap<String, PathBuf> = found.into_iter().collect();
+        let mut clips = Vec::new();
+        let mut gaps = Vec::new();
+        let mut lengths = Vec::new();
+        for (id, entry) in entries {
+            let Some(path) = files.get(id.as_str()) else {
+                continue;
+            };
+            let d = entry.duration;
+            let mut spans = Vec::new();
+            for (n, a) in entry.annotations.iter().enumerate() {
+                let start = a.segment[0].clamp(0.0, d);
+                let end = a.segment[1].clamp(0.0, d);
+                let clip_id = format!("{id}#{n}");
+                let left_out = |reason: String| VideoFailure {
+                    id: clip_id.clone(),
+                    path: path.clone(),
+                    reason,
+                };
+                if !(d.is_finite() && d > 0.0 && start < end) {
+                    skipped.push(left_out(format!(
+                        "segment [{}, {}] is empty within the annotated duration {d} s",
+                        a.segment[0], a.segment[1]
+                    )));
+                    continue;
+                }
+                let Some(&label) = class_of.get(&a.label) else {
+                    skipped.push(left_out(format!(
+                        "label {:?} does not occur in the training subset {:?}",
+                        a.label, subsets.train
+                    )));
+                    continue;
+                };
+                spans.push([start, end]);
+                lengths.push(end - start);
+                clips.push(Clip {
+                    id: clip_id,
+                    path: path.clone(),
+                    label,
+                    span: Some([start, end]),
+                    annotated_duration: Some(d),
+                });
+            }
+            if background && d.is_finite() && d > 0.0 {
+                gaps.extend(
+                    free_spans(d, &mut spans)
+                        .into_iter()
+                        .map(|g| (id.clone(), path.clone(), d, g)),
+                );
+            }
+        }
+        if background {
+            let action_classes = classes.len() - 1;
+            let count = (clips.len() as f64 / action_classes as f64).round() as usize;
+            let mut rng = lofi_rng::SplitMix64::new(lofi_rng::derive(seed, 0xb6 + k as u64));
+            clips.extend(background_clips(
+                &gaps,
+                &lengths,
+                count,
+                classes.len() - 1,
+                &mut rng,
+            ));
+        }
+        per_subset.push(clips);
+    }
+    let validation = if per_subset.len() > 1 {
+        per_subset.pop().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let train = per_subset.pop().unwrap_or_default();
+    if !skipped.is_empty() {
+        tracing::warn!(
+            "{} listed video(s) or segment(s) of {} left out of pre-training (see the run's \
+             summary.json)",
+            skipped.len(),
+            ground_truth.display()
+        );
+    }
+    Ok(AnnotatedClips {
+        classes,
+        subsets,
+        train,
+        validation,
+        skipped,
+    })
+}
+
+/// The parts of `[0, duration]` outside every span (spans are sorted in place).
+fn free_spans(duration: f64, spans: &mut [[f64; 2]]) -> Vec<[f64; 2]> {
+    spans.sort_by(|a, b| a[0].total_cmp(&b[0]));
+    let mut free = Vec::new();
+    let mut at = 0.0;
+    for &[start, end] in spans.iter() {
+        if start > at {
+            free.push([at, start]);
+        }
+        at = f64::max(at, end);
+    }
+    if duration > at {
+        free.push([at, duration]);
+    }
+    free
+}
+
+/// `count` background clips in `gaps` (see [`annotated_clips`]), labelled `label`.
+fn background_clips(
+    gaps: &[(String, PathBuf, f64, [f64; 2])],
+    action_lengths: &[f64],
+    count: usize,
+    label: usize,
+    rng: &mut lofi_rng::SplitMix64,
+) -> Vec<Clip> {
+    let mut sorted = action_lengths.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let Some(&median) = sorted.get(sorted.len() / 2) else {
+        return Vec::new();
+    };
+    let usable: Vec<&(String, PathBuf, f64, [f64; 2])> = gaps
+        .iter()
+        .filter(|(_, _, _, [a, b])| b - a >= median / 2.0)
+        .collect();
+    let total: f64 = usable.iter().map(|(_, _, _, [a, b])| b - a).sum();
+    if usable.is_empty() || total <= 0.0 {
+        if count > 0 {
+            tracing::warn!("no unannotated span is long enough for a background clip");
+        }
+        return Vec::new();
+    }
+    (0..count)
+        .map(|n| {
+            let mut pick = rng.next_f64() * total;
+            let mut chosen = usable[usable.len() - 1];
+            for gap in &usable {
+                let len = gap.3[1] - gap.3[0];
+                if pick < len {
+                    chosen = gap;
+                    break;
+                }
+                pick -= len;
+            }
+            let (id, path, duration, [a, b]) = chosen;
+            let len = median.min(b - a);
+            let start = a + rng.next_f64() * (b - a - len);
+            Clip {
+                id: format!("{id}#background-{n}"),
+                path: path.clone(),
+                label,
+                span: Some([start, start + len]),
+                annotated_duration: Some(*duration),
+            }
+        })
+        .collect()
 }
 
 /// Decoded clips `(id, clip)` in job order, and the videos that failed.
@@ -369,7 +697,14 @@ mod tests {
         let vids = dir.path().join("videos");
         std::fs::create_dir(&vids).map_err(|e| TrainError::io(&vids, e))?;
         std::fs::write(vids.join("a.mp4"), b"x").map_err(|e| TrainError::io("a", e))?;
-        let (ok, failed) = read_videos(&gt, &vids, "training")?;
+        let message = read_videos(&gt, &vids, "training", false)
+            .expect_err("b has no file")
+            .to_string();
+        assert!(
+            message.contains("1 of 2 videos listed in") && message.contains(": b;"),
+            "{message}"
+        );
+        let (ok, failed) = read_videos(&gt, &vids, "Training", true)?;
         assert_eq!(ok.len(), 1);
         assert_eq!(
             ok[0].segments,
@@ -377,8 +712,82 @@ mod tests {
         );
         assert_eq!(failed.len(), 1);
         assert_eq!(failed[0].id, "b");
-        assert!(read_videos(&dir.path().join("none.json"), &vids, "training").is_err());
+        assert!(read_videos(&dir.path().join("none.json"), &vids, "training", true).is_err());
         assert!(read_clips(dir.path(), "training").is_err());
+        Ok(())
+    }
+
+    /// Clips sampled at the annotated segments of the untrimmed videos are the clips `lofi synth`
+    /// cut into files: the same clips, labels and shapes, and nearly the same pixels (both are
+    /// lossy encodings of the same rendered frames); background spans are deterministic from the
+    /// seed and avoid every annotation.
+    #[test]
+    fn annotated_clips_match_the_clip_files() -> TrainResult<()> {
+        use lofi_video::synth::{write_dataset, SynthConfig, SynthPreset};
+        let dir = tempfile::tempdir().map_err(|e| TrainError::io("tmp", e))?;
+        let mut synth = SynthConfig::preset(SynthPreset::Tiny, 4);
+        synth.videos = 4;
+        write_dataset(dir.path(), &synth, 2, &|_| {})?;
+        let (gt, videos) = (
+            dir.path().join("ground_truth.json"),
+            dir.path().join("videos"),
+        );
+        let (file_classes, files) = read_clips(dir.path(), "training")?;
+        let ann = annotated_clips(&gt, &videos, (None, None), false, 0, false)?;
+        assert_eq!(ann.subsets.train, "training");
+        assert!(ann.skipped.is_empty(), "{:?}", ann.skipped);
+        assert_eq!(ann.train.len(), files.len());
+        let name = |classes: &[String], c: &Clip| classes[c.label].clone();
+        let plan = lofi_video::Fidelity::new(4, 32)?.apply(&SamplingPlan::new(1)?);
+        let (from_files, failed) = decode(files.iter().map(Clip::job).collect(), plan, 2)?;
+        assert!(failed.is_empty(), "{failed:?}");
+        let (from_videos, failed) = decode(ann.train.iter().map(Clip::job).collect(), plan, 2)?;
+        assert!(failed.is_empty(), "{failed:?}");
+        let diff = |a: &ClipU8, b: &ClipU8| -> f64 {
+            let sum: u64 = a
+                .data
+                .iter()
+                .zip(&b.data)
+                .map(|(x, y)| u64::from(x.abs_diff(*y)))
+                .sum();
+            sum as f64 / a.data.len() as f64
+        };
+        // Both lists are in video then start order.
+        for (k, (file, span)) in files.iter().zip(&ann.train).enumerate() {
+            assert_eq!(name(&file_classes, file), name(&ann.classes, span));
+            let (a, b) = (&from_files[k].1, &from_videos[k].1);
+            assert_eq!(a.shape, b.shape);
+            let same = diff(a, b);
+            assert!(same < 4.0, "clip {k}: mean |difference| {same}");
+            let other = &from_files[(k + 1) % files.len()].1;
+            assert!(same < diff(other, b), "clip {k} is closer to another clip");
+        }
+
+        let with = |seed| annotated_clips(&gt, &videos, (None, None), true, seed, false);
+        let (a, b, c) = (with(7)?, with(7)?, with(8)?);
+        assert_eq!(a, b, "the same seed gives the same clips");
+        assert_eq!(a.classes.last().map(String::as_str), Some(BACKGROUND_CLASS));
+        let background: Vec<&Clip> = a
+            .train
+            .iter()
+            .filter(|c| c.label + 1 == a.classes.len())
+            .collect();
+        let expected = (ann.train.len() as f64 / (a.classes.len() - 1) as f64).round() as usize;
+        assert_eq!(background.len(), expected);
+        let spans = |x: &AnnotatedClips| -> Vec<Option<[f64; 2]>> {
+            x.train.iter().map(|c| c.span).collect()
+        };
+        assert_ne!(spans(&a), spans(&c), "another seed, other background spans");
+        let truth = GroundTruth::read(&gt)?;
+        for clip in background {
+            let video = clip.id.split('#').next().unwrap_or_default();
+            let [s, e] = clip.span.unwrap_or_default();
+            assert!(s < e && e <= truth.database[video].duration);
+            for annotation in &truth.database[video].annotations {
+                let [a0, a1] = annotation.segment;
+                assert!(e <= a0 || s >= a1, "{clip:?} overlaps {a0}-{a1}");
+            }
+        }
         Ok(())
     }
 
@@ -395,12 +804,14 @@ mod tests {
             &dir.path().join("ground_truth.json"),
             &dir.path().join("videos"),
             "training",
+            false,
         )?;
         let mut all: Vec<VideoJob> = videos.iter().map(TrainVideo::job).collect();
         all.push(VideoJob {
             id: "missing".into(),
             path: dir.path().join("videos/missing.mp4"),
             annotated_duration: Some(5.0),
+            span: None,
         });
         let plan = |l: usize, s: usize| -> TrainResult<SamplingPlan> {
             Ok(lofi_video::Fidelity::new(l, s)?.apply(&SamplingPlan::new(1)?))

@@ -44,6 +44,6 @@ pub use config::{PretrainConfig, TrainConfig};
 pub use error::{TrainError, TrainResult};
 pub use lofi_engine::{FidelityStats, Progress, Reporter, RunControl};
 pub use memory::{ByteSize, MemoryMeter, MemoryPlan, ProcMeter};
-pub use pretrain::{pretrain, PretrainOutcome, PretrainPaths};
+pub use pretrain::{pretrain, PretrainData, PretrainOutcome, PretrainPaths};
 pub use schedule::{FidelitySchedule, ScheduleKind};
 pub use train::{cpu_device, measure_steps, train, RunOptions, TrainOutcome, TrainPaths};

@@ -195,6 +195,7 @@ fn evaluate_encoder(
             out: features.clone(),
             shard: None,
             overwrite: false,
+            skip_missing_videos: false,
         },
         &|_, _| {},
     )?;

@@ -8,6 +8,12 @@
 //! sampled as `segments` frames at the centres of equal parts of the clip (TSM's test-time
 //! sampling), frames are `size x size`, and the loss is cross-entropy over the classes.
 //!
+//! The clips come either from `clips.json` and its clip files, or straight from untrimmed videos
+//! and their ground truth ([`PretrainData::Annotations`]): each annotated segment is a clip,
+//! sampled through the loader's `span` with the same frame positions, so nothing is cut or
+//! written first; `background = true` adds a class of unannotated spans (see
+//! [`crate::data::annotated_clips`]).
+//!
 //! The run is kept by lofi-engine (run folder, checkpoints, typed metrics, exact resume); this
 //! module is the stage: the epoch's shuffled batches, the cross-entropy step and the validation
 //! accuracy on the `validation` clips after every epoch.
@@ -29,12 +35,14 @@ use lofi_engine::{
     fit, Fingerprint, FitEnd, RunDir, Stage, StepAt, StepMetrics, ValidationMetrics,
 };
 use lofi_model::{Encoder, ModelCard, ModelSpec, Producer};
-use lofi_video::{ClipU8, Fidelity, SamplingPlan, VideoJob};
+use lofi_video::{ClipU8, Fidelity, SamplingPlan, VideoFailure, VideoJob};
 use serde::{Deserialize, Serialize};
 
 use crate::config::PretrainConfig;
 use crate::data::FailureList;
-use crate::data::{decode, read_clips, shuffled_batches, stack_clips, Clip, Decoded, EpochBatches};
+use crate::data::{
+    annotated_clips, decode, read_clips, shuffled_batches, stack_clips, Clip, Decoded, EpochBatches,
+};
 use crate::error::{TrainError, TrainResult};
 use crate::memory::{MemoryMeter, ProcMeter};
 use crate::model::sgd;
@@ -43,10 +51,104 @@ use crate::train::{module_device, RunOptions};
 /// Where `lofi pretrain` reads and writes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PretrainPaths {
-    /// Folder holding `clips.json` and the clip files it lists.
-    pub data: PathBuf,
+    /// Where the clips come from.
+    pub data: PretrainData,
     /// Run folder.
     pub out: PathBuf,
+}
+
+/// The two sources of pre-training clips.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PretrainData {
+    /// A folder holding `clips.json` and the clip files it lists (as `lofi synth` writes).
+    Clips(PathBuf),
+    /// Untrimmed videos and their ActivityNet-style ground truth: one clip per annotated segment,
+    /// sampled from the video itself (see [`crate::data::annotated_clips`]).
+    Annotations {
+        /// The ground-truth file.
+        ground_truth: PathBuf,
+        /// Folder of the videos.
+        videos: PathBuf,
+        /// Subset to train on (`None`: `training`, or THUMOS14's `Validation`).
+        train_subset: Option<String>,
+        /// Subset to validate on (`None`: `validation`, or THUMOS14's `Test`).
+        val_subset: Option<String>,
+    },
+}
+
+/// Class names, training and validation clips, and what was left out.
+type ClipSets = (Vec<String>, Vec<Clip>, Vec<Clip>, Vec<VideoFailure>);
+
+impl PretrainData {
+    /// What the run reads, for its fingerprint: `clips.json`, or the ground truth (the clip
+    /// files and videos themselves are too large to hash on every start).
+    fn fingerprint(&self) -> TrainResult<Fingerprint> {
+        Ok(match self {
+            Self::Clips(dir) => Fingerprint::new().with_file("clips", &dir.join("clips.json"))?,
+            Self::Annotations {
+                ground_truth,
+                train_subset,
+                val_subset,
+                ..
+            } => Fingerprint::new()
+                .with_file("ground_truth", ground_truth)?
+                .with("subsets", &(train_subset, val_subset))?,
+        })
+    }
+
+    fn read(&self, config: &PretrainConfig, skip_missing: bool) -> TrainResult<ClipSets> {
+        match self {
+            Self::Clips(dir) => {
+                if config.background {
+                    return Err(TrainError::Config(
+                        "background = true needs clips sampled from annotated videos \
+                         (--ground-truth and --videos), not clips.json"
+                            .into(),
+                    ));
+                }
+                let (classes, train) = read_clips(dir, "training")?;
+                let (_, val) = read_clips(dir, "validation")?;
+                if train.is_empty() {
+                    return Err(TrainError::NoData(format!(
+                        "{} lists no training clips",
+                        dir.join("clips.json").display()
+                    )));
+                }
+                Ok((classes, train, val, Vec::new()))
+            }
+            Self::Annotations {
+                ground_truth,
+                videos,
+                train_subset,
+                val_subset,
+            } => {
+                let clips = annotated_clips(
+                    ground_truth,
+                    videos,
+                    (train_subset.as_deref(), val_subset.as_deref()),
+                    config.background,
+                    config.seed,
+                    skip_missing,
+                )?;
+                tracing::info!(
+                    "pre-training on {} clips of subset {:?}, validating on {} of {:?}, {} classes",
+                    clips.train.len(),
+                    clips.subsets.train,
+                    clips.validation.len(),
+                    clips.subsets.validation.as_deref().unwrap_or("(none)"),
+                    clips.classes.len()
+                );
+                if clips.train.is_empty() {
+                    return Err(TrainError::NoData(format!(
+                        "no training clip of {} was found in {}",
+                        ground_truth.display(),
+                        videos.display()
+                    )));
+                }
+                Ok((clips.classes, clips.train, clips.validation, clips.skipped))
+            }
+        }
+    }
 }
 
 /// What [`pretrain`] produced.
@@ -67,14 +169,7 @@ pub struct PretrainOutcome {
 }
 
 fn jobs(clips: &[&Clip]) -> Vec<VideoJob> {
-    clips
-        .iter()
-        .map(|c| VideoJob {
-            id: c.id.clone(),
-            path: c.path.clone(),
-            annotated_duration: None,
-        })
-        .collect()
+    clips.iter().map(|c| c.job()).collect()
 }
 
 /// Class index of each clip id (the first clip of an id wins).
@@ -246,16 +341,9 @@ pub fn pretrain(
             "pre-training runs on one device; data parallel is for `train`".into(),
         ));
     }
-    let (classes, train_clips) = read_clips(&paths.data, "training")?;
-    let (_, val_clips) = read_clips(&paths.data, "validation")?;
-    if train_clips.is_empty() {
-        return Err(TrainError::NoData(format!(
-            "{} lists no training clips",
-            paths.data.join("clips.json").display()
-        )));
-    }
-    let inputs = Fingerprint::new().with_file("clips", &paths.data.join("clips.json"))?;
-    let run = RunDir::open(&paths.out, config, inputs, &options.run)?;
+    let (classes, train_clips, val_clips, left_out) =
+        paths.data.read(config, options.skip_missing_videos)?;
+    let run = RunDir::open(&paths.out, config, paths.data.fingerprint()?, &options.run)?;
     let device = options.device.clone().autodiff();
     device.seed(config.seed);
     let model = config.encoder.init(Some(classes.len()), &device)?;
@@ -270,6 +358,7 @@ pub fn pretrain(
         device: device.clone(),
         skipped: FailureList::default(),
     };
+    stage.skipped.extend(left_out);
     let mut meter = ProcMeter::new().ok();
     let model = match fit(
         &mut stage,

@@ -75,6 +75,9 @@ pub struct RunOptions {
     pub replica_devices: Vec<Device>,
     /// Resume, the kill-simulation hook and progress (see [`RunControl`]).
     pub run: RunControl,
+    /// Go on without videos listed in the ground truth that have no file (they are listed as
+    /// skipped); without it, such videos are an error naming them all, before any work.
+    pub skip_missing_videos: bool,
 }
 
 impl Default for RunOptions {
@@ -83,6 +86,7 @@ impl Default for RunOptions {
             device: cpu_device(),
             replica_devices: Vec::new(),
             run: RunControl::default(),
+            skip_missing_videos: false,
         }
     }
 }
@@ -421,7 +425,7 @@ fn run_training(
     }
     let on_cpu = options.device == cpu_device();
     let (mut meter, budget) = host_meter(config, options)?;
-    let data = TrainingData::read(config, paths)?;
+    let data = TrainingData::read(config, paths, options.skip_missing_videos)?;
     let inputs = Fingerprint::new().with_file("ground_truth", &paths.ground_truth)?;
     let inputs = match &paths.encoder {
         Some(p) => inputs.with_file("initial_encoder", p)?,
@@ -540,10 +544,16 @@ struct TrainingData {
 }
 
 impl TrainingData {
-    fn read(config: &TrainConfig, paths: &TrainPaths) -> TrainResult<Self> {
-        let (train, mut failures) = read_videos(&paths.ground_truth, &paths.videos, "training")?;
+    fn read(config: &TrainConfig, paths: &TrainPaths, skip_missing: bool) -> TrainResult<Self> {
+        let (train, mut failures) =
+            read_videos(&paths.ground_truth, &paths.videos, "training", skip_missing)?;
         let (val, val_failed) = if config.validate_every > 0 {
-            read_videos(&paths.ground_truth, &paths.videos, "validation")?
+            read_videos(
+                &paths.ground_truth,
+                &paths.videos,
+                "validation",
+                skip_missing,
+            )?
         } else {
             (Vec::new(), Vec::new())
         };

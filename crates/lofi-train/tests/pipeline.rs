@@ -10,8 +10,8 @@ use lofi_model::{EncoderArch, EncoderKind, Precision};
 use lofi_train::config::FidelitySpec;
 use lofi_train::model::saved_run_parameters;
 use lofi_train::{
-    pretrain, train, PretrainConfig, PretrainPaths, RunOptions, ScheduleKind, TrainConfig,
-    TrainOutcome, TrainPaths,
+    pretrain, train, PretrainConfig, PretrainData, PretrainPaths, RunOptions, ScheduleKind,
+    TrainConfig, TrainOutcome, TrainPaths,
 };
 use lofi_video::synth::{write_dataset, SynthConfig, SynthPreset};
 
@@ -42,7 +42,7 @@ fn data() -> &'static Data {
         let outcome = pretrain(
             &cfg,
             &PretrainPaths {
-                data: root.clone(),
+                data: PretrainData::Clips(root.clone()),
                 out: out.clone(),
             },
             &RunOptions::default(),

@@ -76,6 +76,23 @@ pub enum VideoError {
         /// Allowed shortfall in seconds.
         tolerance: f64,
     },
+    /// An annotation file is unreadable or not in the ActivityNet layout (lofi-eval's reader
+    /// names the file, the video and the problem).
+    #[error(transparent)]
+    GroundTruth(Box<lofi_eval::EvalError>),
+    /// An annotation file's entry lacks what a stage that reads videos needs.
+    #[error("{path}: video {video}: {message}")]
+    Annotation {
+        /// The annotation file.
+        path: PathBuf,
+        /// The video id.
+        video: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Videos listed in the annotation file have no file in the videos folder.
+    #[error(transparent)]
+    MissingVideos(Box<MissingVideos>),
     /// A sampling plan or fidelity with impossible values.
     #[error("invalid sampling settings: {0}")]
     InvalidPlan(String),
@@ -103,6 +120,30 @@ pub enum VideoError {
         /// The underlying error.
         source: serde_json::Error,
     },
+}
+
+/// Videos listed in an annotation file without a file in the videos folder.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{} of {total} videos listed in {ground_truth} are not in {videos}: {}; add them, remove them \
+     from the annotation file, or pass --skip-missing-videos to go on without them",
+    missing.len(), crate::ground_truth::name_list(missing)
+)]
+pub struct MissingVideos {
+    /// The annotation file.
+    pub ground_truth: PathBuf,
+    /// The videos folder.
+    pub videos: PathBuf,
+    /// Videos looked up.
+    pub total: usize,
+    /// The ids without a file, in the order looked up.
+    pub missing: Vec<String>,
+}
+
+impl From<lofi_eval::EvalError> for VideoError {
+    fn from(e: lofi_eval::EvalError) -> Self {
+        VideoError::GroundTruth(Box::new(e))
+    }
 }
 
 impl VideoError {

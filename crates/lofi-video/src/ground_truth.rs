@@ -1,28 +1,77 @@
 //! The ActivityNet annotation layout, read and written.
 //!
-//! The synthetic benchmark writes it, `lofi probe` and the loader read it, and the evaluation crate
-//! consumes the same files; keeping a small typed copy here lets this crate check videos against
-//! annotations without depending on the evaluation crate. Unknown fields (ActivityNet's `url`,
-//! `resolution`) are ignored when reading.
+//! The synthetic benchmark writes it; `lofi probe`, the loaders and every stage that reads videos
+//! or features read it. Reading goes through lofi-eval's [`AnnotationFile`], the one reader of
+//! these files in lofi, so every stage accepts what `lofi eval` accepts (no `version`, subsets in
+//! any letter case, extra keys) and refuses what it refuses (a repeated video id, bad JSON), with
+//! the same messages. On top of it, this module refuses what only a stage that opens files needs
+//! refused: a video id that is not a safe file name, and a video without a duration.
+//!
+//! Writing follows the official ActivityNet evaluator, which refuses a ground truth without
+//! `database`, `taxonomy` and `version`: [`GroundTruth::write`] always writes all three.
 
-use crate::error::{VideoError, VideoResult};
+use crate::error::{MissingVideos, VideoError, VideoResult};
+use lofi_eval::AnnotationFile;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// `{"version": ..., "database": {id: entry}}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `{"version": ..., "taxonomy": [...], "database": {id: entry}}`. Read it with
+/// [`GroundTruth::read`] (there is deliberately no `Deserialize`: lofi-eval's reader is the only
+/// one).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GroundTruth {
-    /// Free-form version string.
-    pub version: String,
+    /// Free-form version string (absent in many THUMOS14 conversions; written as `null` when
+    /// unknown, so that the key is always there).
+    pub version: Option<String>,
+    /// ActivityNet's class tree. Written for the official evaluator (which insists on the key);
+    /// lofi takes its classes from the annotations, so reading ignores it.
+    pub taxonomy: Vec<TaxonomyNode>,
     /// Videos by id, sorted (so output is byte-stable).
     pub database: BTreeMap<String, VideoEntry>,
+}
+
+/// One node of ActivityNet's `taxonomy` list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaxonomyNode {
+    /// This node's id.
+    pub node_id: u64,
+    /// Its name (a class name for the leaves).
+    pub node_name: String,
+    /// The parent's id (`null` for the root).
+    pub parent_id: Option<u64>,
+    /// The parent's name (`null` for the root).
+    pub parent_name: Option<String>,
+}
+
+impl TaxonomyNode {
+    /// A flat tree: a root named "Root" (id 0) with one leaf per class (ids 1, 2, ...), the
+    /// shape the official evaluator accepts.
+    pub fn flat(classes: &[&str]) -> Vec<TaxonomyNode> {
+        let root = TaxonomyNode {
+            node_id: 0,
+            node_name: "Root".into(),
+            parent_id: None,
+            parent_name: None,
+        };
+        std::iter::once(root)
+            .chain(classes.iter().enumerate().map(|(i, c)| TaxonomyNode {
+                node_id: i as u64 + 1,
+                node_name: (*c).to_string(),
+                parent_id: Some(0),
+                parent_name: Some("Root".into()),
+            }))
+            .collect()
+    }
 }
 
 /// One annotated video.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VideoEntry {
-    /// `training`, `validation` or `testing`.
+    /// `training`, `validation` or `testing` (THUMOS14: `Validation`, `Test`), as the file spells
+    /// it; compare through [`GroundTruth::videos_of`], which matches the letter case as
+    /// `lofi eval` does.
     pub subset: String,
     /// Duration in seconds.
     pub duration: f64,
@@ -44,13 +93,102 @@ pub struct Annotation {
 }
 
 impl GroundTruth {
-    /// Read an annotation file.
+    /// Read an annotation file through lofi-eval's reader (see the module docs): every video id
+    /// must be a safe file name and every video must have a duration.
     pub fn read(path: &Path) -> VideoResult<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| VideoError::io(path, e))?;
-        serde_json::from_str(&text).map_err(|source| VideoError::Json {
-            path: path.to_path_buf(),
-            source,
+        Self::from_file(AnnotationFile::from_path(path)?)
+    }
+
+    /// [`GroundTruth::read`] from bytes in memory; `path` names them in messages.
+    pub fn from_slice(bytes: &[u8], path: &Path) -> VideoResult<Self> {
+        Self::from_file(AnnotationFile::from_slice(bytes, path)?)
+    }
+
+    /// The stages' view of a file read by lofi-eval, with the checks of [`GroundTruth::read`].
+    pub fn from_file(file: AnnotationFile) -> VideoResult<Self> {
+        file.check_video_ids()?;
+        let mut database = BTreeMap::new();
+        for (id, video) in file.database {
+            let Some(duration) = video.duration else {
+                return Err(VideoError::Annotation {
+                    path: file.path,
+                    video: id,
+                    message: "no \"duration\" (seconds): the stages that read videos or \
+                              features need each video's duration"
+                        .into(),
+                });
+            };
+            let annotations = video
+                .annotations
+                .into_iter()
+                .map(|a| Annotation {
+                    segment: a.segment,
+                    label: a.label,
+                })
+                .collect();
+            database.insert(
+                id,
+                VideoEntry {
+                    subset: video.subset,
+                    duration,
+                    fps: video.fps,
+                    annotations,
+                },
+            );
+        }
+        Ok(GroundTruth {
+            version: file.version,
+            taxonomy: Vec::new(),
+            database,
         })
+    }
+
+    /// The file's spelling of subset `wanted`: exact, else the one subset equal to it up to
+    /// letter case (as `lofi eval` matches it); `None` if the file has no such subset.
+    pub fn subset_name(&self, wanted: &str) -> Option<&str> {
+        let mut folded = None;
+        let mut ambiguous = false;
+        for entry in self.database.values() {
+            if entry.subset == wanted {
+                return Some(entry.subset.as_str());
+            }
+            if entry.subset.eq_ignore_ascii_case(wanted) {
+                match folded {
+                    Some(name) if name != entry.subset.as_str() => ambiguous = true,
+                    _ => folded = Some(entry.subset.as_str()),
+                }
+            }
+        }
+        folded.filter(|_| !ambiguous)
+    }
+
+    /// The videos of subset `wanted` (matched as [`GroundTruth::subset_name`] does), sorted by
+    /// id; empty if the file has no such subset.
+    pub fn videos_of<'a>(
+        &'a self,
+        wanted: &str,
+    ) -> impl Iterator<Item = (&'a String, &'a VideoEntry)> + 'a {
+        let name = self.subset_name(wanted).map(str::to_owned);
+        self.database
+            .iter()
+            .filter(move |(_, e)| name.as_deref() == Some(e.subset.as_str()))
+    }
+
+    /// The subsets of the file with their video counts, as `"name" (N videos)` joined by
+    /// commas (for messages).
+    pub fn describe_subsets(&self) -> String {
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for entry in self.database.values() {
+            *counts.entry(entry.subset.as_str()).or_default() += 1;
+        }
+        if counts.is_empty() {
+            return "none (the database is empty)".into();
+        }
+        counts
+            .iter()
+            .map(|(name, n)| format!("{name:?} ({n} videos)"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// Write an annotation file atomically (temporary name, then rename).
@@ -87,6 +225,69 @@ pub fn find_video(dir: &Path, id: &str) -> Option<PathBuf> {
     })
 }
 
+/// What [`locate_videos`] found: `(id, file)` pairs, and the ids without a file.
+pub type Located = (Vec<(String, PathBuf)>, Vec<String>);
+
+/// The videos of `ids` found in `dir` ([`find_video`]), in the order given, and the ids that
+/// have no file there. A missing video is an error that counts and names every missing one
+/// ([`VideoError::MissingVideos`]), unless `skip_missing` is set: then the missing ids are
+/// returned (and logged) and the caller goes on without them. `ground_truth` names the file the
+/// ids come from, in messages.
+pub fn locate_videos<'a>(
+    ground_truth: &Path,
+    dir: &Path,
+    ids: impl IntoIterator<Item = &'a str>,
+    skip_missing: bool,
+) -> VideoResult<Located> {
+    if !dir.is_dir() {
+        return Err(VideoError::io(
+            dir,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no such videos folder"),
+        ));
+    }
+    let (mut found, mut missing) = (Vec::new(), Vec::new());
+    for id in ids {
+        match find_video(dir, id) {
+            Some(path) => found.push((id.to_string(), path)),
+            None => missing.push(id.to_string()),
+        }
+    }
+    if !missing.is_empty() {
+        let total = found.len() + missing.len();
+        if !skip_missing {
+            return Err(VideoError::MissingVideos(Box::new(MissingVideos {
+                ground_truth: ground_truth.to_path_buf(),
+                videos: dir.to_path_buf(),
+                total,
+                missing,
+            })));
+        }
+        tracing::warn!(
+            "skipping {} of {total} videos listed in {} that are not in {} (--skip-missing-videos): {}",
+            missing.len(),
+            ground_truth.display(),
+            dir.display(),
+            name_list(&missing)
+        );
+    }
+    Ok((found, missing))
+}
+
+/// Up to 20 ids joined by commas, then how many more.
+pub(crate) fn name_list(ids: &[String]) -> String {
+    const SHOWN: usize = 20;
+    let mut text = ids
+        .iter()
+        .take(SHOWN)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if ids.len() > SHOWN {
+        text.push_str(&format!(" and {} more", ids.len() - SHOWN));
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,7 +297,7 @@ mod tests {
         let text = r#"{"version": "VERSION 1.3", "database": {"abc": {"subset": "validation",
             "duration": 12.5, "url": "https://x", "resolution": "640x360",
             "annotations": [{"segment": [1.0, 2.5], "label": "Jump"}]}}}"#;
-        let gt: GroundTruth = serde_json::from_str(text)?;
+        let gt = GroundTruth::from_slice(text.as_bytes(), Path::new("gt.json"))?;
         let entry = &gt.database["abc"];
         assert_eq!(entry.subset, "validation");
         assert_eq!(entry.fps, None);
@@ -107,6 +308,69 @@ mod tests {
         assert_eq!(GroundTruth::read(&path)?, gt);
         let written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
         assert!(written["database"]["abc"].get("fps").is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn reads_files_without_version_and_matches_subsets_in_any_case() -> VideoResult<()> {
+        let text = br#"{"database": {
+            "v1": {"subset": "Validation", "duration": 9.0, "fps": 30,
+                   "annotations": [{"segment": [1, 2], "segment(frames)": [30, 60],
+                                    "label": "Diving", "label_id": 3}]},
+            "v2": {"subset": "Test", "duration": 4.0}}}"#;
+        let gt = GroundTruth::from_slice(text, Path::new("th14.json"))?;
+        assert_eq!(gt.version, None);
+        assert_eq!(gt.database["v1"].fps, Some(30.0));
+        assert_eq!(gt.subset_name("validation"), Some("Validation"));
+        assert_eq!(gt.videos_of("TEST").count(), 1);
+        assert_eq!(gt.videos_of("training").count(), 0);
+        assert!(gt.describe_subsets().contains("\"Test\" (1 videos)"));
+        let no_duration = br#"{"database": {"v": {"subset": "training"}}}"#;
+        let message = GroundTruth::from_slice(no_duration, Path::new("gt.json"))
+            .expect_err("no duration")
+            .to_string();
+        assert!(
+            message.starts_with("gt.json: video v: no \"duration\""),
+            "{message}"
+        );
+        let unsafe_id = br#"{"database": {"../v": {"subset": "training", "duration": 1}}}"#;
+        let message = GroundTruth::from_slice(unsafe_id, Path::new("gt.json"))
+            .expect_err("unsafe id")
+            .to_string();
+        assert!(
+            message.contains("video ../v: the id is not a safe file name"),
+            "{message}"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn missing_videos_are_counted_and_named_unless_skipped() -> VideoResult<()> {
+        let dir = tempfile::tempdir().map_err(|e| VideoError::io("tmp", e))?;
+        std::fs::write(dir.path().join("a.mp4"), b"x").map_err(|e| VideoError::io("a", e))?;
+        let gt = Path::new("gt.json");
+        let message = locate_videos(gt, dir.path(), ["a", "b", "c"], false)
+            .expect_err("two missing")
+            .to_string();
+        assert!(
+            message.starts_with("2 of 3 videos listed in gt.json"),
+            "{message}"
+        );
+        assert!(
+            message.contains(": b, c;") && message.contains("--skip-missing-videos"),
+            "{message}"
+        );
+        let (found, missing) = locate_videos(gt, dir.path(), ["a", "b", "c"], true)?;
+        assert_eq!(
+            (found.len(), missing),
+            (1, vec!["b".to_string(), "c".to_string()])
+        );
+        let many: Vec<String> = (0..25).map(|i| format!("m{i}")).collect();
+        let message = locate_videos(gt, dir.path(), many.iter().map(String::as_str), false)
+            .expect_err("all missing")
+            .to_string();
+        assert!(message.contains("m19 and 5 more"), "{message}");
+        assert!(locate_videos(gt, &dir.path().join("none"), ["a"], false).is_err());
         Ok(())
     }
 

@@ -11,7 +11,13 @@
 //! Duration policy: a job may carry its annotated duration. The clip then covers
 //! `[0, annotated]` (annotations are relative to it). A video shorter than that by more than
 //! `duration_tolerance` seconds fails; a smaller shortfall is absorbed by clamping sample times to
-//! the last frame.
+//! the last frame. A video longer than its annotated duration by more than the tolerance is
+//! loaded (the annotations only cover `[0, annotated]`) with a warning that gives both numbers,
+//! once per file and process.
+//!
+//! A job may also carry a `span` `[start, end]` (seconds): the plan's timestamps are then laid
+//! over that part of the video instead of all of it, which is how `lofi pretrain` samples trimmed
+//! action clips straight from untrimmed videos (no clip files are written).
 
 use crate::error::{VideoError, VideoResult};
 use crate::plan::{ClipU8, SamplingPlan};
@@ -30,6 +36,9 @@ pub struct VideoJob {
     pub path: PathBuf,
     /// Duration from the annotation file, if any.
     pub annotated_duration: Option<f64>,
+    /// Sample only `[start, end]` of the video (seconds, inside the clip's duration); `None`
+    /// samples all of it.
+    pub span: Option<[f64; 2]>,
 }
 
 /// Loader settings.
@@ -329,16 +338,36 @@ pub fn load_one(job: &VideoJob, config: &LoaderConfig) -> VideoResult<LoadedVide
                 tolerance: config.duration_tolerance,
             })
         }
-        Some(annotated) => annotated,
+        Some(annotated) => {
+            if actual > annotated + config.duration_tolerance {
+                warn_duration_once(&job.path, &job.id, annotated, actual);
+            }
+            annotated
+        }
         None => actual,
     };
+    let times = match job.span {
+        None => config.plan.timestamps(duration),
+        Some([start, end]) => {
+            if !(start.is_finite() && end.is_finite() && 0.0 <= start && start < end)
+                || start >= duration
+            {
+                return Err(VideoError::InvalidPlan(format!(
+                    "{}: span [{start}, {end}] s is empty or outside the video's {duration:.3} s",
+                    job.path.display()
+                )));
+            }
+            let end = end.min(duration);
+            config
+                .plan
+                .timestamps(end - start)
+                .into_iter()
+                .map(|t| start + t)
+                .collect()
+        }
+    };
     let last_frame = index.seconds(index.frame_pts[index.frame_pts.len() - 1]);
-    let timestamps: Vec<f64> = config
-        .plan
-        .timestamps(duration)
-        .into_iter()
-        .map(|t| t.min(last_frame))
-        .collect();
+    let timestamps: Vec<f64> = times.into_iter().map(|t| t.min(last_frame)).collect();
     let data = sampler.sample(&timestamps, config.plan.size() as u32)?;
     Ok(LoadedVideo {
         id: job.id.clone(),
@@ -351,6 +380,23 @@ pub fn load_one(job: &VideoJob, config: &LoaderConfig) -> VideoResult<LoadedVide
             data,
         },
     })
+}
+
+/// Logs, once per file and process, that a video lasts longer than its annotation says.
+fn warn_duration_once(path: &std::path::Path, id: &str, annotated: f64, actual: f64) {
+    static WARNED: Mutex<Option<std::collections::HashSet<PathBuf>>> = Mutex::new(None);
+    let mut warned = WARNED.lock().unwrap_or_else(|e| e.into_inner());
+    if warned
+        .get_or_insert_with(Default::default)
+        .insert(path.to_path_buf())
+    {
+        tracing::warn!(
+            video = %id,
+            "{}: the ground truth gives a duration of {annotated:.3} s but the file lasts \
+             {actual:.3} s; only the annotated {annotated:.3} s are used",
+            path.display()
+        );
+    }
 }
 
 #[cfg(test)]

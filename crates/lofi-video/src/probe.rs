@@ -229,7 +229,8 @@ mod tests {
             }],
         };
         let gt = GroundTruth {
-            version: "t".into(),
+            version: Some("t".into()),
+            taxonomy: Vec::new(),
             database: [
                 ("a".to_string(), entry(3.0)),
                 ("short".to_string(), entry(10.0)),

@@ -20,7 +20,7 @@
 //! files are byte-identical across runs, and the videos are too for a given FFmpeg/x264 build.
 
 use crate::error::{VideoError, VideoResult};
-use crate::ground_truth::{write_json_atomic, Annotation, GroundTruth, VideoEntry};
+use crate::ground_truth::{write_json_atomic, Annotation, GroundTruth, TaxonomyNode, VideoEntry};
 use crate::loader::SplitMix64;
 use crate::writer::{VideoWriter, WriterConfig};
 use serde::{Deserialize, Serialize};
@@ -595,7 +595,8 @@ pub fn write_dataset(
         },
     )?;
     GroundTruth {
-        version: format!("lofi-synth 1 seed {}", config.seed),
+        version: Some(format!("lofi-synth 1 seed {}", config.seed)),
+        taxonomy: TaxonomyNode::flat(&CLASSES),
         database,
     }
     .write(&dir.join("ground_truth.json"))?;

@@ -90,6 +90,27 @@ fn tiny_dataset_is_complete_deterministic_and_loadable() {
     assert!(clips_a == std::fs::read(b.path().join("clips.json")).expect("clips b"));
 
     let json: serde_json::Value = serde_json::from_slice(&gt_a).expect("json");
+    // The official ActivityNet evaluator refuses a ground truth without these three keys.
+    let mut top: Vec<&String> = json.as_object().expect("object").keys().collect();
+    top.sort();
+    assert_eq!(top, ["database", "taxonomy", "version"]);
+    let taxonomy = json["taxonomy"].as_array().expect("taxonomy list");
+    assert_eq!(
+        taxonomy.len(),
+        CLASSES.len() + 1,
+        "a root and one leaf per class"
+    );
+    assert_eq!(
+        taxonomy[0],
+        serde_json::json!({"nodeId": 0, "nodeName": "Root", "parentId": null, "parentName": null})
+    );
+    for (node, class) in taxonomy[1..].iter().zip(CLASSES) {
+        assert_eq!(node["nodeName"], class);
+        assert_eq!(
+            (node["parentId"].as_u64(), node["parentName"].as_str()),
+            (Some(0), Some("Root"))
+        );
+    }
     let db = json["database"].as_object().expect("database");
     assert_eq!(db.len(), 16);
     for entry in db.values() {
@@ -119,6 +140,7 @@ fn tiny_dataset_is_complete_deterministic_and_loadable() {
             id: id.clone(),
             path,
             annotated_duration: Some(entry.duration),
+            span: None,
         });
     }
 

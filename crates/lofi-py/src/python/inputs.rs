@@ -235,6 +235,7 @@ impl<'py> Source<'py> {
                             DatabaseVideo {
                                 subset: options.subset.clone(),
                                 duration: None,
+                                fps: None,
                                 annotations: Vec::new(),
                             },
                         ));
@@ -483,6 +484,7 @@ fn database_from_dict(
             DatabaseVideo {
                 subset,
                 duration,
+                fps: None,
                 annotations,
             },
         ));

@@ -27,7 +27,9 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use lofi_head::{DetectConfig, HeadConfig};
 use lofi_train::pipeline::{run_row, RowInputs, RowResult, RowSettings};
-use lofi_train::{pretrain, PretrainConfig, PretrainPaths, RunOptions, ScheduleKind, TrainConfig};
+use lofi_train::{
+    pretrain, PretrainConfig, PretrainData, PretrainPaths, RunOptions, ScheduleKind, TrainConfig,
+};
 use lofi_video::synth::{write_dataset, SynthConfig, SynthPreset};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -388,7 +390,7 @@ fn pretrained_encoder(plan: &Plan, data: &Path, dir: &Path, device: &Device) -> 
     let outcome = pretrain(
         &plan.pretrain,
         &PretrainPaths {
-            data: data.to_path_buf(),
+            data: PretrainData::Clips(data.to_path_buf()),
             out: dir.to_path_buf(),
         },
         &RunOptions {

@@ -85,6 +85,10 @@ pub struct ExtractArgs {
     /// sampling; its fingerprint.json says which) instead of refusing it.
     #[arg(long, conflicts_with_all = ["verify", "shard"])]
     overwrite: bool,
+    /// Go on without listed videos that have no file in --videos (they are listed as failed).
+    /// Without it, such videos are an error that counts and names them, before any work.
+    #[arg(long, conflicts_with = "verify")]
+    skip_missing_videos: bool,
 }
 
 /// Run `lofi extract`.
@@ -149,6 +153,7 @@ pub fn run(args: ExtractArgs) -> Result<()> {
         out,
         shard,
         overwrite: args.overwrite,
+        skip_missing_videos: args.skip_missing_videos,
     };
     let bar = ProgressBar::new(0);
     bar.set_style(
@@ -175,13 +180,14 @@ pub fn run(args: ExtractArgs) -> Result<()> {
         outcome.frames as f64 / outcome.seconds.max(1e-9),
         outcome.index_path.display()
     );
-    if !outcome.failed.is_empty() {
-        for f in &outcome.failed {
-            eprintln!("failed: {}: {}", f.id, f.reason);
-        }
+    for f in &outcome.failed {
+        eprintln!("failed: {}: {}", f.id, f.reason);
+    }
+    // Videos without a file that the user asked to skip are listed, not a failure of the run.
+    let failures = outcome.failed.len() - outcome.skipped_missing;
+    if failures > 0 {
         bail!(
-            "{} of {} videos failed (listed above and under \"failed\" in {})",
-            outcome.failed.len(),
+            "{failures} of {} videos failed (listed above and under \"failed\" in {})",
             outcome.videos,
             outcome.index_path.display()
         );

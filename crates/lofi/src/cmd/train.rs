@@ -56,6 +56,10 @@ pub struct TrainArgs {
     /// Test hook: stop after this many batches (as if killed); continue with --resume.
     #[arg(long, hide = true)]
     stop_after_batches: Option<usize>,
+    /// Go on without listed videos that have no file (listed as skipped in summary.json).
+    /// Without it, such videos are an error that counts and names them, before any work.
+    #[arg(long)]
+    skip_missing_videos: bool,
 }
 
 /// Run `lofi train`.
@@ -102,6 +106,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             stop_after_batches: args.stop_after_batches,
             progress: crate::progress::reporter(),
         },
+        skip_missing_videos: args.skip_missing_videos,
     };
     let outcome = train(&config, &paths, &options)
         .with_context(|| format!("training into {} failed", args.out.display()))?;
