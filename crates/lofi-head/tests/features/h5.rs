@@ -28,7 +28,7 @@ fn features(v: usize) -> Vec<f32> {
         for c in 0..C {
             out.push(match c {
                 0 => inside,
-                1 if v % 2 == 0 => inside,
+                1 if v.is_multiple_of(2) => inside,
                 1 => -inside,
                 _ => ((c * 7 + t * 3 + v) % 5) as f32 / 5.0 + 0.01 * t as f32,
             });
