@@ -134,7 +134,8 @@ fn ground_truth_without_version_goes_through_extract_train_head_detect_and_eval(
         s(&gt),
         "--out",
         s(&head),
-        "--tiny",
+        "--preset",
+        "tiny",
         "--snippets",
         "4",
         "--epochs",
@@ -379,7 +380,8 @@ fn video_ids_that_are_not_safe_file_names_are_refused_by_name() {
             s(&gt),
             "--out",
             s(&out),
-            "--tiny",
+            "--preset",
+            "tiny",
         ]),
     );
     refused(

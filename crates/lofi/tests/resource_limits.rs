@@ -101,10 +101,27 @@ fn the_sizes_that_aborted_are_refused_with_a_message() {
             "{flag} {value}: refused, but after writing {out:?}"
         );
     }
+    let feats = dir.path().join("features");
+    let (ok, _, err) = lofi(&[
+        "extract",
+        "--ground-truth",
+        s(&gt),
+        "--videos",
+        s(&videos),
+        "--out",
+        s(&feats),
+        "--base-width",
+        "4",
+        "--snippets",
+        "4",
+        "--size",
+        "32",
+    ]);
+    assert!(ok, "{err}");
     let (ok, _, err) = lofi(&[
         "train-head",
         "--features",
-        s(&out),
+        s(&feats),
         "--ground-truth",
         s(&gt),
         "--out",
@@ -113,6 +130,25 @@ fn the_sizes_that_aborted_are_refused_with_a_message() {
         "100000",
     ]);
     assert!(!ok && err.contains("proposal map"), "{err}");
+    // Issue 11, point 5: an absurd memory budget was silently capped.
+    for budget in ["1000000TiB", "99999999999999999999999TiB"] {
+        let run = dir.path().join("run");
+        let (ok, _, err) = lofi(&[
+            "train",
+            "--data",
+            s(&data),
+            "--preset",
+            "tiny",
+            "--out",
+            s(&run),
+            "--memory-budget",
+            budget,
+        ]);
+        assert!(
+            !ok && (err.contains("more than this machine's") || err.contains("beyond any machine")),
+            "{budget}: {err}"
+        );
+    }
 }
 
 /// What the property test runs against: a tiny dataset, features, a head and detections.

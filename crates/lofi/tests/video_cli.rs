@@ -28,7 +28,10 @@ fn synth_then_probe_finds_every_video_and_flags_broken_ones() {
     std::fs::remove_file(videos.join("syn0000.mp4")).expect("remove");
     std::fs::write(videos.join("syn0001.mp4"), b"").expect("truncate");
     let (ok, out, err) = lofi(&["probe", s(&videos), "--ground-truth", s(&gt)]);
-    assert!(ok, "{err}");
+    assert!(
+        !ok && err.contains("2 of 16 videos are missing, unreadable or shorter"),
+        "missing and unreadable videos fail the probe: {err}"
+    );
     assert!(
         out.contains("16 videos: 14 ok, 1 missing, 1 unreadable"),
         "{out}"
@@ -36,7 +39,10 @@ fn synth_then_probe_finds_every_video_and_flags_broken_ones() {
     assert!(out.contains("syn0001.mp4: video file is empty"), "{out}");
 
     let (ok, out, _) = lofi(&["probe", s(&videos), "--ground-truth", s(&gt), "--json"]);
-    assert!(ok);
+    assert!(
+        !ok,
+        "the JSON report is printed, and the exit status still says what is wrong"
+    );
     let json: serde_json::Value = serde_json::from_str(&out).expect("probe json");
     let rows = json["videos"].as_array().expect("rows");
     assert_eq!(rows[0]["id"], "syn0000");
