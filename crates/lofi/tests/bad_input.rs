@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{lofi, s, tiny_dataset};
+use common::{extract_tiny, lofi, s, tiny_dataset};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
@@ -125,23 +125,7 @@ fn verify_checks_a_folder_it_cannot_write() {
     let gt = data.join("ground_truth.json");
     let feats = dir.path().join("features");
     for shard in ["0/2", "1/2"] {
-        let (ok, _, err) = lofi(&[
-            "extract",
-            "--ground-truth",
-            s(&gt),
-            "--videos",
-            s(&data.join("videos")),
-            "--out",
-            s(&feats),
-            "--base-width",
-            "4",
-            "--snippets",
-            "4",
-            "--size",
-            "32",
-            "--shard",
-            shard,
-        ]);
+        let (ok, err) = extract_tiny(&data, &feats, &["--shard", shard]);
         assert!(ok, "{err}");
     }
     // Shard indexes only: a writable folder would get its merged index.json now.

@@ -6,14 +6,10 @@
 
 mod common;
 
-use common::{lofi, s, tiny_dataset};
+use common::{extract_tiny, lofi, s, tiny_dataset};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn refs(v: &[String]) -> Vec<&str> {
-    v.iter().map(String::as_str).collect()
-}
 
 fn spawn(args: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_lofi"))
@@ -116,53 +112,26 @@ fn the_lock_of_a_killed_run_is_reported_stale_and_taken_over() {
 fn extraction_shards_coexist_but_a_shard_twice_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = tiny_dataset(dir.path(), 9);
-    let (gt, videos) = (data.join("ground_truth.json"), data.join("videos"));
     let feats = dir.path().join("features");
-    let args = |shard: &'static str| -> Vec<String> {
-        let mut v: Vec<String> = [
-            "extract",
-            "--ground-truth",
-            s(&gt),
-            "--videos",
-            s(&videos),
-            "--out",
-            s(&feats),
-            "--depth",
-            "18",
-            "--base-width",
-            "4",
-            "--snippets",
-            "4",
-            "--size",
-            "32",
-        ]
-        .iter()
-        .map(|a| a.to_string())
-        .collect();
-        if !shard.is_empty() {
-            v.push("--shard".into());
-            v.push(shard.into());
-        }
-        v
-    };
     // This test process holds shard 0 as another lofi process would (an OS file lock).
     let held = lofi_engine::FolderLock::shard(&feats, "extraction", 0, 2).expect("lock");
-    let (ok, _, err) = lofi(&refs(&args("0/2")));
+    let (ok, err) = extract_tiny(&data, &feats, &["--shard", "0/2"]);
     assert!(
         !ok && err.contains("in use by another lofi process")
             && err.contains(&format!("pid {}", std::process::id())),
         "{err}"
     );
-    let (ok, _, err) = lofi(&refs(&args("")));
+    let (ok, err) = extract_tiny(&data, &feats, &[]);
     assert!(
         !ok && err.contains("in use by another lofi process"),
         "{err}"
     );
-    let (ok, _, err) = lofi(&refs(&args("1/2")));
+    let (ok, err) = extract_tiny(&data, &feats, &["--shard", "1/2"]);
     assert!(ok, "the other shard runs beside it: {err}");
     drop(held);
-    let (ok, _, err) = lofi(&refs(&args("0/2")));
+    let (ok, err) = extract_tiny(&data, &feats, &["--shard", "0/2"]);
     assert!(ok, "{err}");
+    let gt = data.join("ground_truth.json");
     let (ok, _, err) = lofi(&["extract", "--ground-truth", s(&gt), "--verify", s(&feats)]);
     assert!(ok, "{err}");
 }

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{lofi, s, tiny_dataset};
+use common::{extract_tiny, lofi, s, tiny_dataset};
 use proptest::prelude::*;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -102,21 +102,7 @@ fn the_sizes_that_aborted_are_refused_with_a_message() {
         );
     }
     let feats = dir.path().join("features");
-    let (ok, _, err) = lofi(&[
-        "extract",
-        "--ground-truth",
-        s(&gt),
-        "--videos",
-        s(&videos),
-        "--out",
-        s(&feats),
-        "--base-width",
-        "4",
-        "--snippets",
-        "4",
-        "--size",
-        "32",
-    ]);
+    let (ok, err) = extract_tiny(&data, &feats, &[]);
     assert!(ok, "{err}");
     let (ok, _, err) = lofi(&[
         "train-head",
@@ -166,21 +152,7 @@ impl Fixture {
         let data = tiny_dataset(root, 2);
         let gt = data.join("ground_truth.json");
         let features = root.join("features");
-        let (ok, _, err) = lofi(&[
-            "extract",
-            "--ground-truth",
-            s(&gt),
-            "--videos",
-            s(&data.join("videos")),
-            "--out",
-            s(&features),
-            "--base-width",
-            "4",
-            "--snippets",
-            "4",
-            "--size",
-            "32",
-        ]);
+        let (ok, err) = extract_tiny(&data, &features, &[]);
         assert!(ok, "{err}");
         let head = root.join("head");
         let (ok, _, err) = lofi(&[

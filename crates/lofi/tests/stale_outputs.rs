@@ -5,29 +5,8 @@
 
 mod common;
 
-use common::{lofi, s, tiny_dataset};
+use common::{extract_tiny, lofi, s, tiny_dataset};
 use std::path::{Path, PathBuf};
-
-fn extract(gt: &Path, videos: &Path, out: &Path, extra: &[&str]) -> (bool, String) {
-    let mut args = vec![
-        "extract",
-        "--ground-truth",
-        s(gt),
-        "--videos",
-        s(videos),
-        "--out",
-        s(out),
-        "--depth",
-        "18",
-        "--base-width",
-        "4",
-        "--snippets",
-        "4",
-    ];
-    args.extend_from_slice(extra);
-    let (ok, _, err) = lofi(&args);
-    (ok, err)
-}
 
 fn npy_files(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -59,15 +38,14 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 fn extract_rerun_with_other_settings_or_encoder_is_refused_and_overwrite_redoes_all() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = tiny_dataset(dir.path(), 3);
-    let (gt, videos) = (data.join("ground_truth.json"), data.join("videos"));
     let feats = dir.path().join("features");
-    let (ok, err) = extract(&gt, &videos, &feats, &["--size", "32"]);
+    let (ok, err) = extract_tiny(&data, &feats, &["--size", "32"]);
     assert!(ok, "first extraction: {err}");
     let before = snapshot(&feats);
     assert!(feats.join("fingerprint.json").is_file());
 
     // Another frame size: refused, naming the difference; nothing in the folder changes.
-    let (ok, err) = extract(&gt, &videos, &feats, &["--size", "48"]);
+    let (ok, err) = extract_tiny(&data, &feats, &["--size", "48"]);
     assert!(!ok, "another size must be refused");
     assert!(
         err.contains("sampling.size: 32 (recorded) vs 48 (this run)")
@@ -87,21 +65,16 @@ fn extract_rerun_with_other_settings_or_encoder_is_refused_and_overwrite_redoes_
         .init(&device)
         .expect("tiny encoder");
     lofi_model::checkpoint::save(&model, &enc).expect("save");
-    let (ok, err) = extract(
-        &gt,
-        &videos,
-        &feats,
-        &["--size", "32", "--encoder", s(&enc)],
-    );
+    let (ok, err) = extract_tiny(&data, &feats, &["--size", "32", "--encoder", s(&enc)]);
     assert!(!ok && err.contains("weights:"), "{err}");
     assert_eq!(snapshot(&feats), before);
 
     // The same job again: a resume that keeps every file.
-    let (ok, err) = extract(&gt, &videos, &feats, &["--size", "32"]);
+    let (ok, err) = extract_tiny(&data, &feats, &["--size", "32"]);
     assert!(ok && err.contains("16 already done"), "{err}");
 
     // --overwrite: every file redone with the new settings.
-    let (ok, err) = extract(&gt, &videos, &feats, &["--size", "48", "--overwrite"]);
+    let (ok, err) = extract_tiny(&data, &feats, &["--size", "48", "--overwrite"]);
     assert!(
         ok && err.contains("16 extracted") && err.contains("0 already done"),
         "{err}"
@@ -125,14 +98,13 @@ fn extract_rerun_with_other_settings_or_encoder_is_refused_and_overwrite_redoes_
 fn features_without_a_fingerprint_are_refused_unless_overwritten() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = tiny_dataset(dir.path(), 4);
-    let (gt, videos) = (data.join("ground_truth.json"), data.join("videos"));
     let feats = dir.path().join("features");
-    let (ok, err) = extract(&gt, &videos, &feats, &["--size", "32"]);
+    let (ok, err) = extract_tiny(&data, &feats, &["--size", "32"]);
     assert!(ok, "{err}");
     std::fs::remove_file(feats.join("fingerprint.json")).expect("remove");
-    let (ok, err) = extract(&gt, &videos, &feats, &["--size", "32"]);
+    let (ok, err) = extract_tiny(&data, &feats, &["--size", "32"]);
     assert!(!ok && err.contains("no fingerprint.json"), "{err}");
-    let (ok, err) = extract(&gt, &videos, &feats, &["--size", "32", "--overwrite"]);
+    let (ok, err) = extract_tiny(&data, &feats, &["--size", "32", "--overwrite"]);
     assert!(ok && err.contains("16 extracted"), "{err}");
 }
 
@@ -142,9 +114,9 @@ fn features_without_a_fingerprint_are_refused_unless_overwritten() {
 fn a_feature_file_changed_after_extraction_is_caught() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = tiny_dataset(dir.path(), 6);
-    let (gt, videos) = (data.join("ground_truth.json"), data.join("videos"));
+    let gt = data.join("ground_truth.json");
     let feats = dir.path().join("features");
-    let (ok, err) = extract(&gt, &videos, &feats, &["--size", "32"]);
+    let (ok, err) = extract_tiny(&data, &feats, &["--size", "32"]);
     assert!(ok, "{err}");
     let files = npy_files(&feats);
     let flip = |path: &Path| {
@@ -155,7 +127,7 @@ fn a_feature_file_changed_after_extraction_is_caught() {
     };
     // Changed, then the extraction rerun: redone.
     flip(&files[0]);
-    let (ok, err) = extract(&gt, &videos, &feats, &["--size", "32"]);
+    let (ok, err) = extract_tiny(&data, &feats, &["--size", "32"]);
     assert!(
         ok && err.contains("changed since it was extracted") && err.contains("1 redone"),
         "{err}"
@@ -167,7 +139,7 @@ fn a_feature_file_changed_after_extraction_is_caught() {
         !ok && err.contains("differ from what the extraction wrote"),
         "{err}"
     );
-    let (ok, err) = extract(&gt, &videos, &feats, &["--size", "32"]);
+    let (ok, err) = extract_tiny(&data, &feats, &["--size", "32"]);
     assert!(
         ok && err.contains("lists it as failed or corrupt") && err.contains("1 redone"),
         "{err}"
@@ -182,10 +154,10 @@ fn a_feature_file_changed_after_extraction_is_caught() {
 fn a_head_run_resumes_only_with_its_inputs_and_overwrite_starts_afresh() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = tiny_dataset(dir.path(), 7);
-    let (gt, videos) = (data.join("ground_truth.json"), data.join("videos"));
+    let gt = data.join("ground_truth.json");
     let (a, b) = (dir.path().join("fa"), dir.path().join("fb"));
-    assert!(extract(&gt, &videos, &a, &["--size", "32"]).0);
-    assert!(extract(&gt, &videos, &b, &["--size", "40"]).0);
+    assert!(extract_tiny(&data, &a, &["--size", "32"]).0);
+    assert!(extract_tiny(&data, &b, &["--size", "40"]).0);
     let run = dir.path().join("head");
     let head = |feats: &Path, extra: &[&str]| {
         let mut args = vec![

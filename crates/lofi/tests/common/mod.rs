@@ -45,3 +45,30 @@ pub fn tiny_dataset(dir: &Path, seed: u64) -> PathBuf {
     assert!(ok, "synth failed: {err}");
     data
 }
+
+/// `lofi extract` of the tiny dataset in `data` into `out` with a random width-4 TSM-R18 at
+/// 4 snippets of 32 px (a second or two), plus `extra` flags; returns (success, stderr).
+pub fn extract_tiny(data: &Path, out: &Path, extra: &[&str]) -> (bool, String) {
+    let (gt, videos) = (data.join("ground_truth.json"), data.join("videos"));
+    let mut args = vec![
+        "extract",
+        "--ground-truth",
+        s(&gt),
+        "--videos",
+        s(&videos),
+        "--out",
+        s(out),
+        "--depth",
+        "18",
+        "--base-width",
+        "4",
+        "--snippets",
+        "4",
+    ];
+    if !extra.contains(&"--size") {
+        args.extend_from_slice(&["--size", "32"]);
+    }
+    args.extend_from_slice(extra);
+    let (ok, _, err) = lofi(&args);
+    (ok, err)
+}
