@@ -13,10 +13,19 @@
 //! concurrently and must not race on one file); [`verify`] merges whatever is on disk into
 //! `index.json`.
 //!
-//! Sampling: lofi-video's plan, `L` snippets of `F` frames over `[0, D]` with `D` the annotated
-//! duration; snippet `i` covers `[i D / L, (i + 1) D / L)` (see `lofi_video::plan`). The encoder
-//! sees one video at a time, `[1, L, F, 3, S, S]`, in inference mode (BatchNorm running
-//! statistics), and its snippet features (mean over the `F` frames) are written as they are.
+//! Sampling (`[sampling]` of the config, one [`Sampling`] value):
+//! - `mode = "rescale"` (the default, ActivityNet): lofi-video's plan, `L` snippets of `F`
+//!   frames over `[0, D]` with `D` the annotated duration; snippet `i` covers
+//!   `[i D / L, (i + 1) D / L)` (see `lofi_video::plan`);
+//! - `mode = "stride"` (THUMOS14, as TSP, G-TAD and ActionFormer features are made): one snippet
+//!   every `stride_frames` frames of the video (its average frame rate) or every `stride_seconds`;
+//!   snippet `i` covers `[i s, (i + 1) s)`, and a video gets `ceil(D / s)` snippets. The index
+//!   records the sampling and each video's `s` (`snippet_seconds`) and row count, so later stages
+//!   map snippet `i` to seconds exactly.
+//!
+//! The encoder sees one video at a time, `[1, L, F, 3, S, S]`, in inference mode (BatchNorm
+//! running statistics), and its snippet features (mean over the `F` frames) are written as they
+//! are.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -27,7 +36,8 @@ use burn::tensor::{Device, Tensor, TensorData};
 use lofi_engine::Settings;
 use lofi_model::{Encoder, EncoderArch};
 use lofi_video::ground_truth::{find_video, GroundTruth};
-use lofi_video::{Fidelity, Loader, LoaderConfig, SamplingPlan, VideoJob};
+use lofi_video::plan::stride_count;
+use lofi_video::{Fidelity, Loader, LoaderConfig, Sampling, SamplingPlan, VideoIndex, VideoJob};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{HeadError, Result};
@@ -91,7 +101,7 @@ impl Shard {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExtractConfig {
-    /// Snippets per video, `L` (100).
+    /// Snippets per video, `L` (100), in rescale mode.
     #[serde(default = "default_snippets")]
     pub snippets: usize,
     /// Frames per snippet, `F` (1).
@@ -109,6 +119,9 @@ pub struct ExtractConfig {
     /// Only videos of this subset (`None`: all videos of the ground truth).
     #[serde(default)]
     pub subset: Option<String>,
+    /// Where the snippets are taken: `L` over the video (rescale) or a fixed stride.
+    #[serde(default, skip_serializing_if = "Sampling::is_rescale")]
+    pub sampling: Sampling,
     /// The encoder.
     pub encoder: EncoderSpec,
 }
@@ -139,6 +152,7 @@ impl ExtractConfig {
             workers: default_workers(),
             duration_tolerance: default_tolerance(),
             subset: None,
+            sampling: Sampling::Rescale,
             encoder,
         }
     }
@@ -177,6 +191,7 @@ impl lofi_engine::Settings for ExtractConfig {
                 return Err(HeadError::Config(format!("{key} must be at least 1")));
             }
         }
+        self.sampling.check().map_err(HeadError::Config)?;
         if !(self.duration_tolerance.is_finite() && self.duration_tolerance >= 0.0) {
             return Err(HeadError::Config(format!(
                 "duration_tolerance = {} must be >= 0",
@@ -251,7 +266,7 @@ pub fn load_encoder(spec: &EncoderSpec, device: &Device) -> Result<Encoder> {
 /// Checks an existing output: header, shape `[L, C]`, file size. `Ok(shape)` when usable.
 pub fn check_output(
     path: &Path,
-    l: usize,
+    l: Option<usize>,
     c: Option<usize>,
 ) -> std::result::Result<[usize; 2], String> {
     let header = npy::read_header(path).map_err(|e| e.0)?;
@@ -262,9 +277,10 @@ pub fn check_output(
         ));
     }
     let shape = [header.shape[0], header.shape[1]];
-    if shape[0] != l || c.is_some_and(|c| c != shape[1]) {
+    if l.is_some_and(|l| l != shape[0]) || c.is_some_and(|c| c != shape[1]) || shape[0] == 0 {
         return Err(format!(
-            "shape {shape:?}, expected [{l}, {}]",
+            "shape {shape:?}, expected [{}, {}]",
+            l.map_or("L".to_string(), |l| l.to_string()),
             c.map_or("C".to_string(), |c| c.to_string())
         ));
     }
@@ -360,9 +376,12 @@ pub fn extract(
         jobs,
         skipped,
         redone,
-    } = pending(&selected, [l, c], inputs, &|done| progress(done, total));
+    } = pending(&selected, [l, c], config.sampling, inputs, &|done| {
+        progress(done, total)
+    });
 
     let mut loader_cfg = LoaderConfig::new(config.plan()?);
+    loader_cfg.sampling = config.sampling;
     loader_cfg.workers = config.workers;
     loader_cfg.queue = config.workers * 2;
     loader_cfg.duration_tolerance = config.duration_tolerance;
@@ -382,14 +401,16 @@ pub fn extract(
                 .map_err(|e| HeadError::Input(format!("cannot read encoder output: {e:?}")))?;
             let file = format!("{}.npy", video.id);
             let path = inputs.out.join(&file);
-            match npy::write_f32_2d(&path, l, c, &data) {
+            match npy::write_f32_2d(&path, cl, c, &data) {
                 Ok(()) => {
                     entries.insert(
                         video.id.clone(),
                         IndexEntry {
                             file,
                             duration: video.duration,
-                            shape: [l, c],
+                            shape: [cl, c],
+                            snippet_seconds: (!config.sampling.is_rescale())
+                                .then_some(video.snippet_seconds),
                         },
                     );
                     extracted += 1;
@@ -418,6 +439,7 @@ pub fn extract(
         frames_per_snippet: config.frames_per_snippet,
         size: config.size,
         encoder: encoder_name(&recorded.encoder),
+        sampling: config.sampling,
         videos: entries,
         failed: failed.clone(),
     };
@@ -449,11 +471,33 @@ struct Pending {
     redone: usize,
 }
 
-/// Sorts `selected` videos into finished ones (a usable `[L, C]` output exists), ones to extract
-/// and ones without a video file; `progress` gets the count of videos settled so far.
+/// Seconds per snippet and snippet count of a stride extraction of `video` (annotated `duration`);
+/// a stride in frames reads the frame rate off the packet headers (no decoding).
+fn stride_shape(
+    sampling: Sampling,
+    video: &Path,
+    duration: f64,
+) -> std::result::Result<(f64, usize), String> {
+    let fps = match sampling {
+        Sampling::Stride {
+            stride_frames: Some(_),
+            ..
+        } => VideoIndex::build(video).map_err(|e| e.to_string())?.fps(),
+        _ => 0.0,
+    };
+    match sampling.stride_seconds(fps) {
+        Some(step) if step.is_finite() && step > 0.0 => Ok((step, stride_count(duration, step))),
+        _ => Err(format!("no usable stride ({sampling:?}, frame rate {fps})")),
+    }
+}
+
+/// Sorts `selected` videos into finished ones (a usable `[L, C]` output exists: `L` the
+/// rescale's, or the stride's count for the video), ones to extract and ones without a video
+/// file; `progress` gets the count of videos settled so far.
 fn pending(
     selected: &[(String, f64)],
     shape: [usize; 2],
+    sampling: Sampling,
     inputs: &ExtractInputs,
     progress: &dyn Fn(usize),
 ) -> Pending {
@@ -465,15 +509,24 @@ fn pending(
     for (id, duration) in selected {
         let file = format!("{id}.npy");
         let path = inputs.out.join(&file);
+        let video = find_video(&inputs.videos, id);
         if path.exists() {
-            match check_output(&path, l, Some(c)) {
-                Ok(shape) => {
+            let expected = match (&sampling, &video) {
+                (Sampling::Rescale, _) => Ok((*duration / l as f64, l)),
+                (_, Some(v)) => stride_shape(sampling, v, *duration),
+                (_, None) => Err("no video file to measure its stride".into()),
+            };
+            let checked = expected
+                .and_then(|(step, n)| check_output(&path, Some(n), Some(c)).map(|s| (step, s)));
+            match checked {
+                Ok((step, shape)) => {
                     entries.insert(
                         id.clone(),
                         IndexEntry {
                             file,
                             duration: *duration,
                             shape,
+                            snippet_seconds: (!sampling.is_rescale()).then_some(step),
                         },
                     );
                     skipped += 1;
@@ -489,7 +542,7 @@ fn pending(
                 }
             }
         }
-        match find_video(&inputs.videos, id) {
+        match video {
             Some(video) => jobs.push(VideoJob {
                 id: id.clone(),
                 path: video,
@@ -564,7 +617,8 @@ impl VerifyReport {
 pub fn verify(dir: &Path, ground_truth: &Path, subset: Option<&str>) -> Result<VerifyReport> {
     let truth = GroundTruth::read(ground_truth)?;
     let selected = select_videos(&truth, ground_truth, subset, None)?;
-    let (settings, durations) = read_indexes(dir)?;
+    let (settings, indexed) = read_indexes(dir)?;
+    let stride = settings.as_ref().is_some_and(|s| !s.sampling.is_rescale());
     let mut report = VerifyReport::default();
     let mut entries = BTreeMap::new();
     let mut channels: Option<usize> = None;
@@ -576,14 +630,24 @@ pub fn verify(dir: &Path, ground_truth: &Path, subset: Option<&str>) -> Result<V
             report.missing.push(id.clone());
             continue;
         }
-        let checked = match l_seen {
-            Some(l) => check_output(&path, l, channels),
-            None => npy::read_header(&path)
-                .map_err(|e| e.0)
-                .and_then(|h| match h.shape.first() {
-                    Some(&l) => check_output(&path, l, channels),
-                    None => Err("array has no dimensions".into()),
-                }),
+        let listed = indexed.get(id);
+        let checked = match (stride, l_seen) {
+            // A stride's row count is the video's own; it is known from the index that lists it.
+            (true, _) => match listed {
+                Some(e) => check_output(&path, Some(e.shape[0]), channels),
+                None => Err(
+                    "no index lists it, so its stride is unknown (extract it again)".to_string(),
+                ),
+            },
+            (false, Some(l)) => check_output(&path, Some(l), channels),
+            (false, None) => {
+                npy::read_header(&path)
+                    .map_err(|e| e.0)
+                    .and_then(|h| match h.shape.first() {
+                        Some(&l) => check_output(&path, Some(l), channels),
+                        None => Err("array has no dimensions".into()),
+                    })
+            }
         };
         let checked = checked.and_then(|shape| {
             let a = npy::read_2d(&path).map_err(|e| e.0)?;
@@ -604,8 +668,9 @@ pub fn verify(dir: &Path, ground_truth: &Path, subset: Option<&str>) -> Result<V
                     id.clone(),
                     IndexEntry {
                         file,
-                        duration: durations.get(id).copied().unwrap_or(*duration),
+                        duration: listed.map_or(*duration, |e| e.duration),
                         shape,
+                        snippet_seconds: listed.and_then(|e| e.snippet_seconds),
                     },
                 );
                 report.ok += 1;
@@ -631,6 +696,7 @@ pub fn verify(dir: &Path, ground_truth: &Path, subset: Option<&str>) -> Result<V
         frames_per_snippet: 0,
         size: 0,
         encoder: "unknown (no index file found)".into(),
+        sampling: Sampling::Rescale,
         videos: BTreeMap::new(),
         failed: Vec::new(),
     });
@@ -644,11 +710,11 @@ pub fn verify(dir: &Path, ground_truth: &Path, subset: Option<&str>) -> Result<V
     Ok(report)
 }
 
-/// The settings of the indexes in `dir` (`index.json` or shard indexes; all must agree on L, F
-/// and S) and the annotated duration of every video they list.
-fn read_indexes(dir: &Path) -> Result<(Option<FeatureIndex>, BTreeMap<String, f64>)> {
+/// The settings of the indexes in `dir` (`index.json` or shard indexes; all must agree on L, F,
+/// S and the sampling) and the entry of every video they list.
+fn read_indexes(dir: &Path) -> Result<(Option<FeatureIndex>, BTreeMap<String, IndexEntry>)> {
     let mut settings: Option<FeatureIndex> = None;
-    let mut durations: BTreeMap<String, f64> = BTreeMap::new();
+    let mut listed: BTreeMap<String, IndexEntry> = BTreeMap::new();
     let listing = std::fs::read_dir(dir).map_err(|e| HeadError::io(dir, e))?;
     let mut index_files: Vec<PathBuf> = listing
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -679,13 +745,24 @@ fn read_indexes(dir: &Path) -> Result<(Option<FeatureIndex>, BTreeMap<String, f6
                     ),
                 ));
             }
+            if s.sampling != idx.sampling {
+                return Err(HeadError::format(
+                    p,
+                    format!(
+                        "made with sampling {:?} but {} says {:?}",
+                        idx.sampling,
+                        index_files[0].display(),
+                        s.sampling
+                    ),
+                ));
+            }
         }
         for (id, e) in &idx.videos {
-            durations.insert(id.clone(), e.duration);
+            listed.insert(id.clone(), e.clone());
         }
         settings.get_or_insert(idx);
     }
-    Ok((settings, durations))
+    Ok((settings, listed))
 }
 
 #[cfg(test)]
@@ -778,12 +855,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let p = dir.path().join("v.npy");
         npy::write_f32_2d(&p, 4, 3, &[0.5; 12]).expect("write");
-        assert_eq!(check_output(&p, 4, Some(3)), Ok([4, 3]));
-        assert!(check_output(&p, 5, Some(3)).is_err());
-        assert!(check_output(&p, 4, Some(2)).is_err());
+        assert_eq!(check_output(&p, Some(4), Some(3)), Ok([4, 3]));
+        assert!(check_output(&p, Some(5), Some(3)).is_err());
+        assert!(check_output(&p, Some(4), Some(2)).is_err());
         let bytes = std::fs::read(&p).expect("read");
         std::fs::write(&p, &bytes[..bytes.len() - 4]).expect("truncate");
-        assert!(check_output(&p, 4, Some(3))
+        assert!(check_output(&p, Some(4), Some(3))
             .expect_err("truncated")
             .contains("truncated"));
     }

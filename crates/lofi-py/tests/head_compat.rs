@@ -65,12 +65,14 @@ fn folders_written_by_the_extractor_path_read_back_for_python() -> TestResult {
         frames_per_snippet: 4,
         size: 64,
         encoder: "enc.bpk".into(),
+        sampling: Default::default(),
         videos: BTreeMap::from([(
             "x".to_string(),
             IndexEntry {
                 file: "x.npy".into(),
                 duration: 9.5,
                 shape: [5, 3],
+                snippet_seconds: None,
             },
         )]),
         failed: Vec::new(),

@@ -14,7 +14,7 @@
 //! the last frame.
 
 use crate::error::{VideoError, VideoResult};
-use crate::plan::{ClipU8, SamplingPlan};
+use crate::plan::{stride_count, ClipU8, Sampling, SamplingPlan};
 use crate::sampler::{Sampler, SamplerOptions};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -37,6 +37,9 @@ pub struct VideoJob {
 pub struct LoaderConfig {
     /// What to sample from each video.
     pub plan: SamplingPlan,
+    /// Where the snippets go: the plan's `L` over the whole video (rescale, the default) or one
+    /// every stride (then the clip has as many snippets as the stride puts on the video).
+    pub sampling: Sampling,
     /// Worker threads (at least 1).
     pub workers: usize,
     /// Maximum videos decoded or being decoded but not yet consumed (at least 1).
@@ -54,6 +57,7 @@ impl LoaderConfig {
     pub fn new(plan: SamplingPlan) -> Self {
         Self {
             plan,
+            sampling: Sampling::Rescale,
             workers: 2,
             queue: 4,
             seed: None,
@@ -76,6 +80,8 @@ pub struct LoadedVideo {
     pub video_duration: f64,
     /// Sample times actually used, seconds (snippet-major, `L * F`).
     pub timestamps: Vec<f64>,
+    /// Seconds per snippet: snippet `i` covers `[i s, (i + 1) s)` (`duration / L` for rescale).
+    pub snippet_seconds: f64,
     /// The clip, `[L, F, 3, S, S]`.
     pub clip: ClipU8,
 }
@@ -152,6 +158,7 @@ impl Loader {
                 config.workers, config.queue
             )));
         }
+        config.sampling.check().map_err(VideoError::InvalidPlan)?;
         if let Some(seed) = config.seed {
             shuffle(&mut jobs, seed);
         }
@@ -327,12 +334,27 @@ pub fn load_one(job: &VideoJob, config: &LoaderConfig) -> VideoResult<LoadedVide
         None => actual,
     };
     let last_frame = index.seconds(index.frame_pts[index.frame_pts.len() - 1]);
-    let timestamps: Vec<f64> = config
-        .plan
-        .timestamps(duration)
-        .into_iter()
-        .map(|t| t.min(last_frame))
-        .collect();
+    let (times, shape, snippet_seconds) = match config.sampling.stride_seconds(index.fps()) {
+        None => (
+            config.plan.timestamps(duration),
+            config.plan.shape(),
+            duration / config.plan.snippets() as f64,
+        ),
+        Some(step) if step.is_finite() && step > 0.0 => {
+            let mut shape = config.plan.shape();
+            shape[0] = stride_count(duration, step);
+            (config.plan.stride_timestamps(duration, step), shape, step)
+        }
+        Some(step) => {
+            return Err(VideoError::InvalidPlan(format!(
+                "{}: stride of {step} s (sampling {:?}, frame rate {})",
+                job.path.display(),
+                config.sampling,
+                index.fps()
+            )))
+        }
+    };
+    let timestamps: Vec<f64> = times.into_iter().map(|t| t.min(last_frame)).collect();
     let data = sampler.sample(&timestamps, config.plan.size() as u32)?;
     Ok(LoadedVideo {
         id: job.id.clone(),
@@ -340,10 +362,8 @@ pub fn load_one(job: &VideoJob, config: &LoaderConfig) -> VideoResult<LoadedVide
         duration,
         video_duration: actual,
         timestamps,
-        clip: ClipU8 {
-            shape: config.plan.shape(),
-            data,
-        },
+        snippet_seconds,
+        clip: ClipU8 { shape, data },
     })
 }
 
