@@ -18,6 +18,7 @@ pub mod extract;
 pub mod features;
 pub mod model;
 pub mod train;
+pub mod windows;
 
 /// The `.npy` reader and writer, kept in `lofi-eval` so that light clients share it.
 pub use lofi_eval::npy;
@@ -33,3 +34,4 @@ pub use extract::{
 pub use features::{FeatureIndex, FeatureStore, VideoFeatures};
 pub use model::{cpu_device, HeadMeta, TrainedHead};
 pub use train::{train_head, BestEpoch, HeadConfig, HeadInputs, HeadOutcome};
+pub use windows::{Temporal, TimedFeatures};

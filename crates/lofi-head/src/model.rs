@@ -157,8 +157,12 @@ impl ClassifierMeta {
 pub struct HeadMeta {
     /// Feature channels `C`.
     pub in_channels: usize,
-    /// Temporal scale `L` the head runs at (features are resampled to it).
+    /// Temporal scale `L` the head runs at (features are resampled to it, or cut into windows of
+    /// it).
     pub snippets: usize,
+    /// Rescale (absent) or sliding windows, as the head was trained.
+    #[serde(default, skip_serializing_if = "crate::windows::Temporal::is_rescale")]
+    pub temporal: crate::windows::Temporal,
     /// Head sizes.
     pub arch: GtadArch,
     /// The video classifier, when one was trained.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 use lofi_engine::Settings;
-use lofi_head::{train_head, HeadConfig, HeadInputs};
+use lofi_head::{train_head, HeadConfig, HeadInputs, Temporal};
 
 /// Arguments of `lofi train-head`.
 #[derive(Debug, Args)]
@@ -26,9 +26,13 @@ pub struct TrainHeadArgs {
     /// Start from the small test head instead of the published G-TAD sizes.
     #[arg(long)]
     tiny: bool,
-    /// Temporal scale L (features are resampled to it).
+    /// Temporal scale L (features are resampled to it, or cut into windows of L snippets).
     #[arg(long)]
     snippets: Option<usize>,
+    /// Sliding windows of L snippets, one every N snippets of the features (as they are, e.g.
+    /// extracted with --stride-frames), instead of rescaling each video to L.
+    #[arg(long, value_name = "N")]
+    window_stride: Option<usize>,
     /// Epochs.
     #[arg(long)]
     epochs: Option<usize>,
@@ -65,6 +69,9 @@ pub fn run(args: TrainHeadArgs) -> Result<()> {
     };
     if let Some(v) = args.snippets {
         config.snippets = v;
+    }
+    if let Some(v) = args.window_stride {
+        config.temporal = Temporal::Windows { window_stride: v };
     }
     if let Some(v) = args.epochs {
         config.epochs = v;
