@@ -744,7 +744,10 @@ mod tests {
             let minutes = spec.frames as f64 / (60.0 * fps as f64);
             assert!((2.0..=4.0).contains(&minutes), "{minutes} minutes");
             let n = spec.actions.len();
-            assert!(n as f64 >= 6.0 * minutes, "only {n} actions in {minutes:.1} minutes");
+            assert!(
+                n as f64 >= 6.0 * minutes,
+                "only {n} actions in {minutes:.1} minutes"
+            );
             let mut last_end = 0;
             for a in &spec.actions {
                 let len = a.end_frame - a.start_frame;
