@@ -547,6 +547,7 @@ fn pending(
                 id: id.clone(),
                 path: video,
                 annotated_duration: Some(*duration),
+                span: None,
             }),
             None => {
                 let reason = format!("no video file for it in {}", inputs.videos.display());

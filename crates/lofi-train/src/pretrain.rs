@@ -70,6 +70,7 @@ fn jobs(clips: &[&Clip]) -> Vec<VideoJob> {
             id: c.id.clone(),
             path: c.path.clone(),
             annotated_duration: None,
+            span: None,
         })
         .collect()
 }

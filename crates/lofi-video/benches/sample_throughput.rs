@@ -134,6 +134,7 @@ fn many(dir: &Path, count: usize) -> Result<()> {
             id: format!("{i}"),
             path: files[i % files.len()].clone(),
             annotated_duration: None,
+            span: None,
         })
         .collect();
     let mut config = LoaderConfig::new(plan()?);

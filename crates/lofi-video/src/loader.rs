@@ -30,6 +30,9 @@ pub struct VideoJob {
     pub path: PathBuf,
     /// Duration from the annotation file, if any.
     pub annotated_duration: Option<f64>,
+    /// `[start, end]` seconds of the video the clip covers (a window of a long video); `None`:
+    /// the whole video, `[0, duration]`. Sample times past the last frame are clamped to it.
+    pub span: Option<[f64; 2]>,
 }
 
 /// Loader settings.
@@ -74,7 +77,8 @@ pub struct LoadedVideo {
     pub id: String,
     /// Video file.
     pub path: PathBuf,
-    /// Duration the clip covers (annotated if given, else measured), seconds.
+    /// Duration the clip covers (the span's length, else annotated if given, else measured),
+    /// seconds.
     pub duration: f64,
     /// Duration measured from the stream, seconds.
     pub video_duration: f64,
@@ -333,6 +337,16 @@ pub fn load_one(job: &VideoJob, config: &LoaderConfig) -> VideoResult<LoadedVide
         Some(annotated) => annotated,
         None => actual,
     };
+    let (origin, duration) = match job.span {
+        None => (0.0, duration),
+        Some([a, b]) if a.is_finite() && b.is_finite() && 0.0 <= a && a < b => (a, b - a),
+        Some(span) => {
+            return Err(VideoError::InvalidPlan(format!(
+                "{}: span {span:?} is not [start, end] with 0 <= start < end",
+                job.path.display()
+            )))
+        }
+    };
     let last_frame = index.seconds(index.frame_pts[index.frame_pts.len() - 1]);
     let (times, shape, snippet_seconds) = match config.sampling.stride_seconds(index.fps()) {
         None => (
@@ -354,7 +368,10 @@ pub fn load_one(job: &VideoJob, config: &LoaderConfig) -> VideoResult<LoadedVide
             )))
         }
     };
-    let timestamps: Vec<f64> = times.into_iter().map(|t| t.min(last_frame)).collect();
+    let timestamps: Vec<f64> = times
+        .into_iter()
+        .map(|t| (t + origin).min(last_frame))
+        .collect();
     let data = sampler.sample(&timestamps, config.plan.size() as u32)?;
     Ok(LoadedVideo {
         id: job.id.clone(),

@@ -124,6 +124,7 @@ fn loader_skips_bad_videos_reports_them_and_goes_on() {
         id: id.to_string(),
         path: path.to_path_buf(),
         annotated_duration: annotated,
+        span: None,
     };
     let jobs = vec![
         job("good", &good, Some(5.0)),
@@ -193,6 +194,7 @@ fn loader_order_and_clips_are_deterministic() {
             id: format!("v{i}"),
             path,
             annotated_duration: None,
+            span: None,
         });
     }
     let plan = Fidelity::new(5, 16)

@@ -119,6 +119,7 @@ fn tiny_dataset_is_complete_deterministic_and_loadable() {
             id: id.clone(),
             path,
             annotated_duration: Some(entry.duration),
+            span: None,
         });
     }
 
