@@ -33,8 +33,8 @@ map_hidden = 32
 map_channels = 16
 map_kernel = 1
 max_duration = 8'
-# 15 training videos: 15 x 18 = 270 steps of one video; the windows arm cuts about 165 training
-# windows, 6 epochs of batch 4 are about the same number of steps.
+# 15 training videos: 15 x 18 = 270 steps of one video; the windows arm cuts about 200 training
+# windows, 6 epochs of batch 4 are a similar number of steps (312 for seed 0).
 printf 'snippets = 100\nbatch_size = 1\nepochs = 18\nlr_step_epochs = 18\nvalidate_every = 18\nseed = %s\n%s\n' \
     "$SEED" "$head_arch" > "$D/rescale.toml"
 printf 'snippets = 32\nbatch_size = 4\nepochs = 6\nlr_step_epochs = 6\nvalidate_every = 6\nseed = %s\n[temporal]\nmode = "windows"\nwindow_stride = 16\n%s\n' \
