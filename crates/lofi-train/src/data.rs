@@ -102,9 +102,9 @@ pub fn read_videos(
 /// end-to-end training on sliding windows: snippets of `step` seconds, windows of `w` snippets
 /// every `stride`, kept when they hold more than 90 % of an action (lofi-head's
 /// [`window_targets`](lofi_head::windows::window_targets), the rule `train-head` uses). Each
-/// window is a [`TrainVideo`] of its own: id `<video>@<start snippet>`, its span in seconds, its
-/// actions as fractions of the span, so that a fidelity's `L` snippets cover the window (T-LoFi
-/// samples `w / 4` snippets of it).
+/// window is a [`TrainVideo`] of its own: id `<video>@<start snippet>`, its span in seconds
+/// (ending at the annotated duration at the latest), its actions as fractions of the span, so
+/// that a fidelity's `L` snippets cover the window (T-LoFi samples `w / 4` snippets of it).
 ///
 /// The step is `sampling`'s stride; a stride in frames reads each video's frame rate off its
 /// packet headers (a video that cannot be read is left to fail when it is decoded).
@@ -139,14 +139,25 @@ pub fn windows_of(
             .map(|s| [s.start * v.duration, s.end * v.duration])
             .collect();
         let t = lofi_video::plan::stride_count(v.duration, step);
-        for (start, segments) in lofi_head::windows::window_targets(t, step, &actions, w, stride) {
+        for (start, _) in lofi_head::windows::window_targets(t, step, &actions, w, stride) {
+            // The span stops at the annotated end (the loader samples inside the video), so the
+            // last window of a video, or a video shorter than a window, covers a little less.
             let a = start as f64 * step;
+            let b = (a + w as f64 * step).min(v.duration);
+            let segments = actions
+                .iter()
+                .filter_map(|x| {
+                    let s = ((x[0] - a) / (b - a)).clamp(0.0, 1.0);
+                    let e = ((x[1] - a) / (b - a)).clamp(0.0, 1.0);
+                    (e > s).then(|| Segment::new(s, e))
+                })
+                .collect();
             out.push(TrainVideo {
                 id: format!("{}@{start}", v.id),
                 path: v.path.clone(),
                 duration: v.duration,
                 segments,
-                span: Some([a, a + w as f64 * step]),
+                span: Some([a, b]),
             });
         }
     }

@@ -43,10 +43,9 @@ fn t_lofi_trains_on_windows_at_a_quarter_of_their_snippets() {
     assert!(windows.len() >= 4, "{} windows", windows.len());
     for w in &windows {
         let [a, b] = w.span.expect("a window has a span");
-        assert!(
-            (b - a - 6.4).abs() < 1e-6 && a >= 0.0 && a < w.duration,
-            "{a} {b}"
-        );
+        // 6.4 s, or up to the video's end for its last window.
+        assert!(0.0 <= a && a < b && b <= w.duration, "{a} {b}");
+        assert!((b - a - 6.4).abs() < 1e-6 || b == w.duration, "{a} {b}");
         assert!(w.id.contains('@') && !w.segments.is_empty());
     }
 

@@ -30,8 +30,8 @@ pub struct VideoJob {
     pub path: PathBuf,
     /// Duration from the annotation file, if any.
     pub annotated_duration: Option<f64>,
-    /// `[start, end]` seconds of the video the clip covers (a window of a long video); `None`:
-    /// the whole video, `[0, duration]`. Sample times past the last frame are clamped to it.
+    /// Sample only `[start, end]` of the video (seconds; `end` is cut at the clip's duration),
+    /// e.g. a window of a long video; `None` samples all of it, `[0, duration]`.
     pub span: Option<[f64; 2]>,
 }
 
@@ -339,10 +339,12 @@ pub fn load_one(job: &VideoJob, config: &LoaderConfig) -> VideoResult<LoadedVide
     };
     let (origin, duration) = match job.span {
         None => (0.0, duration),
-        Some([a, b]) if a.is_finite() && b.is_finite() && 0.0 <= a && a < b => (a, b - a),
-        Some(span) => {
+        Some([a, b]) if a.is_finite() && b.is_finite() && 0.0 <= a && a < b && a < duration => {
+            (a, b.min(duration) - a)
+        }
+        Some([a, b]) => {
             return Err(VideoError::InvalidPlan(format!(
-                "{}: span {span:?} is not [start, end] with 0 <= start < end",
+                "{}: span [{a}, {b}] s is empty or outside the video's {duration:.3} s",
                 job.path.display()
             )))
         }
