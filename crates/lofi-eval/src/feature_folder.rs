@@ -5,6 +5,13 @@
 //! read and write it too; the schema lives here, in the dependency-light crate, so that all of
 //! them share one definition (`lofi_head::features` re-exports it). Unknown keys are refused, so
 //! a typo in a hand-written index is caught rather than ignored.
+//!
+//! Two ways of placing snippets exist ([`Sampling`]): `rescale` (the ActivityNet way: `L` equal
+//! snippets over each video, whatever its length) and `stride` (the THUMOS14 way of TSP, G-TAD
+//! and ActionFormer features: one snippet every `N` frames or seconds, so a video's snippet count
+//! grows with its length). A stride index records the sampling and, per video, the seconds per
+//! snippet, so later stages map snippet `i` to `[i s, (i + 1) s)` exactly; a rescale index
+//! records neither (snippet `i` of `L` covers `[i D / L, (i + 1) D / L)`) and reads as before.
 
 use crate::error::{EvalError, Result};
 use serde::{Deserialize, Serialize};
@@ -27,6 +34,96 @@ pub struct IndexEntry {
     /// `sha256:<hex>` of the file's bytes as written (`lofi extract --verify` checks it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// Seconds per snippet `s` of a stride extraction: snippet `i` covers `[i s, (i + 1) s)`
+    /// (the last one may reach past `duration`). Absent for rescale, where `s = duration / L`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snippet_seconds: Option<f64>,
+}
+
+impl IndexEntry {
+    /// Seconds per snippet: the recorded stride, or `duration / L` for a rescale extraction.
+    pub fn step(&self) -> f64 {
+        self.snippet_seconds
+            .unwrap_or(self.duration / self.shape[0].max(1) as f64)
+    }
+}
+
+/// Where a video's snippets are taken (`[sampling]` of `lofi extract`'s config, `sampling` of a
+/// feature index); see the module docs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Sampling {
+    /// `L` equal snippets over the whole video (`snippets` of the extraction).
+    #[default]
+    Rescale,
+    /// One snippet every `stride_frames` frames (at the video's own average frame rate) or every
+    /// `stride_seconds` seconds: give exactly one.
+    Stride {
+        /// Frames between snippet starts.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stride_frames: Option<usize>,
+        /// Seconds between snippet starts.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stride_seconds: Option<f64>,
+    },
+}
+
+impl Sampling {
+    /// Whether this is the rescale (the default).
+    pub fn is_rescale(&self) -> bool {
+        matches!(self, Self::Rescale)
+    }
+
+    /// Checks a stride: exactly one of frames / seconds, positive. The message names the keys.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        match *self {
+            Self::Rescale => Ok(()),
+            Self::Stride {
+                stride_frames: Some(0),
+                ..
+            } => Err("sampling.stride_frames must be at least 1".into()),
+            Self::Stride {
+                stride_frames: Some(_),
+                stride_seconds: None,
+            } => Ok(()),
+            Self::Stride {
+                stride_frames: None,
+                stride_seconds: Some(s),
+            } if s.is_finite() && s > 0.0 => Ok(()),
+            Self::Stride {
+                stride_frames: None,
+                stride_seconds: Some(s),
+            } => Err(format!(
+                "sampling.stride_seconds = {s} must be a positive number"
+            )),
+            Self::Stride { .. } => Err(
+                "sampling mode \"stride\" needs exactly one of stride_frames or stride_seconds"
+                    .into(),
+            ),
+        }
+    }
+
+    /// Seconds per snippet of a stride for a video of frame rate `fps`; `None` for rescale.
+    pub fn stride_seconds(&self, fps: f64) -> Option<f64> {
+        match *self {
+            Self::Rescale => None,
+            Self::Stride {
+                stride_seconds: Some(s),
+                ..
+            } => Some(s),
+            Self::Stride {
+                stride_frames: Some(n),
+                ..
+            } => Some(n as f64 / fps),
+            Self::Stride { .. } => None,
+        }
+    }
+}
+
+/// Number of snippets a stride of `step` seconds puts on a video of `duration` seconds: enough to
+/// cover it (the last may reach past the end), at least one.
+pub fn stride_count(duration: f64, step: f64) -> usize {
+    ((duration / step - 1e-9).ceil().max(1.0)) as usize
 }
 
 /// A video that could not be extracted.
@@ -51,6 +148,9 @@ pub struct FeatureIndex {
     pub size: usize,
     /// The encoder checkpoint (path) or a description of it.
     pub encoder: String,
+    /// How snippets were placed (absent: rescale, `snippets` per video).
+    #[serde(default, skip_serializing_if = "Sampling::is_rescale")]
+    pub sampling: Sampling,
     /// Videos by id.
     pub videos: BTreeMap<String, IndexEntry>,
     /// Videos that failed, with the reason.
@@ -87,6 +187,7 @@ mod tests {
             frames_per_snippet: 8,
             size: 112,
             encoder: "enc.bpk".into(),
+            sampling: Sampling::Rescale,
             videos: BTreeMap::from([(
                 "v".to_string(),
                 IndexEntry {
@@ -94,6 +195,7 @@ mod tests {
                     duration: 12.5,
                     sha256: None,
                     shape: [4, 3],
+                    snippet_seconds: None,
                 },
             )]),
             failed: vec![FailedVideo {
@@ -112,5 +214,60 @@ mod tests {
             "{message}"
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_stride_index_records_its_sampling_and_steps_and_a_rescale_one_does_not() {
+        let mut index: FeatureIndex = serde_json::from_str(
+            r#"{"snippets": 100, "frames_per_snippet": 1, "size": 64, "encoder": "e",
+                "videos": {"v": {"file": "v.npy", "duration": 10.0, "shape": [100, 8]}}}"#,
+        )
+        .expect("an index without sampling reads as rescale");
+        assert_eq!(index.sampling, Sampling::Rescale);
+        assert_eq!(index.videos["v"].step(), 0.1);
+        let text = serde_json::to_string(&index).expect("json");
+        assert!(!text.contains("sampling") && !text.contains("snippet_seconds"));
+        index.sampling = Sampling::Stride {
+            stride_frames: Some(4),
+            stride_seconds: None,
+        };
+        if let Some(v) = index.videos.get_mut("v") {
+            v.shape = [26, 8];
+            v.snippet_seconds = Some(0.4);
+        }
+        let text = serde_json::to_string(&index).expect("json");
+        assert!(
+            text.contains(r#""sampling":{"mode":"stride","stride_frames":4}"#),
+            "{text}"
+        );
+        let back: FeatureIndex = serde_json::from_str(&text).expect("read back");
+        assert_eq!(back, index);
+        assert_eq!(back.videos["v"].step(), 0.4);
+    }
+
+    #[test]
+    fn strides_need_exactly_one_positive_value() {
+        let stride = |f: Option<usize>, s: Option<f64>| Sampling::Stride {
+            stride_frames: f,
+            stride_seconds: s,
+        };
+        assert!(stride(Some(4), None).check().is_ok());
+        assert!(stride(None, Some(0.4)).check().is_ok());
+        for (bad, key) in [
+            (stride(None, None), "exactly one"),
+            (stride(Some(4), Some(0.4)), "exactly one"),
+            (stride(Some(0), None), "stride_frames"),
+            (stride(None, Some(-1.0)), "stride_seconds"),
+        ] {
+            let e = bad.check().expect_err("refused");
+            assert!(e.contains(key), "{e}");
+        }
+        assert_eq!(stride(Some(4), None).stride_seconds(10.0), Some(0.4));
+        assert_eq!(stride_count(10.0, 0.4), 25);
+        assert_eq!(stride_count(10.1, 0.4), 26);
+        assert_eq!(stride_count(0.1, 0.4), 1);
+        let e = serde_json::from_str::<Sampling>(r#"{"mode": "stride", "stride": 4}"#)
+            .expect_err("unknown key");
+        assert!(e.to_string().contains("stride"), "{e}");
     }
 }

@@ -22,6 +22,9 @@
 //! - Gaussian Soft-NMS (`sigma`, 0.8 on ActivityNet) keeps the `top_k` (100) best.
 //! - Each kept proposal is paired with the video's `top_classes` (2) classes, score = proposal
 //!   score x class score ([`lofi_eval::fuse_with_class_scores`]).
+//! - A head trained on sliding windows ([`crate::windows`]) runs on every window of the video's
+//!   features at their own stride; the window's candidates are mapped to video time and merged
+//!   across windows with Soft-NMS ([`HeadInput`] chooses).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -39,6 +42,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{HeadError, Result};
 use crate::features::{FeatureStore, VideoFeatures};
 use crate::model::TrainedHead;
+use crate::windows::{window_proposals, Temporal, TimedFeatures};
 
 /// Post-processing settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -237,6 +241,79 @@ pub fn head_proposals(
         .collect()
 }
 
+/// The videos of a head run, as the head sees them.
+#[derive(Debug, Clone)]
+pub enum HeadInput {
+    /// Each video resampled to the head's `L` (rescale).
+    Rescaled(Vec<VideoFeatures>),
+    /// Each video at its own stride, cut into windows of `w` snippets every `stride`.
+    Windows {
+        /// The videos.
+        videos: Vec<TimedFeatures>,
+        /// Window length (the head's `L`).
+        w: usize,
+        /// Snippets between window starts.
+        stride: usize,
+    },
+}
+
+impl HeadInput {
+    /// Whole-video features, in order: what the video classifier pools and what names the
+    /// videos.
+    pub fn features(&self) -> Vec<&VideoFeatures> {
+        match self {
+            Self::Rescaled(v) => v.iter().collect(),
+            Self::Windows { videos, .. } => videos.iter().map(|v| &v.features).collect(),
+        }
+    }
+
+    /// Class-agnostic proposals of each video in seconds: [`head_proposals`] on the rescaled
+    /// features, or [`window_proposals`] over the windows.
+    pub fn proposals(
+        &self,
+        head: &GtadHead,
+        config: &DetectConfig,
+        device: &Device,
+    ) -> Result<Vec<Vec<ScoredSegment>>> {
+        match self {
+            Self::Rescaled(v) => {
+                let refs: Vec<&VideoFeatures> = v.iter().collect();
+                head_proposals(head, &refs, config, device)
+            }
+            Self::Windows { videos, w, stride } => {
+                let refs: Vec<&TimedFeatures> = videos.iter().collect();
+                window_proposals(head, &refs, *w, *stride, config, device)
+            }
+        }
+    }
+
+    /// Loads the videos of `ids` (with their annotated durations) from `store` the way a head
+    /// of temporal scale `l` and mode `temporal` sees them; `channels`, when given, must match.
+    pub fn load(
+        store: &FeatureStore,
+        ids: &[(String, f64)],
+        l: usize,
+        temporal: Temporal,
+        channels: Option<usize>,
+    ) -> Result<Self> {
+        Ok(match temporal {
+            Temporal::Rescale => Self::Rescaled(
+                ids.iter()
+                    .map(|(id, d)| store.load_at(id, *d, l, channels))
+                    .collect::<Result<_>>()?,
+            ),
+            Temporal::Windows { window_stride } => Self::Windows {
+                videos: ids
+                    .iter()
+                    .map(|(id, d)| store.load_timed(id, *d, channels))
+                    .collect::<Result<_>>()?,
+                w: l,
+                stride: window_stride,
+            },
+        })
+    }
+}
+
 /// Class scores in the `{"class": [...], "results": {video: [score per class]}}` layout that
 /// [`VideoClassScores`] reads and `lofi detect --class-scores-out` writes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -315,14 +392,31 @@ pub fn validate_head(
     classes: &VideoClassScores,
     config: &DetectConfig,
 ) -> Result<DetectionReport> {
-    if videos.is_empty() {
+    validate_input(
+        head,
+        &HeadInput::Rescaled(videos.to_vec()),
+        truth,
+        classes,
+        config,
+    )
+}
+
+/// [`validate_head`] on videos as a head of either mode sees them ([`HeadInput`]).
+pub fn validate_input(
+    head: &GtadHead,
+    input: &HeadInput,
+    truth: &EvalTruth,
+    classes: &VideoClassScores,
+    config: &DetectConfig,
+) -> Result<DetectionReport> {
+    let refs = input.features();
+    if refs.is_empty() {
         return Err(HeadError::Input(
             "validation needs at least one video".into(),
         ));
     }
     let device = head.stem.weight.val().device();
-    let refs: Vec<&VideoFeatures> = videos.iter().collect();
-    let proposals = head_proposals(head, &refs, config, &device)?;
+    let proposals = input.proposals(head, config, &device)?;
     let (file, _) = detections(&refs, &proposals, classes, config.top_classes, Some(truth))?;
     evaluate(truth, &file)
 }
@@ -484,23 +578,25 @@ pub fn detect(config: &DetectConfig, inputs: &DetectInputs) -> Result<DetectOutc
     let trained = TrainedHead::load(&inputs.head_dir, &device)?;
     let truth = lofi_video::ground_truth::GroundTruth::read(&inputs.ground_truth)?;
     let store = FeatureStore::open(&inputs.features)?;
-    let mut videos = Vec::new();
-    for (id, entry) in truth.videos_of(&inputs.subset) {
-        videos.push(store.load_at(
-            id,
-            entry.duration,
-            trained.meta.snippets,
-            Some(trained.meta.in_channels),
-        )?);
-    }
-    if videos.is_empty() {
+    let ids: Vec<(String, f64)> = truth
+        .videos_of(&inputs.subset)
+        .map(|(id, e)| (id.clone(), e.duration))
+        .collect();
+    let input = HeadInput::load(
+        &store,
+        &ids,
+        trained.meta.snippets,
+        trained.meta.temporal,
+        Some(trained.meta.in_channels),
+    )?;
+    let refs = input.features();
+    if refs.is_empty() {
         return Err(HeadError::Input(format!(
             "{}: no video of subset {:?}",
             inputs.ground_truth.display(),
             inputs.subset
         )));
     }
-    let refs: Vec<&VideoFeatures> = videos.iter().collect();
     let source = match &inputs.class_scores {
         Some(path) => ClassScoreSource::File(path.clone()),
         None => ClassScoreSource::RunClassifier,
@@ -515,7 +611,7 @@ pub fn detect(config: &DetectConfig, inputs: &DetectInputs) -> Result<DetectOutc
             let probs = meta.predict(model, &refs, &device)?;
             let file = ClassScoreFile {
                 class: meta.classes.clone(),
-                results: videos.iter().map(|v| v.id.clone()).zip(probs).collect(),
+                results: refs.iter().map(|v| v.id.clone()).zip(probs).collect(),
             };
             if let Some(out) = &inputs.class_scores_out {
                 let text = serde_json::to_string(&file)
@@ -532,7 +628,7 @@ pub fn detect(config: &DetectConfig, inputs: &DetectInputs) -> Result<DetectOutc
             )))
         }
     };
-    let proposals = head_proposals(&trained.head, &refs, config, &device)?;
+    let proposals = input.proposals(&trained.head, config, &device)?;
     let eval_truth = EvalTruth::from_path(
         &inputs.ground_truth,
         &GroundTruthOptions {
@@ -574,7 +670,7 @@ pub fn detect(config: &DetectConfig, inputs: &DetectInputs) -> Result<DetectOutc
     };
     Ok(DetectOutcome {
         detections: file,
-        videos: videos.len(),
+        videos: refs.len(),
         dropped,
         report,
         class_scores: source,

@@ -13,10 +13,19 @@
 //! concurrently and must not race on one file); [`verify`] merges whatever is on disk into
 //! `index.json`.
 //!
-//! Sampling: lofi-video's plan, `L` snippets of `F` frames over `[0, D]` with `D` the annotated
-//! duration; snippet `i` covers `[i D / L, (i + 1) D / L)` (see `lofi_video::plan`). The encoder
-//! sees one video at a time, `[1, L, F, 3, S, S]`, in inference mode (BatchNorm running
-//! statistics), and its snippet features (mean over the `F` frames) are written as they are.
+//! Sampling (`[sampling]` of the config, one [`Sampling`] value):
+//! - `mode = "rescale"` (the default, ActivityNet): lofi-video's plan, `L` snippets of `F`
+//!   frames over `[0, D]` with `D` the annotated duration; snippet `i` covers
+//!   `[i D / L, (i + 1) D / L)` (see `lofi_video::plan`);
+//! - `mode = "stride"` (THUMOS14, as TSP, G-TAD and ActionFormer features are made): one snippet
+//!   every `stride_frames` frames of the video (its average frame rate) or every `stride_seconds`;
+//!   snippet `i` covers `[i s, (i + 1) s)`, and a video gets `ceil(D / s)` snippets. The index
+//!   records the sampling and each video's `s` (`snippet_seconds`) and row count, so later stages
+//!   map snippet `i` to seconds exactly.
+//!
+//! The encoder sees one video at a time, `[1, L, F, 3, S, S]`, in inference mode (BatchNorm
+//! running statistics), and its snippet features (mean over the `F` frames) are written as they
+//! are.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -28,7 +37,8 @@ use lofi_engine::fingerprint::{clear_outputs, sha256_file, FINGERPRINT_FILE};
 use lofi_engine::{Claim, Fingerprint, FolderLock, Preset, Settings};
 use lofi_model::{Encoder, EncoderArch};
 use lofi_video::ground_truth::{locate_videos, GroundTruth};
-use lofi_video::{Fidelity, Loader, LoaderConfig, SamplingPlan, VideoJob};
+use lofi_video::plan::stride_count;
+use lofi_video::{Fidelity, Loader, LoaderConfig, Sampling, SamplingPlan, VideoIndex, VideoJob};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{HeadError, Result};
@@ -92,7 +102,7 @@ impl Shard {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExtractConfig {
-    /// Snippets per video, `L` (100).
+    /// Snippets per video, `L` (100), in rescale mode.
     #[serde(default = "default_snippets")]
     pub snippets: usize,
     /// Frames per snippet, `F` (1).
@@ -110,6 +120,9 @@ pub struct ExtractConfig {
     /// Only videos of this subset (`None`: all videos of the ground truth).
     #[serde(default)]
     pub subset: Option<String>,
+    /// Where the snippets are taken: `L` over the video (rescale) or a fixed stride.
+    #[serde(default, skip_serializing_if = "Sampling::is_rescale")]
+    pub sampling: Sampling,
     /// The encoder.
     pub encoder: EncoderSpec,
 }
@@ -140,6 +153,7 @@ impl ExtractConfig {
             workers: default_workers(),
             duration_tolerance: default_tolerance(),
             subset: None,
+            sampling: Sampling::Rescale,
             encoder,
         }
     }
@@ -198,6 +212,7 @@ impl lofi_engine::Settings for ExtractConfig {
                 return Err(HeadError::Config(format!("{key} must be at least 1")));
             }
         }
+        self.sampling.check().map_err(HeadError::Config)?;
         if !(self.duration_tolerance.is_finite() && self.duration_tolerance >= 0.0) {
             return Err(HeadError::Config(format!(
                 "duration_tolerance = {} must be >= 0",
@@ -289,7 +304,7 @@ pub fn load_encoder(spec: &EncoderSpec, device: &Device) -> Result<Encoder> {
 /// Checks an existing output: header, shape `[L, C]`, file size. `Ok(shape)` when usable.
 pub fn check_output(
     path: &Path,
-    l: usize,
+    l: Option<usize>,
     c: Option<usize>,
 ) -> std::result::Result<[usize; 2], String> {
     let header = npy::read_header(path).map_err(|e| e.0)?;
@@ -300,9 +315,10 @@ pub fn check_output(
         ));
     }
     let shape = [header.shape[0], header.shape[1]];
-    if shape[0] != l || c.is_some_and(|c| c != shape[1]) {
+    if l.is_some_and(|l| l != shape[0]) || c.is_some_and(|c| c != shape[1]) || shape[0] == 0 {
         return Err(format!(
-            "shape {shape:?}, expected [{l}, {}]",
+            "shape {shape:?}, expected [{}, {}]",
+            l.map_or("L".to_string(), |l| l.to_string()),
             c.map_or("C".to_string(), |c| c.to_string())
         ));
     }
@@ -399,6 +415,7 @@ pub fn extract(
         &selected,
         &files,
         [l, c],
+        config.sampling,
         (&previous, &listed_failed),
         inputs,
         &|done| progress(done, total),
@@ -407,6 +424,7 @@ pub fn extract(
     // Only videos without a file (skipped on request) fail before decoding.
     let skipped_missing = failed.len();
     let mut loader_cfg = LoaderConfig::new(config.plan()?);
+    loader_cfg.sampling = config.sampling;
     loader_cfg.workers = config.workers;
     loader_cfg.queue = config.workers * 2;
     loader_cfg.duration_tolerance = config.duration_tolerance;
@@ -426,7 +444,7 @@ pub fn extract(
                 .map_err(|e| HeadError::Input(format!("cannot read encoder output: {e:?}")))?;
             let file = format!("{}.npy", video.id);
             let path = inputs.out.join(&file);
-            let written = npy::write_f32_2d(&path, l, c, &data)
+            let written = npy::write_f32_2d(&path, cl, c, &data)
                 .map_err(|e| e.0)
                 .and_then(|()| sha256_file(&path).map_err(|e| e.to_string()));
             match written {
@@ -436,8 +454,10 @@ pub fn extract(
                         IndexEntry {
                             file,
                             duration: video.duration,
-                            shape: [l, c],
+                            shape: [cl, c],
                             sha256: Some(sha256),
+                            snippet_seconds: (!config.sampling.is_rescale())
+                                .then_some(video.snippet_seconds),
                         },
                     );
                     extracted += 1;
@@ -466,6 +486,7 @@ pub fn extract(
         frames_per_snippet: config.frames_per_snippet,
         size: config.size,
         encoder: encoder_name(&recorded.encoder),
+        sampling: config.sampling,
         videos: entries,
         failed: failed.clone(),
     };
@@ -498,15 +519,36 @@ struct Pending {
     redone: usize,
 }
 
-/// Sorts `selected` videos into finished ones (a usable `[L, C]` output exists and agrees with
-/// what the folder's indexes recorded for it: the same annotated duration, the same bytes), ones
-/// to extract and ones without a video file; `progress` gets the count of videos settled so far.
-/// The folder's fingerprint already matched, so an output is this job's unless `previous` says
-/// otherwise.
+/// Seconds per snippet and snippet count of a stride extraction of `video` (annotated `duration`);
+/// a stride in frames reads the frame rate off the packet headers (no decoding).
+fn stride_shape(
+    sampling: Sampling,
+    video: &Path,
+    duration: f64,
+) -> std::result::Result<(f64, usize), String> {
+    let fps = match sampling {
+        Sampling::Stride {
+            stride_frames: Some(_),
+            ..
+        } => VideoIndex::build(video).map_err(|e| e.to_string())?.fps(),
+        _ => 0.0,
+    };
+    match sampling.stride_seconds(fps) {
+        Some(step) if step.is_finite() && step > 0.0 => Ok((step, stride_count(duration, step))),
+        _ => Err(format!("no usable stride ({sampling:?}, frame rate {fps})")),
+    }
+}
+
+/// Sorts `selected` videos into finished ones (a usable `[L, C]` output exists, `L` the
+/// rescale's or the stride's count for the video, and agrees with what the folder's indexes
+/// recorded for it: the same annotated duration, the same bytes), ones to extract and ones without
+/// a video file; `progress` gets the count of videos settled so far. The folder's fingerprint
+/// already matched, so an output is this job's unless `previous` says otherwise.
 fn pending(
     selected: &[(String, f64)],
     files: &BTreeMap<String, PathBuf>,
     shape: [usize; 2],
+    sampling: Sampling,
     recorded: (&BTreeMap<String, IndexEntry>, &BTreeSet<String>),
     inputs: &ExtractInputs,
     progress: &dyn Fn(usize),
@@ -520,8 +562,15 @@ fn pending(
     for (id, duration) in selected {
         let file = format!("{id}.npy");
         let path = inputs.out.join(&file);
+        let video = files.get(id);
         if path.exists() {
-            let usable = check_output(&path, l, Some(c)).and_then(|shape| {
+            let expected = match (&sampling, video) {
+                (Sampling::Rescale, _) => Ok((*duration / l as f64, l)),
+                (_, Some(v)) => stride_shape(sampling, v, *duration),
+                (_, None) => Err("no video file to measure its stride".into()),
+            };
+            let usable = expected.and_then(|(step, n)| {
+                let shape = check_output(&path, Some(n), Some(c))?;
                 let sha256 = sha256_file(&path).map_err(|e| e.to_string())?;
                 if listed_failed.contains(id) {
                     return Err("the folder's index lists it as failed or corrupt".into());
@@ -536,11 +585,11 @@ fn pending(
                     }) if *h != sha256 => {
                         Err("its bytes changed since it was extracted (sha256 differs)".into())
                     }
-                    _ => Ok((shape, sha256)),
+                    _ => Ok((step, shape, sha256)),
                 }
             });
             match usable {
-                Ok((shape, sha256)) => {
+                Ok((step, shape, sha256)) => {
                     entries.insert(
                         id.clone(),
                         IndexEntry {
@@ -548,6 +597,7 @@ fn pending(
                             duration: *duration,
                             shape,
                             sha256: Some(sha256),
+                            snippet_seconds: (!sampling.is_rescale()).then_some(step),
                         },
                     );
                     skipped += 1;
@@ -563,7 +613,7 @@ fn pending(
                 }
             }
         }
-        match files.get(id) {
+        match video {
             Some(video) => jobs.push(VideoJob {
                 id: id.clone(),
                 path: video.clone(),
@@ -595,8 +645,8 @@ fn pending(
 }
 
 /// What an extraction's outputs depend on: the encoder's architecture and weights (by their
-/// bytes), and the sampling (`L`, `F`, `S`). Not the subset, shard, workers or tolerance: they
-/// choose which videos are done, not what a feature file holds.
+/// bytes), and the sampling (`L` or the stride, `F`, `S`). Not the subset, shard, workers or
+/// tolerance: they choose which videos are done, not what a feature file holds.
 pub fn fingerprint(config: &ExtractConfig) -> Result<Fingerprint> {
     let spec = &config.encoder;
     let f = Fingerprint::new()
@@ -607,6 +657,7 @@ pub fn fingerprint(config: &ExtractConfig) -> Result<Fingerprint> {
                 "snippets": config.snippets,
                 "frames_per_snippet": config.frames_per_snippet,
                 "size": config.size,
+                "stride": config.sampling,
             }),
         )?;
     Ok(match &spec.checkpoint {
@@ -755,6 +806,7 @@ pub fn verify(dir: &Path, ground_truth: &Path, subset: Option<&str>) -> Result<V
         Err(e) => return Err(e.into()),
     };
     let (settings, recorded, _) = read_indexes(dir)?;
+    let stride = settings.as_ref().is_some_and(|s| !s.sampling.is_rescale());
     let mut report = VerifyReport::default();
     let mut entries = BTreeMap::new();
     let mut channels: Option<usize> = None;
@@ -766,7 +818,16 @@ pub fn verify(dir: &Path, ground_truth: &Path, subset: Option<&str>) -> Result<V
             report.missing.push(id.clone());
             continue;
         }
-        match verify_file(&path, l_seen, channels, recorded.get(id)) {
+        let listed = recorded.get(id);
+        // A stride's row count is the video's own; it is known from the index that lists it.
+        let expected = match (stride, listed) {
+            (true, Some(e)) => Ok(Some(e.shape[0])),
+            (true, None) => {
+                Err("no index lists it, so its stride is unknown (extract it again)".to_string())
+            }
+            (false, _) => Ok(l_seen),
+        };
+        match expected.and_then(|l| verify_file(&path, l, channels, listed)) {
             Ok((shape, sha256)) => {
                 l_seen.get_or_insert(shape[0]);
                 channels.get_or_insert(shape[1]);
@@ -774,9 +835,10 @@ pub fn verify(dir: &Path, ground_truth: &Path, subset: Option<&str>) -> Result<V
                     id.clone(),
                     IndexEntry {
                         file,
-                        duration: recorded.get(id).map_or(*duration, |e| e.duration),
+                        duration: listed.map_or(*duration, |e| e.duration),
                         shape,
                         sha256: Some(sha256),
+                        snippet_seconds: listed.and_then(|e| e.snippet_seconds),
                     },
                 );
                 report.ok += 1;
@@ -802,6 +864,7 @@ pub fn verify(dir: &Path, ground_truth: &Path, subset: Option<&str>) -> Result<V
         frames_per_snippet: 0,
         size: 0,
         encoder: "unknown (no index file found)".into(),
+        sampling: Sampling::Rescale,
         videos: BTreeMap::new(),
         failed: Vec::new(),
     });
@@ -849,7 +912,7 @@ fn verify_file(
             None => return Err("array has no dimensions".into()),
         },
     };
-    let shape = check_output(path, l, c)?;
+    let shape = check_output(path, Some(l), c)?;
     let sha256 = sha256_file(path).map_err(|e| e.to_string())?;
     if let Some(want) = recorded.and_then(|e| e.sha256.as_ref()) {
         if *want != sha256 {
@@ -877,8 +940,8 @@ type RecordedIndexes = (
     BTreeSet<String>,
 );
 
-/// The settings of the indexes in `dir` (`index.json` or shard indexes; all must agree on L, F
-/// and S), the entry of every video they list (annotated duration, recorded hash), and the videos
+/// The settings of the indexes in `dir` (`index.json` or shard indexes; all must agree on L, F,
+/// S and the sampling), the entry of every video they list (annotated duration, recorded hash), and the videos
 /// they list as failed (missing, or found corrupt by `--verify`).
 fn read_indexes(dir: &Path) -> Result<RecordedIndexes> {
     let mut settings: Option<FeatureIndex> = None;
@@ -911,6 +974,17 @@ fn read_indexes(dir: &Path) -> Result<RecordedIndexes> {
                         s.snippets,
                         s.frames_per_snippet,
                         s.size
+                    ),
+                ));
+            }
+            if s.sampling != idx.sampling {
+                return Err(HeadError::format(
+                    p,
+                    format!(
+                        "made with sampling {:?} but {} says {:?}",
+                        idx.sampling,
+                        index_files[0].display(),
+                        s.sampling
                     ),
                 ));
             }
@@ -1018,12 +1092,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let p = dir.path().join("v.npy");
         npy::write_f32_2d(&p, 4, 3, &[0.5; 12]).expect("write");
-        assert_eq!(check_output(&p, 4, Some(3)), Ok([4, 3]));
-        assert!(check_output(&p, 5, Some(3)).is_err());
-        assert!(check_output(&p, 4, Some(2)).is_err());
+        assert_eq!(check_output(&p, Some(4), Some(3)), Ok([4, 3]));
+        assert!(check_output(&p, Some(5), Some(3)).is_err());
+        assert!(check_output(&p, Some(4), Some(2)).is_err());
         let bytes = std::fs::read(&p).expect("read");
         std::fs::write(&p, &bytes[..bytes.len() - 4]).expect("truncate");
-        assert!(check_output(&p, 4, Some(3))
+        assert!(check_output(&p, Some(4), Some(3))
             .expect_err("truncated")
             .contains("truncated"));
     }

@@ -412,6 +412,49 @@ impl FeatureStore {
         Ok(array)
     }
 
+    /// Loads `id` as it is (`[T, C]`, no resampling) with its seconds per snippet: the index's
+    /// `snippet_seconds` (stride features), else `duration / T` (features spread over the
+    /// video); `channels`, when given, must match.
+    pub fn load_timed(
+        &self,
+        id: &str,
+        duration: f64,
+        channels: Option<usize>,
+    ) -> Result<crate::windows::TimedFeatures> {
+        let a = self.load(id)?;
+        self.check_channels(id, a.cols, channels)?;
+        let step = self
+            .index
+            .as_ref()
+            .and_then(|i| i.videos.get(id))
+            .and_then(|e| e.snippet_seconds)
+            .unwrap_or(duration / a.rows as f64);
+        Ok(crate::windows::TimedFeatures {
+            features: VideoFeatures {
+                id: id.to_string(),
+                duration,
+                l: a.rows,
+                c: a.cols,
+                data: a.data,
+            },
+            step,
+        })
+    }
+
+    fn check_channels(&self, id: &str, cols: usize, channels: Option<usize>) -> Result<()> {
+        match channels {
+            Some(c) if c != cols => {
+                let path = self.locate(id).unwrap_or_else(|| self.path.clone());
+                Err(HeadError::features(
+                    id,
+                    path,
+                    format!("has {cols} channels, expected {c}"),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Loads `id` and resamples it to `l` steps; `channels`, when given, must match.
     pub fn load_at(
         &self,
@@ -421,16 +464,7 @@ impl FeatureStore {
         channels: Option<usize>,
     ) -> Result<VideoFeatures> {
         let a = self.load(id)?;
-        if let Some(c) = channels {
-            if a.cols != c {
-                let path = self.locate(id).unwrap_or_else(|| self.path.clone());
-                return Err(HeadError::features(
-                    id,
-                    path,
-                    format!("has {} channels, expected {c}", a.cols),
-                ));
-            }
-        }
+        self.check_channels(id, a.cols, channels)?;
         Ok(VideoFeatures {
             id: id.to_string(),
             duration,

@@ -19,6 +19,7 @@ pub mod features;
 pub mod h5;
 pub mod model;
 pub mod train;
+pub mod windows;
 
 /// The `.npy` reader and writer, kept in `lofi-eval` so that light clients share it.
 pub use lofi_eval::npy;
@@ -34,3 +35,4 @@ pub use extract::{
 pub use features::{FeatureIndex, FeatureStore, VideoFeatures};
 pub use model::{cpu_device, HeadMeta, TrainedHead};
 pub use train::{train_head, BestEpoch, HeadConfig, HeadInputs, HeadOutcome};
+pub use windows::{Temporal, TimedFeatures};

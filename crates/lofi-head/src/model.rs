@@ -161,8 +161,12 @@ impl ClassifierMeta {
 pub struct HeadMeta {
     /// Feature channels `C`.
     pub in_channels: usize,
-    /// Temporal scale `L` the head runs at (features are resampled to it).
+    /// Temporal scale `L` the head runs at (features are resampled to it, or cut into windows of
+    /// it).
     pub snippets: usize,
+    /// Rescale (absent) or sliding windows, as the head was trained.
+    #[serde(default, skip_serializing_if = "crate::windows::Temporal::is_rescale")]
+    pub temporal: crate::windows::Temporal,
     /// Head sizes.
     pub arch: GtadArch,
     /// The video classifier, when one was trained.
@@ -286,9 +290,17 @@ impl HeadMeta {
             .get("epochs")
             .and_then(|e| e.as_u64())
             .unwrap_or(0) as usize;
+        // Rescale or windows, as the producing run's config says (absent: rescale).
+        let temporal = match card.producer.config.get("temporal") {
+            None => crate::windows::Temporal::default(),
+            Some(v) => serde_json::from_value(v.clone()).map_err(|e| {
+                HeadError::format(&card_path, format!("producer.config.temporal: {e}"))
+            })?,
+        };
         Ok(Self {
             in_channels,
             snippets,
+            temporal,
             arch,
             classifier,
             epochs,
@@ -447,6 +459,7 @@ mod tests {
         let meta = HeadMeta {
             in_channels: 8,
             snippets: 12,
+            temporal: crate::windows::Temporal::default(),
             arch: arch.clone(),
             classifier: Some(classifier.clone()),
             epochs: 3,

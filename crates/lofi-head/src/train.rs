@@ -17,6 +17,12 @@
 //! `.optim` + `last`, and exact `--resume`. At the end it writes `head.bpk` and `classifier.bpk`
 //! with their model cards `head.json` and `classifier.json` (see [`crate::model`]); `head.bpk` is the head of the epoch with the lowest
 //! validation loss, as the official code's `GTAD_best`, and `best.json` names that epoch.
+//!
+//! `[temporal] mode = "windows"` trains on sliding windows of `snippets` over features at their
+//! own stride instead of whole videos rescaled to `snippets` ([`crate::windows`]: the windows
+//! holding an action are the samples; validation loss on the validation subset's such windows,
+//! validation mAP on its whole videos through the window merge). The video classifier always
+//! pools whole videos.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -38,10 +44,11 @@ use lofi_model::{GtadHead, GtadLoss, GtadTargets, Segment, TargetConfig};
 use lofi_video::ground_truth::GroundTruth;
 use serde::{Deserialize, Serialize};
 
-use crate::detect::{validate_head, ClassScoreFile, DetectConfig};
+use crate::detect::{validate_input, ClassScoreFile, DetectConfig, HeadInput};
 use crate::error::{HeadError, Result};
 use crate::features::{FeatureStore, VideoFeatures, INDEX_FILE};
 use crate::model::{feature_input, files, save_with_card, ClassifierMeta, VideoClassifier};
+use crate::windows::{training_windows, Temporal, TimedFeatures};
 use lofi_model::{GtadArch, ModelCard, ModelSpec, Normalization, Producer};
 
 /// Settings of the video-level classifier trained beside the head.
@@ -76,8 +83,13 @@ impl Default for ClassifierConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HeadConfig {
-    /// Temporal scale `L` of the head; features of any length are resampled to it.
+    /// Temporal scale `L` of the head; features of any length are resampled to it (rescale) or
+    /// cut into windows of this many snippets (windows).
     pub snippets: usize,
+    /// Rescale (default) or sliding windows: `[temporal] mode = "windows"`,
+    /// `window_stride = N`.
+    #[serde(skip_serializing_if = "Temporal::is_rescale")]
+    pub temporal: Temporal,
     /// Epochs.
     pub epochs: usize,
     /// Videos per batch.
@@ -116,6 +128,7 @@ impl Default for HeadConfig {
     fn default() -> Self {
         Self {
             snippets: 100,
+            temporal: Temporal::Rescale,
             epochs: 10,
             batch_size: 16,
             lr: 4e-3,
@@ -205,6 +218,7 @@ impl lofi_engine::Settings for HeadConfig {
                 return err(format!("{key} = {v} must be a finite number {need}"));
             }
         }
+        self.temporal.check(self.snippets)?;
         if self.classifier.enabled && self.classifier.steps == 0 {
             return err("classifier.steps must be at least 1".into());
         }
@@ -272,22 +286,60 @@ fn seconds_to_fractions(id: &str, duration: f64, ann: &[[f64; 2]]) -> Vec<Segmen
     out
 }
 
-/// One training video: features, targets' segments and labels.
+/// One training video (or window): features, targets' segments and labels.
 struct TrainVideo {
+    /// Rescaled to `L` (rescale), the whole sequence (windows), or one window.
     features: VideoFeatures,
+    /// Targets' segments as fractions of `features`' span.
     segments: Vec<Segment>,
     /// Annotated seconds per class name.
     labels: Vec<(String, f64)>,
+    /// Annotated segments, seconds.
+    annotations: Vec<[f64; 2]>,
+    /// Seconds per snippet of `features`.
+    step: f64,
+}
+
+impl TrainVideo {
+    /// The training windows of this whole-sequence video, as samples of their own.
+    fn windows(&self, w: usize, stride: usize) -> Vec<TrainVideo> {
+        let timed = TimedFeatures {
+            features: self.features.clone(),
+            step: self.step,
+        };
+        training_windows(&timed, &self.annotations, w, stride)
+            .into_iter()
+            .map(|(win, segments)| TrainVideo {
+                features: win.features,
+                segments,
+                labels: Vec::new(),
+                annotations: Vec::new(),
+                step: win.step,
+            })
+            .collect()
+    }
+}
+
+/// The training samples of `videos` under `config`: the videos themselves (rescale) or their
+/// training windows.
+fn samples(videos: Vec<TrainVideo>, config: &HeadConfig) -> Vec<TrainVideo> {
+    match config.temporal {
+        Temporal::Rescale => videos,
+        Temporal::Windows { window_stride } => videos
+            .iter()
+            .flat_map(|v| v.windows(config.snippets, window_stride))
+            .collect(),
+    }
 }
 
 fn load_subset(
     store: &FeatureStore,
     truth: &GroundTruth,
     subset: &str,
-    l: usize,
+    config: &HeadConfig,
     channels: &mut Option<usize>,
-    skip_missing: bool,
 ) -> Result<Vec<TrainVideo>> {
+    let (l, skip_missing) = (config.snippets, config.skip_missing);
     let mut out = Vec::new();
     for (id, entry) in truth.videos_of(subset) {
         if !(entry.duration.is_finite() && entry.duration > 0.0) {
@@ -296,7 +348,15 @@ fn load_subset(
                 entry.duration
             )));
         }
-        let features = match store.load_at(id, entry.duration, l, *channels) {
+        let loaded = match config.temporal {
+            Temporal::Rescale => store
+                .load_at(id, entry.duration, l, *channels)
+                .map(|f| (f, entry.duration / l as f64)),
+            Temporal::Windows { .. } => store
+                .load_timed(id, entry.duration, *channels)
+                .map(|t| (t.features, t.step)),
+        };
+        let (features, step) = match loaded {
             Ok(f) => f,
             Err(e @ HeadError::Features { .. }) if skip_missing && store.locate(id).is_none() => {
                 tracing::warn!("skipping: {e}");
@@ -318,6 +378,8 @@ fn load_subset(
             segments: seconds_to_fractions(id, entry.duration, &ann),
             features,
             labels,
+            annotations: ann,
+            step,
         });
     }
     Ok(out)
@@ -421,9 +483,11 @@ const ADAM_EPSILON: f32 = 1e-8;
 /// What validation of the head evaluates against: the loss on the validation videos' targets
 /// (G-TAD's model selection) and, when class scores exist, the detection mAP.
 struct HeadValidation {
+    /// What the loss is measured on: videos (rescale) or windows holding an action.
     features: Vec<VideoFeatures>,
     targets: Vec<GtadTargets>,
-    detection: Option<(EvalTruth, VideoClassScores)>,
+    /// Whole videos for the detection mAP, with their class scores and ground truth.
+    detection: Option<(HeadInput, EvalTruth, VideoClassScores)>,
 }
 
 /// Seed of the regression band sampling in the validation loss: fixed, so that every epoch is
@@ -435,10 +499,26 @@ impl HeadValidation {
     /// scores and ground truth for the detection mAP.
     fn new(
         classifier: Option<(&ClassifierMeta, &VideoClassifier)>,
-        val: &[TrainVideo],
+        val: Vec<TrainVideo>,
         config: &HeadConfig,
         inputs: &HeadInputs,
     ) -> Result<Self> {
+        let input = match config.temporal {
+            Temporal::Rescale => {
+                HeadInput::Rescaled(val.iter().map(|v| v.features.clone()).collect())
+            }
+            Temporal::Windows { window_stride } => HeadInput::Windows {
+                videos: val
+                    .iter()
+                    .map(|v| TimedFeatures {
+                        features: v.features.clone(),
+                        step: v.step,
+                    })
+                    .collect(),
+                w: config.snippets,
+                stride: window_stride,
+            },
+        };
         let detection = match classifier {
             Some((meta, model)) => {
                 let refs: Vec<&VideoFeatures> = val.iter().map(|v| &v.features).collect();
@@ -454,10 +534,11 @@ impl HeadValidation {
                         ..GroundTruthOptions::default()
                     },
                 )?;
-                Some((truth, file.to_scores()?))
+                Some((input, truth, file.to_scores()?))
             }
             None => None,
         };
+        let val = samples(val, config);
         Ok(Self {
             targets: val
                 .iter()
@@ -568,8 +649,8 @@ impl Stage for HeadStage<'_> {
             loss: Some(loss),
             ..ValidationMetrics::default()
         };
-        if let Some((truth, scores)) = &v.detection {
-            let report = validate_head(&head, &v.features, truth, scores, &self.config.detect)?;
+        if let Some((input, truth, scores)) = &v.detection {
+            let report = validate_input(&head, input, truth, scores, &self.config.detect)?;
             metrics.average_map = Some(report.average_map);
             metrics.map = Some(report.map);
         }
@@ -640,16 +721,8 @@ fn load_subsets(
 ) -> Result<(Vec<TrainVideo>, Vec<TrainVideo>, usize)> {
     let truth = GroundTruth::read(&inputs.ground_truth)?;
     let store = FeatureStore::open(&inputs.features)?;
-    let l = config.snippets;
     let mut channels = None;
-    let train = load_subset(
-        &store,
-        &truth,
-        &config.train_subset,
-        l,
-        &mut channels,
-        config.skip_missing,
-    )?;
+    let train = load_subset(&store, &truth, &config.train_subset, config, &mut channels)?;
     if train.is_empty() {
         return Err(HeadError::Input(format!(
             "{}: no video of subset {:?} with features in {}",
@@ -659,14 +732,7 @@ fn load_subsets(
         )));
     }
     let val = if config.validate_every > 0 {
-        load_subset(
-            &store,
-            &truth,
-            &config.val_subset,
-            l,
-            &mut channels,
-            config.skip_missing,
-        )?
+        load_subset(&store, &truth, &config.val_subset, config, &mut channels)?
     } else {
         Vec::new()
     };
@@ -729,6 +795,7 @@ pub fn train_head(
     let started = Instant::now();
     let l = config.snippets;
     let (train, val, c) = load_subsets(config, inputs)?;
+    let (train_videos, val_videos) = (train.len(), val.len());
     let run = RunDir::open(&inputs.out, config, input_fingerprint(inputs)?, control)?;
 
     // Classifier first, so that every validation can use it.
@@ -741,8 +808,17 @@ pub fn train_head(
         None
     } else {
         let cls = classifier.as_ref().map(|(meta, model, _)| (meta, model));
-        Some(HeadValidation::new(cls, &val, config, inputs)?)
+        Some(HeadValidation::new(cls, val, config, inputs)?)
     };
+    // The head's samples: the videos (rescale) or their windows holding an action.
+    let train = samples(train, config);
+    if train.is_empty() {
+        return Err(HeadError::Input(format!(
+            "no window of {l} snippets holds 90 % of an action of subset {:?}; use longer \
+             windows (snippets) or a finer feature stride",
+            config.train_subset
+        )));
+    }
 
     // Head.
     let device = inputs.device.clone().autodiff();
@@ -812,8 +888,8 @@ pub fn train_head(
     };
     Ok(HeadOutcome {
         run_dir: inputs.out.clone(),
-        train_videos: train.len(),
-        val_videos: val.len(),
+        train_videos,
+        val_videos,
         epoch_loss: epochs.iter().map(|e| e.mean_loss).collect(),
         val_average_map: epochs
             .iter()

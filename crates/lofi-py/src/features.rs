@@ -198,6 +198,7 @@ pub fn write_folder(
             duration: video.duration,
             sha256: None,
             shape: [a.rows, a.cols],
+            snippet_seconds: None,
         };
         if entries.insert(video.id.clone(), entry).is_some() {
             return Err(FeatureError(format!("video {:?} is given twice", video.id)));
@@ -216,6 +217,7 @@ pub fn write_folder(
         frames_per_snippet: meta.frames_per_snippet,
         size: meta.size,
         encoder: meta.encoder.clone(),
+        sampling: lofi_eval::feature_folder::Sampling::Rescale,
         videos: entries,
         failed: meta
             .failed

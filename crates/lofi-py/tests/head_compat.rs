@@ -65,6 +65,7 @@ fn folders_written_by_the_extractor_path_read_back_for_python() -> TestResult {
         frames_per_snippet: 4,
         size: 64,
         encoder: "enc.bpk".into(),
+        sampling: Default::default(),
         videos: BTreeMap::from([(
             "x".to_string(),
             IndexEntry {
@@ -72,6 +73,7 @@ fn folders_written_by_the_extractor_path_read_back_for_python() -> TestResult {
                 duration: 9.5,
                 sha256: None,
                 shape: [5, 3],
+                snippet_seconds: None,
             },
         )]),
         failed: Vec::new(),

@@ -9,8 +9,9 @@
 use std::path::Path;
 
 use lofi_engine::Preset;
+use lofi_head::Temporal;
 use lofi_model::{EncoderArch, EncoderKind, GtadArch, Precision, TargetConfig};
-use lofi_video::Fidelity;
+use lofi_video::{Fidelity, Sampling};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -179,6 +180,16 @@ pub struct TrainConfig {
     pub validate_every: usize,
     /// Video decoding threads.
     pub workers: usize,
+    /// Where full-fidelity snippets sit for sliding windows: `[sampling] mode = "stride"` with
+    /// `stride_frames` or `stride_seconds` (the stride the features will be extracted at).
+    /// Only read with `[temporal] mode = "windows"`.
+    #[serde(skip_serializing_if = "Sampling::is_rescale")]
+    pub sampling: Sampling,
+    /// Whole videos (rescale, the default) or sliding windows of `full.snippets` snippets every
+    /// `window_stride` (`[temporal] mode = "windows"`): each window holding an action is a
+    /// training sample, and the schedule's fidelity reduction applies per window.
+    #[serde(skip_serializing_if = "Temporal::is_rescale")]
+    pub temporal: Temporal,
 }
 
 impl Default for TrainConfig {
@@ -200,6 +211,8 @@ impl Default for TrainConfig {
             precision: Precision::F32,
             validate_every: 1,
             workers: 2,
+            sampling: Sampling::Rescale,
+            temporal: Temporal::Rescale,
         }
     }
 }
@@ -294,6 +307,23 @@ impl TrainConfig {
             ));
         }
         lofi_video::limits::check_workers(self.workers)?;
+        self.sampling.check().map_err(TrainError::Config)?;
+        if let Temporal::Windows { window_stride } = self.temporal {
+            if window_stride == 0 || window_stride > self.full.snippets {
+                return Err(TrainError::Config(format!(
+                    "temporal.window_stride = {window_stride} must be between 1 and \
+                     full.snippets = {} (the window length)",
+                    self.full.snippets
+                )));
+            }
+        }
+        if !self.temporal.is_rescale() && self.sampling.is_rescale() {
+            return Err(TrainError::Config(
+                "temporal mode \"windows\" needs [sampling] mode = \"stride\" (the snippet \
+                 stride the windows are counted in)"
+                    .into(),
+            ));
+        }
         if !(self.boundary_width.is_finite() && self.boundary_width > 0.0) {
             return Err(TrainError::Config(format!(
                 "boundary_width = {} must be positive",

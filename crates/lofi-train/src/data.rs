@@ -13,7 +13,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use lofi_model::Segment;
 use lofi_video::ground_truth::{locate_videos, GroundTruth, VideoEntry};
 use lofi_video::synth::ClipIndex;
-use lofi_video::{ClipU8, Loader, LoaderConfig, SamplingPlan, VideoFailure, VideoJob};
+use lofi_video::{ClipU8, Loader, LoaderConfig, Sampling, SamplingPlan, VideoFailure, VideoJob};
 
 use crate::error::{TrainError, TrainResult};
 
@@ -26,8 +26,10 @@ pub struct TrainVideo {
     pub path: PathBuf,
     /// Annotated duration, seconds.
     pub duration: f64,
-    /// Action segments as fractions of the duration.
+    /// Action segments as fractions of the duration (of the span, for a window).
     pub segments: Vec<Segment>,
+    /// `[start, end]` seconds of a window of the video; `None`: the whole video.
+    pub span: Option<[f64; 2]>,
 }
 
 impl TrainVideo {
@@ -37,7 +39,7 @@ impl TrainVideo {
             id: self.id.clone(),
             path: self.path.clone(),
             annotated_duration: Some(self.duration),
-            span: None,
+            span: self.span,
         }
     }
 }
@@ -102,9 +104,76 @@ pub fn read_videos(
             path,
             duration: d,
             segments,
+            span: None,
         });
     }
     Ok((ok, failed))
+}
+
+/// The training windows of `videos` (whole videos, as [`read_videos`] returns them) for
+/// end-to-end training on sliding windows: snippets of `step` seconds, windows of `w` snippets
+/// every `stride`, kept when they hold more than 90 % of an action (lofi-head's
+/// [`window_targets`](lofi_head::windows::window_targets), the rule `train-head` uses). Each
+/// window is a [`TrainVideo`] of its own: id `<video>@<start snippet>`, its span in seconds
+/// (ending at the annotated duration at the latest), its actions as fractions of the span, so
+/// that a fidelity's `L` snippets cover the window (T-LoFi samples `w / 4` snippets of it).
+///
+/// The step is `sampling`'s stride; a stride in frames reads each video's frame rate off its
+/// packet headers (a video that cannot be read is left to fail when it is decoded).
+pub fn windows_of(
+    videos: &[TrainVideo],
+    sampling: Sampling,
+    w: usize,
+    stride: usize,
+) -> Vec<TrainVideo> {
+    let mut out = Vec::new();
+    for v in videos {
+        let fps = match sampling {
+            Sampling::Stride {
+                stride_frames: Some(_),
+                ..
+            } => lofi_video::VideoIndex::build(&v.path).map_or(0.0, |i| i.fps()),
+            _ => 0.0,
+        };
+        let Some(step) = sampling
+            .stride_seconds(fps)
+            .filter(|s| s.is_finite() && *s > 0.0)
+        else {
+            tracing::warn!(
+                video = %v.id,
+                "no usable snippet stride ({sampling:?}, frame rate {fps}); video skipped"
+            );
+            continue;
+        };
+        let actions: Vec<[f64; 2]> = v
+            .segments
+            .iter()
+            .map(|s| [s.start * v.duration, s.end * v.duration])
+            .collect();
+        let t = lofi_video::plan::stride_count(v.duration, step);
+        for (start, _) in lofi_head::windows::window_targets(t, step, &actions, w, stride) {
+            // The span stops at the annotated end (the loader samples inside the video), so the
+            // last window of a video, or a video shorter than a window, covers a little less.
+            let a = start as f64 * step;
+            let b = (a + w as f64 * step).min(v.duration);
+            let segments = actions
+                .iter()
+                .filter_map(|x| {
+                    let s = ((x[0] - a) / (b - a)).clamp(0.0, 1.0);
+                    let e = ((x[1] - a) / (b - a)).clamp(0.0, 1.0);
+                    (e > s).then(|| Segment::new(s, e))
+                })
+                .collect();
+            out.push(TrainVideo {
+                id: format!("{}@{start}", v.id),
+                path: v.path.clone(),
+                duration: v.duration,
+                segments,
+                span: Some([a, b]),
+            });
+        }
+    }
+    out
 }
 
 /// One labelled trimmed clip.

@@ -42,14 +42,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
 use crate::data::{
-    decode, read_videos, shuffled_batches, stack_clips, Decoded, EpochBatches, FailureList,
-    TrainVideo,
+    decode, read_videos, shuffled_batches, stack_clips, windows_of, Decoded, EpochBatches,
+    FailureList, TrainVideo,
 };
 use crate::error::{TrainError, TrainResult};
 use crate::memory::{measure_from, plan, ByteSize, MemoryMeter, MemoryPlan, Probe, ProcMeter};
 use crate::model::{probe_pass, sgd, LofiModel};
 use crate::parallel::{Replicas, StepSpec};
 use crate::schedule::{fidelity_name, FidelitySchedule};
+use lofi_head::Temporal;
 
 /// Where `lofi train` reads and writes.
 #[derive(Debug, Clone, PartialEq)]
@@ -565,7 +566,28 @@ impl TrainingData {
                 paths.videos.display()
             )));
         }
-        let val_truth = if val.is_empty() {
+        let (train, val) = match config.temporal {
+            Temporal::Rescale => (train, val),
+            Temporal::Windows { window_stride } => {
+                let w = config.full.snippets;
+                let train = windows_of(&train, config.sampling, w, window_stride);
+                if train.is_empty() {
+                    return Err(TrainError::NoData(format!(
+                        "no window of {w} snippets of a training video of {} holds 90 % of an \
+                         action; use more snippets (full.snippets) or a finer stride",
+                        paths.ground_truth.display()
+                    )));
+                }
+                tracing::info!(
+                    "training on {} windows of {w} snippets (sampling {:?})",
+                    train.len(),
+                    config.sampling
+                );
+                (train, windows_of(&val, config.sampling, w, window_stride))
+            }
+        };
+        // The validation mAP labels whole videos; on windows only the loss is measured.
+        let val_truth = if val.is_empty() || !config.temporal.is_rescale() {
             None
         } else {
             ValidationTruth::read(&paths.ground_truth, &val)?

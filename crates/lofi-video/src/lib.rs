@@ -30,7 +30,7 @@ pub mod writer;
 pub use error::{VideoError, VideoResult};
 pub use index::VideoIndex;
 pub use loader::{LoadReport, LoadedVideo, Loader, LoaderConfig, VideoFailure, VideoJob};
-pub use plan::{ClipF32, ClipU8, Fidelity, SamplingPlan, IMAGENET_MEAN, IMAGENET_STD};
+pub use plan::{ClipF32, ClipU8, Fidelity, Sampling, SamplingPlan, IMAGENET_MEAN, IMAGENET_STD};
 pub use sampler::Sampler;
 
 use std::sync::Once;

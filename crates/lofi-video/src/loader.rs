@@ -20,7 +20,7 @@
 //! action clips straight from untrimmed videos (no clip files are written).
 
 use crate::error::{VideoError, VideoResult};
-use crate::plan::{ClipU8, SamplingPlan};
+use crate::plan::{stride_count, ClipU8, Sampling, SamplingPlan};
 use crate::sampler::{Sampler, SamplerOptions};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -36,8 +36,8 @@ pub struct VideoJob {
     pub path: PathBuf,
     /// Duration from the annotation file, if any.
     pub annotated_duration: Option<f64>,
-    /// Sample only `[start, end]` of the video (seconds, inside the clip's duration); `None`
-    /// samples all of it.
+    /// Sample only `[start, end]` of the video (seconds; `end` is cut at the clip's duration),
+    /// e.g. a window of a long video; `None` samples all of it, `[0, duration]`.
     pub span: Option<[f64; 2]>,
 }
 
@@ -46,6 +46,9 @@ pub struct VideoJob {
 pub struct LoaderConfig {
     /// What to sample from each video.
     pub plan: SamplingPlan,
+    /// Where the snippets go: the plan's `L` over the whole video (rescale, the default) or one
+    /// every stride (then the clip has as many snippets as the stride puts on the video).
+    pub sampling: Sampling,
     /// Worker threads (at least 1).
     pub workers: usize,
     /// Maximum videos decoded or being decoded but not yet consumed (at least 1).
@@ -63,6 +66,7 @@ impl LoaderConfig {
     pub fn new(plan: SamplingPlan) -> Self {
         Self {
             plan,
+            sampling: Sampling::Rescale,
             workers: 2,
             queue: 4,
             seed: None,
@@ -79,12 +83,15 @@ pub struct LoadedVideo {
     pub id: String,
     /// Video file.
     pub path: PathBuf,
-    /// Duration the clip covers (annotated if given, else measured), seconds.
+    /// Duration the clip covers (the span's length, else annotated if given, else measured),
+    /// seconds.
     pub duration: f64,
     /// Duration measured from the stream, seconds.
     pub video_duration: f64,
     /// Sample times actually used, seconds (snippet-major, `L * F`).
     pub timestamps: Vec<f64>,
+    /// Seconds per snippet: snippet `i` covers `[i s, (i + 1) s)` (`duration / L` for rescale).
+    pub snippet_seconds: f64,
     /// The clip, `[L, F, 3, S, S]`.
     pub clip: ClipU8,
 }
@@ -167,6 +174,7 @@ impl Loader {
             config.plan.frames_per_snippet(),
             config.plan.fidelity().size,
         )?;
+        config.sampling.check().map_err(VideoError::InvalidPlan)?;
         if let Some(seed) = config.seed {
             shuffle(&mut jobs, seed);
         }
@@ -346,28 +354,43 @@ pub fn load_one(job: &VideoJob, config: &LoaderConfig) -> VideoResult<LoadedVide
         }
         None => actual,
     };
-    let times = match job.span {
-        None => config.plan.timestamps(duration),
-        Some([start, end]) => {
-            if !(start.is_finite() && end.is_finite() && 0.0 <= start && start < end)
-                || start >= duration
-            {
-                return Err(VideoError::InvalidPlan(format!(
-                    "{}: span [{start}, {end}] s is empty or outside the video's {duration:.3} s",
-                    job.path.display()
-                )));
-            }
-            let end = end.min(duration);
-            config
-                .plan
-                .timestamps(end - start)
-                .into_iter()
-                .map(|t| start + t)
-                .collect()
+    let (origin, duration) = match job.span {
+        None => (0.0, duration),
+        Some([a, b]) if a.is_finite() && b.is_finite() && 0.0 <= a && a < b && a < duration => {
+            (a, b.min(duration) - a)
+        }
+        Some([a, b]) => {
+            return Err(VideoError::InvalidPlan(format!(
+                "{}: span [{a}, {b}] s is empty or outside the video's {duration:.3} s",
+                job.path.display()
+            )))
         }
     };
     let last_frame = index.seconds(index.frame_pts[index.frame_pts.len() - 1]);
-    let timestamps: Vec<f64> = times.into_iter().map(|t| t.min(last_frame)).collect();
+    let (times, shape, snippet_seconds) = match config.sampling.stride_seconds(index.fps()) {
+        None => (
+            config.plan.timestamps(duration),
+            config.plan.shape(),
+            duration / config.plan.snippets() as f64,
+        ),
+        Some(step) if step.is_finite() && step > 0.0 => {
+            let mut shape = config.plan.shape();
+            shape[0] = stride_count(duration, step);
+            (config.plan.stride_timestamps(duration, step), shape, step)
+        }
+        Some(step) => {
+            return Err(VideoError::InvalidPlan(format!(
+                "{}: stride of {step} s (sampling {:?}, frame rate {})",
+                job.path.display(),
+                config.sampling,
+                index.fps()
+            )))
+        }
+    };
+    let timestamps: Vec<f64> = times
+        .into_iter()
+        .map(|t| (t + origin).min(last_frame))
+        .collect();
     let data = sampler.sample(&timestamps, config.plan.size() as u32)?;
     Ok(LoadedVideo {
         id: job.id.clone(),
@@ -375,10 +398,8 @@ pub fn load_one(job: &VideoJob, config: &LoaderConfig) -> VideoResult<LoadedVide
         duration,
         video_duration: actual,
         timestamps,
-        clip: ClipU8 {
-            shape: config.plan.shape(),
-            data,
-        },
+        snippet_seconds,
+        clip: ClipU8 { shape, data },
     })
 }
 

@@ -15,6 +15,8 @@ use crate::error::{VideoError, VideoResult};
 use crate::sampler::Sampler;
 use serde::{Deserialize, Serialize};
 
+pub use lofi_eval::feature_folder::{stride_count, Sampling};
+
 /// ImageNet per-channel mean (RGB) of pixel values scaled to [0, 1].
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 /// ImageNet per-channel standard deviation (RGB) of pixel values scaled to [0, 1].
@@ -174,6 +176,16 @@ impl SamplingPlan {
             .collect()
     }
 
+    /// The `n * F` sample times of a stride of `step` seconds over a video of `duration` seconds
+    /// (`n` from [`stride_count`]): snippet `i` covers `[i step, (i + 1) step)` and its `F`
+    /// frames sit at the centres of `F` equal sub-intervals, as in [`timestamps`](Self::timestamps).
+    pub fn stride_timestamps(&self, duration: f64, step: f64) -> Vec<f64> {
+        let (n, f) = (stride_count(duration, step), self.frames_per_snippet);
+        (0..n)
+            .flat_map(|i| (0..f).map(move |j| (i as f64 + (j as f64 + 0.5) / f as f64) * step))
+            .collect()
+    }
+
     /// Sample a clip covering `[0, duration]` of an open video.
     pub fn sample(&self, sampler: &mut Sampler, duration: f64) -> VideoResult<ClipU8> {
         let times = self.timestamps(duration);
@@ -291,6 +303,18 @@ mod tests {
         assert_eq!(t, vec![0.5, 1.5, 2.5, 3.5, 4.5, 5.5, 6.5, 7.5]);
         let one = Fidelity::new(5, 8)?.apply(&SamplingPlan::new(1)?);
         assert_eq!(one.timestamps(10.0), vec![1.0, 3.0, 5.0, 7.0, 9.0]);
+        Ok(())
+    }
+
+    #[test]
+    fn stride_timestamps_are_centred_in_fixed_snippets() -> VideoResult<()> {
+        let plan = SamplingPlan::new(2)?;
+        let t = plan.stride_timestamps(1.0, 0.4);
+        let want = [0.1, 0.3, 0.5, 0.7, 0.9, 1.1];
+        assert_eq!(t.len(), want.len());
+        for (a, b) in t.iter().zip(want) {
+            assert!((a - b).abs() < 1e-12, "{t:?}");
+        }
         Ok(())
     }
 

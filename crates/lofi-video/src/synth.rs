@@ -10,6 +10,12 @@
 //! - the background (drifting diagonal stripes) and 2-3 distractor discs move all the time;
 //! - 1-4 actions per video, durations that vary, positions and colours drawn from the seed.
 //!
+//! The `long` preset ([`ActionLayout::Dense`]) is the THUMOS14 shape instead: videos of several
+//! minutes, each holding dozens of short actions (1.5-4 s) of one or two classes, separated by
+//! idle gaps of 1-12 s. Rescaled to a fixed number of snippets such a video loses its actions
+//! (a 3-minute video at L = 100 has 1.8 s snippets), which is what sliding windows over features
+//! at a fixed stride are for; the preset exists to measure that.
+//!
 //! Output (see [`write_dataset`]): `videos/<id>.mp4` (H.264 via libx264 from the system FFmpeg),
 //! `ground_truth.json` in the ActivityNet layout, trimmed clips `clips/<id>_<k>.mp4` and
 //! `clips.json` listing file, label and subset. Everything is a pure function of the seed and the
@@ -40,6 +46,21 @@ pub enum SynthPreset {
     Tiny,
     /// For the benchmark: 240 videos of 20-60 s, 128 px, 10 fps.
     Benchmark,
+    /// THUMOS14-like: 20 videos of 2-4 minutes at 64 px, 10 fps, each with dozens of actions of
+    /// 1.5-4 s ([`ActionLayout::Dense`]).
+    Long,
+}
+
+/// How the actions of a video are laid out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActionLayout {
+    /// 1-4 actions, each 12-30 % of the video (at least 1.5 s), any class (ActivityNet-like).
+    #[default]
+    Few,
+    /// As many actions of 1.5-4 s as fit, separated by idle gaps of 1-12 s, all of one or two
+    /// classes per video (THUMOS14-like).
+    Dense,
 }
 
 /// Everything that decides a synthetic dataset.
@@ -59,6 +80,9 @@ pub struct SynthConfig {
     pub validation_every: usize,
     /// Seed of everything.
     pub seed: u64,
+    /// How actions are laid out in a video.
+    #[serde(default)]
+    pub layout: ActionLayout,
 }
 
 impl SynthConfig {
@@ -73,6 +97,7 @@ impl SynthConfig {
                 max_duration: 16.0,
                 validation_every: 4,
                 seed,
+                layout: ActionLayout::Few,
             },
             SynthPreset::Benchmark => Self {
                 videos: 240,
@@ -82,6 +107,17 @@ impl SynthConfig {
                 max_duration: 60.0,
                 validation_every: 4,
                 seed,
+                layout: ActionLayout::Few,
+            },
+            SynthPreset::Long => Self {
+                videos: 20,
+                size: 64,
+                fps: 10,
+                min_duration: 120.0,
+                max_duration: 240.0,
+                validation_every: 4,
+                seed,
+                layout: ActionLayout::Dense,
             },
         }
     }
@@ -175,47 +211,10 @@ pub fn plan_video(config: &SynthConfig, index: usize) -> VideoSpec {
         config.min_duration + rng.next_f64() * (config.max_duration - config.min_duration);
     let frames = (duration * fps).round().max(fps * 4.0) as usize;
 
-    // Actions: 1-4, each 12-30 % of the video but at least 1.5 s, gaps of at least 0.5 s.
-    let min_len = (1.5 * fps).ceil() as usize;
-    let min_gap = (0.5 * fps).ceil() as usize;
-    let mut count = 1 + rng.below(4);
-    let mut lengths: Vec<usize>;
-    loop {
-        lengths = (0..count)
-            .map(|_| ((0.12 + 0.18 * rng.next_f64()) * frames as f64).round() as usize)
-            .map(|l| l.max(min_len))
-            .collect();
-        let busy: usize = lengths.iter().sum::<usize>() + (count + 1) * min_gap;
-        if busy <= frames || count == 1 {
-            break;
-        }
-        count -= 1;
-    }
-    let total: usize = lengths.iter().sum();
-    let spare = frames.saturating_sub(total + (count + 1) * min_gap);
-    let weights: Vec<f64> = (0..=count).map(|_| 0.1 + rng.next_f64()).collect();
-    let weight_sum: f64 = weights.iter().sum();
-    let mut gaps: Vec<usize> = weights
-        .iter()
-        .map(|w| min_gap + (w / weight_sum * spare as f64).floor() as usize)
-        .collect();
-    // Rounding leftovers go to the last gap so the actions end inside the video.
-    let used: usize = gaps.iter().sum::<usize>() + total;
-    if let Some(last) = gaps.last_mut() {
-        *last += frames.saturating_sub(used);
-    }
-    let mut actions = Vec::with_capacity(count);
-    let mut cursor = 0;
-    for (k, &len) in lengths.iter().enumerate() {
-        cursor += gaps[k];
-        let end = (cursor + len).min(frames);
-        actions.push(ActionSpec {
-            class: rng.below(CLASSES.len()),
-            start_frame: cursor.min(end.saturating_sub(1)),
-            end_frame: end,
-        });
-        cursor = end;
-    }
+    let actions = match config.layout {
+        ActionLayout::Few => few_actions(&mut rng, frames, fps),
+        ActionLayout::Dense => dense_actions(&mut rng, frames, fps),
+    };
 
     let hue = rng.next_f64();
     let background = [
@@ -264,6 +263,83 @@ pub fn plan_video(config: &SynthConfig, index: usize) -> VideoSpec {
         actor_color: [235, 235, 225],
         wobble_phase: rng.next_f64() * std::f64::consts::TAU,
     }
+}
+
+/// 1-4 actions, each 12-30 % of the video but at least 1.5 s, gaps of at least 0.5 s.
+fn few_actions(rng: &mut SplitMix64, frames: usize, fps: f64) -> Vec<ActionSpec> {
+    let min_len = (1.5 * fps).ceil() as usize;
+    let min_gap = (0.5 * fps).ceil() as usize;
+    let mut count = 1 + rng.below(4);
+    let mut lengths: Vec<usize>;
+    loop {
+        lengths = (0..count)
+            .map(|_| ((0.12 + 0.18 * rng.next_f64()) * frames as f64).round() as usize)
+            .map(|l| l.max(min_len))
+            .collect();
+        let busy: usize = lengths.iter().sum::<usize>() + (count + 1) * min_gap;
+        if busy <= frames || count == 1 {
+            break;
+        }
+        count -= 1;
+    }
+    let total: usize = lengths.iter().sum();
+    let spare = frames.saturating_sub(total + (count + 1) * min_gap);
+    let weights: Vec<f64> = (0..=count).map(|_| 0.1 + rng.next_f64()).collect();
+    let weight_sum: f64 = weights.iter().sum();
+    let mut gaps: Vec<usize> = weights
+        .iter()
+        .map(|w| min_gap + (w / weight_sum * spare as f64).floor() as usize)
+        .collect();
+    // Rounding leftovers go to the last gap so the actions end inside the video.
+    let used: usize = gaps.iter().sum::<usize>() + total;
+    if let Some(last) = gaps.last_mut() {
+        *last += frames.saturating_sub(used);
+    }
+    let mut actions = Vec::with_capacity(count);
+    let mut cursor = 0;
+    for (k, &len) in lengths.iter().enumerate() {
+        cursor += gaps[k];
+        let end = (cursor + len).min(frames);
+        actions.push(ActionSpec {
+            class: rng.below(CLASSES.len()),
+            start_frame: cursor.min(end.saturating_sub(1)),
+            end_frame: end,
+        });
+        cursor = end;
+    }
+    actions
+}
+
+/// As many actions of 1.5-4 s as fit, gaps of 1-12 s (mean 4.7 s; the first gap 1-6 s), of one
+/// class or (three videos in ten) two classes.
+fn dense_actions(rng: &mut SplitMix64, frames: usize, fps: f64) -> Vec<ActionSpec> {
+    let first = rng.below(CLASSES.len());
+    let second = if rng.next_f64() < 0.3 {
+        (first + 1 + rng.below(CLASSES.len() - 1)) % CLASSES.len()
+    } else {
+        first
+    };
+    let frames_of = |seconds: f64| (seconds * fps).round() as usize;
+    let mut actions = Vec::new();
+    let mut cursor = frames_of(1.0 + 5.0 * rng.next_f64());
+    loop {
+        let len = frames_of(1.5 + 2.5 * rng.next_f64());
+        let class = if rng.below(2) == 0 { first } else { second };
+        // Mostly short gaps, some long ones (up to 12 s), so that actions do not come at a
+        // regular beat that a fixed grid of proposals would match.
+        let r = rng.next_f64();
+        let gap = frames_of(1.0 + 11.0 * r * r);
+        if cursor + len + frames_of(1.0) > frames {
+            break;
+        }
+        actions.push(ActionSpec {
+            class,
+            start_frame: cursor,
+            end_frame: cursor + len,
+        });
+        cursor += len + gap;
+    }
+    actions
 }
 
 /// The class motion's offset from the base position and scale, `tau` seconds into the action.
@@ -656,6 +732,44 @@ mod tests {
         assert!(
             lengths[0] < 250 && lengths[199] > 550,
             "durations do not vary"
+        );
+    }
+
+    #[test]
+    fn the_long_preset_has_dozens_of_short_actions_of_one_or_two_classes() {
+        let config = SynthConfig::preset(SynthPreset::Long, 4);
+        let fps = config.fps as usize;
+        let mut two_class_videos = 0;
+        for i in 0..config.videos {
+            let spec = plan_video(&config, i);
+            let minutes = spec.frames as f64 / (60.0 * fps as f64);
+            assert!((2.0..=4.0).contains(&minutes), "{minutes} minutes");
+            let n = spec.actions.len();
+            assert!(
+                n as f64 >= 6.0 * minutes,
+                "only {n} actions in {minutes:.1} minutes"
+            );
+            let mut last_end = 0;
+            for a in &spec.actions {
+                let len = a.end_frame - a.start_frame;
+                assert!((15..=40).contains(&len), "action of {len} frames");
+                assert!(a.start_frame >= last_end + fps, "gap under 1 s");
+                last_end = a.end_frame;
+            }
+            assert!(last_end + fps <= spec.frames);
+            let mut classes: Vec<usize> = spec.actions.iter().map(|a| a.class).collect();
+            classes.sort_unstable();
+            classes.dedup();
+            assert!((1..=2).contains(&classes.len()), "{classes:?}");
+            two_class_videos += usize::from(classes.len() == 2);
+        }
+        assert!((1..config.videos).contains(&two_class_videos));
+        // Pure function of the seed.
+        let again = plan_video(&config, 3);
+        assert_eq!(again.actions, plan_video(&config, 3).actions);
+        assert_ne!(
+            plan_video(&SynthConfig::preset(SynthPreset::Long, 5), 3).actions,
+            again.actions
         );
     }
 

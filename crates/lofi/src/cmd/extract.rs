@@ -18,6 +18,7 @@ use lofi_engine::Preset;
 use lofi_engine::Settings;
 use lofi_head::{extract, verify, ExtractConfig, ExtractInputs, Shard};
 use lofi_model::{EncoderArch, EncoderKind, ModelCard};
+use lofi_video::Sampling;
 
 /// Arguments of `lofi extract`.
 #[derive(Debug, Args)]
@@ -35,7 +36,8 @@ pub struct ExtractArgs {
     /// corrupt files, merge shard indexes into index.json; non-zero exit if anything is wrong.
     #[arg(long, value_name = "FEATURES_DIR", conflicts_with_all = ["videos", "out", "shard"])]
     verify: Option<PathBuf>,
-    /// TOML settings (snippets, frames_per_snippet, size, workers, subset, [encoder]).
+    /// TOML settings (snippets, frames_per_snippet, size, workers, subset, [sampling],
+    /// [encoder]).
     #[arg(long, value_name = "extract.toml")]
     config: Option<PathBuf>,
     /// Encoder: a weights file (`.bpk` from lofi, or `.pth` / `.safetensors`) or a run folder
@@ -72,6 +74,13 @@ pub struct ExtractArgs {
     /// Frame side in pixels, S [default: the card's, else the preset's: paper 224].
     #[arg(long)]
     size: Option<usize>,
+    /// Stride sampling: one snippet every N frames of each video (at its own frame rate) instead
+    /// of L snippets over the whole video; each video gets as many snippets as its length needs.
+    #[arg(long, value_name = "N", conflicts_with = "stride_seconds")]
+    stride_frames: Option<usize>,
+    /// Stride sampling: one snippet every S seconds.
+    #[arg(long, value_name = "S")]
+    stride_seconds: Option<f64>,
     /// Only videos of this subset (default: all of the ground truth).
     #[arg(long)]
     subset: Option<String>,
@@ -135,6 +144,12 @@ pub fn run(args: ExtractArgs) -> Result<()> {
     }
     if args.subset.is_some() {
         config.subset = args.subset.clone();
+    }
+    if args.stride_frames.is_some() || args.stride_seconds.is_some() {
+        config.sampling = Sampling::Stride {
+            stride_frames: args.stride_frames,
+            stride_seconds: args.stride_seconds,
+        };
     }
     config.validate()?;
     if config.encoder.checkpoint.is_none() {

@@ -15,6 +15,9 @@ pub enum PresetArg {
     Tiny,
     /// 240 videos of 20-60 s at 128 px: the benchmark.
     Benchmark,
+    /// 20 videos of 2-4 minutes at 64 px, each with dozens of 1.5-4 s actions (THUMOS14-like;
+    /// for stride features and sliding windows).
+    Long,
 }
 
 /// Arguments of `lofi synth`.
@@ -39,6 +42,7 @@ pub fn run(args: SynthArgs) -> Result<()> {
     let preset = match args.preset {
         PresetArg::Tiny => SynthPreset::Tiny,
         PresetArg::Benchmark => SynthPreset::Benchmark,
+        PresetArg::Long => SynthPreset::Long,
     };
     let config = SynthConfig::preset(preset, args.seed);
     let workers = args

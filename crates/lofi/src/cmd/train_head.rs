@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use lofi_engine::Preset;
 use lofi_engine::Settings;
-use lofi_head::{train_head, FeatureStore, HeadConfig, HeadInputs};
+use lofi_head::{train_head, FeatureStore, HeadConfig, HeadInputs, Temporal};
 
 /// Arguments of `lofi train-head`.
 #[derive(Debug, Args)]
@@ -29,10 +29,15 @@ pub struct TrainHeadArgs {
     /// Starting settings when no config file is given (the head sizes and recipe).
     #[arg(long, value_name = "NAME", default_value_t = Preset::Paper, long_help = super::preset_help())]
     preset: Preset,
-    /// Temporal scale L (features are resampled to it) [default: the config file's, else the
+    /// Temporal scale L (features are resampled to it, or cut into windows of L snippets)
+    /// [default: the config file's, else the
     /// snippets of the features' index.json (what extract used), else the preset's].
     #[arg(long)]
     snippets: Option<usize>,
+    /// Sliding windows of L snippets, one every N snippets of the features (as they are, e.g.
+    /// extracted with --stride-frames), instead of rescaling each video to L.
+    #[arg(long, value_name = "N")]
+    window_stride: Option<usize>,
     /// Epochs.
     #[arg(long)]
     epochs: Option<usize>,
@@ -86,6 +91,9 @@ pub fn run(args: TrainHeadArgs) -> Result<()> {
     };
     if let Some(v) = args.snippets {
         config.snippets = v;
+    }
+    if let Some(v) = args.window_stride {
+        config.temporal = Temporal::Windows { window_stride: v };
     }
     if let Some(v) = args.epochs {
         config.epochs = v;
