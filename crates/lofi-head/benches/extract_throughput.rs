@@ -132,6 +132,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &DetectConfig::default(),
         &DetectInputs {
             device: device.clone(),
+            skip_missing_features: false,
             head_dir: root.join("head"),
             features: root.join("features"),
             ground_truth: gt,

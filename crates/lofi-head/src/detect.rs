@@ -77,6 +77,11 @@ impl DetectConfig {
     pub fn preset(preset: Preset) -> Self {
         match preset {
             Preset::Paper | Preset::Tiny => Self::default(),
+            // G-TAD's THUMOS14 post-processing: a narrower Soft-NMS Gaussian.
+            Preset::Thumos14 => Self {
+                soft_nms_sigma: 0.46,
+                ..Self::default()
+            },
         }
     }
 
@@ -499,6 +504,9 @@ pub struct DetectInputs {
     pub ground_truth: PathBuf,
     /// Subset to detect on ("validation").
     pub subset: String,
+    /// Leave out the subset's videos without a feature file (a warning counts them; their
+    /// ground truth still counts in the evaluation, as missed) instead of failing.
+    pub skip_missing_features: bool,
     /// External video-level class scores; `None` uses the run's trained classifier.
     pub class_scores: Option<PathBuf>,
     /// Where to write the detections (ActivityNet results JSON).
@@ -578,10 +586,24 @@ pub fn detect(config: &DetectConfig, inputs: &DetectInputs) -> Result<DetectOutc
     let trained = TrainedHead::load(&inputs.head_dir, &device)?;
     let truth = lofi_video::ground_truth::GroundTruth::read(&inputs.ground_truth)?;
     let store = FeatureStore::open(&inputs.features)?;
-    let ids: Vec<(String, f64)> = truth
+    let mut ids: Vec<(String, f64)> = truth
         .videos_of(&inputs.subset)
         .map(|(id, e)| (id.clone(), e.duration))
         .collect();
+    if inputs.skip_missing_features {
+        let before = ids.len();
+        ids.retain(|(id, _)| store.locate(id).is_some());
+        if ids.len() < before {
+            tracing::warn!(
+                "{} of {} videos of subset {:?} have no features in {} and are left out (their \
+                 ground truth counts as missed)",
+                before - ids.len(),
+                before,
+                inputs.subset,
+                inputs.features.display()
+            );
+        }
+    }
     let input = HeadInput::load(
         &store,
         &ids,

@@ -66,6 +66,9 @@ pub struct EncoderSpec {
     pub seed: u64,
 }
 
+/// Frames between snippets of the `thumos14` preset (G-TAD's `skip_videoframes`).
+pub const THUMOS14_STRIDE_FRAMES: usize = 5;
+
 /// A `--shard K/N` selection: `index` in `0..count`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Shard {
@@ -174,6 +177,14 @@ impl ExtractConfig {
                 snippets: 16,
                 size: 64,
                 ..Self::new(spec(EncoderArch::tiny(lofi_model::EncoderKind::Tsm, 18, 4)))
+            },
+            // G-TAD's THUMOS14 features: one snippet every 5 frames of the video.
+            Preset::Thumos14 => Self {
+                sampling: Sampling::Stride {
+                    stride_frames: Some(THUMOS14_STRIDE_FRAMES),
+                    stride_seconds: None,
+                },
+                ..Self::new(spec(EncoderArch::default()))
             },
         }
     }

@@ -156,7 +156,26 @@ impl HeadConfig {
         match preset {
             Preset::Paper => Self::default(),
             Preset::Tiny => Self::tiny(16),
+            Preset::Thumos14 => Self::thumos14(),
         }
+    }
+
+    /// G-TAD's THUMOS14 setting: windows of 256 snippets every 128 (of features every 5 frames),
+    /// anchors up to 64 snippets, Soft-NMS sigma 0.46; trained on `Validation`. No validation
+    /// during training (`validate_every = 0`): the only other subset is `Test`, and choosing an
+    /// epoch on it would leak the test set, so `head.bpk` is the last epoch's.
+    pub fn thumos14() -> Self {
+        let mut c = Self {
+            snippets: 256,
+            temporal: Temporal::Windows { window_stride: 128 },
+            train_subset: "Validation".into(),
+            val_subset: "Test".into(),
+            validate_every: 0,
+            ..Self::default()
+        };
+        c.head.max_duration = Some(64);
+        c.detect = DetectConfig::preset(Preset::Thumos14);
+        c
     }
 
     /// A small, fast configuration for tests and the demo: the tiny head at `snippets`, batch 4.

@@ -233,6 +233,7 @@ fn extract_train_detect_evaluate() -> TestResult {
         &DetectConfig::default(),
         &DetectInputs {
             device: lofi_head::cpu_device(),
+            skip_missing_features: false,
             head_dir: run.clone(),
             features: root.join("features"),
             ground_truth: gt.clone(),
@@ -274,6 +275,7 @@ fn extract_train_detect_evaluate() -> TestResult {
         &DetectConfig::default(),
         &DetectInputs {
             device: lofi_head::cpu_device(),
+            skip_missing_features: false,
             class_scores: Some(cls_path),
             class_scores_out: None,
             out: root.join("detections2.json"),

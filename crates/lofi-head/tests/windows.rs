@@ -242,6 +242,7 @@ fn a_windows_head_detects_in_video_time() -> TestResult {
             class_scores_out: None,
             evaluate: true,
             device: lofi_head::cpu_device(),
+            skip_missing_features: false,
         },
     )?;
     assert_eq!(out.videos, 1);

@@ -223,7 +223,29 @@ impl TrainConfig {
         match preset {
             Preset::Paper => Self::default(),
             Preset::Tiny => Self::tiny(),
+            Preset::Thumos14 => Self::thumos14(),
         }
+    }
+
+    /// THUMOS14 end to end as G-TAD's THUMOS14 code cuts it: features every 5 frames, windows of
+    /// 256 snippets every 128 at 224 px as full fidelity (the schedules reduce each window),
+    /// anchors up to 64 snippets; trained on `Validation` (the file's subsets decide, see
+    /// [`crate::data::PretrainSubsets::choose`]).
+    pub fn thumos14() -> Self {
+        let mut c = Self {
+            full: FidelitySpec {
+                snippets: 256,
+                size: 224,
+            },
+            sampling: Sampling::Stride {
+                stride_frames: Some(lofi_head::THUMOS14_STRIDE_FRAMES),
+                stride_seconds: None,
+            },
+            temporal: Temporal::Windows { window_stride: 128 },
+            ..Self::default()
+        };
+        c.head.max_duration = Some(64);
+        c
     }
 
     /// A tiny configuration for tests and the demo: TSM-R18 of width 4, tiny head, 16 snippets
@@ -416,7 +438,7 @@ impl PretrainConfig {
     /// The configuration of `preset` (`paper`: [`Default`]; `tiny`: [`PretrainConfig::tiny`]).
     pub fn preset(preset: Preset) -> Self {
         match preset {
-            Preset::Paper => Self::default(),
+            Preset::Paper | Preset::Thumos14 => Self::default(),
             Preset::Tiny => Self::tiny(),
         }
     }

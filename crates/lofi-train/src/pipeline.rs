@@ -227,6 +227,7 @@ fn evaluate_encoder(
         &settings.detect,
         &DetectInputs {
             device: inputs.device.clone(),
+            skip_missing_features: false,
             head_dir,
             features,
             ground_truth: inputs.ground_truth.clone(),

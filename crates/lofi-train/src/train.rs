@@ -43,7 +43,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::TrainConfig;
 use crate::data::{
     decode, read_videos, shuffled_batches, stack_clips, windows_of, Decoded, EpochBatches,
-    FailureList, TrainVideo,
+    FailureList, PretrainSubsets, TrainVideo,
 };
 use crate::error::{TrainError, TrainResult};
 use crate::memory::{measure_from, plan, ByteSize, MemoryMeter, MemoryPlan, Probe, ProcMeter};
@@ -546,17 +546,21 @@ struct TrainingData {
 
 impl TrainingData {
     fn read(config: &TrainConfig, paths: &TrainPaths, skip_missing: bool) -> TrainResult<Self> {
-        let (train, mut failures) =
-            read_videos(&paths.ground_truth, &paths.videos, "training", skip_missing)?;
-        let (val, val_failed) = if config.validate_every > 0 {
-            read_videos(
-                &paths.ground_truth,
-                &paths.videos,
-                "validation",
-                skip_missing,
-            )?
-        } else {
-            (Vec::new(), Vec::new())
+        // `training` / `validation`, or THUMOS14's `Validation` / `Test` (the rule pre-training
+        // follows too).
+        let gt = lofi_video::ground_truth::GroundTruth::read(&paths.ground_truth)?;
+        let subsets = PretrainSubsets::choose(&gt, &paths.ground_truth, None, None)?;
+        let (train, mut failures) = read_videos(
+            &paths.ground_truth,
+            &paths.videos,
+            &subsets.train,
+            skip_missing,
+        )?;
+        let (val, val_failed) = match &subsets.validation {
+            Some(subset) if config.validate_every > 0 => {
+                read_videos(&paths.ground_truth, &paths.videos, subset, skip_missing)?
+            }
+            _ => (Vec::new(), Vec::new()),
         };
         failures.extend(val_failed);
         if train.is_empty() {
@@ -590,7 +594,8 @@ impl TrainingData {
         let val_truth = if val.is_empty() || !config.temporal.is_rescale() {
             None
         } else {
-            ValidationTruth::read(&paths.ground_truth, &val)?
+            let subset = subsets.validation.as_deref().unwrap_or("validation");
+            ValidationTruth::read(&paths.ground_truth, subset, &val)?
         };
         let mut skipped = FailureList::default();
         skipped.extend(failures);
@@ -682,14 +687,18 @@ pub struct ValidationTruth {
 }
 
 impl ValidationTruth {
-    /// Reads the `validation` subset of `ground_truth`. Video-level classes are the videos' own
+    /// Reads subset `subset` (the validation videos) of `ground_truth`. Video-level classes are the videos' own
     /// ground-truth labels (score 1 for a label present in the video, 0 otherwise): during LoFi
     /// training no video classifier exists yet, so this mAP measures localization with perfect
     /// classification, comparable between epochs and schedules. `None` when the subset has no
     /// annotation.
-    pub fn read(ground_truth: &Path, videos: &[TrainVideo]) -> TrainResult<Option<Self>> {
+    pub fn read(
+        ground_truth: &Path,
+        subset: &str,
+        videos: &[TrainVideo],
+    ) -> TrainResult<Option<Self>> {
         let options = lofi_eval::GroundTruthOptions {
-            subset: "validation".into(),
+            subset: subset.into(),
             ..lofi_eval::GroundTruthOptions::default()
         };
         let truth = match lofi_eval::GroundTruth::from_path(ground_truth, &options) {

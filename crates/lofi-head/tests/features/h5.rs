@@ -150,6 +150,7 @@ fn detect_with(
                 class_scores_out: None,
                 evaluate: true,
                 device: lofi_head::cpu_device(),
+                skip_missing_features: false,
             },
         )
     })

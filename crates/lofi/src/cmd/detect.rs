@@ -29,6 +29,10 @@ pub struct DetectArgs {
     /// Subset to detect on.
     #[arg(long, default_value = "validation")]
     subset: String,
+    /// Leave out videos of the subset without a feature file (e.g. videos missing from the
+    /// download; their ground truth still counts, as missed) instead of failing.
+    #[arg(long)]
+    skip_missing_features: bool,
     /// External video-level class scores (`{"class": [...], "results": {video: [...]}}` or
     /// `{"results": {video: {label: score}}}`); default: the run's trained classifier.
     #[arg(long, value_name = "FILE")]
@@ -85,6 +89,7 @@ pub fn run(args: DetectArgs) -> Result<()> {
         &config,
         &DetectInputs {
             device: crate::device::device()?,
+            skip_missing_features: args.skip_missing_features,
             head_dir: args.head.clone(),
             features: args.features.clone(),
             ground_truth: args.ground_truth.clone(),

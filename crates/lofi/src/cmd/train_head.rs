@@ -53,6 +53,10 @@ pub struct TrainHeadArgs {
     /// Continue the run in --out from its last complete epoch (with the run's own config.toml
     /// unless --config is given).
     #[arg(long)]
+    /// Skip videos without a feature file (with a warning) instead of failing, e.g. videos
+    /// missing from the download that extraction skipped (`skip_missing` in the config).
+    #[arg(long)]
+    skip_missing_features: bool,
     resume: bool,
     /// Start afresh in an --out that holds another run, deleting that run's checkpoints and
     /// outputs (without it such a folder is refused).
@@ -106,6 +110,9 @@ pub fn run(args: TrainHeadArgs) -> Result<()> {
     }
     if let Some(v) = args.seed {
         config.seed = v;
+    }
+    if args.skip_missing_features {
+        config.skip_missing = true;
     }
     config.validate()?;
     let outcome = train_head(
