@@ -31,6 +31,7 @@
 //! burn's `conv2d` unchanged, so callers never have to check.
 //!
 //! The GEMMs are those of the `gemm` crate, the one burn's flex backend itself uses.
+//! `LOFI_FASTCONV=0` in the environment turns the module off (see [`enabled`]).
 #![allow(unsafe_code)] // one call into `gemm::gemm`, wrapped by the checked `sgemm` below
 
 use burn::nn::conv::Conv2d;
@@ -53,9 +54,15 @@ thread_local! {
     static FAST_CALLS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
-fn count_fast_call() {
+pub(crate) fn count_fast_call() {
     #[cfg(test)]
     FAST_CALLS.with(|c| c.set(c.get() + 1));
+}
+
+/// Fast-path calls so far on this thread.
+#[cfg(test)]
+pub(crate) fn fast_calls() -> usize {
+    FAST_CALLS.with(|c| c.get())
 }
 
 /// Geometry of one convolution (per frame).
@@ -537,7 +544,7 @@ fn backward_b(g: &Geom, dy: &[f32]) -> Vec<f32> {
     db
 }
 
-fn flex_f32(data: Vec<f32>, shape: &[usize]) -> FlexTensor {
+pub(crate) fn flex_f32(data: Vec<f32>, shape: &[usize]) -> FlexTensor {
     FlexTensor::new(
         Bytes::from_elems(data),
         Layout::contiguous(Shape::from(shape.to_vec())),
@@ -546,7 +553,7 @@ fn flex_f32(data: Vec<f32>, shape: &[usize]) -> FlexTensor {
 }
 
 /// The contiguous f32 storage of a flex tensor (copied when it is a strided view).
-fn contiguous(t: &FlexTensor) -> FlexTensor {
+pub(crate) fn contiguous(t: &FlexTensor) -> FlexTensor {
     if t.layout().contiguous_offsets().is_some() {
         t.clone()
     } else {
@@ -554,7 +561,7 @@ fn contiguous(t: &FlexTensor) -> FlexTensor {
     }
 }
 
-fn slice(t: &FlexTensor) -> &[f32] {
+pub(crate) fn slice(t: &FlexTensor) -> &[f32] {
     t.as_slice::<f32>()
         .expect("fastconv: a contiguous f32 tensor (checked by the caller)")
 }
@@ -781,9 +788,21 @@ pub fn conv2d_backward(
     (dx, dw)
 }
 
+/// Whether [`conv2d_forward`] uses this module: yes unless the environment variable
+/// `LOFI_FASTCONV` is `0` when it is first asked (an escape hatch, and what lets the benchmark
+/// compare both paths in one binary).
+pub fn enabled() -> bool {
+    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ENABLED.get_or_init(|| std::env::var("LOFI_FASTCONV").map_or(true, |v| v.trim() != "0"))
+}
+
 /// [`Conv2d::forward`] through [`conv2d`] when the layer is in this module's scope (one group,
-/// dilation 1, symmetric explicit or no padding), through burn's own forward otherwise.
+/// dilation 1, symmetric explicit or no padding) and [`enabled`], through burn's own forward
+/// otherwise.
 pub fn conv2d_forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    if !enabled() {
+        return conv.forward(x);
+    }
     let pad = match conv.padding {
         PaddingConfig2d::Valid => Some([0, 0]),
         PaddingConfig2d::Explicit(t, l, b, r) if t == b && l == r => Some([t, l]),
@@ -813,10 +832,6 @@ mod tests {
 
     fn vals<const D: usize>(t: Tensor<D>) -> Vec<f32> {
         t.into_data().try_to_vec().unwrap_or_default()
-    }
-
-    fn fast_calls() -> usize {
-        FAST_CALLS.with(|c| c.get())
     }
 
     fn max_rel_diff(a: &[f32], b: &[f32]) -> f32 {

@@ -33,6 +33,7 @@
 pub mod checkpoint;
 pub mod encoder;
 pub mod error;
+pub mod fastbn;
 pub mod fastconv;
 pub mod gtad;
 pub mod import;

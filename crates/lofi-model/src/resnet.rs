@@ -169,11 +169,12 @@ fn conv2d(cin: usize, cout: usize, k: usize, stride: usize, pad: usize, device: 
 
 /// BatchNorm in f32 whatever the activation dtype: under mixed precision the convolutions run in
 /// bf16 but the batch statistics, the running statistics and the affine parameters stay f32
-/// (see [`crate::precision`]); in f32 this is exactly `bn.forward(x)`.
+/// (see [`crate::precision`]); in f32 this is `bn.forward(x)` (through [`crate::fastbn`] when
+/// training on the CPU).
 fn bn(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
     let dtype = x.dtype();
     if dtype == DType::F32 {
-        bn.forward(x)
+        crate::fastbn::batch_norm(bn, x)
     } else {
         bn.forward(x.cast(DType::F32)).cast(dtype)
     }
