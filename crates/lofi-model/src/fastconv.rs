@@ -285,10 +285,16 @@ fn sgemm(dst: &mut [f32], m: usize, n: usize, k: usize, a: Mat, b: Mat, acc: boo
 
 /// Frames multiplied together in one GEMM: enough that the GEMM has at least `MIN_COLS`
 /// columns (layer4 of ResNet-18 at 224 px has 7 x 7 = 49 positions per frame, too few for the
-/// GEMM's blocking on their own), one when a frame alone has that many.
+/// GEMM's blocking on their own), one when a frame alone has that many, and never so many that a
+/// group's patch matrix exceeds `MAX_GROUP_ELEMS` (4 MiB of f32 per thread).
 fn group_size(g: &Geom) -> usize {
     const MIN_COLS: usize = 512;
-    MIN_COLS.div_ceil(g.p().max(1))
+    const MAX_GROUP_ELEMS: usize = 1 << 20;
+    let per_frame = (g.k() * g.p()).max(1);
+    MIN_COLS
+        .div_ceil(g.p().max(1))
+        .min(MAX_GROUP_ELEMS / per_frame)
+        .max(1)
 }
 
 /// Runs `work(a_frames, b_frames, parallel)` over the frames: one contiguous chunk of frames
