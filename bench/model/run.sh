@@ -82,7 +82,8 @@ awk '
     for (i = 0; i < n; i++) {
       k = order[i]
       label = (k == "extract") ? sprintf("extraction 100x224 (s/video; %s vs %s frames/s)", fps[k, "burn"], or_dash(fps[k, "torch"])) : k " (s/step)"
-      if (t[k, "base"] != "") before = before sprintf("| %s | %s | %s | %s | %s | %s | %s | %s |\n", label, t[k, "base"], t[k, "burn"], ratio(t[k, "burn"], t[k, "base"]), c[k, "base"], c[k, "burn"], ratio(c[k, "burn"], c[k, "base"]), ratio(g[k, "burn"], g[k, "base"]))
+      blabel = (k == "extract") ? "extraction 100x224 (s/video)" : k " (s/step)"
+      if (t[k, "base"] != "") before = before sprintf("| %s | %s | %s | %s | %s | %s | %s | %s |\n", blabel, t[k, "base"], t[k, "burn"], ratio(t[k, "burn"], t[k, "base"]), c[k, "base"], c[k, "burn"], ratio(c[k, "burn"], c[k, "base"]), ratio(g[k, "burn"], g[k, "base"]))
       printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", label, t[k, "burn"], or_dash(t[k, "torch"]), ratio(t[k, "burn"], t[k, "torch"]), or_dash(c[k, "burn"]), or_dash(c[k, "torch"]), ratio(c[k, "burn"], c[k, "torch"]), g[k, "burn"], or_dash(g[k, "torch"]), ratio(g[k, "burn"], g[k, "torch"])
     }
     if (before != "") {

@@ -301,24 +301,62 @@ fn group_size(g: &Geom) -> usize {
 /// per rayon thread (each running single-threaded GEMMs), or all frames at once with
 /// multi-threaded GEMMs when there are fewer frames than threads. `a` has `la` elements per
 /// frame, `b` `lb`.
-fn over_chunks<R: Send>(
+fn over_chunks(
     n: usize,
     a: &[f32],
     la: usize,
     b: &mut [f32],
     lb: usize,
-    work: impl Fn(&[f32], &mut [f32], bool) -> R + Sync,
-) -> Vec<R> {
-    let threads = rayon::current_num_threads().max(1);
-    if n >= threads && threads > 1 {
-        let per = n.div_ceil(threads);
+    scratch: &mut [Scratch],
+    work: impl Fn(&[f32], &mut [f32], bool, &mut Scratch) + Sync,
+) {
+    let chunks = n_chunks(n);
+    if chunks > 1 {
+        let per = n.div_ceil(chunks);
         b.par_chunks_mut(per * lb)
             .zip(a.par_chunks(per * la))
-            .map(|(bs, as_)| work(as_, bs, false))
-            .collect()
-    } else {
-        vec![work(a, b, true)]
+            .zip(scratch.par_iter_mut())
+            .for_each(|((bs, as_), sc)| work(as_, bs, false, sc));
+    } else if let Some(sc) = scratch.first_mut() {
+        work(a, b, true, sc);
     }
+}
+
+/// Chunks of frames [`over_chunks`] forms: one per rayon thread, or one in all (with
+/// multi-threaded GEMMs) when there are fewer frames than threads.
+fn n_chunks(n: usize) -> usize {
+    let threads = rayon::current_num_threads().max(1);
+    if n >= threads && threads > 1 {
+        n.div_ceil(n.div_ceil(threads))
+    } else {
+        1
+    }
+}
+
+/// Scratch space of one chunk of frames: the group's patch matrix, a gathered or result matrix,
+/// and (weight gradient) the chunk's partial sum.
+struct Scratch {
+    col: Vec<f32>,
+    aux: Vec<f32>,
+    dw: Vec<f32>,
+}
+
+/// One [`Scratch`] per chunk, with room for the largest frame group, allocated here on the
+/// calling thread (reserved, not written). Buffers allocated and freed on the rayon threads stay
+/// in those threads' malloc arenas, which raised the process's peak memory by several percent.
+fn scratch(g: &Geom, dw: bool) -> Vec<Scratch> {
+    let cols = group_size(g).min(g.n.max(1)) * g.p();
+    (0..n_chunks(g.n))
+        .map(|_| Scratch {
+            col: Vec::with_capacity(g.k() * cols),
+            aux: Vec::with_capacity(g.co * cols),
+            dw: if dw {
+                vec![0.0; g.co * g.k()]
+            } else {
+                Vec::new()
+            },
+        })
+        .collect()
 }
 
 /// Copies frames' `[C, P]` blocks side by side into `dst` (`C` rows of `m P`).
@@ -341,8 +379,9 @@ fn forward(g: &Geom, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
         rs: k,
         cs: 1,
     };
-    over_chunks(g.n, x, lx, &mut out, ly, |xs, ys, parallel| {
-        let (mut col, mut res) = (Vec::new(), Vec::new());
+    let mut sc = scratch(g, false);
+    over_chunks(g.n, x, lx, &mut out, ly, &mut sc, |xs, ys, parallel, sc| {
+        let Scratch { col, aux: res, .. } = sc;
         let frames = xs.len() / lx;
         let gs = group_size(g);
         for start in (0..frames).step_by(gs) {
@@ -354,8 +393,8 @@ fn forward(g: &Geom, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
                     xg
                 } else {
                     col.resize(k * p, 0.0);
-                    im2col(g, xg, &mut col, p, 0);
-                    &col
+                    im2col(g, xg, col, p, 0);
+                    col.as_slice()
                 };
                 sgemm(
                     yg,
@@ -375,15 +414,15 @@ fn forward(g: &Geom, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
                 let cols = m * p;
                 col.resize(k * cols, 0.0);
                 for (f, xf) in xg.chunks(lx).enumerate() {
-                    im2col(g, xf, &mut col, cols, f * p);
+                    im2col(g, xf, col, cols, f * p);
                 }
                 res.resize(co * cols, 0.0);
                 let cm = Mat {
-                    data: &col,
+                    data: col.as_slice(),
                     rs: cols,
                     cs: 1,
                 };
-                sgemm(&mut res, co, cols, k, wm, cm, false, parallel);
+                sgemm(res, co, cols, k, wm, cm, false, parallel);
                 for (f, yf) in yg.chunks_mut(ly).enumerate() {
                     for (ch, row) in yf.chunks_mut(p).enumerate() {
                         row.copy_from_slice(&res[ch * cols + f * p..][..p]);
@@ -412,53 +451,62 @@ fn backward_x(g: &Geom, w: &[f32], dy: &[f32]) -> Vec<f32> {
         rs: 1,
         cs: k,
     };
-    over_chunks(g.n, dy, ly, &mut dx, lx, |dys, dxs, parallel| {
-        let (mut col, mut dyg) = (Vec::new(), Vec::new());
-        let frames = dys.len() / ly;
-        let gs = group_size(g);
-        for start in (0..frames).step_by(gs) {
-            let m = gs.min(frames - start);
-            let dy_g = &dys[start * ly..(start + m) * ly];
-            let dx_g = &mut dxs[start * lx..(start + m) * lx];
-            if m == 1 && g.pointwise() {
-                sgemm(
-                    dx_g,
-                    k,
-                    p,
-                    co,
-                    wt,
+    let mut sc = scratch(g, false);
+    over_chunks(
+        g.n,
+        dy,
+        ly,
+        &mut dx,
+        lx,
+        &mut sc,
+        |dys, dxs, parallel, sc| {
+            let Scratch { col, aux: dyg, .. } = sc;
+            let frames = dys.len() / ly;
+            let gs = group_size(g);
+            for start in (0..frames).step_by(gs) {
+                let m = gs.min(frames - start);
+                let dy_g = &dys[start * ly..(start + m) * ly];
+                let dx_g = &mut dxs[start * lx..(start + m) * lx];
+                if m == 1 && g.pointwise() {
+                    sgemm(
+                        dx_g,
+                        k,
+                        p,
+                        co,
+                        wt,
+                        Mat {
+                            data: dy_g,
+                            rs: p,
+                            cs: 1,
+                        },
+                        false,
+                        parallel,
+                    );
+                    continue;
+                }
+                let cols = m * p;
+                let dym = if m == 1 {
                     Mat {
                         data: dy_g,
                         rs: p,
                         cs: 1,
-                    },
-                    false,
-                    parallel,
-                );
-                continue;
-            }
-            let cols = m * p;
-            let dym = if m == 1 {
-                Mat {
-                    data: dy_g,
-                    rs: p,
-                    cs: 1,
+                    }
+                } else {
+                    gather_frames(dy_g, co, p, m, dyg);
+                    Mat {
+                        data: dyg.as_slice(),
+                        rs: cols,
+                        cs: 1,
+                    }
+                };
+                col.resize(k * cols, 0.0);
+                sgemm(col, k, cols, co, wt, dym, false, parallel);
+                for (f, dxf) in dx_g.chunks_mut(lx).enumerate() {
+                    col2im(g, col, cols, f * p, dxf);
                 }
-            } else {
-                gather_frames(dy_g, co, p, m, &mut dyg);
-                Mat {
-                    data: &dyg,
-                    rs: cols,
-                    cs: 1,
-                }
-            };
-            col.resize(k * cols, 0.0);
-            sgemm(&mut col, k, cols, co, wt, dym, false, parallel);
-            for (f, dxf) in dx_g.chunks_mut(lx).enumerate() {
-                col2im(g, &col, cols, f * p, dxf);
             }
-        }
-    });
+        },
+    );
     dx
 }
 
@@ -466,9 +514,9 @@ fn backward_x(g: &Geom, w: &[f32], dy: &[f32]) -> Vec<f32> {
 fn backward_w(g: &Geom, x: &[f32], dy: &[f32]) -> Vec<f32> {
     let (k, p, co) = (g.k(), g.p(), g.co);
     let (lx, ly) = (g.in_frame(), g.out_frame());
-    let parts = over_chunks_ro(g.n, x, lx, dy, ly, |xs, dys, parallel| {
-        let mut dw = vec![0.0f32; co * k];
-        let (mut col, mut dyg) = (Vec::new(), Vec::new());
+    let mut sc = scratch(g, true);
+    over_chunks_ro(g.n, x, lx, dy, ly, &mut sc, |xs, dys, parallel, sc| {
+        let Scratch { col, aux: dyg, dw } = sc;
         let frames = xs.len() / lx;
         let gs = group_size(g);
         let mut first = true;
@@ -482,9 +530,9 @@ fn backward_w(g: &Geom, x: &[f32], dy: &[f32]) -> Vec<f32> {
             } else {
                 col.resize(k * cols, 0.0);
                 for (f, xf) in x_g.chunks(lx).enumerate() {
-                    im2col(g, xf, &mut col, cols, f * p);
+                    im2col(g, xf, col, cols, f * p);
                 }
-                &col
+                col.as_slice()
             };
             let dym = if m == 1 {
                 Mat {
@@ -493,9 +541,9 @@ fn backward_w(g: &Geom, x: &[f32], dy: &[f32]) -> Vec<f32> {
                     cs: 1,
                 }
             } else {
-                gather_frames(dy_g, co, p, m, &mut dyg);
+                gather_frames(dy_g, co, p, m, dyg);
                 Mat {
-                    data: &dyg,
+                    data: dyg.as_slice(),
                     rs: cols,
                     cs: 1,
                 }
@@ -505,12 +553,11 @@ fn backward_w(g: &Geom, x: &[f32], dy: &[f32]) -> Vec<f32> {
                 rs: 1,
                 cs: cols,
             };
-            sgemm(&mut dw, co, k, cols, dym, ct, !first, parallel);
+            sgemm(dw, co, k, cols, dym, ct, !first, parallel);
             first = false;
         }
-        dw
     });
-    let mut it = parts.into_iter();
+    let mut it = sc.into_iter().map(|s| s.dw);
     let mut dw = it.next().unwrap_or_else(|| vec![0.0; co * k]);
     for part in it {
         dw.iter_mut().zip(&part).for_each(|(a, b)| *a += *b);
@@ -519,23 +566,24 @@ fn backward_w(g: &Geom, x: &[f32], dy: &[f32]) -> Vec<f32> {
 }
 
 /// [`over_chunks`] for two read-only operands (`a` with `la` elements per frame, `b` with `lb`).
-fn over_chunks_ro<R: Send>(
+fn over_chunks_ro(
     n: usize,
     a: &[f32],
     la: usize,
     b: &[f32],
     lb: usize,
-    work: impl Fn(&[f32], &[f32], bool) -> R + Sync,
-) -> Vec<R> {
-    let threads = rayon::current_num_threads().max(1);
-    if n >= threads && threads > 1 {
-        let per = n.div_ceil(threads);
+    scratch: &mut [Scratch],
+    work: impl Fn(&[f32], &[f32], bool, &mut Scratch) + Sync,
+) {
+    let chunks = n_chunks(n);
+    if chunks > 1 {
+        let per = n.div_ceil(chunks);
         a.par_chunks(per * la)
             .zip(b.par_chunks(per * lb))
-            .map(|(as_, bs)| work(as_, bs, false))
-            .collect()
-    } else {
-        vec![work(a, b, true)]
+            .zip(scratch.par_iter_mut())
+            .for_each(|((as_, bs), sc)| work(as_, bs, false, sc));
+    } else if let Some(sc) = scratch.first_mut() {
+        work(a, b, true, sc);
     }
 }
 
