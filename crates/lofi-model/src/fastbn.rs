@@ -3,7 +3,7 @@
 //!
 //! # Why
 //! After the convolutions ([`crate::fastconv`]), BatchNorm was the largest part of the
-//! TSM-ResNet training step on the CPU (BENCHMARKS.md, "Where the time goes"). burn 0.22.1 builds
+//! TSM-ResNet training step on the CPU (BENCHMARKS.md, "Where the time went"). burn 0.22.1 builds
 //! it out of generic operations: the statistics through `swap_dims(0, 1)` + `reshape` (a full
 //! copy of the activation each) and `mean_dim`, the normalisation and the backward pass through
 //! half a dozen element-wise passes, most of them on one thread. Here the statistics of each

@@ -1,34 +1,36 @@
 //! 2-D convolution for burn's CPU (flex) backend, forward and both backward passes, as
-//! im2col + one GEMM per frame on the NCHW data.
+//! im2col + one GEMM per frame (or per group of frames) on the NCHW data.
 //!
 //! # Why
 //! Profiling the TSM-ResNet + G-TAD training step on the flex backend (BENCHMARKS.md, "Where the
-//! time goes") showed the encoder's convolutions dominating, and within them the two backward
+//! time went") showed the encoder's convolutions dominating, and within them the two backward
 //! passes, which burn 0.22.1 derives generically: the input gradient as a transposed convolution
 //! and the weight gradient as a convolution of the transposed input by the transposed output
 //! gradient (`[C_in, N, H, W]` convolved with `[C_out, N, Ho, Wo]` as a kernel). The latter turns
 //! a `C_out x (C_in k k)` result into an im2col over `N Ho Wo`-long rows built by a serial
-//! layout conversion of both full tensors, which is where most of the step went. The forward pass
-//! also converts every input to NHWC serially before its tiled im2col.
+//! layout conversion of both full tensors: the largest single cost of the step (about half of
+//! the encoder's convolution time). The forward pass also converts every input to NHWC serially
+//! before its tiled im2col.
 //!
 //! This module computes the same three quantities directly, per frame, with the frames split
 //! over the rayon threads (every thread owns whole frames, so there is no synchronisation inside
-//! a convolution):
+//! a convolution; on small maps several frames share one GEMM, see `group_size`):
 //! - forward: `y[f] = W x col(x[f])`, `col` the `(C_in k k) x (Ho Wo)` patch matrix of frame `f`
 //!   (a 1x1, stride-1, unpadded convolution uses `x[f]` itself);
 //! - input gradient: `dx[f] = col2im(W^T x dy[f])`;
 //! - weight gradient: `dW = sum_f dy[f] x col(x[f])^T`, one accumulator per thread, summed in a
 //!   fixed order at the end (deterministic for a given thread count).
 //!
-//! Only the patch matrix of one frame per thread is ever allocated, so the backward pass needs
-//! less memory than burn's generic one (which copies `x` and `dy` whole). Results equal burn's up
-//! to float rounding (the sums run in a different order); the tests below compare against
-//! burn's own convolution and its gradients.
+//! Only the patch matrix of one frame group per thread is ever allocated (at most 4 MiB, reserved
+//! on the calling thread), so the backward pass needs less memory than burn's generic one (which
+//! copies `x` and `dy` whole). Results equal burn's up to float rounding (the sums run in a
+//! different order); the tests below compare against burn's own convolution and its gradients.
 //!
 //! # Scope
 //! f32, `groups = 1`, dilation 1, symmetric padding, on `Device::flex()` with or without
-//! autodiff: the convolutions of TSM-ResNet. Anything else ([`conv2d`] is called with) goes to
-//! burn's `conv2d` unchanged, so callers never have to check.
+//! autodiff: the convolutions of TSM-ResNet and G-TAD's ungrouped 2-D convolutions. Anything
+//! else [`conv2d`] is called with goes to burn's `conv2d` unchanged, so callers never have to
+//! check.
 //!
 //! The GEMMs are those of the `gemm` crate, the one burn's flex backend itself uses.
 //! `LOFI_FASTCONV=0` in the environment turns the module off (see [`enabled`]).
