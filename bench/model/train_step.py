@@ -9,6 +9,11 @@ formulation as lofi-model (see crates/lofi-model/src/gtad.rs) so that the two si
 same thing.
 
 Usage: python3 train_step.py --snippets 100 --size 224 [--frames 1] [--steps 2] [--threads 2]
+       [--extract]
+
+--extract measures feature extraction instead: the encoder's forward pass alone in eval mode
+(BatchNorm on running statistics) under torch.inference_mode(), one video of L x F frames per
+pass, like the Rust bench's --extract.
 """
 import argparse
 import math
@@ -225,6 +230,25 @@ def loss_fn(out, tg):
     return lb + 10 * lr + lc
 
 
+def extract(a):
+    enc = TsmR18().eval()
+    video = torch.rand(1, a.snippets, a.frames, 3, a.size, a.size)
+    base = status_kib("VmRSS:")
+    times, cpu = [], 0.0
+    with torch.inference_mode():
+        for step in range(a.steps + 1):
+            t0, c0 = time.perf_counter(), time.process_time()
+            float(enc(video).sum())
+            if step > 0:
+                times.append(time.perf_counter() - t0)
+                cpu += time.process_time() - c0
+    peak = status_kib("VmHWM:")
+    mean = sum(times) / len(times)
+    print(f"pytorch extract depth=18 L={a.snippets} F={a.frames} S={a.size} passes={a.steps} "
+          f"sec_per_video={mean:.3f} cpu_sec_per_video={cpu / a.steps:.3f} frames_per_s={a.snippets * a.frames / mean:.2f} "
+          f"peak_rss_mib={peak / 1024:.1f} growth_mib={(peak - base) / 1024:.1f}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--snippets", type=int, default=100)
@@ -232,9 +256,13 @@ def main():
     ap.add_argument("--frames", type=int, default=1)
     ap.add_argument("--steps", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--extract", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
+    if a.extract:
+        extract(a)
+        return
     enc = TsmR18()
     head = Gtad(enc.out_channels)
     params = list(enc.parameters()) + list(head.parameters())
@@ -243,9 +271,9 @@ def main():
     tg = targets([(0.1, 0.35), (0.5, 0.9)], a.snippets)
     head.tables[a.snippets] = (table(a.snippets, a.snippets, 32), table(a.snippets, a.snippets, 4))
     base = status_kib("VmRSS:")
-    times = []
+    times, cpu = [], 0.0
     for step in range(a.steps + 1):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         opt.zero_grad(set_to_none=True)
         out = head(enc(video).transpose(1, 2))
         loss = loss_fn(out, tg)
@@ -253,9 +281,10 @@ def main():
         opt.step()
         if step > 0:
             times.append(time.perf_counter() - t0)
+            cpu += time.process_time() - c0
     peak = status_kib("VmHWM:")
     print(f"pytorch depth=18 L={a.snippets} F={a.frames} S={a.size} steps={a.steps} "
-          f"sec_per_step={sum(times) / len(times):.3f} peak_rss_mib={peak / 1024:.1f} "
+          f"sec_per_step={sum(times) / len(times):.3f} cpu_sec_per_step={cpu / a.steps:.3f} peak_rss_mib={peak / 1024:.1f} "
           f"growth_mib={(peak - base) / 1024:.1f}")
 
 

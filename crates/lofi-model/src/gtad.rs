@@ -39,6 +39,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ModelError;
+use crate::fastconv::conv2d_forward;
 
 /// G-TAD's sizes and hyper-parameters apart from the input width, which comes from the
 /// features (or the encoder). This is the `[head]` section of the training and head configs;
@@ -358,9 +359,9 @@ impl GcnextBlock {
         let nb = gather_neighbours(x.clone(), idx); // [B, C, L, k]
         let me = x.reshape([b, c, l, 1]).expand([b, c, l, k]);
         let edges = Tensor::cat(vec![nb, me], 1); // [B, 2C, L, k]
-        let s = relu(self.sconv1.forward(edges));
-        let s = relu(self.sconv2.forward(s));
-        let s = self.sconv3.forward(s); // [B, C, L, k]
+        let s = relu(conv2d_forward(&self.sconv1, edges));
+        let s = relu(conv2d_forward(&self.sconv2, s));
+        let s = conv2d_forward(&self.sconv3, s); // [B, C, L, k]
         let cout = s.dims()[1];
         s.max_dim(3).reshape([b, cout, l])
     }
@@ -669,10 +670,10 @@ impl GtadHead {
         let x = self.backbone2.forward(base);
         let ctx = context_features(x.clone(), self.k);
         let m = relu(self.align_project(x, ctx));
-        let m = relu(self.loc2.forward(m));
-        let m = relu(self.loc3.forward(m));
-        let m = relu(self.loc4.forward(m));
-        let maps = sigmoid(self.loc5.forward(m));
+        let m = relu(conv2d_forward(&self.loc2, m));
+        let m = relu(conv2d_forward(&self.loc3, m));
+        let m = relu(conv2d_forward(&self.loc4, m));
+        let maps = sigmoid(conv2d_forward(&self.loc5, m));
         let d = self.align.durations(l);
         Ok(GtadOutput {
             start: start.reshape([b, l]),

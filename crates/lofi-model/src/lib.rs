@@ -36,6 +36,8 @@ pub mod card;
 pub mod checkpoint;
 pub mod encoder;
 pub mod error;
+pub mod fastbn;
+pub mod fastconv;
 pub mod gtad;
 pub mod import;
 pub mod kernel_cache;

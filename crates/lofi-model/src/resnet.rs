@@ -26,6 +26,7 @@ use burn::tensor::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ModelError;
+use crate::fastconv::conv2d_forward;
 use crate::shift::temporal_shift;
 
 /// Shape of a TSM-ResNet encoder.
@@ -168,11 +169,12 @@ fn conv2d(cin: usize, cout: usize, k: usize, stride: usize, pad: usize, device: 
 
 /// BatchNorm in f32 whatever the activation dtype: under mixed precision the convolutions run in
 /// bf16 but the batch statistics, the running statistics and the affine parameters stay f32
-/// (see [`crate::precision`]); in f32 this is exactly `bn.forward(x)`.
+/// (see [`crate::precision`]); in f32 this is `bn.forward(x)` (through [`crate::fastbn`] when
+/// training on the CPU).
 fn bn(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
     let dtype = x.dtype();
     if dtype == DType::F32 {
-        bn.forward(x)
+        crate::fastbn::batch_norm(bn, x)
     } else {
         bn.forward(x.cast(DType::F32)).cast(dtype)
     }
@@ -196,7 +198,7 @@ impl Downsample {
         }
     }
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        bn(&self.bn, self.conv.forward(x))
+        bn(&self.bn, conv2d_forward(&self.conv, x))
     }
 }
 
@@ -289,8 +291,8 @@ impl Block {
         };
         match self {
             Block::Basic(b) => {
-                let y = relu(bn(&b.bn1, b.conv1.forward(branch_in)));
-                let y = bn(&b.bn2, b.conv2.forward(y));
+                let y = relu(bn(&b.bn1, conv2d_forward(&b.conv1, branch_in)));
+                let y = bn(&b.bn2, conv2d_forward(&b.conv2, y));
                 let id = match &b.downsample {
                     Some(d) => d.forward(x),
                     None => x,
@@ -298,9 +300,9 @@ impl Block {
                 relu(y + id)
             }
             Block::Bottleneck(b) => {
-                let y = relu(bn(&b.bn1, b.conv1.forward(branch_in)));
-                let y = relu(bn(&b.bn2, b.conv2.forward(y)));
-                let y = bn(&b.bn3, b.conv3.forward(y));
+                let y = relu(bn(&b.bn1, conv2d_forward(&b.conv1, branch_in)));
+                let y = relu(bn(&b.bn2, conv2d_forward(&b.conv2, y)));
+                let y = bn(&b.bn3, conv2d_forward(&b.conv3, y));
                 let id = match &b.downsample {
                     Some(d) => d.forward(x),
                     None => x,
@@ -379,7 +381,7 @@ impl TsmEncoder {
     /// spatially: returns `[N * T, C]`.
     pub fn frame_features(&self, frames: Tensor<4>, n_segment: usize) -> Tensor<2> {
         let shift = self.shift.then_some((n_segment, self.shift_div));
-        let x = relu(bn(&self.bn1, self.conv1.forward(frames)));
+        let x = relu(bn(&self.bn1, conv2d_forward(&self.conv1, frames)));
         let mut x = self.maxpool.forward(x);
         for layer in [&self.layer1, &self.layer2, &self.layer3, &self.layer4] {
             for block in layer {
