@@ -30,8 +30,8 @@ pub use detect::{
 };
 pub use error::{HeadError, Result};
 pub use extract::{
-    extract, verify, EncoderSpec, ExtractConfig, ExtractInputs, ExtractOutcome, Shard, VerifyReport,
-    THUMOS14_STRIDE_FRAMES,
+    extract, verify, EncoderSpec, ExtractConfig, ExtractInputs, ExtractOutcome, Shard,
+    VerifyReport, THUMOS14_STRIDE_FRAMES,
 };
 pub use features::{FeatureIndex, FeatureStore, VideoFeatures};
 pub use model::{cpu_device, HeadMeta, TrainedHead};

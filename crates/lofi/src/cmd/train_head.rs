@@ -50,13 +50,13 @@ pub struct TrainHeadArgs {
     /// Seed.
     #[arg(long)]
     seed: Option<u64>,
-    /// Continue the run in --out from its last complete epoch (with the run's own config.toml
-    /// unless --config is given).
-    #[arg(long)]
     /// Skip videos without a feature file (with a warning) instead of failing, e.g. videos
     /// missing from the download that extraction skipped (`skip_missing` in the config).
     #[arg(long)]
     skip_missing_features: bool,
+    /// Continue the run in --out from its last complete epoch (with the run's own config.toml
+    /// unless --config is given).
+    #[arg(long)]
     resume: bool,
     /// Start afresh in an --out that holds another run, deleting that run's checkpoints and
     /// outputs (without it such a folder is refused).
