@@ -32,7 +32,20 @@ for vid,e in gt["database"].items():
     db[vid]=e
 json.dump({"database":db},open("thumos/thumos14.json","w"))
 PY
-cat > tiny_thumos_train.toml <<'T'
+# The tiny G-TAD of the tiny preset, anchors up to 8 snippets (the thumos14 preset: 64 of 256).
+HEAD_TABLE='[head]
+hidden = 16
+stem_groups = 4
+k = 3
+groups = 4
+width_per_group = 4
+num_samples = 8
+context_samples = 2
+map_hidden = 32
+map_channels = 16
+map_kernel = 1
+max_duration = 8'
+cat > tiny_thumos_train.toml <<T
 epochs = 1
 batch_size = 4
 [full]
@@ -49,20 +62,9 @@ window_stride = 8
 [encoder]
 depth = 18
 base_width = 4
-[head]
-hidden = 16
-stem_groups = 4
-k = 3
-groups = 4
-width_per_group = 4
-num_samples = 8
-context_samples = 2
-map_hidden = 32
-map_channels = 16
-map_kernel = 1
-max_duration = 8
+$HEAD_TABLE
 T
-cat > tiny_thumos_head.toml <<'T'
+cat > tiny_thumos_head.toml <<T
 snippets = 16
 epochs = 2
 batch_size = 4
@@ -72,18 +74,7 @@ validate_every = 0
 [temporal]
 mode = "windows"
 window_stride = 8
-[head]
-hidden = 16
-stem_groups = 4
-k = 3
-groups = 4
-width_per_group = 4
-num_samples = 8
-context_samples = 2
-map_hidden = 32
-map_channels = 16
-map_kernel = 1
-max_duration = 8
+$HEAD_TABLE
 [detect]
 soft_nms_sigma = 0.46
 T

@@ -361,6 +361,30 @@ fn scratch(g: &Geom, dw: bool) -> Vec<Scratch> {
         .collect()
 }
 
+/// The output gradient of `m` frames (`[m, C, P]`) as one `[C, m P]` matrix: the frame itself
+/// when `m == 1`, else gathered into `buf`.
+fn frames_matrix<'a>(
+    dy: &'a [f32],
+    c: usize,
+    p: usize,
+    m: usize,
+    buf: &'a mut Vec<f32>,
+) -> Mat<'a> {
+    if m == 1 {
+        return Mat {
+            data: dy,
+            rs: p,
+            cs: 1,
+        };
+    }
+    gather_frames(dy, c, p, m, buf);
+    Mat {
+        data: buf.as_slice(),
+        rs: m * p,
+        cs: 1,
+    }
+}
+
 /// Copies frames' `[C, P]` blocks side by side into `dst` (`C` rows of `m P`).
 fn gather_frames(src: &[f32], c: usize, p: usize, m: usize, dst: &mut Vec<f32>) {
     dst.resize(c * m * p, 0.0);
@@ -487,20 +511,7 @@ fn backward_x(g: &Geom, w: &[f32], dy: &[f32]) -> Vec<f32> {
                     continue;
                 }
                 let cols = m * p;
-                let dym = if m == 1 {
-                    Mat {
-                        data: dy_g,
-                        rs: p,
-                        cs: 1,
-                    }
-                } else {
-                    gather_frames(dy_g, co, p, m, dyg);
-                    Mat {
-                        data: dyg.as_slice(),
-                        rs: cols,
-                        cs: 1,
-                    }
-                };
+                let dym = frames_matrix(dy_g, co, p, m, dyg);
                 col.resize(k * cols, 0.0);
                 sgemm(col, k, cols, co, wt, dym, false, parallel);
                 for (f, dxf) in dx_g.chunks_mut(lx).enumerate() {
@@ -536,20 +547,7 @@ fn backward_w(g: &Geom, x: &[f32], dy: &[f32]) -> Vec<f32> {
                 }
                 col.as_slice()
             };
-            let dym = if m == 1 {
-                Mat {
-                    data: dy_g,
-                    rs: p,
-                    cs: 1,
-                }
-            } else {
-                gather_frames(dy_g, co, p, m, dyg);
-                Mat {
-                    data: dyg.as_slice(),
-                    rs: cols,
-                    cs: 1,
-                }
-            };
+            let dym = frames_matrix(dy_g, co, p, m, dyg);
             let ct = Mat {
                 data: patches,
                 rs: 1,
