@@ -585,8 +585,21 @@ fn slurm_example_runs_as_documented() {
     let ids = sorted_ids(&gt);
     let mut expected_files: BTreeSet<String> = ids.iter().map(|id| format!("{id}.npy")).collect();
     expected_files.extend((0..N).map(|k| format!("index.shard-{k}-of-{N}.json")));
-    expected_files.extend(["index.json".to_string(), "config.toml".to_string()]);
+    expected_files.extend([
+        "index.json".to_string(),
+        "config.toml".to_string(),
+        "fingerprint.json".to_string(),
+    ]);
+    // Plus the locks: the folder's (taken shared by every shard) and one per shard, all left
+    // empty by shards that finished.
+    expected_files.insert(".lofi-lock".to_string());
+    expected_files.extend((0..N).map(|k| format!(".lofi-lock.shard-{k}-of-{N}")));
     assert_eq!(file_names(&features), expected_files, "feature folder");
+    for k in 0..N {
+        let lock = features.join(format!(".lofi-lock.shard-{k}-of-{N}"));
+        let holder = std::fs::read_to_string(&lock).expect("shard lock");
+        assert!(holder.is_empty(), "shard {k} ended but left {holder:?}");
+    }
     let before: BTreeMap<String, Vec<u8>> = ids
         .iter()
         .map(|id| {
