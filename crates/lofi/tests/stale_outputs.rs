@@ -194,3 +194,28 @@ fn a_head_run_resumes_only_with_its_inputs_and_overwrite_starts_afresh() {
     let fp = std::fs::read_to_string(run.join("fingerprint.json")).expect("fingerprint");
     assert!(fp.contains("\"size\": 40"), "{fp}");
 }
+
+/// The demo continues only its own folder: one of another size, or of an older lofi (no
+/// fingerprint), would lend it its data and finished rows.
+#[test]
+fn a_demo_folder_of_another_demo_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("demo");
+    std::fs::create_dir_all(out.join("data")).expect("mkdir");
+    let (ok, _, err) = lofi(&["demo", "--size", "smoke", "--out", s(&out)]);
+    assert!(
+        !ok && err.contains("without a fingerprint.json") && err.contains("--fresh"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(out.join("data")).expect("rmdir");
+    std::fs::write(
+        out.join("fingerprint.json"),
+        r#"{"parts": {"size": "Tiny", "dataset_seed": 0}}"#,
+    )
+    .expect("fingerprint");
+    let (ok, _, err) = lofi(&["demo", "--size", "smoke", "--out", s(&out)]);
+    assert!(
+        !ok && err.contains("size: \"Tiny\" (recorded) vs \"Smoke\" (this run)"),
+        "{err}"
+    );
+}

@@ -291,6 +291,16 @@ pub fn run(args: DemoArgs) -> Result<()> {
     // One demo at a time in a folder, and only the demo that made it continues it: another size
     // or dataset seed would otherwise reuse the data and finished rows of the first.
     let _lock = lofi_engine::FolderLock::exclusive(out, "the demo")?;
+    if lofi_engine::Fingerprint::read(out)?.is_none()
+        && (out.join("data").exists() || out.join("demo.json").exists())
+    {
+        anyhow::bail!(
+            "{} holds a demo without a fingerprint.json (made by an older lofi), whose data and \
+             finished rows cannot be told from this one's: run with --fresh to start over, or \
+             choose another --out",
+            out.display()
+        );
+    }
     lofi_engine::Fingerprint::new()
         .with("size", &format!("{:?}", args.size))?
         .with("dataset_seed", &args.seed)?
