@@ -55,6 +55,18 @@ pub fn read_videos(
     skip_missing: bool,
 ) -> TrainResult<(Vec<TrainVideo>, Vec<VideoFailure>)> {
     let gt = GroundTruth::read(ground_truth)?;
+    subset_videos(&gt, ground_truth, videos, subset, skip_missing)
+}
+
+/// [`read_videos`] on a ground truth already read from `ground_truth` (which errors name), so a
+/// caller taking several subsets parses the file once.
+pub fn subset_videos(
+    gt: &GroundTruth,
+    ground_truth: &Path,
+    videos: &Path,
+    subset: &str,
+    skip_missing: bool,
+) -> TrainResult<(Vec<TrainVideo>, Vec<VideoFailure>)> {
     let entries: Vec<(&String, &VideoEntry)> = gt.videos_of(subset).collect();
     let (found, missing) = locate_videos(
         ground_truth,

@@ -42,7 +42,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
 use crate::data::{
-    decode, read_videos, shuffled_batches, stack_clips, windows_of, Decoded, EpochBatches,
+    decode, shuffled_batches, stack_clips, subset_videos, windows_of, Decoded, EpochBatches,
     FailureList, PretrainSubsets, TrainVideo,
 };
 use crate::error::{TrainError, TrainResult};
@@ -550,16 +550,21 @@ impl TrainingData {
         // follows too).
         let gt = lofi_video::ground_truth::GroundTruth::read(&paths.ground_truth)?;
         let subsets = PretrainSubsets::choose(&gt, &paths.ground_truth, None, None)?;
-        let (train, mut failures) = read_videos(
+        let (train, mut failures) = subset_videos(
+            &gt,
             &paths.ground_truth,
             &paths.videos,
             &subsets.train,
             skip_missing,
         )?;
         let (val, val_failed) = match &subsets.validation {
-            Some(subset) if config.validate_every > 0 => {
-                read_videos(&paths.ground_truth, &paths.videos, subset, skip_missing)?
-            }
+            Some(subset) if config.validate_every > 0 => subset_videos(
+                &gt,
+                &paths.ground_truth,
+                &paths.videos,
+                subset,
+                skip_missing,
+            )?,
             _ => (Vec::new(), Vec::new()),
         };
         failures.extend(val_failed);
