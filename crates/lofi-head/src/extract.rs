@@ -33,7 +33,7 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
-use lofi_engine::fingerprint::{clear_outputs, sha256_file, FINGERPRINT_FILE};
+use lofi_engine::fingerprint::{clear_outputs, sha256_bytes, sha256_file, FINGERPRINT_FILE};
 use lofi_engine::{Claim, Fingerprint, FolderLock, Preset, Settings};
 use lofi_model::{Encoder, EncoderArch};
 use lofi_video::ground_truth::{locate_videos, GroundTruth};
@@ -455,9 +455,14 @@ pub fn extract(
                 .map_err(|e| HeadError::Input(format!("cannot read encoder output: {e:?}")))?;
             let file = format!("{}.npy", video.id);
             let path = inputs.out.join(&file);
-            let written = npy::write_f32_2d(&path, cl, c, &data)
+            // The hash of the bytes written, without reading the file back.
+            let written = npy::encode_f32_2d(cl, c, &data)
                 .map_err(|e| e.0)
-                .and_then(|()| sha256_file(&path).map_err(|e| e.to_string()));
+                .and_then(|bytes| {
+                    lofi_eval::write_atomic(&path, &bytes)
+                        .map(|()| sha256_bytes(&bytes))
+                        .map_err(|e| format!("cannot write: {e}"))
+                });
             match written {
                 Ok(sha256) => {
                     entries.insert(
@@ -924,7 +929,9 @@ fn verify_file(
         },
     };
     let shape = check_output(path, Some(l), c)?;
-    let sha256 = sha256_file(path).map_err(|e| e.to_string())?;
+    // One read serves the hash and the values.
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let sha256 = sha256_bytes(&bytes);
     if let Some(want) = recorded.and_then(|e| e.sha256.as_ref()) {
         if *want != sha256 {
             return Err(format!(
@@ -933,7 +940,7 @@ fn verify_file(
             ));
         }
     }
-    let a = npy::read_2d(path).map_err(|e| e.0)?;
+    let a = npy::parse_2d(&bytes).map_err(|e| e.0)?;
     if let Some(i) = a.data.iter().position(|v| !v.is_finite()) {
         return Err(format!(
             "value {} at row {} is not finite",
