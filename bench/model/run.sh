@@ -8,7 +8,10 @@
 # Usage: bench/model/run.sh [python-with-torch] [steps]
 #   CONFIGS="25 224 T-LoFi;..." limits the training configurations (default: all four);
 #   EXTRACT=0 skips extraction; BASELINE=1 also runs burn with LOFI_FASTCONV=0 (burn's own
-#   convolution and BatchNorm, i.e. without lofi-model's fastconv/fastbn) for a before/after column.
+#   convolution and BatchNorm, i.e. without lofi-model's fastconv/fastbn) for a before/after column;
+#   REPEAT=n runs each configuration's processes n times, interleaved (burn, PyTorch, burn, ...),
+#   and the tables give the median of each column (the shared machines are noisy: one process can
+#   take 20 % more or less than the next).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY="${1:-}"
@@ -16,6 +19,7 @@ STEPS="${2:-2}"
 CONFIGS="${CONFIGS:-100 224 full;100 112 S-LoFi;25 224 T-LoFi;50 158 ST-LoFi}"
 EXTRACT="${EXTRACT:-1}"
 BASELINE="${BASELINE:-0}"
+REPEAT="${REPEAT:-1}"
 cargo bench -p lofi-model --bench train_step --no-run
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
@@ -43,23 +47,27 @@ IFS=';' read -ra cfgs <<<"$CONFIGS"
 for cfg in "${cfgs[@]}"; do
   set -- $cfg
   echo "== $3 (L=$1, S=$2)"
-  baseline "$3" cargo bench -q -p lofi-model --bench train_step -- --snippets "$1" --size "$2" --steps "$STEPS"
-  run "$3" cargo bench -q -p lofi-model --bench train_step -- --snippets "$1" --size "$2" --steps "$STEPS"
-  if [ -n "$PY" ]; then
-    run "$3" "$PY" bench/model/train_step.py --snippets "$1" --size "$2" --steps "$STEPS" --threads "$(nproc)"
-  fi
+  for _ in $(seq "$REPEAT"); do
+    baseline "$3" cargo bench -q -p lofi-model --bench train_step -- --snippets "$1" --size "$2" --steps "$STEPS"
+    run "$3" cargo bench -q -p lofi-model --bench train_step -- --snippets "$1" --size "$2" --steps "$STEPS"
+    if [ -n "$PY" ]; then
+      run "$3" "$PY" bench/model/train_step.py --snippets "$1" --size "$2" --steps "$STEPS" --threads "$(nproc)"
+    fi
+  done
 done
 if [ "$EXTRACT" = 1 ]; then
   echo "== extraction (L=100, S=224)"
-  baseline extract cargo bench -q -p lofi-model --bench train_step -- --extract --snippets 100 --size 224 --steps "$STEPS"
-  run extract cargo bench -q -p lofi-model --bench train_step -- --extract --snippets 100 --size 224 --steps "$STEPS"
-  if [ -n "$PY" ]; then
-    run extract "$PY" bench/model/train_step.py --extract --snippets 100 --size 224 --steps "$STEPS" --threads "$(nproc)"
-  fi
+  for _ in $(seq "$REPEAT"); do
+    baseline extract cargo bench -q -p lofi-model --bench train_step -- --extract --snippets 100 --size 224 --steps "$STEPS"
+    run extract cargo bench -q -p lofi-model --bench train_step -- --extract --snippets 100 --size 224 --steps "$STEPS"
+    if [ -n "$PY" ]; then
+      run extract "$PY" bench/model/train_step.py --extract --snippets 100 --size 224 --steps "$STEPS" --threads "$(nproc)"
+    fi
+  done
 fi
 
 echo
-echo "## burn / PyTorch, this run ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) threads, load $(cut -d' ' -f1-3 /proc/loadavg))"
+echo "## burn / PyTorch, this run ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) threads, load $(cut -d' ' -f1-3 /proc/loadavg), median of $REPEAT interleaved run(s) per cell)"
 echo
 awk '
   function val(key,   i, kv) {
@@ -69,14 +77,27 @@ awk '
   {
     side = ($2 ~ /^base-/) ? "base" : (($2 ~ /^burn/) ? "burn" : "torch")
     if (!($1 in seen)) { seen[$1] = 1; order[n++] = $1 }
+    r = ++runs[$1, side]
     if ($1 == "extract") {
-      t[$1, side] = val("sec_per_video"); c[$1, side] = val("cpu_sec_per_video"); fps[$1, side] = val("frames_per_s")
-    } else { t[$1, side] = val("sec_per_step"); c[$1, side] = val("cpu_sec_per_step") }
-    g[$1, side] = val("growth_mib")
+      T[$1, side, r] = val("sec_per_video"); C[$1, side, r] = val("cpu_sec_per_video"); F[$1, side, r] = val("frames_per_s")
+    } else { T[$1, side, r] = val("sec_per_step"); C[$1, side, r] = val("cpu_sec_per_step") }
+    G[$1, side, r] = val("growth_mib")
+  }
+  # Median of the runs of one configuration and side (the lower middle value for an even count).
+  function median(A, k, side,   m, i, j, v, x) {
+    m = runs[k, side]
+    for (i = 1; i <= m; i++) v[i] = A[k, side, i] + 0
+    for (i = 2; i <= m; i++) { x = v[i]; for (j = i - 1; j >= 1 && v[j] > x; j--) v[j + 1] = v[j]; v[j + 1] = x }
+    return m ? v[int((m + 1) / 2)] : ""
   }
   function ratio(a, b) { return (a != "" && b != "" && b > 0) ? sprintf("%.2fx", a / b) : "-" }
   function or_dash(v) { return v == "" ? "-" : v }
   END {
+    for (key in runs) {
+      split(key, ks, SUBSEP)
+      t[key] = median(T, ks[1], ks[2]); c[key] = median(C, ks[1], ks[2])
+      fps[key] = median(F, ks[1], ks[2]); g[key] = median(G, ks[1], ks[2])
+    }
     print "| configuration | burn s | PyTorch s | burn / PyTorch time | burn CPU s | PyTorch CPU s | burn / PyTorch CPU | burn growth MiB | PyTorch growth MiB | burn / PyTorch memory |"
     print "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     for (i = 0; i < n; i++) {

@@ -55,18 +55,85 @@ fn stats(x: &[f32], c: usize, p: usize) -> (Vec<f32>, Vec<f32>) {
         .unzip()
 }
 
-/// `y = (x - mean) / sqrt(var + eps) * gamma + beta`, one `P`-block per (frame, channel).
-fn normalize(x: &[f32], p: usize, scale: &[f32], shift: &[f32]) -> Vec<f32> {
-    let c = scale.len();
+/// What follows the normalisation in the same pass.
+#[derive(Debug, Clone, Copy)]
+enum Then<'a> {
+    /// Nothing: `bn(x)`.
+    Nothing,
+    /// `relu(bn(x))`.
+    Relu,
+    /// `relu(bn(x) + r)`, `r` of `x`'s shape (a ResNet block's residual connection).
+    AddRelu(&'a [f32]),
+}
+
+/// ReLU as burn's flex backend computes it: NaN passes through.
+#[inline]
+fn relu(v: f32) -> f32 {
+    if v.is_nan() || v > 0.0 {
+        v
+    } else {
+        0.0
+    }
+}
+
+/// `y = (x - mean) / sqrt(var + eps) * gamma + beta`, then `then`, one `P`-block per (frame,
+/// channel).
+fn normalize(x: &[f32], p: usize, scale: &[f32], shift: &[f32], then: Then) -> Vec<f32> {
     let mut y = vec![0.0f32; x.len()];
-    y.par_chunks_mut(p)
-        .zip(x.par_chunks(p))
-        .enumerate()
-        .for_each(|(i, (yb, xb))| {
-            let (a, b) = (scale[i % c], shift[i % c]);
-            yb.iter_mut().zip(xb).for_each(|(o, &v)| *o = v * a + b);
-        });
+    normalize_into(&mut y, Some(x), p, scale, shift, then);
     y
+}
+
+/// [`normalize`] writing into `y`, reading `x`, or `y` itself (in place) when `x` is `None`.
+fn normalize_into(
+    y: &mut [f32],
+    x: Option<&[f32]>,
+    p: usize,
+    scale: &[f32],
+    shift: &[f32],
+    then: Then,
+) {
+    let c = scale.len();
+    y.par_chunks_mut(p).enumerate().for_each(|(i, yb)| {
+        let (a, b) = (scale[i % c], shift[i % c]);
+        let xb = x.map(|x| &x[i * p..][..p]);
+        match then {
+            Then::Nothing => map_plane(yb, xb, |v, _| v * a + b),
+            Then::Relu => map_plane(yb, xb, |v, _| relu(v * a + b)),
+            Then::AddRelu(r) => {
+                let rb = &r[i * p..][..p];
+                map_plane(yb, xb, |v, j| relu(v * a + b + rb[j]))
+            }
+        }
+    });
+}
+
+/// `out[j] = f(input[j], j)`, or `f(out[j], j)` in place without an input.
+#[inline]
+fn map_plane(out: &mut [f32], input: Option<&[f32]>, f: impl Fn(f32, usize) -> f32) {
+    match input {
+        Some(xb) => out
+            .iter_mut()
+            .zip(xb)
+            .enumerate()
+            .for_each(|(j, (o, &v))| *o = f(v, j)),
+        None => out.iter_mut().enumerate().for_each(|(j, o)| *o = f(*o, j)),
+    }
+}
+
+/// The gradient through the ReLU: `dy` where the output `y` was positive (or NaN, as burn's
+/// `relu_backward`), zero elsewhere.
+fn relu_mask(y: &[f32], dy: &[f32]) -> Vec<f32> {
+    const CHUNK: usize = 1 << 14;
+    let mut g = vec![0.0f32; y.len()];
+    g.par_chunks_mut(CHUNK)
+        .zip(y.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK)))
+        .for_each(|(gb, (yb, db))| {
+            for ((o, &v), &d) in gb.iter_mut().zip(yb).zip(db) {
+                *o = if v.is_nan() || v > 0.0 { d } else { 0.0 };
+            }
+        });
+    g
 }
 
 /// Gradients `(dx, dgamma, dbeta)` of the normalisation, given `dy`.
@@ -120,24 +187,37 @@ fn inv_std(var: &[f32], eps: f64) -> Vec<f32> {
         .collect()
 }
 
-/// Forward on flex tensors: `(y, mean, biased variance)`.
+/// `(C, P)` of an `[N, C, ...]` shape.
+fn channels_planes(shape: &[usize]) -> (usize, usize) {
+    (shape[1], shape[2..].iter().product::<usize>())
+}
+
+/// Forward on flex tensors: `(y, mean, biased variance)`; `residual` given means
+/// `relu(bn(x) + residual)`, `relu` alone `relu(bn(x))`.
 fn flex_forward(
     x: &FlexTensor,
     gamma: &FlexTensor,
     beta: &FlexTensor,
     eps: f64,
+    relu: bool,
+    residual: Option<&FlexTensor>,
 ) -> (FlexTensor, FlexTensor, FlexTensor) {
     let shape = x.layout().shape().to_vec();
-    let c = shape[1];
-    let p = shape[2..].iter().product::<usize>();
+    let (c, p) = channels_planes(&shape);
     let (x, gamma, beta) = (contiguous(x), contiguous(gamma), contiguous(beta));
+    let residual = residual.map(contiguous);
     let (mean, var) = stats(slice(&x), c, p);
     let is = inv_std(&var, eps);
     let g = slice(&gamma);
     let b = slice(&beta);
     let scale: Vec<f32> = (0..c).map(|ch| g[ch] * is[ch]).collect();
     let shift: Vec<f32> = (0..c).map(|ch| b[ch] - mean[ch] * scale[ch]).collect();
-    let y = normalize(slice(&x), p, &scale, &shift);
+    let then = match (&residual, relu) {
+        (Some(r), _) => Then::AddRelu(slice(r)),
+        (None, true) => Then::Relu,
+        (None, false) => Then::Nothing,
+    };
+    let y = normalize(slice(&x), p, &scale, &shift, then);
     (
         flex_f32(y, &shape),
         flex_f32(mean, &[c]),
@@ -148,9 +228,62 @@ fn flex_forward(
 #[derive(Debug)]
 struct BatchNormTrainOp;
 
+/// `relu(bn(x))`: the plain operation's state plus the output (for the ReLU's mask; it is the
+/// next layer's input, so keeping it costs no memory).
+#[derive(Debug)]
+struct BatchNormReluOp;
+
+/// `relu(bn(x) + r)`, the end of a ResNet block; state as [`BatchNormReluOp`].
+#[derive(Debug)]
+struct BatchNormAddReluOp;
+
+/// Checkpointed input and gamma, the batch statistics, epsilon.
+type BnState = (NodeId, NodeId, FlexTensor, FlexTensor, f64);
+
+/// The normalisation's gradients `(dx, dgamma, dbeta)` as flex tensors, given the gradient `g`
+/// of its output.
+fn bn_grads(
+    state: BnState,
+    g: &[f32],
+    checkpointer: &mut Checkpointer,
+) -> (FlexTensor, FlexTensor, FlexTensor) {
+    let (xs, gs, mean, var, eps) = state;
+    let x = contiguous(&checkpointer.retrieve_node_output::<FlexTensor>(xs));
+    let gamma = contiguous(&checkpointer.retrieve_node_output::<FlexTensor>(gs));
+    let shape = x.layout().shape().to_vec();
+    let (c, p) = channels_planes(&shape);
+    let is = inv_std(slice(&contiguous(&var)), eps);
+    let (dx, dgamma, dbeta) = backward(
+        slice(&x),
+        g,
+        p,
+        slice(&gamma),
+        slice(&contiguous(&mean)),
+        &is,
+    );
+    (
+        flex_f32(dx, &shape),
+        flex_f32(dgamma, &[c]),
+        flex_f32(dbeta, &[c]),
+    )
+}
+
+/// Registers the three gradients of the normalisation with the parents that track them.
+fn register(
+    grads: &mut Gradients,
+    parents: [Option<NodeId>; 3],
+    (dx, dgamma, dbeta): (FlexTensor, FlexTensor, FlexTensor),
+) {
+    let [node_x, node_gamma, node_beta] = parents;
+    for (node, grad) in [(node_x, dx), (node_gamma, dgamma), (node_beta, dbeta)] {
+        if let Some(id) = node {
+            grads.register::<Flex>(id, grad);
+        }
+    }
+}
+
 impl Backward<Flex, 3> for BatchNormTrainOp {
-    // Checkpointed input and gamma, the batch statistics, epsilon.
-    type State = (NodeId, NodeId, FlexTensor, FlexTensor, f64);
+    type State = BnState;
 
     fn backward(
         self,
@@ -158,61 +291,137 @@ impl Backward<Flex, 3> for BatchNormTrainOp {
         grads: &mut Gradients,
         checkpointer: &mut Checkpointer,
     ) {
-        let [node_x, node_gamma, node_beta] = ops.parents;
         let dy = contiguous(&grads.consume::<Flex>(&ops.node));
-        let (xs, gs, mean, var, eps) = ops.state;
-        let x = contiguous(&checkpointer.retrieve_node_output::<FlexTensor>(xs));
-        let gamma = contiguous(&checkpointer.retrieve_node_output::<FlexTensor>(gs));
-        let shape = x.layout().shape().to_vec();
-        let c = shape[1];
-        let p = shape[2..].iter().product::<usize>();
-        let is = inv_std(slice(&contiguous(&var)), eps);
-        let (dx, dgamma, dbeta) = backward(
-            slice(&x),
-            slice(&dy),
-            p,
-            slice(&gamma),
-            slice(&contiguous(&mean)),
-            &is,
-        );
-        if let Some(node) = node_x {
-            grads.register::<Flex>(node.id, flex_f32(dx, &shape));
-        }
-        if let Some(node) = node_gamma {
-            grads.register::<Flex>(node.id, flex_f32(dgamma, &[c]));
-        }
-        if let Some(node) = node_beta {
-            grads.register::<Flex>(node.id, flex_f32(dbeta, &[c]));
+        let bn = bn_grads(ops.state, slice(&dy), checkpointer);
+        register(grads, ops.parents.map(|p| p.map(|n| n.id)), bn);
+    }
+}
+
+impl Backward<Flex, 3> for BatchNormReluOp {
+    type State = (BnState, FlexTensor);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let dy = contiguous(&grads.consume::<Flex>(&ops.node));
+        let (state, y) = ops.state;
+        let g = relu_mask(slice(&contiguous(&y)), slice(&dy));
+        drop(dy);
+        let bn = bn_grads(state, &g, checkpointer);
+        register(grads, ops.parents.map(|p| p.map(|n| n.id)), bn);
+    }
+}
+
+impl Backward<Flex, 4> for BatchNormAddReluOp {
+    type State = (BnState, FlexTensor);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 4>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let dy = contiguous(&grads.consume::<Flex>(&ops.node));
+        let (state, y) = ops.state;
+        let g = relu_mask(slice(&contiguous(&y)), slice(&dy));
+        drop(dy);
+        let bn = bn_grads(state, &g, checkpointer);
+        let [node_x, node_gamma, node_beta, node_r] = ops.parents;
+        let ids = [node_x, node_gamma, node_beta].map(|p| p.map(|n| n.id));
+        register(grads, ids, bn);
+        if let Some(node) = node_r {
+            // The residual's gradient is the masked output gradient itself.
+            grads.register::<Flex>(node.id, flex_f32(g, y.layout().shape()));
         }
     }
 }
 
 type AdTensor = FloatTensor<Autodiff<Flex>>;
 
-/// The autodiff operation: `(y, mean, variance)`, the statistics untracked.
+/// The autodiff operation: `(y, mean, variance)`, the statistics untracked. `then` as in
+/// [`flex_forward`]: `(false, None)` is the plain normalisation.
 fn autodiff_forward(
     x: AdTensor,
     gamma: AdTensor,
     beta: AdTensor,
     eps: f64,
+    relu: bool,
+    residual: Option<AdTensor>,
 ) -> (AdTensor, AdTensor, AdTensor) {
-    match BatchNormTrainOp
-        .prepare::<NoCheckpointing>([x.node(), gamma.node(), beta.node()])
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(mut prep) => {
-            let xs = prep.checkpoint(&x);
-            let gs = prep.checkpoint(&gamma);
-            let (y, mean, var) =
-                flex_forward(x.primitive(), gamma.primitive(), beta.primitive(), eps);
-            let out = prep.finish((xs, gs, mean.clone(), var.clone(), eps), y);
-            (out, AdTensor::new(mean), AdTensor::new(var))
-        }
-        OpsKind::UnTracked(prep) => {
-            let (y, mean, var) =
-                flex_forward(x.primitive(), gamma.primitive(), beta.primitive(), eps);
-            (prep.finish(y), AdTensor::new(mean), AdTensor::new(var))
+    let nodes = [x.node(), gamma.node(), beta.node()];
+    let forward = || {
+        flex_forward(
+            x.primitive(),
+            gamma.primitive(),
+            beta.primitive(),
+            eps,
+            relu,
+            residual.as_ref().map(|r| r.primitive()),
+        )
+    };
+    let stats = |mean: FlexTensor, var: FlexTensor| (AdTensor::new(mean), AdTensor::new(var));
+    match (relu, &residual) {
+        (false, None) => match BatchNormTrainOp
+            .prepare::<NoCheckpointing>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let (xs, gs) = (prep.checkpoint(&x), prep.checkpoint(&gamma));
+                let (y, mean, var) = forward();
+                let out = prep.finish((xs, gs, mean.clone(), var.clone(), eps), y);
+                let (m, v) = stats(mean, var);
+                (out, m, v)
+            }
+            OpsKind::UnTracked(prep) => {
+                let (y, mean, var) = forward();
+                let (m, v) = stats(mean, var);
+                (prep.finish(y), m, v)
+            }
+        },
+        (true, None) => match BatchNormReluOp
+            .prepare::<NoCheckpointing>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let (xs, gs) = (prep.checkpoint(&x), prep.checkpoint(&gamma));
+                let (y, mean, var) = forward();
+                let state = ((xs, gs, mean.clone(), var.clone(), eps), y.clone());
+                let out = prep.finish(state, y);
+                let (m, v) = stats(mean, var);
+                (out, m, v)
+            }
+            OpsKind::UnTracked(prep) => {
+                let (y, mean, var) = forward();
+                let (m, v) = stats(mean, var);
+                (prep.finish(y), m, v)
+            }
+        },
+        (_, Some(r)) => {
+            let [nx, ng, nb] = nodes;
+            match BatchNormAddReluOp
+                .prepare::<NoCheckpointing>([nx, ng, nb, r.node()])
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(mut prep) => {
+                    let (xs, gs) = (prep.checkpoint(&x), prep.checkpoint(&gamma));
+                    let (y, mean, var) = forward();
+                    let state = ((xs, gs, mean.clone(), var.clone(), eps), y.clone());
+                    let out = prep.finish(state, y);
+                    let (m, v) = stats(mean, var);
+                    (out, m, v)
+                }
+                OpsKind::UnTracked(prep) => {
+                    let (y, mean, var) = forward();
+                    let (m, v) = stats(mean, var);
+                    (prep.finish(y), m, v)
+                }
+            }
         }
     }
 }
@@ -221,27 +430,78 @@ fn autodiff_forward(
 /// autodiff device in f32 (see the module docs), burn's otherwise. Updates the running
 /// statistics exactly as burn's `BatchNorm` does.
 pub fn batch_norm<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
-    let training = D >= 2
+    fused(bn, x, false, None)
+}
+
+/// `relu(bn.forward(x) + residual)`, or `relu(bn.forward(x))` without a residual: the
+/// normalisation, the residual connection and the activation of a ResNet layer in one pass
+/// forward and one backward, where [`batch_norm`] has its fast path, and in inference on the
+/// flex device (f32, running statistics). burn's operations otherwise. `residual` has `x`'s shape.
+pub fn batch_norm_relu<const D: usize>(
+    bn: &BatchNorm,
+    x: Tensor<D>,
+    residual: Option<Tensor<D>>,
+) -> Tensor<D> {
+    fused(bn, x, true, residual)
+}
+
+/// burn's version of [`batch_norm_relu`] / [`batch_norm`].
+fn unfused<const D: usize>(
+    bn: &BatchNorm,
+    x: Tensor<D>,
+    relu: bool,
+    residual: Option<Tensor<D>>,
+) -> Tensor<D> {
+    let y = bn.forward(x);
+    let y = match residual {
+        Some(r) => y + r,
+        None => y,
+    };
+    if relu {
+        burn::tensor::activation::relu(y)
+    } else {
+        y
+    }
+}
+
+fn fused<const D: usize>(
+    bn: &BatchNorm,
+    x: Tensor<D>,
+    relu: bool,
+    residual: Option<Tensor<D>>,
+) -> Tensor<D> {
+    let f32_input = D >= 2
         && crate::fastconv::enabled()
         && x.dtype() == DType::F32
-        && x.device().is_autodiff()
-        && bn.training.is_enabled();
-    if !training {
-        return bn.forward(x);
+        && residual
+            .as_ref()
+            .is_none_or(|r| r.dtype() == DType::F32 && r.dims() == x.dims());
+    if !f32_input {
+        return unfused(bn, x, relu, residual);
+    }
+    if !x.device().is_autodiff() {
+        return inference(bn, x, relu, residual);
+    }
+    if !bn.training.is_enabled() {
+        return unfused(bn, x, relu, residual);
     }
     let prims = (
         x.clone().try_into_primitive::<Autodiff<Flex>>(),
         bn.gamma.val().try_into_primitive::<Autodiff<Flex>>(),
         bn.beta.val().try_into_primitive::<Autodiff<Flex>>(),
+        residual
+            .clone()
+            .map(|r| r.try_into_primitive::<Autodiff<Flex>>())
+            .transpose(),
     );
-    let (Ok(xp), Ok(gp), Ok(bp)) = prims else {
-        return bn.forward(x);
+    let (Ok(xp), Ok(gp), Ok(bp), Ok(rp)) = prims else {
+        return unfused(bn, x, relu, residual);
     };
     if gp.primitive().dtype() != DType::F32 || bp.primitive().dtype() != DType::F32 {
-        return bn.forward(x);
+        return unfused(bn, x, relu, residual);
     }
     crate::fastconv::count_fast_call();
-    let (y, mean, var) = autodiff_forward(xp, gp, bp, bn.epsilon);
+    let (y, mean, var) = autodiff_forward(xp, gp, bp, bn.epsilon, relu, rp);
     let y = Tensor::<D>::from_primitive::<Autodiff<Flex>>(y);
     let mean = Tensor::<1>::from_primitive::<Autodiff<Flex>>(mean);
     let var = Tensor::<1>::from_primitive::<Autodiff<Flex>>(var);
@@ -260,10 +520,67 @@ pub fn batch_norm<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
     y
 }
 
+/// Inference on the plain flex device: the running statistics, the residual and the ReLU in one
+/// parallel pass (feature extraction's BatchNorm layers).
+fn inference<const D: usize>(
+    bn: &BatchNorm,
+    x: Tensor<D>,
+    relu: bool,
+    residual: Option<Tensor<D>>,
+) -> Tensor<D> {
+    let vec = |t: Tensor<1>| t.into_data().try_to_vec::<f32>().ok();
+    let params = (
+        vec(bn.gamma.val()),
+        vec(bn.beta.val()),
+        vec(bn.running_mean.value()),
+        vec(bn.running_var.value()),
+    );
+    let prims = (
+        x.clone().try_into_primitive::<Flex>(),
+        residual
+            .clone()
+            .map(|r| r.try_into_primitive::<Flex>())
+            .transpose(),
+    );
+    let ((Some(gamma), Some(beta), Some(mean), Some(var)), (Ok(xp), Ok(rp))) = (params, prims)
+    else {
+        return unfused(bn, x, relu, residual);
+    };
+    // The caller's handle goes, so a freshly computed input (a convolution's output) is owned
+    // here alone and is normalised in place: no second activation-sized buffer.
+    drop(x);
+    crate::fastconv::count_fast_call();
+    let shape = xp.layout().shape().to_vec();
+    let (c, p) = channels_planes(&shape);
+    let is = inv_std(&var, bn.epsilon);
+    let scale: Vec<f32> = (0..c).map(|ch| gamma[ch] * is[ch]).collect();
+    let shift: Vec<f32> = (0..c).map(|ch| beta[ch] - mean[ch] * scale[ch]).collect();
+    let rp = rp.as_ref().map(contiguous);
+    let then = match (&rp, relu) {
+        (Some(r), _) => Then::AddRelu(slice(r)),
+        (None, true) => Then::Relu,
+        (None, false) => Then::Nothing,
+    };
+    let mut xp = if xp.layout().contiguous_offsets().is_some() {
+        xp
+    } else {
+        xp.to_contiguous()
+    };
+    let in_place = xp.layout().start_offset() == 0;
+    if let (true, Some(y)) = (in_place, xp.try_storage_mut::<f32>()) {
+        let n = shape.iter().product::<usize>();
+        normalize_into(&mut y[..n], None, p, &scale, &shift, then);
+        return Tensor::from_primitive::<Flex>(xp);
+    }
+    let y = normalize(slice(&xp), p, &scale, &shift, then);
+    Tensor::from_primitive::<Flex>(flex_f32(y, &shape))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::test_util::lcg_vec;
+    use burn::module::Module;
     use burn::nn::BatchNormConfig;
     use burn::tensor::{Device, TensorData};
 
@@ -344,10 +661,105 @@ mod tests {
         }
     }
 
+    /// `relu(bn(x) + r)` and `relu(bn(x))` against burn's three operations: output, the
+    /// gradients of the input, gamma, beta and the residual, and the running statistics.
     #[test]
-    fn inference_and_frozen_use_burn() {
+    fn fused_relu_and_residual_match_burn() {
+        let device = Device::flex().autodiff();
+        for (i, shape) in [[3usize, 4, 5, 6], [2, 3, 1, 7]].into_iter().enumerate() {
+            let c = shape[1];
+            let n: usize = shape.iter().product();
+            // Centred near zero so the ReLU cuts about half of the values.
+            let xv: Vec<f32> = lcg_vec(n, 80 + i as u64).iter().map(|v| 2.0 * v).collect();
+            let resv = lcg_vec(n, 90 + i as u64);
+            let wv = lcg_vec(n, 100 + i as u64);
+            for with_residual in [false, true] {
+                let run = |fast: bool| {
+                    let bn = BatchNormConfig::new(c).init(&device);
+                    let x = Tensor::<4>::from_data(TensorData::new(xv.clone(), shape), &device)
+                        .require_grad();
+                    let res = Tensor::<4>::from_data(TensorData::new(resv.clone(), shape), &device)
+                        .require_grad();
+                    let w = Tensor::<4>::from_data(TensorData::new(wv.clone(), shape), &device);
+                    let r = with_residual.then(|| res.clone());
+                    let before = crate::fastconv::fast_calls();
+                    let y = if fast {
+                        batch_norm_relu(&bn, x.clone(), r)
+                    } else {
+                        unfused(&bn, x.clone(), true, r)
+                    };
+                    assert_eq!(crate::fastconv::fast_calls() - before, usize::from(fast));
+                    let grads = (y.clone() * w).sum().backward();
+                    let gres = res.grad(&grads).map(vals).unwrap_or_default();
+                    (
+                        vals(y),
+                        vals(x.grad(&grads).expect("x grad")),
+                        vals(bn.gamma.val().grad(&grads).expect("gamma grad")),
+                        vals(bn.beta.val().grad(&grads).expect("beta grad")),
+                        gres,
+                        vals(bn.running_var.value()),
+                    )
+                };
+                let want = run(false);
+                let got = run(true);
+                assert!(want.0.contains(&0.0), "the ReLU cut something");
+                assert_eq!(got.4.is_empty(), !with_residual);
+                for (name, a, b) in [
+                    ("output", &got.0, &want.0),
+                    ("input grad", &got.1, &want.1),
+                    ("gamma grad", &got.2, &want.2),
+                    ("beta grad", &got.3, &want.3),
+                    ("residual grad", &got.4, &want.4),
+                    ("running var", &got.5, &want.5),
+                ] {
+                    assert!(
+                        max_rel_diff(a, b) < 1e-5,
+                        "{name}, shape {shape:?}, residual {with_residual}: {a:?} vs {b:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Inference on the plain flex device (running statistics) in one pass, against burn's.
+    #[test]
+    fn inference_matches_burn() {
         let device = Device::flex();
-        let bn = BatchNormConfig::new(3).init(&device);
+        let shape = [2, 3, 2, 2];
+        let mut bn = BatchNormConfig::new(3).init(&device);
+        let set = |v: Vec<f32>| Tensor::<1>::from_data(TensorData::new(v, [3]), &device);
+        bn.running_mean.update(set(vec![0.5, -1.0, 0.0]));
+        bn.running_var.update(set(vec![2.0, 0.25, 1.0]));
+        bn.gamma = bn.gamma.map(|_| set(vec![1.5, -0.5, 1.0]));
+        let x = Tensor::<4>::from_data(TensorData::new(lcg_vec(24, 1), shape), &device);
+        let r = Tensor::<4>::from_data(TensorData::new(lcg_vec(24, 2), shape), &device);
+        for (relu, res) in [(false, None), (true, None), (true, Some(r))] {
+            let want = vals(unfused(&bn, x.clone(), relu, res.clone()));
+            // A shared input (normalised into a new buffer), then one owned here alone (in
+            // place).
+            for owned in [false, true] {
+                let input = if owned {
+                    Tensor::<4>::from_data(x.to_data(), &device)
+                } else {
+                    x.clone()
+                };
+                let before = crate::fastconv::fast_calls();
+                let got = vals(fused(&bn, input, relu, res.clone()));
+                assert_eq!(crate::fastconv::fast_calls(), before + 1);
+                assert!(max_rel_diff(&got, &want) < 1e-6, "{got:?} vs {want:?}");
+            }
+            assert_eq!(
+                vals(x.clone()),
+                lcg_vec(24, 1),
+                "the shared input is untouched"
+            );
+        }
+    }
+
+    #[test]
+    fn frozen_batch_norm_uses_burn() {
+        let device = Device::flex().autodiff();
+        let bn = BatchNormConfig::new(3).init(&device).freeze();
         let x = Tensor::<4>::from_data(TensorData::new(lcg_vec(24, 1), [2, 3, 2, 2]), &device);
         let before = crate::fastconv::fast_calls();
         let y = batch_norm(&bn, x.clone());

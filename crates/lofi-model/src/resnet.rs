@@ -180,6 +180,20 @@ fn bn(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
     }
 }
 
+/// `relu(bn(x) + residual)` (or `relu(bn(x))`), with BatchNorm in f32 as in [`bn`]; in f32 one
+/// fused operation ([`crate::fastbn::batch_norm_relu`]).
+fn bn_relu(b: &BatchNorm, x: Tensor<4>, residual: Option<Tensor<4>>) -> Tensor<4> {
+    if x.dtype() == DType::F32 {
+        crate::fastbn::batch_norm_relu(b, x, residual)
+    } else {
+        let y = bn(b, x);
+        relu(match residual {
+            Some(r) => y + r,
+            None => y,
+        })
+    }
+}
+
 /// The projection shortcut of a block whose shape changes (`downsample.0` / `downsample.1` in
 /// torchvision).
 #[derive(Module, Debug)]
@@ -291,23 +305,21 @@ impl Block {
         };
         match self {
             Block::Basic(b) => {
-                let y = relu(bn(&b.bn1, conv2d_forward(&b.conv1, branch_in)));
-                let y = bn(&b.bn2, conv2d_forward(&b.conv2, y));
+                let y = bn_relu(&b.bn1, conv2d_forward(&b.conv1, branch_in), None);
                 let id = match &b.downsample {
                     Some(d) => d.forward(x),
                     None => x,
                 };
-                relu(y + id)
+                bn_relu(&b.bn2, conv2d_forward(&b.conv2, y), Some(id))
             }
             Block::Bottleneck(b) => {
-                let y = relu(bn(&b.bn1, conv2d_forward(&b.conv1, branch_in)));
-                let y = relu(bn(&b.bn2, conv2d_forward(&b.conv2, y)));
-                let y = bn(&b.bn3, conv2d_forward(&b.conv3, y));
+                let y = bn_relu(&b.bn1, conv2d_forward(&b.conv1, branch_in), None);
+                let y = bn_relu(&b.bn2, conv2d_forward(&b.conv2, y), None);
                 let id = match &b.downsample {
                     Some(d) => d.forward(x),
                     None => x,
                 };
-                relu(y + id)
+                bn_relu(&b.bn3, conv2d_forward(&b.conv3, y), Some(id))
             }
         }
     }
@@ -381,7 +393,7 @@ impl TsmEncoder {
     /// spatially: returns `[N * T, C]`.
     pub fn frame_features(&self, frames: Tensor<4>, n_segment: usize) -> Tensor<2> {
         let shift = self.shift.then_some((n_segment, self.shift_div));
-        let x = relu(bn(&self.bn1, conv2d_forward(&self.conv1, frames)));
+        let x = bn_relu(&self.bn1, conv2d_forward(&self.conv1, frames), None);
         let mut x = self.maxpool.forward(x);
         for layer in [&self.layer1, &self.layer2, &self.layer3, &self.layer4] {
             for block in layer {
