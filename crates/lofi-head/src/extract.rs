@@ -298,8 +298,9 @@ pub struct ExtractOutcome {
 
 /// Builds the encoder of `spec` on `device` in inference mode.
 pub fn load_encoder(spec: &EncoderSpec, device: &Device) -> Result<Encoder> {
-    device.seed(spec.seed);
-    let encoder = spec.model.init(spec.num_classes, device)?;
+    let encoder = lofi_model::seed::seeded(device, spec.seed, || {
+        (spec.model.init(spec.num_classes, device)).map(lofi_model::seed::initialized)
+    })?;
     let encoder = match &spec.checkpoint {
         None => encoder,
         Some(path) => {

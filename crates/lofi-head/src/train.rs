@@ -40,6 +40,7 @@ use lofi_engine::{
 };
 use lofi_engine::{Preset, Settings};
 use lofi_eval::{GroundTruth as EvalTruth, GroundTruthOptions, VideoClassScores};
+use lofi_model::seed::{initialized, seeded};
 use lofi_model::{GtadHead, GtadLoss, GtadTargets, Segment, TargetConfig};
 use lofi_video::ground_truth::GroundTruth;
 use serde::{Deserialize, Serialize};
@@ -461,13 +462,14 @@ fn train_classifier(
         }
     }
     let device = plain.clone().autodiff();
-    device.seed(seed ^ 0xC1A5_51F1);
     let x = meta.inputs(&feats, &device);
     let y = Tensor::<2>::from_data(
         TensorData::new(target.clone(), [labelled.len(), k]),
         &device,
     );
-    let mut model = meta.init(&device);
+    let mut model = seeded(&device, seed ^ 0xC1A5_51F1, || {
+        initialized(meta.init(&device))
+    });
     let mut optim = AdamConfig::new()
         .with_weight_decay(
             (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32)),
@@ -841,8 +843,9 @@ pub fn train_head(
 
     // Head.
     let device = inputs.device.clone().autodiff();
-    device.seed(config.seed);
-    let head = config.head.gtad(c).init(&device)?;
+    let head = seeded(&device, config.seed, || {
+        config.head.gtad(c).init(&device).map(initialized)
+    })?;
     let targets: Vec<GtadTargets> = train
         .iter()
         .map(|v| GtadTargets::new(&v.segments, l, &target_config(config)))

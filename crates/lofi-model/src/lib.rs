@@ -45,6 +45,7 @@ pub mod loss;
 pub mod precision;
 pub mod r2plus1d;
 pub mod resnet;
+pub mod seed;
 pub mod shift;
 pub mod targets;
 

@@ -358,8 +358,9 @@ mod tests {
         let (l, size) = (4, 32);
         let device = crate::cpu_device().autodiff();
         let fresh = || -> TrainResult<LofiModel> {
-            device.seed(5);
-            LofiModel::init(&config, &device)
+            lofi_model::seed::seeded(&device, 5, || {
+                LofiModel::init(&config, &device).map(lofi_model::seed::initialized)
+            })
         };
         let targets =
             vec![GtadTargets::new(&[Segment::new(0.25, 0.75)], l, &TargetConfig::default())?; 2];

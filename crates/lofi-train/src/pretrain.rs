@@ -345,8 +345,9 @@ pub fn pretrain(
         paths.data.read(config, options.skip_missing_videos)?;
     let run = RunDir::open(&paths.out, config, paths.data.fingerprint()?, &options.run)?;
     let device = options.device.clone().autodiff();
-    device.seed(config.seed);
-    let model = config.encoder.init(Some(classes.len()), &device)?;
+    let model = lofi_model::seed::seeded(&device, config.seed, || {
+        (config.encoder.init(Some(classes.len()), &device)).map(lofi_model::seed::initialized)
+    })?;
     let optim = sgd(&config.optimizer);
     let mut stage = PretrainStage {
         config,

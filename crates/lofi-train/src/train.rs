@@ -34,6 +34,7 @@ use lofi_engine::{
     fit, FidelityTag, Fingerprint, FitEnd, RunControl, RunDir, Stage, StepAt, StepMetrics,
     ValidationMetrics,
 };
+use lofi_model::seed::{initialized, seeded};
 use lofi_model::{
     checkpoint, GtadLoss, GtadTargets, ModelCard, ModelSpec, Normalization, Producer, TargetConfig,
 };
@@ -444,19 +445,23 @@ fn run_training(
     };
     let device = autodiff(&options.device);
     // The planner first, on its own random state (probe weights and probe clips): the run's
-    // random stream starts after it, exactly as in a run without a budget.
+    // random stream starts after it, exactly as in a run without a budget. Both hold
+    // `lofi_model::seed`'s lock, so other runs in this process draw nothing in between.
     let memory_plan = match (budget, meter.as_mut()) {
         (Some(b), Some(m)) => {
-            device.seed(lofi_rng::derive(config.seed, PROBE_STREAM));
-            let p = plan_memory(config, &schedule, &device, m, b)?;
+            let probe_seed = lofi_rng::derive(config.seed, PROBE_STREAM);
+            let p = seeded(&device, probe_seed, || {
+                plan_memory(config, &schedule, &device, m, b)
+            })?;
             eprint!("{p}");
             run.write_json("memory_plan.json", &p)?;
             Some(p)
         }
         _ => None,
     };
-    device.seed(config.seed);
-    let mut model = LofiModel::init(config, &device)?;
+    let mut model = seeded(&device, config.seed, || {
+        LofiModel::init(config, &device).map(initialized)
+    })?;
     if let Some(path) = &paths.encoder {
         model.encoder = config.encoder.load_into(None, model.encoder, path)?;
     }
