@@ -297,6 +297,19 @@ impl Backward<Flex, 3> for BatchNormTrainOp {
     }
 }
 
+/// The ReLU's and the normalisation's backward passes: the masked output gradient (which is also
+/// the residual's gradient) and the normalisation's three gradients.
+fn relu_bn_grads(
+    dy: FlexTensor,
+    (state, y): (BnState, FlexTensor),
+    checkpointer: &mut Checkpointer,
+) -> (FlexTensor, (FlexTensor, FlexTensor, FlexTensor)) {
+    let g = relu_mask(slice(&contiguous(&y)), slice(&contiguous(&dy)));
+    drop(dy); // freed before the normalisation's buffers are allocated
+    let bn = bn_grads(state, &g, checkpointer);
+    (flex_f32(g, y.layout().shape()), bn)
+}
+
 impl Backward<Flex, 3> for BatchNormReluOp {
     type State = (BnState, FlexTensor);
 
@@ -306,11 +319,8 @@ impl Backward<Flex, 3> for BatchNormReluOp {
         grads: &mut Gradients,
         checkpointer: &mut Checkpointer,
     ) {
-        let dy = contiguous(&grads.consume::<Flex>(&ops.node));
-        let (state, y) = ops.state;
-        let g = relu_mask(slice(&contiguous(&y)), slice(&dy));
-        drop(dy);
-        let bn = bn_grads(state, &g, checkpointer);
+        let dy = grads.consume::<Flex>(&ops.node);
+        let (_, bn) = relu_bn_grads(dy, ops.state, checkpointer);
         register(grads, ops.parents.map(|p| p.map(|n| n.id)), bn);
     }
 }
@@ -324,17 +334,16 @@ impl Backward<Flex, 4> for BatchNormAddReluOp {
         grads: &mut Gradients,
         checkpointer: &mut Checkpointer,
     ) {
-        let dy = contiguous(&grads.consume::<Flex>(&ops.node));
-        let (state, y) = ops.state;
-        let g = relu_mask(slice(&contiguous(&y)), slice(&dy));
-        drop(dy);
-        let bn = bn_grads(state, &g, checkpointer);
+        let dy = grads.consume::<Flex>(&ops.node);
+        let (g, bn) = relu_bn_grads(dy, ops.state, checkpointer);
         let [node_x, node_gamma, node_beta, node_r] = ops.parents;
-        let ids = [node_x, node_gamma, node_beta].map(|p| p.map(|n| n.id));
-        register(grads, ids, bn);
+        register(
+            grads,
+            [node_x, node_gamma, node_beta].map(|p| p.map(|n| n.id)),
+            bn,
+        );
         if let Some(node) = node_r {
-            // The residual's gradient is the masked output gradient itself.
-            grads.register::<Flex>(node.id, flex_f32(g, y.layout().shape()));
+            grads.register::<Flex>(node.id, g);
         }
     }
 }
@@ -362,66 +371,36 @@ fn autodiff_forward(
             residual.as_ref().map(|r| r.primitive()),
         )
     };
-    let stats = |mean: FlexTensor, var: FlexTensor| (AdTensor::new(mean), AdTensor::new(var));
-    match (relu, &residual) {
-        (false, None) => match BatchNormTrainOp
-            .prepare::<NoCheckpointing>(nodes)
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(mut prep) => {
-                let (xs, gs) = (prep.checkpoint(&x), prep.checkpoint(&gamma));
-                let (y, mean, var) = forward();
-                let out = prep.finish((xs, gs, mean.clone(), var.clone(), eps), y);
-                let (m, v) = stats(mean, var);
-                (out, m, v)
-            }
-            OpsKind::UnTracked(prep) => {
-                let (y, mean, var) = forward();
-                let (m, v) = stats(mean, var);
-                (prep.finish(y), m, v)
-            }
-        },
-        (true, None) => match BatchNormReluOp
-            .prepare::<NoCheckpointing>(nodes)
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(mut prep) => {
-                let (xs, gs) = (prep.checkpoint(&x), prep.checkpoint(&gamma));
-                let (y, mean, var) = forward();
-                let state = ((xs, gs, mean.clone(), var.clone(), eps), y.clone());
-                let out = prep.finish(state, y);
-                let (m, v) = stats(mean, var);
-                (out, m, v)
-            }
-            OpsKind::UnTracked(prep) => {
-                let (y, mean, var) = forward();
-                let (m, v) = stats(mean, var);
-                (prep.finish(y), m, v)
-            }
-        },
-        (_, Some(r)) => {
-            let [nx, ng, nb] = nodes;
-            match BatchNormAddReluOp
-                .prepare::<NoCheckpointing>([nx, ng, nb, r.node()])
+    // One operation kind per case; `$state` makes the node's state from the normalisation's and
+    // the output.
+    macro_rules! run {
+        ($op:expr, $nodes:expr, $state:expr) => {
+            match $op
+                .prepare::<NoCheckpointing>($nodes)
                 .compute_bound()
                 .stateful()
             {
                 OpsKind::Tracked(mut prep) => {
                     let (xs, gs) = (prep.checkpoint(&x), prep.checkpoint(&gamma));
                     let (y, mean, var) = forward();
-                    let state = ((xs, gs, mean.clone(), var.clone(), eps), y.clone());
-                    let out = prep.finish(state, y);
-                    let (m, v) = stats(mean, var);
-                    (out, m, v)
+                    let base: BnState = (xs, gs, mean.clone(), var.clone(), eps);
+                    let out = prep.finish($state(base, &y), y);
+                    (out, AdTensor::new(mean), AdTensor::new(var))
                 }
                 OpsKind::UnTracked(prep) => {
                     let (y, mean, var) = forward();
-                    let (m, v) = stats(mean, var);
-                    (prep.finish(y), m, v)
+                    (prep.finish(y), AdTensor::new(mean), AdTensor::new(var))
                 }
             }
+        };
+    }
+    let with_output = |base: BnState, y: &FlexTensor| (base, y.clone());
+    match (relu, &residual) {
+        (false, None) => run!(BatchNormTrainOp, nodes, |base, _: &FlexTensor| base),
+        (true, None) => run!(BatchNormReluOp, nodes, with_output),
+        (_, Some(r)) => {
+            let [nx, ng, nb] = nodes;
+            run!(BatchNormAddReluOp, [nx, ng, nb, r.node()], with_output)
         }
     }
 }
