@@ -11,7 +11,6 @@
 //! - channels `[0, fold)` of frame `t` take the values of frame `t + 1` (the last frame gets zeros),
 //! - channels `[fold, 2 * fold)` of frame `t` take the values of frame `t - 1` (the first gets zeros),
 //! - the other channels are unchanged.
-
 //!
 //! # Speed
 //! On the flex (CPU) backend in f32, with or without autodiff, the shift is one custom operation:
