@@ -157,6 +157,28 @@ fn extract_train_head_detect_eval_through_the_cli() {
         s(&cls),
     ]);
     assert!(ok, "detect failed: {err}");
+    assert!(
+        !err.contains("trained on"),
+        "validation is the default: {err}"
+    );
+    // Detecting on the subset the head was trained on works but says so.
+    let (ok, _, err) = lofi(&[
+        "detect",
+        "--head",
+        s(&run),
+        "--features",
+        s(&feats),
+        "--ground-truth",
+        s(&gt),
+        "--out",
+        s(&dir.path().join("on_training.json")),
+        "--subset",
+        "training",
+    ]);
+    assert!(
+        ok && err.contains("the subset the head was trained on"),
+        "{err}"
+    );
     let (ok, out, err) = lofi(&[
         "eval",
         "detection",

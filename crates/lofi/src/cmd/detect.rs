@@ -26,9 +26,11 @@ pub struct DetectArgs {
     /// Where to write the detections (ActivityNet results JSON).
     #[arg(long, value_name = "detections.json")]
     out: PathBuf,
-    /// Subset to detect on.
-    #[arg(long, default_value = "validation")]
-    subset: String,
+    /// Subset to detect on [default: the head run's evaluation subset (`val_subset` of its
+    /// settings: `validation` for ActivityNet, `Test` for a `--preset thumos14` run), or with
+    /// --preset that preset's; `validation` for a head without them].
+    #[arg(long)]
+    subset: Option<String>,
     /// Leave out videos of the subset without a feature file (e.g. videos missing from the
     /// download; their ground truth still counts, as missed) instead of failing.
     #[arg(long)]
@@ -63,6 +65,19 @@ pub struct DetectArgs {
 
 /// Run `lofi detect`.
 pub fn run(args: DetectArgs) -> Result<()> {
+    let card = head_card_config(&args.head)?;
+    let subset = detection_subset(args.subset.as_deref(), args.preset, card.as_ref());
+    if let Some(trained) = card
+        .as_ref()
+        .and_then(|c| c.get("train_subset"))
+        .and_then(|v| v.as_str())
+        .filter(|t| t.eq_ignore_ascii_case(&subset))
+    {
+        tracing::warn!(
+            "detecting on subset {subset:?}, the subset the head was trained on ({trained:?}): \
+             the numbers will not measure generalisation"
+        );
+    }
     let mut config: DetectConfig = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -72,7 +87,7 @@ pub fn run(args: DetectArgs) -> Result<()> {
         }
         None => match args.preset {
             Some(p) => DetectConfig::preset(p),
-            None => run_settings(&args.head)?,
+            None => run_settings(&args.head, card.as_ref())?,
         },
     };
     if let Some(v) = args.sigma {
@@ -93,7 +108,7 @@ pub fn run(args: DetectArgs) -> Result<()> {
             head_dir: args.head.clone(),
             features: args.features.clone(),
             ground_truth: args.ground_truth.clone(),
-            subset: args.subset.clone(),
+            subset,
             class_scores: args.class_scores.clone(),
             out: args.out.clone(),
             class_scores_out: args.class_scores_out.clone(),
@@ -129,19 +144,68 @@ pub fn run(args: DetectArgs) -> Result<()> {
 /// The post-processing the head run validated with (`[detect]` of the config in its head's
 /// card); the defaults for a head without them (the end-to-end head of `lofi train`, or a run
 /// written before model cards).
-fn run_settings(head: &std::path::Path) -> Result<DetectConfig> {
-    let weights = lofi_model::card::resolve_weights(head, lofi_head::model::files::HEAD)?;
-    let card = lofi_model::ModelCard::read_beside(&weights)
-        .ok()
-        .flatten()
-        .and_then(|c| c.producer.config.get("detect").cloned());
-    Ok(match card {
-        Some(value) => serde_json::from_value(value).with_context(|| {
+fn run_settings(head: &std::path::Path, card: Option<&serde_json::Value>) -> Result<DetectConfig> {
+    Ok(match card.and_then(|c| c.get("detect")) {
+        Some(value) => serde_json::from_value(value.clone()).with_context(|| {
             format!(
-                "invalid [detect] settings in the card of {}",
-                weights.display()
+                "invalid [detect] settings in the card of the head in {}",
+                head.display()
             )
         })?,
         None => DetectConfig::default(),
     })
+}
+
+/// The settings of the run that produced the head (its card's `producer.config`), if it has a
+/// card.
+fn head_card_config(head: &std::path::Path) -> Result<Option<serde_json::Value>> {
+    let weights = lofi_model::card::resolve_weights(head, lofi_head::model::files::HEAD)?;
+    Ok(lofi_model::ModelCard::read_beside(&weights)
+        .ok()
+        .flatten()
+        .map(|c| c.producer.config))
+}
+
+/// The subset `lofi detect` runs on: the one asked for, else the preset's evaluation subset, else
+/// the head run's (`val_subset`), else `validation` (ActivityNet's).
+fn detection_subset(
+    asked: Option<&str>,
+    preset: Option<Preset>,
+    card: Option<&serde_json::Value>,
+) -> String {
+    if let Some(s) = asked {
+        return s.to_string();
+    }
+    if let Some(p) = preset {
+        return lofi_head::HeadConfig::preset(p).val_subset;
+    }
+    card.and_then(|c| c.get("val_subset"))
+        .and_then(|v| v.as_str())
+        .unwrap_or("validation")
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_subset_comes_from_the_flag_then_the_preset_then_the_head_run() {
+        let thumos = serde_json::json!({"train_subset": "Validation", "val_subset": "Test"});
+        assert_eq!(
+            detection_subset(Some("x"), Some(Preset::Thumos14), Some(&thumos)),
+            "x"
+        );
+        assert_eq!(detection_subset(None, Some(Preset::Thumos14), None), "Test");
+        assert_eq!(
+            detection_subset(None, Some(Preset::Paper), Some(&thumos)),
+            "validation"
+        );
+        assert_eq!(detection_subset(None, None, Some(&thumos)), "Test");
+        assert_eq!(
+            detection_subset(None, None, Some(&serde_json::json!({}))),
+            "validation"
+        );
+        assert_eq!(detection_subset(None, None, None), "validation");
+    }
 }
