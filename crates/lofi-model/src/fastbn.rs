@@ -1,5 +1,6 @@
-//! BatchNorm with batch statistics (training mode) for burn's CPU (flex) backend: forward and
-//! backward as one pass each over the activation, parallel over channels.
+//! BatchNorm for burn's CPU (flex) backend: with batch statistics (training), forward and
+//! backward as one pass each over the activation, parallel over channels; with running
+//! statistics (inference), one pass in place.
 //!
 //! # Why
 //! After the convolutions ([`crate::fastconv`]), BatchNorm was the largest part of the
@@ -15,9 +16,15 @@
 //! burn's up to float rounding (the tests compare them). Memory: like burn's operation, the
 //! backward pass keeps the input (checkpointed) and the per-channel statistics.
 //!
+//! [`batch_norm_relu`] also folds in what follows BatchNorm in a ResNet (the residual add and
+//! the ReLU): burn runs those as separate single-threaded passes and keeps the ReLU's input for
+//! its backward pass, an extra activation per layer.
+//!
 //! # Scope
-//! f32 activations on `Device::flex().autodiff()` with a trainable (not frozen) BatchNorm; every
-//! other case runs `BatchNorm::forward` unchanged. `LOFI_FASTCONV=0` turns this module off too.
+//! f32 activations on `Device::flex().autodiff()` with a trainable (not frozen) BatchNorm, and
+//! inference (running statistics) on `Device::flex()`, where the output overwrites a uniquely
+//! owned input; every other case (frozen BatchNorm in training, bf16, other devices) runs burn's
+//! `BatchNorm::forward` (and add, ReLU) unchanged. `LOFI_FASTCONV=0` turns this module off too.
 
 use burn::nn::BatchNorm;
 use burn::tensor::{DType, Tensor};
@@ -507,13 +514,8 @@ fn inference<const D: usize>(
     relu: bool,
     residual: Option<Tensor<D>>,
 ) -> Tensor<D> {
-    let vec = |t: Tensor<1>| t.into_data().try_to_vec::<f32>().ok();
-    let params = (
-        vec(bn.gamma.val()),
-        vec(bn.beta.val()),
-        vec(bn.running_mean.value()),
-        vec(bn.running_var.value()),
-    );
+    // The flex device first: on another device (a GPU) reading the parameters to the host here
+    // would cost four transfers per layer for nothing.
     let prims = (
         x.clone().try_into_primitive::<Flex>(),
         residual
@@ -521,8 +523,17 @@ fn inference<const D: usize>(
             .map(|r| r.try_into_primitive::<Flex>())
             .transpose(),
     );
-    let ((Some(gamma), Some(beta), Some(mean), Some(var)), (Ok(xp), Ok(rp))) = (params, prims)
-    else {
+    let (Ok(xp), Ok(rp)) = prims else {
+        return unfused(bn, x, relu, residual);
+    };
+    let vec = |t: Tensor<1>| t.into_data().try_to_vec::<f32>().ok();
+    let params = (
+        vec(bn.gamma.val()),
+        vec(bn.beta.val()),
+        vec(bn.running_mean.value()),
+        vec(bn.running_var.value()),
+    );
+    let (Some(gamma), Some(beta), Some(mean), Some(var)) = params else {
         return unfused(bn, x, relu, residual);
     };
     // The caller's handle goes, so a freshly computed input (a convolution's output) is owned
