@@ -141,40 +141,36 @@ fn extract_train_head_detect_eval_through_the_cli() {
     let det = dir.path().join("detections.json");
     let eval = dir.path().join("eval.json");
     let cls = dir.path().join("class_scores.json");
-    let (ok, _, err) = lofi(&[
-        "detect",
-        "--head",
-        s(&run),
-        "--features",
-        s(&feats),
-        "--ground-truth",
-        s(&gt),
-        "--out",
-        s(&det),
-        "--eval-out",
-        s(&eval),
-        "--class-scores-out",
-        s(&cls),
-    ]);
+    // `lofi detect` with this run's head, features and ground truth, then `extra`.
+    let detect = |out: &std::path::Path, extra: &[&str]| {
+        let mut args = vec![
+            "detect",
+            "--head",
+            s(&run),
+            "--features",
+            s(&feats),
+            "--ground-truth",
+            s(&gt),
+            "--out",
+            s(out),
+        ];
+        args.extend_from_slice(extra);
+        lofi(&args)
+    };
+    let (ok, _, err) = detect(
+        &det,
+        &["--eval-out", s(&eval), "--class-scores-out", s(&cls)],
+    );
     assert!(ok, "detect failed: {err}");
     assert!(
         !err.contains("trained on"),
         "validation is the default: {err}"
     );
     // Detecting on the subset the head was trained on works but says so.
-    let (ok, _, err) = lofi(&[
-        "detect",
-        "--head",
-        s(&run),
-        "--features",
-        s(&feats),
-        "--ground-truth",
-        s(&gt),
-        "--out",
-        s(&dir.path().join("on_training.json")),
-        "--subset",
-        "training",
-    ]);
+    let (ok, _, err) = detect(
+        &dir.path().join("on_training.json"),
+        &["--subset", "training"],
+    );
     assert!(
         ok && err.contains("the subset the head was trained on"),
         "{err}"
