@@ -58,6 +58,41 @@ pub fn read_videos(
     subset_videos(&gt, ground_truth, videos, subset, skip_missing)
 }
 
+/// A video of the ground truth with its file: id, annotations, path.
+type Located<'g> = (&'g String, &'g VideoEntry, PathBuf);
+
+/// The videos of `subset` with their files under `videos`, in the ground truth's order, and a
+/// failure for each video without a file (an error instead, unless `skip_missing`).
+fn subset_files<'g>(
+    gt: &'g GroundTruth,
+    ground_truth: &Path,
+    videos: &Path,
+    subset: &str,
+    skip_missing: bool,
+) -> TrainResult<(Vec<Located<'g>>, Vec<VideoFailure>)> {
+    let entries: Vec<(&String, &VideoEntry)> = gt.videos_of(subset).collect();
+    let (found, missing) = locate_videos(
+        ground_truth,
+        videos,
+        entries.iter().map(|(id, _)| id.as_str()),
+        skip_missing,
+    )?;
+    let mut files: HashMap<String, PathBuf> = found.into_iter().collect();
+    let located = entries
+        .into_iter()
+        .filter_map(|(id, entry)| files.remove(id.as_str()).map(|path| (id, entry, path)))
+        .collect();
+    let missing = missing
+        .into_iter()
+        .map(|id| VideoFailure {
+            path: videos.join(&id),
+            reason: format!("no video file in {}", videos.display()),
+            id,
+        })
+        .collect();
+    Ok((located, missing))
+}
+
 /// [`read_videos`] on a ground truth already read from `ground_truth` (which errors name), so a
 /// caller taking several subsets parses the file once.
 pub fn subset_videos(
@@ -67,27 +102,9 @@ pub fn subset_videos(
     subset: &str,
     skip_missing: bool,
 ) -> TrainResult<(Vec<TrainVideo>, Vec<VideoFailure>)> {
-    let entries: Vec<(&String, &VideoEntry)> = gt.videos_of(subset).collect();
-    let (found, missing) = locate_videos(
-        ground_truth,
-        videos,
-        entries.iter().map(|(id, _)| id.as_str()),
-        skip_missing,
-    )?;
-    let mut files: HashMap<String, PathBuf> = found.into_iter().collect();
+    let (located, mut failed) = subset_files(gt, ground_truth, videos, subset, skip_missing)?;
     let mut ok = Vec::new();
-    let mut failed: Vec<VideoFailure> = missing
-        .into_iter()
-        .map(|id| VideoFailure {
-            path: videos.join(&id),
-            reason: format!("no video file in {}", videos.display()),
-            id,
-        })
-        .collect();
-    for (id, entry) in entries {
-        let Some(path) = files.remove(id.as_str()) else {
-            continue;
-        };
+    for (id, entry, path) in located {
         let d = entry.duration;
         if !(d.is_finite() && d > 0.0) {
             let reason = format!(
@@ -390,26 +407,12 @@ pub fn annotated_clips(
         .chain(subsets.validation.as_ref())
         .enumerate()
     {
-        let entries: Vec<(&String, &VideoEntry)> = gt.videos_of(subset).collect();
-        let (found, missing) = locate_videos(
-            ground_truth,
-            videos,
-            entries.iter().map(|(id, _)| id.as_str()),
-            skip_missing,
-        )?;
-        skipped.extend(missing.into_iter().map(|id| VideoFailure {
-            path: videos.join(&id),
-            reason: format!("no video file in {}", videos.display()),
-            id,
-        }));
-        let files: HashMap<String, PathBuf> = found.into_iter().collect();
+        let (located, missing) = subset_files(&gt, ground_truth, videos, subset, skip_missing)?;
+        skipped.extend(missing);
         let mut clips = Vec::new();
         let mut gaps = Vec::new();
         let mut lengths = Vec::new();
-        for (id, entry) in entries {
-            let Some(path) = files.get(id.as_str()) else {
-                continue;
-            };
+        for (id, entry, path) in located {
             let d = entry.duration;
             let mut spans = Vec::new();
             for (n, a) in entry.annotations.iter().enumerate() {
