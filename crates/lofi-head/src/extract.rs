@@ -298,15 +298,17 @@ pub struct ExtractOutcome {
 
 /// Builds the encoder of `spec` on `device` in inference mode.
 pub fn load_encoder(spec: &EncoderSpec, device: &Device) -> Result<Encoder> {
-    let encoder = lofi_model::seed::seeded(device, spec.seed, || {
-        (spec.model.init(spec.num_classes, device)).map(lofi_model::seed::initialized)
-    })?;
     let encoder = match &spec.checkpoint {
-        None => encoder,
+        // Random weights (a baseline): drawn now, from the seed alone.
+        None => lofi_model::seed::seeded(device, spec.seed, || {
+            (spec.model.init(spec.num_classes, device)).map(lofi_model::seed::initialized)
+        })?,
+        // The checkpoint's weights replace the lazily created ones, which are never drawn.
         Some(path) => {
             if let Some(card) = lofi_model::ModelCard::read_beside(path)? {
                 crate::model::check_video_input(&card, &lofi_model::card::card_path(path))?;
             }
+            let encoder = spec.model.init(spec.num_classes, device)?;
             spec.model.load_into(spec.num_classes, encoder, path)?
         }
     };
