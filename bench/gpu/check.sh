@@ -7,10 +7,11 @@
 # that reads lofi's kernel cache; and the tiny `lofi demo` end to end on CUDA.
 #
 # Runs ON the device machine, from the repository root, with `.gpu/` (gpu_step and the Vulkan
-# loader .debs) and/or `.gpu-demo/` (lofi and the ffmpeg libraries it links) carried, both made on
-# a build machine by bench/gpu/prepare.sh (release, --features vulkan,cuda, xz-compressed). Needs
-# no Rust and no network. `.gpu-libs/` holds the ffmpeg libraries lofi links. When the folders do
-# not fit in one call's 64 MiB, prepare.sh prints the calls that split them (PARTS).
+# loader .debs) and/or `.gpu-demo/` (lofi and the shared libraries it needs there: a minimal
+# FFmpeg of the version it was linked against, HDF5) carried, both made on a build machine by
+# bench/gpu/prepare.sh (release, --features vulkan,cuda, xz-compressed). Needs no Rust and no
+# network. Both fit one call's 64 MiB (prepare.sh prints the call, or two calls split by PARTS
+# if they ever do not).
 #
 # Time: the whole script stops by BUDGET_S (default 470 s): every stage runs under
 # `timeout min(its cap, time left)`, stages that would get under 10 s are skipped and marked so,
@@ -23,7 +24,8 @@
 # $OUT/check.log.
 #
 # Knobs (environment):
-#   PARTS         what to run, default "torch burn demo" ("libs" only unpacks .gpu-libs)
+#   PARTS         what to run, default "torch burn demo"; "probe" alone is a one-minute first look
+#                 (card, CUDA libraries, one tiny burn-cuda step, `lofi --device cuda device`)
 #   BUDGET_S      whole-script limit in seconds (default 470)
 #   FIDELITIES    default "t st s full" (names or LxS); EXTRACT_FIDELITY default full (100x224)
 #   BURN_DEVICES  default "cuda vulkan"; "cpu" runs the plumbing on a machine without a GPU
@@ -123,10 +125,9 @@ if [[ $PARTS == *" demo "* ]]; then
     chmod +x "$WORK/bin/lofi" && LOFI_BIN="$WORK/bin/lofi"
   fi
 fi
-# The ffmpeg libraries `lofi` links (the device image has none), for lofi only: carried in
-# .gpu-libs, or unpacked by an earlier call on the same machine (PARTS=libs).
-if [[ $PARTS == *" demo "* || $PARTS == *" libs "* ]] && [ -f .gpu-libs/lofi-libs.tar.xz ]; then
-  mkdir -p "$WORK/lib" && unxz_to .gpu-libs/lofi-libs.tar.xz "$WORK/lofi-libs.tar" &&
+# The shared libraries `lofi` needs (the device image has no FFmpeg), for lofi only.
+if [[ $PARTS == *" demo "* ]] && [ -f .gpu-demo/lofi-libs.tar.xz ]; then
+  rm -rf "$WORK/lib" && mkdir -p "$WORK/lib" && unxz_to .gpu-demo/lofi-libs.tar.xz "$WORK/lofi-libs.tar" &&
     tar -xf "$WORK/lofi-libs.tar" -C "$WORK/lib" && rm -f "$WORK/lofi-libs.tar"
 fi
 [ -n "$(ls "$WORK/lib" 2>/dev/null)" ] && LOFI_LIBS="$WORK/lib"
@@ -165,10 +166,28 @@ case " $BURN_DEVICES $DEMO_DEVICE " in *" cuda "*)
     d=$("$PY" -c 'import nvidia,os;[print(os.path.join(p,"cu13")) for p in nvidia.__path__]' 2>/dev/null | head -1)
     [ -n "$d" ] && [ -d "$d/include" ] && export CUDA_PATH="$d"
   fi
-  say "CUDA: nvcc $(nvcc --version 2>/dev/null | grep -o 'release [0-9.]*' || echo none), CUDA_PATH=${CUDA_PATH:-/usr/local/cuda}, nvrtc: $( (ldconfig -p; ls ${LD_LIBRARY_PATH//:/ } 2>/dev/null) | grep -o 'libnvrtc.so[.0-9]*' | sort -u | tr '\n' ' ')"
+  say "CUDA: nvcc $(nvcc --version 2>/dev/null | grep -o 'release [0-9.]*' || echo none), CUDA_PATH=${CUDA_PATH:-/usr/local/cuda}, nvrtc: $( (ldconfig -p; ls ${LD_LIBRARY_PATH:+${LD_LIBRARY_PATH//:/ }} 2>/dev/null) | grep -o 'libnvrtc.so[.0-9]*' | sort -u | tr '\n' ' ')"
   ;;
 esac
 export CUBECL_AUTOTUNE_LEVEL="$AUTOTUNE"
+
+# --- probe: does burn-cuda run at all? (seconds, before a full check on the same machine) -----
+if [[ $PARTS == *" probe "* ]]; then
+  export LOFI_KERNEL_CACHE=off
+  if [ -n "$STEP_BIN" ]; then
+    say "probe: tiny burn-cuda step (TSM-R18 width 4, tiny head, 4 snippets of 32 px)"
+    timeout -k 5 90 "$STEP_BIN" --device cuda --fidelity 4x32 --depth 18 --base-width 4 --tiny-head \
+      --warmup 1 --steps 2 2>&1 | tail -15
+    say "probe: gpu_step rc ${PIPESTATUS[0]}"
+  fi
+  if [ -n "$LOFI_BIN" ]; then
+    ( [ -n "$LOFI_LIBS" ] && export LD_LIBRARY_PATH="$LOFI_LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+      timeout -k 5 60 "$LOFI_BIN" --device cuda device 2>&1 | tail -15
+      exit "${PIPESTATUS[0]}" )
+    say "probe: lofi device rc $?"
+  fi
+  exit 0
+fi
 
 # --- 1. PyTorch: f32 (no TF32) and bf16 autocast steps, then extraction ------------------------
 if [ "${SKIP_TORCH:-0}" != 1 ] && [[ $PARTS == *" torch "* ]]; then
