@@ -16,12 +16,13 @@
 # Time: the whole script stops by BUDGET_S (default 470 s): every stage runs under
 # `timeout min(its cap, time left)`, stages that would get under 10 s are skipped and marked so,
 # and every number is written the moment it exists, so a slow stage costs only its own numbers.
-# Order: PyTorch (cheap, always recorded), burn-cuda (the open question), the demo on CUDA, then
-# burn-vulkan (known to spend minutes compiling), each burn backend cheapest fidelity first so
-# kernels compiled for one fidelity serve the next.
+# Order: PyTorch (cheap, always recorded), burn-cuda f32 (the open question), the demo on CUDA,
+# burn-vulkan f32 (known to spend minutes compiling), then bf16 (every kernel compiled again), each
+# burn backend cheapest fidelity first so kernels compiled for one fidelity serve the next.
 #
 # Output: the table on stdout and in $OUT/table.md, JSON lines in $OUT/results.jsonl, the log in
-# $OUT/check.log.
+# $OUT/check.log, what each burn backend compiled and tuned in $OUT/kernels.md (cubecl's records,
+# bench/gpu/kernel_records.py).
 #
 # Knobs (environment):
 #   PARTS         what to run, default "torch burn demo"; "probe" alone is a one-minute first look
@@ -30,6 +31,9 @@
 #   FIDELITIES    default "t st s full" (names or LxS); EXTRACT_FIDELITY default full (100x224)
 #   BURN_DEVICES  default "cuda vulkan"; "cpu" runs the plumbing on a machine without a GPU
 #   BURN_ARGS     extra gpu_step options (e.g. "--base-width 4 --tiny-head" for a dry run)
+#   CUDA_COLD_CAP_S  cap of burn-cuda's first process (empty kernel cache; default 240: on the
+#                 H200 on 2026-11-30 no first step ended within 140 s, all of it compilation)
+#   COLD_CAP_S    the same for the other burn backends (default 150)
 #   STEPS         timed steps per fidelity (default 10); WARMUP (default 2)
 #   AUTOTUNE      cubecl autotune level (default minimal)
 #   TORCH_DEVICE  default cuda; TORCH_ARGS extra torch_step.py options; SKIP_TORCH=1
@@ -48,6 +52,8 @@ FIDELITIES=${FIDELITIES:-"t st s full"}
 EXTRACT_FIDELITY=${EXTRACT_FIDELITY:-full}
 BURN_DEVICES=${BURN_DEVICES:-"cuda vulkan"}
 BURN_ARGS=${BURN_ARGS:-}
+CUDA_COLD_CAP_S=${CUDA_COLD_CAP_S:-240}
+COLD_CAP_S=${COLD_CAP_S:-150}
 STEPS=${STEPS:-10}
 WARMUP=${WARMUP:-2}
 AUTOTUNE=${AUTOTUNE:-minimal}
@@ -80,24 +86,28 @@ CARD=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,nohe
 say "card: ${CARD:-none found by nvidia-smi}"
 echo "{\"impl\":\"card\",\"card\":\"${CARD}\"}" >>"$RES"
 
-# Highest memory.used (MiB) nvidia-smi sees while a command runs, minus the value before it
-# (null without nvidia-smi).
+# While a command runs, nvidia-smi samples the card every 100 ms: smi_stop sets SMI_PEAK (highest
+# memory.used in MiB minus the value before it) and SMI_UTIL (mean GPU utilisation in %), both
+# null without nvidia-smi. (Called directly, not in $(...), so that it can wait for the sampler.)
 SMI_PID=""
 smi_start() {
   SMI_BASE=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits 2>/dev/null | head -1)
   SMI_FILE=$(mktemp)
   if [ -n "$SMI_BASE" ]; then
-    nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 >"$SMI_FILE" 2>/dev/null &
+    nvidia-smi --query-gpu=memory.used,utilization.gpu --format=csv,noheader,nounits -lms 100 \
+      >"$SMI_FILE" 2>/dev/null &
     SMI_PID=$!
   fi
 }
 smi_stop() {
   if [ -n "$SMI_PID" ]; then kill "$SMI_PID" 2>/dev/null; wait "$SMI_PID" 2>/dev/null; fi
   SMI_PID=""
-  local peak
-  peak=$(sort -n "$SMI_FILE" | tail -1)
+  SMI_PEAK=null; SMI_UTIL=null
+  if [ -n "${SMI_BASE:-}" ] && [ -s "$SMI_FILE" ]; then
+    SMI_PEAK=$(awk -F', *' -v b="$SMI_BASE" '$1+0 > m {m = $1+0} END {print m - b}' "$SMI_FILE")
+    SMI_UTIL=$(awk -F', *' '{s += $2; n++} END {if (n) printf "%.0f", s / n; else print "null"}' "$SMI_FILE")
+  fi
   rm -f "$SMI_FILE"
-  if [ -n "$peak" ] && [ -n "${SMI_BASE:-}" ]; then echo $((peak - SMI_BASE)); else echo null; fi
 }
 
 # --- 0. unpack what prepare.sh made ----------------------------------------------------------
@@ -127,7 +137,7 @@ if [[ $PARTS == *" demo "* ]]; then
 fi
 # The shared libraries `lofi` needs (the device image has no FFmpeg), for lofi only.
 if [[ $PARTS == *" demo "* ]] && [ -f .gpu-demo/lofi-libs.tar.xz ]; then
-  rm -rf "$WORK/lib" && mkdir -p "$WORK/lib" && unxz_to .gpu-demo/lofi-libs.tar.xz "$WORK/lofi-libs.tar" &&
+  rm -rf "${WORK:?}/lib" && mkdir -p "$WORK/lib" && unxz_to .gpu-demo/lofi-libs.tar.xz "$WORK/lofi-libs.tar" &&
     tar -xf "$WORK/lofi-libs.tar" -C "$WORK/lib" && rm -f "$WORK/lofi-libs.tar"
 fi
 [ -n "$(ls "$WORK/lib" 2>/dev/null)" ] && LOFI_LIBS="$WORK/lib"
@@ -201,7 +211,9 @@ if [ "${SKIP_TORCH:-0}" != 1 ] && [[ $PARTS == *" torch "* ]]; then
     # shellcheck disable=SC2086
     PYTHONUNBUFFERED=1 timeout -k 5 "$c" "$PY" bench/gpu/torch_step.py --device "$TORCH_DEVICE" \
       --fidelity "$FL" --warmup 3 --steps "$STEPS" --time-cap-s 8 $TORCH_ARGS "$@" 2>>"$LOG" >>"$RES"
-    say "torch $tag: rc $?, nvidia-smi peak +$(smi_stop) MiB (whole process)"
+    rc=$?
+    smi_stop
+    say "torch $tag: rc $rc, nvidia-smi peak +$SMI_PEAK MiB (whole process), GPU busy $SMI_UTIL %"
   done
   c=$(cap 30)
   if [ "$c" != 0 ]; then
@@ -217,45 +229,62 @@ fi
 
 # --- burn: one backend ------------------------------------------------------------------------
 # burn_run DEVICE PRECISION MODE FIDELITIES CAP WARMUP STEPS TAG: one gpu_step process; its JSON
-# lines go to results.jsonl with the tag ("cold"/"warm" start) and the nvidia-smi peak.
+# lines go to results.jsonl with the tag ("cold"/"warm" start), the nvidia-smi peak, the GPU's mean
+# utilisation and the process's wall and CPU seconds (a first run on the GPU is kernel
+# compilation on the CPU: CPU seconds close to wall seconds and the GPU idle say so).
 burn_run() {
   local dev=$1 prec=$2 mode=$3 fl=$4 want=$5 wu=$6 st=$7 tag=$8
   local c
   c=$(cap "$want")
   if [ "$c" = 0 ]; then skipped burn "$mode" "$dev" "$prec" "out of time ($tag)"; return; fi
-  local n per
+  local n per part="$WORK/burn.part"
   n=$(echo "$fl" | tr ',' ' ' | wc -w)
   per=$(((c / 3) / n)); [ "$per" -lt 3 ] && per=3
   say "burn $dev $prec $mode $fl ($tag start, cap ${c}s)"
   smi_start
+  local TIMEFORMAT='%R %U %S'
   # shellcheck disable=SC2086
-  timeout -k 5 "$c" "$STEP_BIN" --device "$dev" --precision "$prec" --mode "$mode" --fidelity "$fl" \
-    --warmup "$wu" --steps "$st" --time-cap-s "$per" $BURN_ARGS >"$OUT/burn.part" 2>>"$LOG"
+  { time timeout -k 5 "$c" "$STEP_BIN" --device "$dev" --precision "$prec" --mode "$mode" --fidelity "$fl" \
+    --warmup "$wu" --steps "$st" --time-cap-s "$per" $BURN_ARGS >"$part" 2>>"$LOG"; } 2>"$WORK/time.part"
   local rc=$?
-  local smi
-  smi=$(smi_stop)
-  sed "s/}\$/,\"smi_peak_mib_process\":$smi,\"start\":\"$tag\",\"autotune\":\"$AUTOTUNE\"}/" "$OUT/burn.part" >>"$RES"
+  smi_stop
+  # bash's `time` line is the last one; anything before it (a crash report) belongs in the log.
+  local wall user sys
+  head -n -1 "$WORK/time.part" >>"$LOG"
+  read -r wall user sys < <(tail -n 1 "$WORK/time.part")
+  local cpu extra
+  cpu=$(awk -v u="${user:-0}" -v s="${sys:-0}" 'BEGIN {print u + s}')
+  extra="\"smi_peak_mib_process\":$SMI_PEAK,\"gpu_busy_pct\":$SMI_UTIL,\"wall_s\":${wall:-null},\"cpu_s\":$cpu,\"start\":\"$tag\",\"autotune\":\"$AUTOTUNE\""
+  sed "s|}\$|,$extra}|" "$part" >>"$RES"
   for f in $(echo "$fl" | tr ',' ' '); do
-    if ! grep -q "\"fidelity\":\"$f\"" "$OUT/burn.part"; then
-      echo "{\"impl\":\"burn\",\"kind\":\"$mode\",\"device\":\"$dev\",\"precision\":\"$prec\",\"fidelity\":\"$f\",\"start\":\"$tag\",\"error\":\"not reached: exit $rc (124 = past ${c}s)\"}" >>"$RES"
+    if ! grep -q "\"fidelity\":\"$f\"" "$part"; then
+      echo "{\"impl\":\"burn\",\"kind\":\"$mode\",\"device\":\"$dev\",\"precision\":\"$prec\",\"fidelity\":\"$f\",$extra,\"error\":\"not reached: exit $rc (124 = past ${c}s)\"}" >>"$RES"
     fi
   done
-  say "burn $dev $prec $mode: rc $rc, $(grep -c step_s_median "$OUT/burn.part") measured, nvidia-smi peak +${smi} MiB"
+  say "burn $dev $prec $mode: rc $rc, $(grep -c step_s_median "$part") measured, ${wall}s wall, ${cpu}s CPU, GPU busy ${SMI_UTIL}%, nvidia-smi peak +${SMI_PEAK} MiB"
 }
 
-burn_backend() { # DEVICE STEP_CAP
-  local dev=$1 step_cap=$2
+# What the processes of one kernel cache compiled, loaded and tuned (bench/gpu/kernel_records.py
+# reads cubecl's records in the cache's database): appended to kernels.md, and one JSON line.
+kernel_records() { # DEVICE
+  local db="$LOFI_KERNEL_CACHE/default.db"
+  [ -f "$db" ] || return 0
+  { echo "### $1 ($(date -u +%H:%M:%S))"; echo; "$PY" bench/gpu/kernel_records.py "$db" --top 12; echo; } >>"$OUT/kernels.md" 2>&1
+  "$PY" bench/gpu/kernel_records.py "$db" --json --top 5 2>>"$LOG" |
+    sed "s/^{/{\"impl\":\"kernels\",\"device\":\"$1\",/" >>"$RES"
+}
+
+burn_backend() { # DEVICE COLD_CAP: f32 steps cold and warm, extraction, the kernel records
+  local dev=$1 cold_cap=$2
   # A fresh kernel cache, so the first process shows a first run's compilation and the second
   # one (same cache) the start-up of every later run.
   export LOFI_KERNEL_CACHE="$WORK/kernels-$dev"
   rm -rf "$LOFI_KERNEL_CACHE"
   local first=${FIDELITIES%% *}
-  burn_run "$dev" f32 step "$FL" "$step_cap" "$WARMUP" "$STEPS" cold
-  burn_run "$dev" f32 step "$first" 30 1 1 warm
-  if [ "$dev" = cuda ] || [ "$dev" = cpu ]; then
-    # CUDA and the CPU compute in bf16; wgpu/Vulkan refuses it (checked below).
-    burn_run "$dev" bf16 step "$FL" 100 "$WARMUP" "$STEPS" cold
-  else
+  burn_run "$dev" f32 step "$FL" "$cold_cap" "$WARMUP" "$STEPS" cold
+  burn_run "$dev" f32 step "$first" 45 1 3 warm
+  if [ "$dev" != cuda ] && [ "$dev" != cpu ]; then
+    # wgpu/Vulkan has no bf16 arithmetic: lofi must refuse it with a message.
     c=$(cap 30)
     if [ "$c" != 0 ]; then
       say "burn $dev bf16 (expected: refused)"
@@ -264,7 +293,14 @@ burn_backend() { # DEVICE STEP_CAP
         --warmup 1 --steps 1 $BURN_ARGS 2>>"$LOG" | sed "s/}\$/,\"start\":\"cold\"}/" >>"$RES"
     fi
   fi
-  burn_run "$dev" f32 extract "$EXTRACT_FIDELITY" 40 "$WARMUP" "$STEPS" cold
+  burn_run "$dev" f32 extract "$EXTRACT_FIDELITY" 60 "$WARMUP" "$STEPS" cold
+  kernel_records "$dev f32"
+}
+
+burn_bf16() { # DEVICE: bf16 steps (CUDA and the CPU compute in bf16), in the same kernel cache
+  export LOFI_KERNEL_CACHE="$WORK/kernels-$1"
+  burn_run "$1" bf16 step "$FL" 100 "$WARMUP" "$STEPS" cold
+  kernel_records "$1 f32 then bf16"
 }
 
 # --- 3. the tiny demo, end to end on the GPU -----------------------------------------------------
@@ -292,15 +328,15 @@ run_demo() {
   say "demo: rc $rc (table in $OUT/demo.json, log in $OUT/demo.log)"
 }
 
-# --- 2. burn, one backend after the other; the demo right after CUDA ---------------------------
+# --- 2. burn, one backend after the other (f32); the demo right after CUDA; bf16 last ----------
 DEMO_DONE=0
 [[ $PARTS == *" demo "* ]] || SKIP_DEMO=1
 [[ $PARTS == *" burn "* ]] || BURN_DEVICES=""
 for dev in $BURN_DEVICES; do
   if [ -z "$STEP_BIN" ]; then skipped burn step "$dev" f32 "no gpu_step binary"; continue; fi
   case $dev in
-    cuda) burn_backend cuda 140 ;;
-    *) burn_backend "$dev" 150 ;;
+    cuda) burn_backend cuda "$CUDA_COLD_CAP_S" ;;
+    *) burn_backend "$dev" "$COLD_CAP_S" ;;
   esac
   if [ "$dev" = "$DEMO_DEVICE" ] && [ "${SKIP_DEMO:-0}" != 1 ]; then
     run_demo
@@ -308,6 +344,10 @@ for dev in $BURN_DEVICES; do
   fi
 done
 if [ "$DEMO_DONE" = 0 ] && [ "${SKIP_DEMO:-0}" != 1 ]; then run_demo; fi
+# bf16 compiles every kernel again (other element types): after everything else.
+for dev in $BURN_DEVICES; do
+  if [ -n "$STEP_BIN" ] && { [ "$dev" = cuda ] || [ "$dev" = cpu ]; }; then burn_bf16 "$dev"; fi
+done
 
 # --- table -----------------------------------------------------------------------------------
 "$PY" bench/gpu/summarize.py "$RES" | tee "$OUT/table.md"

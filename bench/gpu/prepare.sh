@@ -83,7 +83,7 @@ if [ "${SKIP_LIBS:-0}" != 1 ]; then
   LD_LIBRARY_PATH="$FFMPEG_PREFIX/lib" ldd .gpu-demo/lofi.tmp | awk '/=> \// {print $3}' |
     grep -v -E '/(libc|libm|libgcc_s|ld-linux-x86-64|libpthread|libdl|librt|libstdc\+\+|libresolv)\.so' |
     while read -r lib; do cp -L "$lib" .gpu-demo/libs.tmp/; done
-  if ! ls .gpu-demo/libs.tmp | grep -q libavcodec; then
+  if ! compgen -G ".gpu-demo/libs.tmp/libavcodec.so.*" >/dev/null; then
     echo "prepare.sh: ldd did not list FFmpeg's libraries for lofi" >&2
     exit 1
   fi

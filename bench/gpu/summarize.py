@@ -128,6 +128,44 @@ def main():
             c, w = cold.get("first_step_s"), warm.get("first_step_s")
             print(f"| burn-{dev} | {f} | {'-' if c is None else f'{c:.2f}'} | {'-' if w is None else f'{w:.2f}'} |")
 
+    # Each burn process once (a process writes a line per fidelity; the process columns repeat).
+    procs, seen = [], set()
+    for r in rows:
+        if r.get("impl") == "burn" and "wall_s" in r:
+            k = (r.get("device"), r.get("precision"), r.get("kind"), r.get("start"), r.get("wall_s"))
+            if k not in seen:
+                seen.add(k)
+                procs.append(r)
+    if procs:
+        print("\nburn processes: wall and CPU seconds of the whole process (start-up, compilation, "
+              "autotune and steps) and the GPU's mean utilisation meanwhile (nvidia-smi, 100 ms "
+              "samples). CPU seconds near the wall time with an idle GPU mean compilation on one "
+              "CPU thread.\n")
+        print("| backend | precision | kind | start | fidelities reached | wall s | CPU s | GPU busy % | nvidia-smi peak MiB |")
+        print("|---|---|---|---|---|---:|---:|---:|---:|")
+        for p in procs:
+            reached = [r.get("fidelity") for r in rows if r.get("impl") == "burn" and "step_s_median" in r
+                       and (r.get("device"), r.get("precision"), r.get("kind"), r.get("start"),
+                            r.get("wall_s")) == (p.get("device"), p.get("precision"), p.get("kind"),
+                                                 p.get("start"), p.get("wall_s"))]
+            def v(x):
+                return "-" if x is None else x
+            print(f"| burn-{p.get('device')} | {p.get('precision')} | {p.get('kind')} | {p.get('start')} | "
+                  f"{', '.join(reached) or 'none'} | {v(p.get('wall_s'))} | {v(p.get('cpu_s'))} | "
+                  f"{v(p.get('gpu_busy_pct'))} | {v(p.get('smi_peak_mib_process'))} |")
+
+    kern = [r for r in rows if r.get("impl") == "kernels"]
+    if kern:
+        print("\nKernels (cubecl's records in each backend's kernel cache; details in kernels.md):\n")
+        print("| backend | processes | compiled | compile s | loaded from cache | autotune keys | autotune s | costliest family |")
+        print("|---|---:|---:|---:|---:|---:|---:|---|")
+        for k in kern:
+            top = (k.get("top_families") or [{}])[0]
+            fam = f"`{top.get('family')}` ({top.get('compiled')}, {top.get('compile_s')} s)" if top else "-"
+            print(f"| {k.get('device')} | {len(k.get('processes', []))} | {k.get('kernels_compiled')} | "
+                  f"{k.get('compile_s')} | {k.get('kernels_loaded')} | {k.get('autotune_records')} | "
+                  f"{k.get('autotune_wall_s')} | {fam} |")
+
     for r in rows:
         if r.get("kind") == "demo" and "error" not in r:
             ok = "completed" if r.get("rc") == 0 else f"FAILED (exit {r.get('rc')})"
