@@ -41,8 +41,11 @@ def column(r):
 
 
 def peak(r):
-    """Peak live bytes: PyTorch's max_memory_allocated, burn's allocator bytes in use."""
-    return r.get("peak_in_use_bytes") if r.get("impl") == "burn" else r.get("peak_bytes")
+    """Peak live bytes: PyTorch's max_memory_allocated over the timed steps (older result files:
+    over the whole run, cuDNN's algorithm search included), burn's allocator bytes in use."""
+    if r.get("impl") == "burn":
+        return r.get("peak_in_use_bytes")
+    return r.get("steady_peak_bytes", r.get("peak_bytes"))
 
 
 def main():
@@ -86,10 +89,14 @@ def main():
         rel = f" ({p / pf:.2f}x full)" if p and pf else ""
         return f"{ms(r.get('step_s_median'))} ms (n={r.get('steps')}), {mib(p)} MiB{rel}"
 
+    steady = any("steady_peak_bytes" in r for r in steps)
+    torch_peak = ("max_memory_allocated over the timed steps, so without cuDNN's algorithm search "
+                  "of the first steps" if steady else
+                  "max_memory_allocated over the whole run, cuDNN's algorithm search of the first "
+                  "steps included")
     print("Training step (forward + G-TAD loss + backward + SGD, 1 video, 1 frame per snippet): median "
-          "step time over n timed steps after warm-up, and peak live memory (PyTorch: "
-          "max_memory_allocated; burn: allocator bytes in use, sampled after the forward pass and "
-          "after the step).\n")
+          f"step time over n timed steps after warm-up, and peak live memory (PyTorch: {torch_peak}; "
+          "burn: allocator bytes in use, sampled after the forward pass and after the step).\n")
     head = ["fidelity", "L x S"] + [c[0] for c in cols] + [f"{b[0]} / {t[0]}" for b, t in ratios]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))

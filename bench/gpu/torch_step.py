@@ -7,7 +7,12 @@ GCNeXt k=3 with 32 groups of width 4, SGAlign 32 + 4 samples with 0.5 extension,
 Why it exists: issue 6 asks for the ratio of our step time to PyTorch's on the same card and the
 memory per fidelity. This script prints one JSON object per fidelity, like the Rust bench, with
 the median of the timed steps (after warm-up, with torch.cuda.synchronize around each) and the
-peak memory from torch.cuda.max_memory_allocated (reset before each fidelity).
+peak memory from torch.cuda.max_memory_allocated, twice: over the whole run of a fidelity
+(`peak_bytes`, warm-up included) and over the timed steps alone (`steady_peak_bytes`, the peak
+statistics reset after the warm-up). They differ because cudnn.benchmark tries convolution
+algorithms with large workspaces during the first steps at a new shape (on the H200 a T-fidelity
+f32 run peaked at 39.9 GiB that way); the steady figure is what a training run holds, and what
+burn's in-use samples measure.
 
 SGAlign here samples with a dense gather into the [B, 256*36, D, L] map, then the 1x1 conv, as the
 published G-TAD code does with its sampling matrix; our Rust head fuses the gather with the first
@@ -227,7 +232,7 @@ def run(args, name, l, size, device):
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-    times, warm = [], 0.0
+    times, warm, warm_peak = [], 0.0, None
     t_start = time.perf_counter()
     loss_v = float("nan")
     for step in range(args.warmup + args.steps):
@@ -251,15 +256,29 @@ def run(args, name, l, size, device):
             times.append(dt)
         if not math.isfinite(loss_v):
             raise RuntimeError(f"loss is {loss_v} at step {step}")
-    peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else None
+        if step == args.warmup - 1:
+            warm_peak = end_warmup(device)
+    steady = torch.cuda.max_memory_allocated() if device.type == "cuda" else None
+    peak = max(warm_peak, steady) if steady is not None and warm_peak is not None else steady
     reserved = torch.cuda.max_memory_reserved() if device.type == "cuda" else None
     return {"impl": "torch", "kind": "step", "device": str(device), "precision": args.precision, "fidelity": name,
             "snippets": l, "size": size, "frames": args.frames, "batch": args.batch,
             "step_s_median": statistics.median(times), "step_s_min": min(times), "steps": len(times),
-            "warmup_s": round(warm, 3), "peak_bytes": peak, "peak_reserved_bytes": reserved,
+            "warmup_s": round(warm, 3), "peak_bytes": peak, "steady_peak_bytes": steady,
+            "peak_reserved_bytes": reserved,
             "model_bytes": base if device.type == "cuda" else None, "loss": loss_v,
             "torch": torch.__version__,
             "card": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"}
+
+
+def end_warmup(device):
+    """The peak of the warm-up steps, then the peak statistics reset for the timed steps."""
+    if device.type != "cuda":
+        return None
+    torch.cuda.synchronize()
+    peak = torch.cuda.max_memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    return peak
 
 
 def run_extract(args, name, l, size, device):
@@ -271,7 +290,7 @@ def run_extract(args, name, l, size, device):
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-    times, warm = [], 0.0
+    times, warm, warm_peak = [], 0.0, None
     t_start = time.perf_counter()
     mean = float("nan")
     with torch.inference_mode():
@@ -291,13 +310,16 @@ def run_extract(args, name, l, size, device):
                 times.append(dt)
             if not math.isfinite(mean):
                 raise RuntimeError(f"features are not finite at pass {step}")
+            if step == args.warmup - 1:
+                warm_peak = end_warmup(device)
     med = statistics.median(times)
+    steady = torch.cuda.max_memory_allocated() if device.type == "cuda" else None
     return {"impl": "torch", "kind": "extract", "device": str(device), "precision": args.precision,
             "fidelity": name, "snippets": l, "size": size, "frames": args.frames, "batch": args.batch,
             "step_s_median": med, "step_s_min": min(times), "steps": len(times),
             "warmup_s": round(warm, 3), "frames_per_s": args.batch * l * args.frames / med,
-            "peak_bytes": torch.cuda.max_memory_allocated() if device.type == "cuda" else None,
-            "loss": mean, "torch": torch.__version__}
+            "peak_bytes": max(warm_peak, steady) if steady is not None and warm_peak is not None else steady,
+            "steady_peak_bytes": steady, "loss": mean, "torch": torch.__version__}
 
 
 def parse_fidelity(f):
