@@ -326,6 +326,7 @@ run_demo() {
   local secs=$(((t2 - t1) / 1000000))
   echo "{\"impl\":\"lofi\",\"kind\":\"demo\",\"device\":\"$DEMO_DEVICE\",\"rc\":$rc,\"seconds\":$((secs / 1000)).$(printf %03d $((secs % 1000)))}" >>"$RES"
   say "demo: rc $rc (table in $OUT/demo.json, log in $OUT/demo.log)"
+  kernel_records "lofi demo on $DEMO_DEVICE"
 }
 
 # --- 2. burn, one backend after the other (f32); the demo right after CUDA; bf16 last ----------
