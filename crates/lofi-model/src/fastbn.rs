@@ -73,6 +73,25 @@ enum Then<'a> {
     AddRelu(&'a [f32]),
 }
 
+impl<'a> Then<'a> {
+    /// `relu(bn(x) + residual)` with a residual, else `relu(bn(x))` or `bn(x)`.
+    fn of(residual: Option<&'a [f32]>, relu: bool) -> Self {
+        match (residual, relu) {
+            (Some(r), _) => Then::AddRelu(r),
+            (None, true) => Then::Relu,
+            (None, false) => Then::Nothing,
+        }
+    }
+}
+
+/// The per-channel affine map `x * scale + shift` of the normalisation of `c` channels with
+/// `mean`, inverse standard deviation `is`, `gamma` and `beta` (each of length `c`).
+fn affine(c: usize, gamma: &[f32], beta: &[f32], mean: &[f32], is: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    let scale: Vec<f32> = (0..c).map(|ch| gamma[ch] * is[ch]).collect();
+    let shift = (0..c).map(|ch| beta[ch] - mean[ch] * scale[ch]).collect();
+    (scale, shift)
+}
+
 /// ReLU as burn's flex backend computes it: NaN passes through.
 #[inline]
 fn relu(v: f32) -> f32 {
@@ -215,15 +234,8 @@ fn flex_forward(
     let residual = residual.map(contiguous);
     let (mean, var) = stats(slice(&x), c, p);
     let is = inv_std(&var, eps);
-    let g = slice(&gamma);
-    let b = slice(&beta);
-    let scale: Vec<f32> = (0..c).map(|ch| g[ch] * is[ch]).collect();
-    let shift: Vec<f32> = (0..c).map(|ch| b[ch] - mean[ch] * scale[ch]).collect();
-    let then = match (&residual, relu) {
-        (Some(r), _) => Then::AddRelu(slice(r)),
-        (None, true) => Then::Relu,
-        (None, false) => Then::Nothing,
-    };
+    let (scale, shift) = affine(c, slice(&gamma), slice(&beta), &mean, &is);
+    let then = Then::of(residual.as_ref().map(slice), relu);
     let y = normalize(slice(&x), p, &scale, &shift, then);
     (
         flex_f32(y, &shape),
@@ -543,14 +555,9 @@ fn inference<const D: usize>(
     let shape = xp.layout().shape().to_vec();
     let (c, p) = channels_planes(&shape);
     let is = inv_std(&var, bn.epsilon);
-    let scale: Vec<f32> = (0..c).map(|ch| gamma[ch] * is[ch]).collect();
-    let shift: Vec<f32> = (0..c).map(|ch| beta[ch] - mean[ch] * scale[ch]).collect();
+    let (scale, shift) = affine(c, &gamma, &beta, &mean, &is);
     let rp = rp.as_ref().map(contiguous);
-    let then = match (&rp, relu) {
-        (Some(r), _) => Then::AddRelu(slice(r)),
-        (None, true) => Then::Relu,
-        (None, false) => Then::Nothing,
-    };
+    let then = Then::of(rp.as_ref().map(slice), relu);
     let mut xp = if xp.layout().contiguous_offsets().is_some() {
         xp
     } else {
