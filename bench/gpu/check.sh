@@ -269,8 +269,8 @@ burn_run() {
 kernel_records() { # DEVICE
   local db="$LOFI_KERNEL_CACHE/default.db"
   [ -f "$db" ] || return 0
-  { echo "### $1 ($(date -u +%H:%M:%S))"; echo; "$PY" bench/gpu/kernel_records.py "$db" --top 12; echo; } >>"$OUT/kernels.md" 2>&1
-  "$PY" bench/gpu/kernel_records.py "$db" --json --top 5 2>>"$LOG" |
+  "$PY" bench/gpu/kernel_records.py "$db" --json --top 12 --markdown-to "$OUT/kernels.md" \
+    --heading "### $1 ($(date -u +%H:%M:%S))" 2>>"$LOG" |
     sed "s/^{/{\"impl\":\"kernels\",\"device\":\"$1\",/" >>"$RES"
 }
 

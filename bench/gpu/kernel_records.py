@@ -9,9 +9,10 @@ was obtained (compiled, loaded from the cache, re-keyed) and how long that took,
 autotune decision. This script turns those records into numbers: kernels compiled and loaded,
 seconds spent, the kernel families that cost most, and the autotune keys with their candidates.
 
-Usage: kernel_records.py DB [--json] [--top N]
+Usage: kernel_records.py DB [--json] [--top N] [--markdown-to FILE [--heading TEXT]]
   DB      the `default.db` in the kernel cache folder (or the folder itself)
   --json  one JSON object on stdout instead of the Markdown summary
+  --markdown-to FILE  also append the Markdown summary to FILE
 Standard library only (sqlite3 and a small CBOR reader): it runs on the device image as is.
 """
 import json
@@ -283,8 +284,14 @@ def main(argv):
     p.add_argument("db", help="cubecl's default.db in the kernel cache folder, or the folder")
     p.add_argument("--json", action="store_true", help="one JSON object instead of Markdown")
     p.add_argument("--top", type=int, default=15, help="kernel families listed (default 15)")
+    p.add_argument("--markdown-to", metavar="FILE",
+                   help="also append the Markdown summary to FILE (one read of the database for both)")
+    p.add_argument("--heading", default="", help="a heading line above the appended Markdown")
     a = p.parse_args(argv)
     s = summarise(a.db, a.top)
+    if a.markdown_to:
+        with open(a.markdown_to, "a") as f:
+            f.write((f"{a.heading}\n\n" if a.heading else "") + markdown(s) + "\n\n")
     print(json.dumps(s) if a.json else markdown(s))
 
 

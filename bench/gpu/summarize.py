@@ -136,13 +136,14 @@ def main():
             print(f"| burn-{dev} | {f} | {'-' if c is None else f'{c:.2f}'} | {'-' if w is None else f'{w:.2f}'} |")
 
     # Each burn process once (a process writes a line per fidelity; the process columns repeat).
+    def process(r):
+        return (r.get("device"), r.get("precision"), r.get("kind"), r.get("start"), r.get("wall_s"))
+
     procs, seen = [], set()
     for r in rows:
-        if r.get("impl") == "burn" and "wall_s" in r:
-            k = (r.get("device"), r.get("precision"), r.get("kind"), r.get("start"), r.get("wall_s"))
-            if k not in seen:
-                seen.add(k)
-                procs.append(r)
+        if r.get("impl") == "burn" and "wall_s" in r and process(r) not in seen:
+            seen.add(process(r))
+            procs.append(r)
     if procs:
         print("\nburn processes: wall and CPU seconds of the whole process (start-up, compilation, "
               "autotune and steps) and the GPU's mean utilisation meanwhile (nvidia-smi, 100 ms "
@@ -152,9 +153,7 @@ def main():
         print("|---|---|---|---|---|---:|---:|---:|---:|")
         for p in procs:
             reached = [r.get("fidelity") for r in rows if r.get("impl") == "burn" and "step_s_median" in r
-                       and (r.get("device"), r.get("precision"), r.get("kind"), r.get("start"),
-                            r.get("wall_s")) == (p.get("device"), p.get("precision"), p.get("kind"),
-                                                 p.get("start"), p.get("wall_s"))]
+                       and process(r) == process(p)]
             def v(x):
                 return "-" if x is None else x
             print(f"| burn-{p.get('device')} | {p.get('precision')} | {p.get('kind')} | {p.get('start')} | "
