@@ -25,7 +25,9 @@
 //!
 //! The encoder sees one video at a time, `[1, L, F, 3, S, S]`, in inference mode (BatchNorm
 //! running statistics), and its snippet features (mean over the `F` frames) are written as they
-//! are.
+//! are. A video of more than `max_frames_per_pass` frames (512) is encoded in passes with enough
+//! temporal context around each to give the same features as one pass (`lofi_model::passes`):
+//! THUMOS14's stride sampling makes a long video thousands of snippets, more than fits at once.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -120,6 +122,12 @@ pub struct ExtractConfig {
     /// Allowed shortfall of a video against its annotated duration, seconds.
     #[serde(default = "default_tolerance")]
     pub duration_tolerance: f64,
+    /// Most frames the encoder sees at once (512). A longer video (stride sampling of a long
+    /// THUMOS14 video: thousands of snippets) is encoded in passes of at most this many frames,
+    /// with features equal to one pass (`lofi_model::passes`), so memory stays bounded; the
+    /// features do not depend on it.
+    #[serde(default = "default_max_frames_per_pass")]
+    pub max_frames_per_pass: usize,
     /// Only videos of this subset (`None`: all videos of the ground truth).
     #[serde(default)]
     pub subset: Option<String>,
@@ -145,6 +153,9 @@ fn default_workers() -> usize {
 fn default_tolerance() -> f64 {
     1.0
 }
+fn default_max_frames_per_pass() -> usize {
+    512
+}
 
 impl ExtractConfig {
     /// Full fidelity (100 x 1 x 224) with `encoder`.
@@ -155,6 +166,7 @@ impl ExtractConfig {
             size: default_size(),
             workers: default_workers(),
             duration_tolerance: default_tolerance(),
+            max_frames_per_pass: default_max_frames_per_pass(),
             subset: None,
             sampling: Sampling::Rescale,
             encoder,
@@ -218,6 +230,7 @@ impl lofi_engine::Settings for ExtractConfig {
             ("frames_per_snippet", self.frames_per_snippet),
             ("size", self.size),
             ("workers", self.workers),
+            ("max_frames_per_pass", self.max_frames_per_pass),
         ] {
             if v == 0 {
                 return Err(HeadError::Config(format!("{key} must be at least 1")));
@@ -412,6 +425,18 @@ pub fn extract(
     // anything is written.
     let device = inputs.device.clone();
     let encoder = load_encoder(&config.encoder, &device)?;
+    let least = encoder.min_frames_per_pass(config.frames_per_snippet);
+    if config.max_frames_per_pass < least {
+        return Err(HeadError::Config(format!(
+            "max_frames_per_pass = {} is too few for {}-{}: at {} frames per snippet a pass \
+             holds one snippet and {} snippets of context on each side, at least {least} frames",
+            config.max_frames_per_pass,
+            config.encoder.model.kind(),
+            config.encoder.model.depth(),
+            config.frames_per_snippet,
+            encoder.context_snippets(config.frames_per_snippet),
+        )));
+    }
     let recorded = config.recorded()?;
     let _lock = claim_folder(config, &recorded, inputs)?;
     let (_, previous, listed_failed) = read_indexes(&inputs.out)?;
@@ -447,11 +472,17 @@ pub fn extract(
     if !jobs.is_empty() {
         let mut loader = Loader::new(jobs, loader_cfg)?;
         for video in loader.by_ref() {
-            let clip = video.clip.to_f32_normalized();
-            let [cl, f, ch, h, w] = clip.shape;
-            let x =
-                Tensor::<6>::from_data(TensorData::new(clip.data, [1, cl, f, ch, h, w]), &device);
-            let feats = encoder.forward(x)?;
+            let [cl, f, ch, h, w] = video.clip.shape;
+            // A pass at a time, converted from the decoded bytes as it goes: a long video is
+            // never in the encoder's format whole.
+            let feats = encoder.forward_passes(cl, f, config.max_frames_per_pass, |range| {
+                let part = video.clip.snippets_f32_normalized(range);
+                let shape = [1, part.shape[0], f, ch, h, w];
+                Ok(Tensor::<6>::from_data(
+                    TensorData::new(part.data, shape),
+                    &device,
+                ))
+            })?;
             let data: Vec<f32> = feats
                 .into_data()
                 .try_to_vec::<f32>()

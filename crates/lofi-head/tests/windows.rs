@@ -137,6 +137,38 @@ fn stride_features_have_one_row_per_stride_and_record_their_times() -> TestResul
         videos
     };
     assert_eq!(without_hashes(&merged), without_hashes(&index));
+
+    // In passes of at most 20 frames (the tiny TSM-R18 needs 8 snippets of context on each side
+    // of the ones a pass keeps, so each keeps up to 4): the features of one pass, for videos of
+    // 75-100 snippets.
+    let mut passes = stride_extract(frames);
+    passes.max_frames_per_pass = 20;
+    extract(&passes, &inputs(root, "passes", None), &|_, _| {})?;
+    for (id, e) in &index.videos {
+        let one = lofi_head::npy::read_2d(&root.join("f4").join(&e.file))?;
+        let many = lofi_head::npy::read_2d(&root.join("passes").join(&e.file))?;
+        assert_eq!([many.rows, many.cols], e.shape, "{id}");
+        let d = one
+            .data
+            .iter()
+            .zip(&many.data)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(d < 1e-5, "{id}: passes differ from one pass by {d}");
+    }
+    // The pass length is not part of what made the features: a rerun with another one resumes.
+    let again = extract(&passes, &inputs(root, "f4", None), &|_, _| {})?;
+    assert_eq!((again.extracted, again.skipped), (0, 3));
+    // Passes too short to hold the context are refused before anything is written.
+    passes.max_frames_per_pass = 16;
+    let err = extract(&passes, &inputs(root, "refused", None), &|_, _| {})
+        .expect_err("16 frames cannot hold 8 + 1 + 8 snippets");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("max_frames_per_pass = 16") && msg.contains("at least 17 frames"),
+        "{msg}"
+    );
+    assert!(!root.join("refused").exists());
     Ok(())
 }
 

@@ -23,6 +23,7 @@
 //! - [`card`]: the model card written beside every weights file (architecture, input,
 //!   classes, producing config) and the short architecture-mismatch error;
 //! - [`checkpoint`]: our own checkpoints; [`import`]: PyTorch / safetensors weight import;
+//! - [`passes`]: a long video's features in passes of bounded memory, equal to one pass;
 //! - [`kernel_cache`]: where GPU builds keep compiled kernels and autotune results.
 //!
 //! # Layouts (see each module for details)
@@ -42,6 +43,7 @@ pub mod gtad;
 pub mod import;
 pub mod kernel_cache;
 pub mod loss;
+pub mod passes;
 pub mod precision;
 pub mod r2plus1d;
 pub mod resnet;

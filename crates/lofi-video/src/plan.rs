@@ -218,16 +218,33 @@ pub struct ClipF32 {
 impl ClipU8 {
     /// Convert to floats `(x / 255 - mean[c]) / std[c]` with ImageNet's statistics.
     pub fn to_f32_normalized(&self) -> ClipF32 {
-        let plane = self.shape[3] * self.shape[4];
-        let mut data = Vec::with_capacity(self.data.len());
-        for (p, chunk) in self.data.chunks(plane.max(1)).enumerate() {
+        self.snippets_f32_normalized(0..self.shape[0])
+    }
+
+    /// Snippets `range` alone, converted as [`ClipU8::to_f32_normalized`] does: `[range.len(),
+    /// F, 3, S, S]`. What a long video is encoded from, a pass at a time.
+    ///
+    /// # Panics
+    /// If `range` reaches past the clip's snippets (a caller bug).
+    pub fn snippets_f32_normalized(&self, range: std::ops::Range<usize>) -> ClipF32 {
+        let [l, f, ch, h, w] = self.shape;
+        assert!(
+            range.start <= range.end && range.end <= l,
+            "snippets {range:?} of a clip of {l}"
+        );
+        let plane = h * w;
+        let per_snippet = f * ch * plane;
+        let bytes = &self.data[range.start * per_snippet..range.end * per_snippet];
+        let mut data = Vec::with_capacity(bytes.len());
+        // Every snippet starts at a red plane, so plane `p` of the slice is channel `p % 3`.
+        for (p, chunk) in bytes.chunks(plane.max(1)).enumerate() {
             let c = p % 3;
             let scale = 1.0 / (255.0 * IMAGENET_STD[c]);
             let offset = IMAGENET_MEAN[c] / IMAGENET_STD[c];
             data.extend(chunk.iter().map(|&x| f32::from(x) * scale - offset));
         }
         ClipF32 {
-            shape: self.shape,
+            shape: [range.len(), f, ch, h, w],
             data,
         }
     }
@@ -337,6 +354,28 @@ mod tests {
         ];
         for (a, b) in f.data.iter().zip(want) {
             assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn a_range_of_snippets_is_that_part_of_the_whole_conversion() {
+        // 5 snippets of 2 frames of 3 x 2 x 3 px, every byte different (mod 256).
+        let shape = [5, 2, 3, 2, 3];
+        let clip = ClipU8 {
+            shape,
+            data: (0..shape.iter().product::<usize>())
+                .map(|i| (i * 7 % 256) as u8)
+                .collect(),
+        };
+        let whole = clip.to_f32_normalized();
+        let per_snippet = 2 * 3 * 2 * 3;
+        for range in [0..5, 0..1, 1..4, 4..5, 3..3] {
+            let part = clip.snippets_f32_normalized(range.clone());
+            assert_eq!(part.shape, [range.len(), 2, 3, 2, 3]);
+            assert_eq!(
+                part.data,
+                whole.data[range.start * per_snippet..range.end * per_snippet]
+            );
         }
     }
 }

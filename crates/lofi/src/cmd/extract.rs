@@ -36,8 +36,8 @@ pub struct ExtractArgs {
     /// corrupt files, merge shard indexes into index.json; non-zero exit if anything is wrong.
     #[arg(long, value_name = "FEATURES_DIR", conflicts_with_all = ["videos", "out", "shard"])]
     verify: Option<PathBuf>,
-    /// TOML settings (snippets, frames_per_snippet, size, workers, subset, [sampling],
-    /// [encoder]).
+    /// TOML settings (snippets, frames_per_snippet, size, workers, subset,
+    /// max_frames_per_pass, [sampling], [encoder]).
     #[arg(long, value_name = "extract.toml")]
     config: Option<PathBuf>,
     /// Encoder: a weights file (`.bpk` from lofi, or `.pth` / `.safetensors`) or a run folder
