@@ -38,6 +38,14 @@
 #   AUTOTUNE      cubecl autotune level (default minimal)
 #   TORCH_DEVICE  default cuda; TORCH_ARGS extra torch_step.py options; SKIP_TORCH=1
 #   DEMO_DEVICE   default cuda (cpu for a dry run); DEMO_CAP_S (default 150); SKIP_DEMO=1
+#   SEED          folder of kernel caches from an earlier run (default .gpu-cache, carried when
+#                 it exists): burn on DEVICE starts from SEED/kernels-DEVICE.tar.xz instead of an
+#                 empty cache, its first process marked "seeded". The compilation a first run
+#                 needs (minutes on the H200) then spreads over device sessions: each one adds
+#                 what it compiled and tuned, and the next starts from there.
+#   KEEP_CACHE    1 (the default where nvidia-smi finds a card): each burn backend's kernel cache
+#                 comes back as $OUT/kernels-DEVICE.tar.xz (when under the device tool's 16 MiB
+#                 per file), ready to be a later run's SEED; 0 keeps nothing
 #   PYTHON        default python3
 set -u
 OUT=${OUT:-/tmp/lofi-gpu-check}
@@ -63,14 +71,21 @@ DEMO_DEVICE=${DEMO_DEVICE:-cuda}
 DEMO_CAP_S=${DEMO_CAP_S:-150}
 PY=${PYTHON:-python3}
 WORK=${WORK:-/tmp/lofi-gpu-work}
+SEED=${SEED:-.gpu-cache}
+if [ -z "${KEEP_CACHE:-}" ]; then
+  if nvidia-smi -L >/dev/null 2>&1; then KEEP_CACHE=1; else KEEP_CACHE=0; fi
+fi
 T0=$(date +%s)
 say() { echo "[check +$(($(date +%s) - T0))s] $*"; }
 FL=$(echo $FIDELITIES | tr ' ' ',')
+# Seconds kept back at the end: the table (8 s) and packing the kernel caches (30 s).
+RESERVE_S=8
+[ "$KEEP_CACHE" = 1 ] && RESERVE_S=38
 
-# The cap for a stage: its own, or what is left of the budget (minus 8 s for the table), or 0
-# when under 10 s would be left.
+# The cap for a stage: its own, or what is left of the budget (minus the reserve for the table
+# and the caches), or 0 when under 10 s would be left.
 cap() {
-  local left=$((BUDGET_S - ($(date +%s) - T0) - 8))
+  local left=$((BUDGET_S - ($(date +%s) - T0) - RESERVE_S))
   local c=$1
   [ "$left" -lt "$c" ] && c=$left
   [ "$c" -lt 10 ] && c=0
@@ -275,13 +290,25 @@ kernel_records() { # DEVICE
 }
 
 burn_backend() { # DEVICE COLD_CAP: f32 steps cold and warm, extraction, the kernel records
-  local dev=$1 cold_cap=$2
+  local dev=$1 cold_cap=$2 start=cold
   # A fresh kernel cache, so the first process shows a first run's compilation and the second
-  # one (same cache) the start-up of every later run.
+  # one (same cache) the start-up of every later run; or an earlier run's cache (SEED), so this
+  # run goes on from where that one stopped.
   export LOFI_KERNEL_CACHE="$WORK/kernels-$dev"
   rm -rf "$LOFI_KERNEL_CACHE"
+  if [ -f "$SEED/kernels-$dev.tar.xz" ]; then
+    mkdir -p "$LOFI_KERNEL_CACHE"
+    if unxz_to "$SEED/kernels-$dev.tar.xz" "$WORK/seed.tar" && tar -xf "$WORK/seed.tar" -C "$LOFI_KERNEL_CACHE"; then
+      start=seeded
+      say "burn $dev: kernel cache seeded from $SEED/kernels-$dev.tar.xz ($(du -sm "$LOFI_KERNEL_CACHE" | cut -f1) MiB)"
+    else
+      say "burn $dev: $SEED/kernels-$dev.tar.xz does not unpack; starting from an empty cache"
+      rm -rf "$LOFI_KERNEL_CACHE"
+    fi
+    rm -f "$WORK/seed.tar"
+  fi
   local first=${FIDELITIES%% *}
-  burn_run "$dev" f32 step "$FL" "$cold_cap" "$WARMUP" "$STEPS" cold
+  burn_run "$dev" f32 step "$FL" "$cold_cap" "$WARMUP" "$STEPS" "$start"
   burn_run "$dev" f32 step "$first" 45 1 3 warm
   if [ "$dev" != cuda ] && [ "$dev" != cpu ]; then
     # wgpu/Vulkan has no bf16 arithmetic: lofi must refuse it with a message.
@@ -299,7 +326,9 @@ burn_backend() { # DEVICE COLD_CAP: f32 steps cold and warm, extraction, the ker
 
 burn_bf16() { # DEVICE: bf16 steps (CUDA and the CPU compute in bf16), in the same kernel cache
   export LOFI_KERNEL_CACHE="$WORK/kernels-$1"
-  burn_run "$1" bf16 step "$FL" 100 "$WARMUP" "$STEPS" cold
+  local start=cold
+  [ -f "$SEED/kernels-$1.tar.xz" ] && start=seeded
+  burn_run "$1" bf16 step "$FL" 100 "$WARMUP" "$STEPS" "$start"
   kernel_records "$1 f32 then bf16"
 }
 
@@ -349,6 +378,32 @@ if [ "$DEMO_DONE" = 0 ] && [ "${SKIP_DEMO:-0}" != 1 ]; then run_demo; fi
 for dev in $BURN_DEVICES; do
   if [ -n "$STEP_BIN" ] && { [ "$dev" = cuda ] || [ "$dev" = cpu ]; }; then burn_bf16 "$dev"; fi
 done
+
+# --- the kernel caches, for the next run's SEED ---------------------------------------------------
+# Compressed with xz where the image has it (all cores), else Python's lzma; a cache over the
+# device tool's 16 MiB per file stays behind (said in the log).
+if [ "$KEEP_CACHE" = 1 ]; then
+  for dev in $BURN_DEVICES; do
+    dir="$WORK/kernels-$dev"
+    [ -n "$(ls -A "$dir" 2>/dev/null)" ] || continue
+    out="$OUT/kernels-$dev.tar.xz"
+    if command -v xz >/dev/null; then
+      tar -cf - -C "$dir" . | xz -T0 -6 >"$out"
+    else
+      "$PY" -c 'import sys, tarfile
+with tarfile.open(sys.argv[1], "w:xz", preset=3) as t:
+    t.add(sys.argv[2], arcname=".")' "$out" "$dir"
+    fi
+    size=$(stat -c %s "$out")
+    mb=$(awk -v b="$size" 'BEGIN {printf "%.1f", b / 1048576}')
+    if [ "$size" -gt 16777216 ]; then
+      say "kernel cache of $dev: $mb MiB compressed, over the 16 MiB a file may come back with; not kept"
+      rm -f "$out"
+    else
+      say "kernel cache of $dev: $out ($mb MiB; $(du -sm "$dir" | cut -f1) MiB unpacked): copy it into .gpu-cache/ to seed the next run"
+    fi
+  done
+fi
 
 # --- table -----------------------------------------------------------------------------------
 "$PY" bench/gpu/summarize.py "$RES" | tee "$OUT/table.md"

@@ -14,6 +14,12 @@
 #               compressed) does not fit beside the binaries.
 # Both ignore themselves (`.gitignore` = `*`), so they are never committed; name them in the
 # device tool's `carry`. The script prints their sizes and the call that carries them.
+# A third, .gpu-cache/, holds the kernel caches an earlier check brought back
+# ($OUT/kernels-DEVICE.tar.xz; SEED_FROM=DIR copies them from the folder the device tool put them
+# in): check.sh then starts burn from them, so the minutes of kernel compilation of a first run
+# are paid once over several device sessions. Compiled kernels are keyed by the executable's build,
+# autotune results by the GPU and cubecl's version: keep the same gpu_step.xz (this script reuses
+# it while it is newer than the build) to reuse both.
 #
 # Knobs: CARGO_TARGET_DIR reuses a build; CUDARC_CUDA_VERSION is the CUDA version the driver
 # bindings are built for when no CUDA toolkit (nvcc) is installed here (default 13000, the H200
@@ -26,6 +32,16 @@ mkdir -p .gpu/debs .gpu-demo
 # Self-ignoring folders: git never lists them, and the device tool carries them only when named.
 for d in .gpu .gpu-demo; do echo '*' >"$d/.gitignore"; done
 rm -rf .gpu-libs # an older layout's third folder
+if [ -n "${SEED_FROM:-}" ]; then
+  mkdir -p .gpu-cache && echo '*' >.gpu-cache/.gitignore
+  n=0
+  for f in "$SEED_FROM"/kernels-*.tar.xz; do
+    [ -f "$f" ] || continue
+    xz -t "$f" || { echo "prepare.sh: $f is not a whole xz file" >&2; exit 1; }
+    cp "$f" .gpu-cache/ && n=$((n + 1))
+  done
+  echo "prepare.sh: $n kernel cache(s) from $SEED_FROM in .gpu-cache/" >&2
+fi
 
 if [ "$(uname -m)" != x86_64 ]; then
   echo "prepare.sh: this machine is $(uname -m); the device machine is x86_64" >&2
@@ -141,12 +157,13 @@ fi
 set -e
 rm -f .gpu/gpu_step.tmp .gpu-demo/lofi.tmp
 mib() { echo $(($(du -sb "$1" | cut -f1) / 1048576)); }
-a=$(mib .gpu); b=$(mib .gpu-demo)
-echo "prepare.sh: .gpu $a MiB, .gpu-demo $b MiB (the device tool carries 64 MiB per call, the working tree included)" >&2
+a=$(mib .gpu); b=$(mib .gpu-demo); c=0; cache=""
+if [ -n "$(ls .gpu-cache/kernels-*.tar.xz 2>/dev/null)" ]; then c=$(mib .gpu-cache); cache=", \".gpu-cache\""; fi
+echo "prepare.sh: .gpu $a MiB, .gpu-demo $b MiB, .gpu-cache $c MiB (the device tool carries 64 MiB per call, the working tree included)" >&2
 echo "prepare.sh: ready. Device tool call (timeout_s 540):" >&2
-if [ $((a + b)) -le 58 ]; then
-  echo "  carry [\".gpu\", \".gpu-demo\"], command: OUT=\$OUT bash bench/gpu/check.sh" >&2
+if [ $((a + b + c)) -le 58 ]; then
+  echo "  carry [\".gpu\", \".gpu-demo\"$cache], command: OUT=\$OUT bash bench/gpu/check.sh" >&2
 else
-  echo "  carry [\".gpu\"], command: OUT=\$OUT PARTS=\"torch burn\" bash bench/gpu/check.sh" >&2
+  echo "  carry [\".gpu\"$cache], command: OUT=\$OUT PARTS=\"torch burn\" bash bench/gpu/check.sh" >&2
   echo "  carry [\".gpu-demo\"], command: OUT=\$OUT PARTS=demo bash bench/gpu/check.sh (a second call)" >&2
 fi

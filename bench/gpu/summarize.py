@@ -48,6 +48,11 @@ def peak(r):
     return r.get("steady_peak_bytes", r.get("peak_bytes"))
 
 
+# The `start` of a backend's first process: an empty kernel cache, or one seeded from an earlier
+# run's (check.sh's SEED).
+FIRST = ("cold", "seeded")
+
+
 def main():
     rows = load(sys.argv[1])
     card = next((r.get("card") for r in rows if r.get("impl") == "card"), "") or "no GPU (dry run)"
@@ -57,7 +62,7 @@ def main():
         print(f"burn autotune level: {tune}\n")
 
     steps = [r for r in rows if r.get("kind", "step") == "step" and r.get("impl") in ("torch", "burn")
-             and r.get("start", "cold") == "cold" and r.get("fidelity") != "*"]
+             and r.get("start", "cold") in FIRST and r.get("fidelity") != "*"]
     cols, cells = [], {}
     for r in steps:
         c = column(r)
@@ -124,16 +129,21 @@ def main():
         starts.setdefault(r.get("device"), {}).setdefault(r.get("start"), r)
     if starts:
         print("\nStart-up: the first training step of a process (kernels compiled and autotuned on an "
-              "empty kernel cache, then read back from it by a second process):\n")
-        print("| backend | fidelity | first step, empty cache (s) | first step, warm cache (s) |")
-        print("|---|---|---:|---:|")
+              "empty kernel cache, or on one seeded from an earlier run's, then read back from it by "
+              "a second process):\n")
+        print("| backend | fidelity | first process's cache | first step, first process (s) | "
+              "first step, warm cache (s) |")
+        print("|---|---|---|---:|---:|")
         for dev, by in starts.items():
-            cold, warm = by.get("cold", {}), by.get("warm", {})
+            kind = next((k for k in FIRST if k in by), "cold")
+            cold, warm = by.get(kind, {}), by.get("warm", {})
             f = warm.get("fidelity") or cold.get("fidelity")
-            cold = next((r for r in burn if r.get("device") == dev and r.get("start") == "cold"
+            cold = next((r for r in burn if r.get("device") == dev and r.get("start") == kind
                          and r.get("fidelity") == f), cold)
             c, w = cold.get("first_step_s"), warm.get("first_step_s")
-            print(f"| burn-{dev} | {f} | {'-' if c is None else f'{c:.2f}'} | {'-' if w is None else f'{w:.2f}'} |")
+            label = "empty" if kind == "cold" else "seeded"
+            print(f"| burn-{dev} | {f} | {label} | {'-' if c is None else f'{c:.2f}'} | "
+                  f"{'-' if w is None else f'{w:.2f}'} |")
 
     # Each burn process once (a process writes a line per fidelity; the process columns repeat).
     def process(r):
