@@ -22,7 +22,8 @@
 #
 # Output: the table on stdout and in $OUT/table.md, JSON lines in $OUT/results.jsonl, the log in
 # $OUT/check.log, what each burn backend compiled and tuned in $OUT/kernels.md (cubecl's records,
-# bench/gpu/kernel_records.py).
+# bench/gpu/kernel_records.py), and each burn backend's kernel cache, $OUT/kernels-DEVICE.tar.xz
+# (KEEP_CACHE, SEED below). At most 8 files, as the device tool brings back.
 #
 # Knobs (environment):
 #   PARTS         what to run, default "torch burn demo"; "probe" alone is a one-minute first look

@@ -11,29 +11,16 @@ use std::time::Instant;
 
 use burn::tensor::{Tensor, TensorData};
 use lofi_engine::{MemoryMeter, ProcMeter};
-use lofi_head::EncoderSpec;
-use lofi_model::{EncoderArch, EncoderKind};
 use lofi_video::ClipU8;
 
-fn arg(i: usize, default: usize) -> usize {
-    std::env::args()
-        .filter(|a| !a.starts_with('-'))
-        .nth(i)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(default)
-}
+mod common;
+use common::{arg, tsm_r18};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (n, s, max_frames) = (arg(1, 2048), arg(2, 224), arg(3, 512));
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let spec = EncoderSpec {
-        model: EncoderArch::new(EncoderKind::Tsm, 18),
-        num_classes: None,
-        checkpoint: None,
-        seed: 0,
-    };
+    let (_, encoder) = tsm_r18()?;
     let device = lofi_head::cpu_device();
-    let encoder = lofi_head::extract::load_encoder(&spec, &device)?;
     // Decoded bytes of a video: a smooth pattern that moves over time, so neighbouring
     // snippets differ as in a real video.
     let shape = [n, 1, 3, s, s];

@@ -18,13 +18,8 @@ use lofi_head::{
 use lofi_model::{EncoderArch, EncoderKind};
 use lofi_video::synth::{write_dataset, SynthConfig, SynthPreset};
 
-fn arg(i: usize, default: usize) -> usize {
-    std::env::args()
-        .filter(|a| !a.starts_with('-'))
-        .nth(i)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(default)
-}
+mod common;
+use common::{arg, tsm_r18};
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -34,14 +29,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (l, s, runs) = (arg(1, 100), arg(2, 224), arg(3, 3).max(1));
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let spec = EncoderSpec {
-        model: EncoderArch::new(EncoderKind::Tsm, 18),
-        num_classes: None,
-        checkpoint: None,
-        seed: 0,
-    };
+    let (spec, encoder) = tsm_r18()?;
     let device = lofi_head::cpu_device();
-    let encoder = lofi_head::extract::load_encoder(&spec, &device)?;
     let x = Tensor::<6>::random([1, l, 1, 3, s, s], Distribution::Default, &device);
     // Warm-up.
     let _ = encoder.forward(x.clone())?.into_data();
