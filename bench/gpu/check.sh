@@ -290,6 +290,8 @@ kernel_records() { # DEVICE
     sed "s/^{/{\"impl\":\"kernels\",\"device\":\"$1\",/" >>"$RES"
 }
 
+# Each backend's first process: "cold" (empty kernel cache) or "seeded"; bf16 reports the same.
+declare -A FIRST_START
 burn_backend() { # DEVICE COLD_CAP: f32 steps cold and warm, extraction, the kernel records
   local dev=$1 cold_cap=$2 start=cold
   # A fresh kernel cache, so the first process shows a first run's compilation and the second
@@ -308,6 +310,7 @@ burn_backend() { # DEVICE COLD_CAP: f32 steps cold and warm, extraction, the ker
     fi
     rm -f "$WORK/seed.tar"
   fi
+  FIRST_START[$dev]=$start
   local first=${FIDELITIES%% *}
   burn_run "$dev" f32 step "$FL" "$cold_cap" "$WARMUP" "$STEPS" "$start"
   burn_run "$dev" f32 step "$first" 45 1 3 warm
@@ -327,9 +330,7 @@ burn_backend() { # DEVICE COLD_CAP: f32 steps cold and warm, extraction, the ker
 
 burn_bf16() { # DEVICE: bf16 steps (CUDA and the CPU compute in bf16), in the same kernel cache
   export LOFI_KERNEL_CACHE="$WORK/kernels-$1"
-  local start=cold
-  [ -f "$SEED/kernels-$1.tar.xz" ] && start=seeded
-  burn_run "$1" bf16 step "$FL" 100 "$WARMUP" "$STEPS" "$start"
+  burn_run "$1" bf16 step "$FL" 100 "$WARMUP" "$STEPS" "${FIRST_START[$1]:-cold}"
   kernel_records "$1 f32 then bf16"
 }
 
