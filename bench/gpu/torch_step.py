@@ -258,8 +258,7 @@ def run(args, name, l, size, device):
             raise RuntimeError(f"loss is {loss_v} at step {step}")
         if step == args.warmup - 1:
             warm_peak = end_warmup(device)
-    steady = torch.cuda.max_memory_allocated() if device.type == "cuda" else None
-    peak = max(warm_peak, steady) if steady is not None and warm_peak is not None else steady
+    peak, steady = peaks(device, warm_peak)
     reserved = torch.cuda.max_memory_reserved() if device.type == "cuda" else None
     return {"impl": "torch", "kind": "step", "device": str(device), "precision": args.precision, "fidelity": name,
             "snippets": l, "size": size, "frames": args.frames, "batch": args.batch,
@@ -279,6 +278,14 @@ def end_warmup(device):
     peak = torch.cuda.max_memory_allocated()
     torch.cuda.reset_peak_memory_stats()
     return peak
+
+
+def peaks(device, warm_peak):
+    """(peak over the whole run, peak over the timed steps) after the timed steps; None off CUDA."""
+    if device.type != "cuda":
+        return None, None
+    steady = torch.cuda.max_memory_allocated()
+    return (steady if warm_peak is None else max(warm_peak, steady)), steady
 
 
 def run_extract(args, name, l, size, device):
@@ -313,13 +320,12 @@ def run_extract(args, name, l, size, device):
             if step == args.warmup - 1:
                 warm_peak = end_warmup(device)
     med = statistics.median(times)
-    steady = torch.cuda.max_memory_allocated() if device.type == "cuda" else None
+    peak, steady = peaks(device, warm_peak)
     return {"impl": "torch", "kind": "extract", "device": str(device), "precision": args.precision,
             "fidelity": name, "snippets": l, "size": size, "frames": args.frames, "batch": args.batch,
             "step_s_median": med, "step_s_min": min(times), "steps": len(times),
             "warmup_s": round(warm, 3), "frames_per_s": args.batch * l * args.frames / med,
-            "peak_bytes": max(warm_peak, steady) if steady is not None and warm_peak is not None else steady,
-            "steady_peak_bytes": steady, "loss": mean, "torch": torch.__version__}
+            "peak_bytes": peak, "steady_peak_bytes": steady, "loss": mean, "torch": torch.__version__}
 
 
 def parse_fidelity(f):
