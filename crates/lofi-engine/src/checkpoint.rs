@@ -14,6 +14,7 @@ use burn::optim::{ModuleOptimizer, OptimizerRecord};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{EngineError, EngineResult};
+use crate::owned::Owner;
 
 /// The name of the pointer file.
 pub const LAST: &str = "last";
@@ -49,12 +50,38 @@ pub struct Saved {
 #[derive(Debug, Clone)]
 pub struct Checkpointer {
     dir: PathBuf,
+    /// The run folder's record and the checkpoints' subfolder in it, for writing.
+    owner: Option<(Owner, String)>,
 }
 
 impl Checkpointer {
-    /// The checkpoints in `dir` (the run folder's `checkpoints/`, which must exist).
+    /// The checkpoints in `dir` (the run folder's `checkpoints/`, which must exist), for reading
+    /// ([`Checkpointer::last`], [`Checkpointer::restore`]).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+        Self {
+            dir: dir.into(),
+            owner: None,
+        }
+    }
+
+    /// The checkpoints in subfolder `sub` of `owner`'s folder, written through its record.
+    pub fn owned(owner: Owner, sub: &str) -> Self {
+        Self {
+            dir: owner.dir().join(sub),
+            owner: Some((owner, sub.to_string())),
+        }
+    }
+
+    fn writer(&self) -> EngineResult<(&Owner, &str)> {
+        self.owner
+            .as_ref()
+            .map(|(o, s)| (o, s.as_str()))
+            .ok_or_else(|| {
+                EngineError::RunDir(format!(
+                    "{}: checkpoints opened for reading only",
+                    self.dir.display()
+                ))
+            })
     }
 
     /// The folder.
@@ -88,8 +115,14 @@ impl Checkpointer {
             model: format!("epoch-{epoch}.bpk"),
             optimizer: format!("epoch-{epoch}.optim"),
         };
-        lofi_model::checkpoint::save(model, &self.dir.join(&saved.model))?;
-        save_optimizer(optim, &self.dir.join(&saved.optimizer))?;
+        let (owner, sub) = self.writer()?;
+        owner.write_with(
+            &format!("{sub}/{}", saved.model),
+            |tmp| -> EngineResult<()> { Ok(lofi_model::checkpoint::save(model, tmp)?) },
+        )?;
+        owner.write_with(&format!("{sub}/{}", saved.optimizer), |tmp| {
+            save_optimizer(optim, tmp)
+        })?;
         Ok(saved)
     }
 
@@ -107,10 +140,11 @@ impl Checkpointer {
             step,
             elapsed_s,
         };
+        let (owner, sub) = self.writer()?;
         let path = self.dir.join(LAST);
         let text = serde_json::to_string_pretty(&last)
             .map_err(|e| EngineError::data(&path, format!("cannot serialise: {e}")))?;
-        lofi_eval::write_atomic(&path, text.as_bytes()).map_err(|e| EngineError::io(&path, e))?;
+        owner.write(&format!("{sub}/{LAST}"), text.as_bytes())?;
         Ok(last)
     }
 
@@ -130,13 +164,12 @@ impl Checkpointer {
     }
 }
 
+/// Writes the optimizer state to `path` (a temporary name of [`Owner::write_with`]).
 fn save_optimizer(optim: &ModuleOptimizer, path: &Path) -> EngineResult<()> {
-    let tmp = path.with_extension("optim.partial");
     optim
         .to_record()
-        .save(&tmp)
-        .map_err(|e| EngineError::data(&tmp, format!("cannot write the optimizer state: {e:?}")))?;
-    std::fs::rename(&tmp, path).map_err(|e| EngineError::io(path, e))
+        .save(path)
+        .map_err(|e| EngineError::data(path, format!("cannot write the optimizer state: {e:?}")))
 }
 
 fn load_optimizer(optim: ModuleOptimizer, path: &Path) -> EngineResult<ModuleOptimizer> {

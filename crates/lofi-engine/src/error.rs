@@ -40,6 +40,25 @@ pub enum EngineError {
         /// What differs, one line per part.
         differences: Vec<String>,
     },
+    /// Files lofi did not write are where a stage would write (see [`crate::owned`]).
+    #[error(
+        "{}: {} not written by lofi (or changed since lofi wrote {}), where lofi would {doing}: \
+         {}; lofi never deletes or replaces what it did not write (not even with --overwrite or \
+         --fresh): move {} away or choose another folder",
+        dir.display(),
+        if files.len() == 1 { "a file" } else { "files" },
+        if files.len() == 1 { "it" } else { "them" },
+        crate::owned::summarize(files),
+        if files.len() == 1 { "it" } else { "them" }
+    )]
+    Foreign {
+        /// The folder.
+        dir: PathBuf,
+        /// The foreign files, relative to the folder.
+        files: Vec<String>,
+        /// What lofi was about to do.
+        doing: String,
+    },
     /// Memory cannot be measured on this platform.
     #[error("memory measurement unavailable: {0}")]
     Measure(String),

@@ -8,11 +8,11 @@
 //! `sha256:<hex>` of their bytes, so a model is identified by its weights, not by its path). A
 //! rerun computes its own fingerprint first and [`Fingerprint::claim`]s the folder: equal, it
 //! continues (resume); different, it refuses with the list of what differs, or with `--overwrite`
-//! the caller clears the folder and starts again.
+//! the caller removes what the old job wrote ([`crate::owned`]) and starts again.
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -39,7 +39,7 @@ pub enum Claim {
     /// The folder was made by the same fingerprint: continue its work.
     Same,
     /// The folder was made by another fingerprint and `overwrite` was asked: the caller must
-    /// clear the folder's outputs and then [`Fingerprint::record`] this one.
+    /// remove the old job's outputs ([`crate::owned`]) and then record this one.
     Overwrite,
 }
 
@@ -206,40 +206,6 @@ fn diff(key: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
     }
 }
 
-/// Removes what a lofi job wrote in `dir` before an `--overwrite` starts it again: the
-/// `subfolders` named (e.g. `checkpoints`) and the top-level regular files whose extension is one
-/// lofi writes (`.npy`, `.bpk`, `.optim`, `.json`, `.jsonl`, `.toml`, `.partial`). Anything else
-/// (a user's notes, other folders) stays.
-pub fn clear_outputs(dir: &Path, subfolders: &[&str]) -> EngineResult<Vec<PathBuf>> {
-    const OURS: &[&str] = &["npy", "bpk", "optim", "json", "jsonl", "toml", "partial"];
-    let mut removed = Vec::new();
-    for name in subfolders {
-        let p = dir.join(name);
-        if p.is_dir() {
-            std::fs::remove_dir_all(&p).map_err(|e| EngineError::io(&p, e))?;
-            removed.push(p);
-        }
-    }
-    let listing = std::fs::read_dir(dir).map_err(|e| EngineError::io(dir, e))?;
-    for entry in listing {
-        let entry = entry.map_err(|e| EngineError::io(dir, e))?;
-        let p = entry.path();
-        let ours = p
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| OURS.contains(&e));
-        let file = entry
-            .file_type()
-            .map_err(|e| EngineError::io(&p, e))?
-            .is_file();
-        if ours && file {
-            std::fs::remove_file(&p).map_err(|e| EngineError::io(&p, e))?;
-            removed.push(p);
-        }
-    }
-    Ok(removed)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,28 +272,6 @@ mod tests {
         assert_eq!(b.claim(dir, "extraction", true)?, Claim::Overwrite);
         b.record(dir)?;
         assert_eq!(b.claim(dir, "extraction", false)?, Claim::Same);
-        Ok(())
-    }
-
-    #[test]
-    fn clearing_removes_only_what_lofi_writes() -> EngineResult<()> {
-        let t = tmp()?;
-        let dir = t.path();
-        for f in [
-            "v1.npy",
-            "index.json",
-            "config.toml",
-            "notes.txt",
-            "head.bpk",
-        ] {
-            std::fs::write(dir.join(f), b"x").map_err(|e| EngineError::io(f, e))?;
-        }
-        std::fs::create_dir_all(dir.join("checkpoints/x")).map_err(|e| EngineError::io("c", e))?;
-        std::fs::create_dir_all(dir.join("mine")).map_err(|e| EngineError::io("m", e))?;
-        let removed = clear_outputs(dir, &["checkpoints"])?;
-        assert_eq!(removed.len(), 5);
-        assert!(dir.join("notes.txt").is_file() && dir.join("mine").is_dir());
-        assert!(!dir.join("v1.npy").exists() && !dir.join("checkpoints").exists());
         Ok(())
     }
 }

@@ -14,7 +14,6 @@ use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
 
-use crate::checkpoint::Checkpointer;
 use crate::error::EngineError;
 use crate::memory::MemoryMeter;
 use crate::metrics::{
@@ -113,7 +112,7 @@ pub fn fit<S: Stage>(
     mut meter: Option<&mut dyn MemoryMeter>,
     device: &Device,
 ) -> Result<FitEnd<S::Model>, S::Error> {
-    let ckpt = Checkpointer::new(run.checkpoints());
+    let ckpt = run.checkpointer();
     let metrics_path = run.metrics();
     let (mut model, mut optim, last) = if control.resume {
         ckpt.restore(model, optim)?

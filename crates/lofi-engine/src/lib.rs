@@ -8,6 +8,8 @@
 //!   and inputs, `config.toml` describing the run), locked for as long as a process writes it;
 //! - [`Fingerprint`] and [`FolderLock`]: what produced a folder (settings and input files' hashes)
 //!   and who writes it now, for every folder a stage writes (run folders and feature folders);
+//! - [`owned`]: which files of a folder lofi wrote ([`Owner`]), so that it deletes or replaces
+//!   only those and refuses a folder where a user's files are in the way;
 //! - [`Checkpointer`]: one checkpoint layout (`checkpoints/epoch-<E>.bpk` + `.optim`, an atomic
 //!   JSON `last` pointer), model and optimizer state, 0-based epochs everywhere;
 //! - [`metrics`]: typed serde records (step, epoch end, validation) in `metrics.jsonl`, written
@@ -28,6 +30,7 @@ pub mod fit;
 pub mod lock;
 pub mod memory;
 pub mod metrics;
+pub mod owned;
 pub mod preset;
 pub mod progress;
 pub mod readback;
@@ -37,13 +40,14 @@ pub use checkpoint::{Checkpointer, LastCheckpoint};
 pub use error::{EngineError, EngineResult};
 pub use fingerprint::{Claim, Fingerprint};
 pub use fit::{fit, validation_due, FitEnd, RunControl, Stage, StepAt};
-pub use lock::FolderLock;
+pub use lock::{FolderLock, ReadLock};
 pub use lofi_rng as rng;
 pub use memory::{MemoryMeter, ProcMeter};
 pub use metrics::{
     EpochSummary, FidelityStats, FidelityTag, LossParts, MetricsRecord, StepMetrics,
     ValidationMetrics,
 };
+pub use owned::{FolderKind, OutputPlan, Owner, Start};
 pub use preset::Preset;
 pub use progress::{Progress, Reporter, Silent};
 pub use run_dir::{parse_toml, read_toml, write_toml, RunDir, Settings};

@@ -64,6 +64,52 @@ impl FolderLock {
         Self::hold(&own, dir, what, Some(folder))
     }
 
+    /// Waits for, then takes, the folder's short claiming lock: processes that share a folder
+    /// (shards) check and record their claim one at a time, so each sees what the others
+    /// recorded. Held only while claiming; released when dropped.
+    pub fn claiming(dir: &Path) -> EngineResult<ClaimLock> {
+        let path = dir.join(format!("{LOCK_FILE}.claim"));
+        let file = open(&path)?;
+        file.lock().map_err(|e| EngineError::io(&path, e))?;
+        Ok(ClaimLock { file })
+    }
+
+    /// A reader's hold on `dir` (a feature folder that `train-head` or `detect` reads): refused
+    /// while a lofi process writes it, the whole folder (an extraction, `--verify` merging its
+    /// indexes) or one of its shards, naming that process; with `wait`, waits for it instead.
+    /// Holding the folder's lock shared keeps an unsharded writer out for as long as the reader
+    /// runs. A folder no lofi process ever wrote (no lock file) needs no lock: `None`.
+    pub fn read(dir: &Path, what: &str, wait: bool) -> EngineResult<Option<ReadLock>> {
+        let path = dir.join(LOCK_FILE);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let mut announced = false;
+        loop {
+            match try_read(dir, &path)? {
+                Ok(lock) => return Ok(Some(lock)),
+                Err(holder) if wait => {
+                    if !announced {
+                        tracing::info!(
+                            "{what}: waiting for the lofi process writing {} ({holder})",
+                            dir.display()
+                        );
+                        announced = true;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(500));
+                }
+                Err(holder) => {
+                    return Err(EngineError::RunDir(format!(
+                        "{} is being written by another lofi process ({holder}); {what} does not \
+                         read a folder that is still being written: let that process finish, \
+                         or pass --wait to wait for it",
+                        dir.display()
+                    )))
+                }
+            }
+        }
+    }
+
     fn hold(path: &Path, dir: &Path, what: &str, shared: Option<File>) -> EngineResult<Self> {
         let mut file = open(path)?;
         match file.try_lock() {
@@ -106,6 +152,56 @@ impl FolderLock {
     /// The lock file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// A reader's shared hold on a folder ([`FolderLock::read`]); released when dropped.
+#[derive(Debug)]
+pub struct ReadLock {
+    _file: File,
+}
+
+/// The reader's lock of `dir` (lock file `path`), or the holder of a writer's lock.
+fn try_read(dir: &Path, path: &Path) -> EngineResult<Result<ReadLock, String>> {
+    let file = File::open(path).map_err(|e| EngineError::io(path, e))?;
+    match file.try_lock_shared() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => return Ok(Err(describe_holder(path))),
+        Err(TryLockError::Error(e)) => return Err(EngineError::io(path, e)),
+    }
+    // Shards hold the folder's lock shared, as a reader does: each shard's own lock tells.
+    let shard_prefix = format!("{LOCK_FILE}.shard-");
+    for entry in std::fs::read_dir(dir).map_err(|e| EngineError::io(dir, e))? {
+        let entry = entry.map_err(|e| EngineError::io(dir, e))?;
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(&shard_prefix)
+        {
+            continue;
+        }
+        let shard_path = entry.path();
+        let shard = File::open(&shard_path).map_err(|e| EngineError::io(&shard_path, e))?;
+        match shard.try_lock() {
+            Ok(()) => {
+                let _ = shard.unlock();
+            }
+            Err(TryLockError::WouldBlock) => return Ok(Err(describe_holder(&shard_path))),
+            Err(TryLockError::Error(e)) => return Err(EngineError::io(&shard_path, e)),
+        }
+    }
+    Ok(Ok(ReadLock { _file: file }))
+}
+
+/// The claiming lock of [`FolderLock::claiming`].
+#[derive(Debug)]
+pub struct ClaimLock {
+    file: File,
+}
+
+impl Drop for ClaimLock {
+    fn drop(&mut self) {
+        let _ = self.file.unlock();
     }
 }
 
@@ -226,6 +322,35 @@ mod tests {
             line.starts_with(&format!("pid {} ", std::process::id())),
             "{line}"
         );
+        Ok(())
+    }
+
+    #[test]
+    fn a_reader_is_refused_while_the_folder_or_a_shard_is_written() -> EngineResult<()> {
+        let tmp = tempfile::tempdir().map_err(|e| EngineError::io("tmp", e))?;
+        let dir = tmp.path();
+        // Never written by lofi: nothing to wait for.
+        assert!(FolderLock::read(dir, "detect", false)?.is_none());
+        let writer = FolderLock::exclusive(dir, "extraction")?;
+        let e = FolderLock::read(dir, "detect", false).expect_err("written");
+        let pid = format!("pid {}", std::process::id());
+        assert!(
+            e.to_string().contains("still being written") && e.to_string().contains(&pid),
+            "{e}"
+        );
+        drop(writer);
+        let shard = FolderLock::shard(dir, "extraction", 1, 2)?;
+        let e = FolderLock::read(dir, "train-head", false).expect_err("a shard");
+        assert!(
+            e.to_string().contains(&pid) && e.to_string().contains("--wait"),
+            "{e}"
+        );
+        drop(shard);
+        let reader = FolderLock::read(dir, "detect", false)?.expect("a lock file exists");
+        // While it reads, no unsharded writer starts.
+        assert!(FolderLock::exclusive(dir, "extraction").is_err());
+        drop(reader);
+        drop(FolderLock::exclusive(dir, "extraction")?);
         Ok(())
     }
 }

@@ -108,7 +108,14 @@ fn run(out: &std::path::Path, control: &RunControl) -> Result<(bool, Vec<f32>), 
     device.seed(3);
     let model = LinearConfig::new(1, 1).init(&device);
     let optim = SgdConfig::new().init();
-    let dir = RunDir::open(out, &config, lofi_engine::Fingerprint::new(), control)?;
+    let plan = lofi_engine::OutputPlan::new(lofi_engine::FolderKind::Training, &[], &[]);
+    let dir = RunDir::open(
+        out,
+        &config,
+        lofi_engine::Fingerprint::new(),
+        control,
+        &plan,
+    )?;
     let mut stage = Toy {
         config,
         device: device.clone(),

@@ -582,6 +582,10 @@ impl std::fmt::Display for ClassScoreSource {
 /// class scores used), and optionally evaluates them.
 pub fn detect(config: &DetectConfig, inputs: &DetectInputs) -> Result<DetectOutcome> {
     config.validate()?;
+    // Before any work: lofi replaces only files it wrote.
+    for path in std::iter::once(&inputs.out).chain(&inputs.class_scores_out) {
+        lofi_engine::owned::check_single(path)?;
+    }
     let device = inputs.device.clone();
     let trained = TrainedHead::load(&inputs.head_dir, &device)?;
     let truth = lofi_video::ground_truth::GroundTruth::read(&inputs.ground_truth)?;
@@ -636,10 +640,7 @@ pub fn detect(config: &DetectConfig, inputs: &DetectInputs) -> Result<DetectOutc
                 results: refs.iter().map(|v| v.id.clone()).zip(probs).collect(),
             };
             if let Some(out) = &inputs.class_scores_out {
-                let text = serde_json::to_string(&file)
-                    .map_err(|e| HeadError::format(out, e.to_string()))?;
-                lofi_eval::write_atomic(out, (text + "\n").as_bytes())
-                    .map_err(|e| HeadError::io(out, e))?;
+                lofi_engine::owned::write_single_json(out, &file, false)?;
             }
             file.to_scores()?
         }
@@ -678,7 +679,7 @@ pub fn detect(config: &DetectConfig, inputs: &DetectInputs) -> Result<DetectOutc
             inputs.subset
         );
     }
-    file.write(&inputs.out)?;
+    lofi_engine::owned::write_single_json(&inputs.out, &file, false)?;
     let report = match (&eval_truth, inputs.evaluate) {
         (Some(truth), true) => Some(evaluate(truth, &file)?),
         (None, true) => {

@@ -35,8 +35,11 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
-use lofi_engine::fingerprint::{clear_outputs, sha256_bytes, sha256_file, FINGERPRINT_FILE};
-use lofi_engine::{Claim, Fingerprint, FolderLock, Preset, Settings};
+use lofi_engine::fingerprint::{sha256_bytes, sha256_file, FINGERPRINT_FILE};
+use lofi_engine::owned::prepare;
+use lofi_engine::{
+    Claim, Fingerprint, FolderKind, FolderLock, OutputPlan, Owner, Preset, Settings, Start,
+};
 use lofi_model::{Encoder, EncoderArch};
 use lofi_video::ground_truth::{locate_videos, GroundTruth};
 use lofi_video::plan::stride_count;
@@ -421,6 +424,7 @@ pub fn extract(
         inputs.skip_missing_videos,
     )?;
     let files: BTreeMap<String, PathBuf> = located.into_iter().collect();
+    check_stride_sizes(config, &selected, &files)?;
     // The encoder before the folder: weights of another architecture are refused before
     // anything is written.
     let device = inputs.device.clone();
@@ -438,7 +442,7 @@ pub fn extract(
         )));
     }
     let recorded = config.recorded()?;
-    let _lock = claim_folder(config, &recorded, inputs)?;
+    let (_lock, owner) = claim_folder(config, &recorded, inputs, &selected)?;
     let (_, previous, listed_failed) = read_indexes(&inputs.out)?;
     let c = config.encoder.model.out_channels();
     let l = config.snippets;
@@ -493,8 +497,9 @@ pub fn extract(
             let written = npy::encode_f32_2d(cl, c, &data)
                 .map_err(|e| e.0)
                 .and_then(|bytes| {
-                    lofi_eval::write_atomic(&path, &bytes)
-                        .map(|()| sha256_bytes(&bytes))
+                    owner
+                        .write(&file, &bytes)
+                        .map(|_| sha256_bytes(&bytes))
                         .map_err(|e| format!("cannot write: {e}"))
                 });
             match written {
@@ -540,8 +545,7 @@ pub fn extract(
         videos: entries,
         failed: failed.clone(),
     };
-    let index_path = inputs.out.join(index_name(inputs.shard));
-    index.write(&index_path)?;
+    let index_path = owner.write(&index_name(inputs.shard), &index_bytes(&index)?)?;
     Ok(ExtractOutcome {
         videos: total,
         extracted,
@@ -553,6 +557,42 @@ pub fn extract(
         frames,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Every size a stride extraction will reach, before any work: a stride no finer than one frame
+/// of each video (finer would repeat frames, and a stride of 1e-9 s asks for billions of
+/// snippets), and each video's decoded snippets within this machine's memory.
+fn check_stride_sizes(
+    config: &ExtractConfig,
+    selected: &[(String, f64)],
+    files: &BTreeMap<String, PathBuf>,
+) -> Result<()> {
+    if config.sampling.is_rescale() {
+        return Ok(());
+    }
+    for (id, duration) in selected {
+        let Some(path) = files.get(id) else { continue };
+        let fps = VideoIndex::build(path)?.fps();
+        let step = config.sampling.stride_seconds(fps).unwrap_or(0.0);
+        let frame = 1.0 / fps;
+        if !(step.is_finite() && fps.is_finite() && fps > 0.0) || step < frame * (1.0 - 1e-6) {
+            return Err(HeadError::Config(format!(
+                "a stride of {step} s is finer than one frame of video {id} ({}: {:.6} s at \
+                 {fps:.3} fps); snippets start at most once per frame: use --stride-frames 1 or \
+                 a longer stride",
+                path.display(),
+                frame
+            )));
+        }
+        let snippets = stride_count(*duration, step);
+        lofi_video::limits::check_decoded_video(
+            snippets,
+            config.frames_per_snippet,
+            config.size,
+            &format!("video {id} at a stride of {step:.4} s"),
+        )?;
+    }
+    Ok(())
 }
 
 /// What is left to extract after looking at the output folder.
@@ -719,15 +759,22 @@ pub fn fingerprint(config: &ExtractConfig) -> Result<Fingerprint> {
     })
 }
 
+/// The settings file of a feature folder.
+const CONFIG_FILE: &str = lofi_engine::run_dir::files::CONFIG;
+
 /// Locks the output folder (a shard shares it with the other shards) and claims it for this
-/// extraction's fingerprint: a folder made by another extraction, or holding features without a
-/// fingerprint, is refused (or cleared, with `overwrite`); `config.toml` is written only when the
-/// folder starts afresh, so a refused rerun leaves a complete folder as it was.
+/// extraction's fingerprint and output files ([`lofi_engine::owned::prepare`]): a folder of
+/// another kind, inputs inside it, or files lofi did not write where the feature files, indexes or
+/// settings go are refused; a folder made by another extraction is refused too, or with
+/// `overwrite` emptied of what that extraction wrote (only that). `config.toml` is written only
+/// when the folder starts afresh, so a refused rerun leaves a complete folder as it was. Shards
+/// claim one at a time (a short exclusive lock), so each sees the others' records.
 fn claim_folder(
     config: &ExtractConfig,
     recorded: &ExtractConfig,
     inputs: &ExtractInputs,
-) -> Result<FolderLock> {
+    videos: &[(String, f64)],
+) -> Result<(FolderLock, Owner)> {
     let out = &inputs.out;
     let sharded = inputs.shard.filter(|s| s.count > 1);
     if inputs.overwrite && sharded.is_some() {
@@ -741,54 +788,71 @@ fn claim_folder(
         Some(s) => FolderLock::shard(out, "extraction", s.index, s.count)?,
         None => FolderLock::exclusive(out, "extraction")?,
     };
+    let _claiming = FolderLock::claiming(out)?;
     let mine = fingerprint(config)?;
-    let mut fresh = Fingerprint::read(out)?.is_none();
-    if fresh && holds_features(out)? {
-        if !inputs.overwrite {
-            return Err(HeadError::Config(format!(
-                "{} holds feature files but no {FINGERPRINT_FILE} (made by an older lofi or by \
-                 hand), so what made them is unknown; use --overwrite to extract again into it, \
-                 or choose another --out",
-                out.display()
-            )));
+    let start = match Fingerprint::read(out)? {
+        // Compares only (the folder has a fingerprint): a different one is refused unless
+        // overwrite.
+        Some(_) => match mine.claim(out, "extraction", inputs.overwrite)? {
+            Claim::Overwrite => Start::Overwrite,
+            _ => Start::Continue,
+        },
+        // Features without a fingerprint (it was removed, or an older lofi wrote them): what
+        // made them is unknown, so they are not resumed blindly.
+        None if holds_own_features(out)? => {
+            if !inputs.overwrite {
+                return Err(HeadError::Config(format!(
+                    "{} holds feature files but no {FINGERPRINT_FILE} (made by an older lofi or \
+                     by hand), so what made them is unknown; use --overwrite to extract again \
+                     into it (only files lofi recorded writing there are removed), or choose \
+                     another --out",
+                    out.display()
+                )));
+            }
+            Start::Overwrite
         }
-        clear_outputs(out, &[])?;
+        None => Start::Continue,
+    };
+    let plan = OutputPlan::new(FolderKind::Features, &[CONFIG_FILE], &[])
+        .with_files([index_name(inputs.shard)])
+        .with_files(videos.iter().map(|(id, _)| format!("{id}.npy")))
+        .with_input("the ground truth", &inputs.ground_truth)
+        .with_input("the video folder", &inputs.videos);
+    let owner = prepare(out, &plan, start)?;
+    let fresh = !out.join(FINGERPRINT_FILE).is_file();
+    if fresh {
+        owner.write_json(FINGERPRINT_FILE, &mine)?;
     }
-    match mine.claim(out, "extraction", inputs.overwrite)? {
-        Claim::Fresh => {}
-        Claim::Same => fresh = false,
-        Claim::Overwrite => {
-            clear_outputs(out, &[])?;
-            mine.record(out)?;
-            fresh = true;
-        }
+    if fresh || !out.join(CONFIG_FILE).is_file() {
+        let text = toml::to_string_pretty(recorded)
+            .map_err(|e| HeadError::format(out.join(CONFIG_FILE), e.to_string()))?;
+        owner.write(CONFIG_FILE, text.as_bytes())?;
     }
-    let config_path = out.join("config.toml");
-    if fresh || !config_path.is_file() {
-        write_config(recorded, &config_path)?;
-    }
-    Ok(lock)
+    Ok((lock, owner))
 }
 
-/// Whether `dir` holds feature files or indexes.
-fn holds_features(dir: &Path) -> Result<bool> {
+/// An index file's bytes (pretty JSON with a final newline).
+fn index_bytes(index: &FeatureIndex) -> std::result::Result<Vec<u8>, lofi_engine::EngineError> {
+    serde_json::to_string_pretty(index)
+        .map(|t| (t + "\n").into_bytes())
+        .map_err(|e| lofi_engine::EngineError::data(INDEX_FILE, e.to_string()))
+}
+
+/// Whether `dir` holds feature files or indexes that lofi wrote (others are foreign: the
+/// folder's claim refuses them where they are in the way).
+fn holds_own_features(dir: &Path) -> Result<bool> {
+    let record = lofi_engine::owned::Record::read(dir)?;
     let listing = std::fs::read_dir(dir).map_err(|e| HeadError::io(dir, e))?;
     for entry in listing {
         let name = entry.map_err(|e| HeadError::io(dir, e))?.file_name();
         let name = name.to_string_lossy();
-        if name.ends_with(".npy") || (name.starts_with("index") && name.ends_with(".json")) {
+        let feature =
+            name.ends_with(".npy") || (name.starts_with("index") && name.ends_with(".json"));
+        if feature && record.owns(&name)? {
             return Ok(true);
         }
     }
     Ok(false)
-}
-
-/// Writes the settings used (atomically: the shards of one extraction may run at the same time in
-/// the same folder and write identical settings; the temporary names carry the process id).
-fn write_config(config: &ExtractConfig, path: &Path) -> Result<()> {
-    let text =
-        toml::to_string_pretty(config).map_err(|e| HeadError::format(path, e.to_string()))?;
-    lofi_eval::write_atomic(path, text.as_bytes()).map_err(|e| HeadError::io(path, e))
 }
 
 fn encoder_name(spec: &EncoderSpec) -> String {
@@ -926,9 +990,11 @@ pub fn verify(dir: &Path, ground_truth: &Path, subset: Option<&str>) -> Result<V
     report.index_path = dir.join(INDEX_FILE);
     let current = FeatureIndex::read(&report.index_path).ok();
     if current.as_ref() != Some(&merged) {
-        match merged.write(&report.index_path) {
-            Ok(()) => report.index_written = true,
-            Err(lofi_eval::EvalError::Io { source, .. })
+        let written =
+            Owner::open(dir).and_then(|owner| owner.write(INDEX_FILE, &index_bytes(&merged)?));
+        match written {
+            Ok(_) => report.index_written = true,
+            Err(lofi_engine::EngineError::Io { source, .. })
                 if matches!(
                     source.kind(),
                     std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem

@@ -237,8 +237,10 @@ pub fn check_video_input(card: &ModelCard, card_path: &Path) -> Result<()> {
     }
 }
 
-/// Writes `module` to `path` and its card beside it (weights first, then the card).
-pub fn save_with_card<M: Module>(module: &M, path: &Path, card: &ModelCard) -> Result<()> {
+/// Writes `module` to `path` and its card beside it (weights first, then the card), outside any
+/// run folder (the tests' fixtures; stages write through `RunDir::save_with_card`).
+#[cfg(test)]
+fn save_with_card<M: Module>(module: &M, path: &Path, card: &ModelCard) -> Result<()> {
     lofi_model::checkpoint::save(module, path)?;
     card.write_beside(path)?;
     Ok(())

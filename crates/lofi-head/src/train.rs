@@ -38,7 +38,7 @@ use lofi_engine::{
     fit, metrics, Fingerprint, FitEnd, LossParts, RunControl, RunDir, Stage, StepAt, StepMetrics,
     ValidationMetrics,
 };
-use lofi_engine::{Preset, Settings};
+use lofi_engine::{FolderKind, OutputPlan, Preset, Settings};
 use lofi_eval::{GroundTruth as EvalTruth, GroundTruthOptions, VideoClassScores};
 use lofi_model::seed::{initialized, seeded};
 use lofi_model::{GtadHead, GtadLoss, GtadTargets, Segment, TargetConfig};
@@ -48,7 +48,7 @@ use serde::{Deserialize, Serialize};
 use crate::detect::{validate_input, ClassScoreFile, DetectConfig, HeadInput};
 use crate::error::{HeadError, Result};
 use crate::features::{FeatureStore, VideoFeatures, INDEX_FILE};
-use crate::model::{feature_input, files, save_with_card, ClassifierMeta, VideoClassifier};
+use crate::model::{feature_input, files, ClassifierMeta, VideoClassifier};
 use crate::windows::{training_windows, Temporal, TimedFeatures};
 use lofi_model::{GtadArch, ModelCard, ModelSpec, Normalization, Producer};
 
@@ -667,7 +667,7 @@ impl Stage for HeadStage<'_> {
         let head = head.valid();
         let loss = validation_loss(&head, v, &self.loss_fn, self.config.batch_size)?;
         let mut metrics = ValidationMetrics {
-            loss: Some(loss),
+            loss,
             ..ValidationMetrics::default()
         };
         if let Some((input, truth, scores)) = &v.detection {
@@ -679,13 +679,18 @@ impl Stage for HeadStage<'_> {
     }
 }
 
-/// Mean over batches of G-TAD's loss on the validation videos, as `gtad_train.py`'s `test()`.
+/// Mean over batches of G-TAD's loss on the validation videos, as `gtad_train.py`'s `test()`;
+/// `None` without a validation sample (no window holding an action), where a loss of 0 would
+/// make every epoch look equally good.
 fn validation_loss(
     head: &GtadHead,
     v: &HeadValidation,
     loss_fn: &GtadLoss,
     batch_size: usize,
-) -> Result<f64> {
+) -> Result<Option<f64>> {
+    if v.features.is_empty() {
+        return Ok(None);
+    }
     let device = head.stem.weight.val().device();
     let mut sum = 0.0;
     let mut batches = 0usize;
@@ -698,23 +703,29 @@ fn validation_loss(
         sum += scalar(parts.total, "the validation loss")?;
         batches += 1;
     }
-    Ok(sum / batches.max(1) as f64)
+    Ok(Some(sum / batches.max(1) as f64))
 }
 
-/// `best.json` in the run folder: the epoch whose head became `head.bpk`.
+/// `best.json` in the run folder: the epoch whose head became `head.bpk`, and the rule that chose
+/// it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BestEpoch {
     /// The epoch (0-based, as in the metrics and `checkpoints/epoch-<E>.bpk`).
     pub epoch: usize,
-    /// Its validation loss.
-    pub validation_loss: f64,
-    /// How it was chosen.
+    /// Its validation loss; `None` when no validation loss could be computed (the last epoch is
+    /// kept).
+    pub validation_loss: Option<f64>,
+    /// How it was chosen, in words.
     pub rule: String,
 }
 
-/// The epoch with the lowest validation loss (the first one on ties, as G-TAD's strict `<`).
-fn best_epoch(epochs: &[metrics::EpochSummary]) -> Option<BestEpoch> {
-    epochs
+/// The rule of [`BestEpoch`] when the lowest validation loss chose the epoch.
+pub const LOWEST_VALIDATION_LOSS: &str = "lowest validation loss (G-TAD's GTAD_best)";
+
+/// The epoch with the lowest validation loss (the first one on ties, as G-TAD's strict `<`);
+/// when no epoch has a finite validation loss, the last epoch, with `why_none` as the reason.
+fn best_epoch(epochs: &[metrics::EpochSummary], why_none: &str) -> Option<BestEpoch> {
+    let lowest = epochs
         .iter()
         .filter_map(|e| {
             let loss = e.validation.as_ref()?.loss?;
@@ -726,12 +737,38 @@ fn best_epoch(epochs: &[metrics::EpochSummary]) -> Option<BestEpoch> {
                 Some((_, b)) if b <= loss => best,
                 _ => Some((epoch, loss)),
             },
-        )
-        .map(|(epoch, loss)| BestEpoch {
+        );
+    match lowest {
+        Some((epoch, loss)) => Some(BestEpoch {
             epoch,
-            validation_loss: loss,
-            rule: "lowest validation loss (G-TAD's GTAD_best)".into(),
-        })
+            validation_loss: Some(loss),
+            rule: LOWEST_VALIDATION_LOSS.into(),
+        }),
+        None => epochs.last().map(|e| BestEpoch {
+            epoch: e.epoch,
+            validation_loss: None,
+            rule: format!("last epoch: no validation loss could be computed ({why_none})"),
+        }),
+    }
+}
+
+/// Why no validation loss exists, for [`best_epoch`]'s rule.
+fn why_no_validation_loss(config: &HeadConfig, validation: Option<&HeadValidation>) -> String {
+    match validation {
+        _ if config.validate_every == 0 => {
+            "validation is off (validate_every = 0), so that no epoch is chosen on a test subset"
+                .into()
+        }
+        None => format!(
+            "subset {:?} has no video with features to validate on",
+            config.val_subset
+        ),
+        Some(v) if v.features.is_empty() => format!(
+            "no window of {} snippets of subset {:?} holds 90 % of an action",
+            config.snippets, config.val_subset
+        ),
+        Some(_) => "every validation loss was NaN or infinite".into(),
+    }
 }
 
 /// The training and validation videos of `config`'s subsets with their features, and the
@@ -817,7 +854,26 @@ pub fn train_head(
     let l = config.snippets;
     let (train, val, c) = load_subsets(config, inputs)?;
     let (train_videos, val_videos) = (train.len(), val.len());
-    let run = RunDir::open(&inputs.out, config, input_fingerprint(inputs)?, control)?;
+    let plan = OutputPlan::new(
+        FolderKind::Head,
+        &[
+            files::HEAD,
+            files::META,
+            files::CLASSIFIER,
+            files::CLASSIFIER_CARD,
+            files::BEST,
+        ],
+        &[],
+    )
+    .with_input("the feature folder", &inputs.features)
+    .with_input("the ground truth", &inputs.ground_truth);
+    let run = RunDir::open(
+        &inputs.out,
+        config,
+        input_fingerprint(inputs)?,
+        control,
+        &plan,
+    )?;
 
     // Classifier first, so that every validation can use it.
     let classifier = if config.classifier.enabled {
@@ -876,7 +932,10 @@ pub fn train_head(
     // Final artefacts: the head of the epoch with the lowest validation loss (G-TAD keeps
     // `GTAD_best`), the last epoch's when no validation loss was measured.
     let epochs = metrics::epoch_summaries(&metrics::read(&run.metrics())?);
-    let best = best_epoch(&epochs);
+    let best = best_epoch(
+        &epochs,
+        &why_no_validation_loss(config, stage.validation.as_ref()),
+    );
     let head = match &best {
         Some(b) if b.epoch + 1 != config.epochs => {
             let path = run.checkpoints().join(format!("epoch-{}.bpk", b.epoch));
@@ -885,6 +944,9 @@ pub fn train_head(
         _ => head,
     };
     if let Some(b) = &best {
+        if b.validation_loss.is_none() {
+            tracing::warn!("head.bpk is the {}", b.rule);
+        }
         run.write_json(files::BEST, b)?;
     }
     // Weights first, then each one's model card (the card of head.bpk is head.json).
@@ -899,11 +961,16 @@ pub fn train_head(
         feature_input(l, c, Normalization::None),
         producer.clone(),
     );
-    save_with_card(&head.valid(), &run.path(files::HEAD), &head_card)?;
+    let head = head.valid();
+    run.save_with_card(files::HEAD, &head_card, |p| {
+        lofi_model::checkpoint::save(&head, p)
+    })?;
     let accuracy = match classifier {
         Some((meta, model, acc)) => {
             let card = meta.card(l, producer);
-            save_with_card(&model, &run.path(files::CLASSIFIER), &card)?;
+            run.save_with_card(files::CLASSIFIER, &card, |p| {
+                lofi_model::checkpoint::save(&model, p)
+            })?;
             Some(acc)
         }
         None => None,
@@ -918,7 +985,9 @@ pub fn train_head(
             .rev()
             .find_map(|e| e.validation.as_ref().and_then(|v| v.average_map)),
         classifier_train_accuracy: accuracy,
-        best_epoch: best.map(|b| b.epoch),
+        best_epoch: best
+            .filter(|b| b.validation_loss.is_some())
+            .map(|b| b.epoch),
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -972,14 +1041,22 @@ mod tests {
                 ..ValidationMetrics::default()
             }),
         };
-        let b = best_epoch(&[
-            e(0, Some(3.0)),
-            e(1, None),
-            e(2, Some(2.0)),
-            e(3, Some(2.0)),
-        ])
+        let b = best_epoch(
+            &[
+                e(0, Some(3.0)),
+                e(1, None),
+                e(2, Some(2.0)),
+                e(3, Some(2.0)),
+            ],
+            "",
+        )
         .expect("some");
-        assert_eq!((b.epoch, b.validation_loss), (2, 2.0));
-        assert!(best_epoch(&[e(0, None), e(1, Some(f64::NAN))]).is_none());
+        assert_eq!((b.epoch, b.validation_loss), (2, Some(2.0)));
+        assert_eq!(b.rule, LOWEST_VALIDATION_LOSS);
+        // No usable loss: the last epoch, and the rule says why.
+        let b = best_epoch(&[e(0, None), e(1, Some(f64::NAN))], "a reason").expect("last");
+        assert_eq!((b.epoch, b.validation_loss), (1, None));
+        assert!(b.rule.starts_with("last epoch") && b.rule.contains("a reason"));
+        assert!(best_epoch(&[], "none").is_none());
     }
 }

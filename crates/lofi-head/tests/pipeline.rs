@@ -207,7 +207,7 @@ fn extract_train_detect_evaluate() -> TestResult {
     let best: lofi_head::BestEpoch =
         serde_json::from_str(&std::fs::read_to_string(run.join("best.json"))?)?;
     assert_eq!((best.epoch, outcome.best_epoch), (lowest, Some(lowest)));
-    assert_eq!(best.validation_loss, val_loss[lowest]);
+    assert_eq!(best.validation_loss, Some(val_loss[lowest]));
     assert_eq!(
         std::fs::read(run.join("head.bpk"))?,
         std::fs::read(run.join(format!("checkpoints/epoch-{lowest}.bpk")))?,

@@ -116,28 +116,42 @@ impl GtadArch {
         self.gtad(in_channels).validate()
     }
 
-    /// Checks that the proposal map at temporal scale `l` (`D x L` anchors, each sampling
-    /// `num_samples + context_samples` points of `hidden` channels, float32, per video) fits in
-    /// `memory` bytes (this machine's; `None`: unknown, not checked), so an absurd `snippets`
-    /// is an error instead of an allocation failure.
+    /// Checks that what grows with the temporal scale `l` fits in `memory` bytes (this
+    /// machine's; `None`: unknown, not checked), so an absurd `snippets` is an error instead of
+    /// an allocation failure: the proposal map (`D x L` anchors, each sampling
+    /// `num_samples + context_samples` points of `hidden` channels, float32, per video) and
+    /// SGAlign's sampling tables ([`SampleTable`]: one dense `L x D * L` float32 matrix per
+    /// sample point, held for the head's lifetime), together.
     pub fn check_scale(&self, l: usize, memory: Option<u64>) -> Result<(), ModelError> {
         let d = self.max_duration.map_or(l, |m| m.min(l));
         let points = self.num_samples.saturating_add(self.context_samples);
-        let bytes = [l, d, points, self.hidden, 4]
-            .iter()
-            .try_fold(1u64, |acc, &v| acc.checked_mul(v as u64));
-        match (bytes, memory) {
-            (None, _) => Err(ModelError::Config(format!(
-                "snippets = {l}: G-TAD's proposal map does not fit in 64-bit sizes"
+        let product = |factors: &[usize]| {
+            factors
+                .iter()
+                .try_fold(1u64, |acc, &v| acc.checked_mul(v as u64))
+        };
+        let map = product(&[l, d, points, self.hidden, 4]);
+        let tables = product(&[points, l, d, l, 4]);
+        let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+        match (map, tables, memory) {
+            (Some(map), Some(tables), Some(m)) if map.saturating_add(tables) > m => {
+                Err(ModelError::Config(format!(
+                    "snippets = {l}: G-TAD at this scale needs {:.1} GiB, more than this \
+                     machine's {:.1} GiB: the proposal map ({d} x {l} anchors x {points} samples \
+                     x {} channels) {:.1} GiB per video, and SGAlign's sampling tables \
+                     ({points} x {l} x {d} x {l} weights) {:.1} GiB",
+                    gib(map.saturating_add(tables)),
+                    gib(m),
+                    self.hidden,
+                    gib(map),
+                    gib(tables)
+                )))
+            }
+            (Some(_), Some(_), _) => Ok(()),
+            _ => Err(ModelError::Config(format!(
+                "snippets = {l}: G-TAD's proposal map and SGAlign's tables do not fit in 64-bit \
+                 sizes"
             ))),
-            (Some(b), Some(m)) if b > m => Err(ModelError::Config(format!(
-                "snippets = {l}: G-TAD's proposal map ({d} x {l} anchors x {points} samples x \
-                 {} channels) needs {:.1} GiB per video, more than this machine's {:.1} GiB",
-                self.hidden,
-                b as f64 / (1u64 << 30) as f64,
-                m as f64 / (1u64 << 30) as f64
-            ))),
-            _ => Ok(()),
         }
     }
 
@@ -842,6 +856,25 @@ mod tests {
         let fused = to_vec(head.align_project(x.clone(), ctx.clone()));
         let explicit = to_vec(head.loc1.forward(head.align.forward(x, ctx)));
         assert_close(&fused, &explicit, 1e-4, "fused SGAlign + loc1");
+    }
+
+    #[test]
+    fn the_scale_check_counts_sgaligns_tables_too() {
+        let gib = 1u64 << 30;
+        let arch = GtadArch::tiny();
+        // L = 1000: a 0.6 GiB proposal map, but 37 GiB of sampling tables (L^3 growth).
+        let e = arch
+            .check_scale(1000, Some(24 * gib))
+            .expect_err("tables too large");
+        assert!(
+            e.to_string().contains("SGAlign's sampling tables") && e.to_string().contains("24.0"),
+            "{e}"
+        );
+        assert!(arch.check_scale(1000, Some(64 * gib)).is_ok());
+        assert!(arch.check_scale(1000, None).is_ok());
+        // The paper's scales fit a small machine.
+        assert!(GtadArch::default().check_scale(100, Some(2 * gib)).is_ok());
+        assert!(arch.check_scale(usize::MAX / 2, None).is_err());
     }
 
     #[test]

@@ -32,6 +32,9 @@ pub enum ReportError {
     /// The ground truth could not be read.
     #[error(transparent)]
     Eval(#[from] lofi_eval::EvalError),
+    /// The report could not be written (a file lofi did not write in the way, ...).
+    #[error(transparent)]
+    Write(#[from] lofi_engine::EngineError),
 }
 
 /// What to put in the report.
@@ -213,7 +216,7 @@ pub fn build_report(options: &ReportOptions) -> Result<Report, ReportError> {
 /// Builds the report and writes it (temporary name, then rename). Returns the warnings.
 pub fn write_report(options: &ReportOptions, out: &Path) -> Result<Vec<String>, ReportError> {
     let report = build_report(options)?;
-    lofi_eval::write_atomic(out, report.html.as_bytes()).map_err(io(out))?;
+    lofi_engine::owned::write_single(out, report.html.as_bytes())?;
     Ok(report.warnings)
 }
 

@@ -109,7 +109,7 @@ pub fn run_row(settings: &RowSettings, inputs: &RowInputs) -> TrainResult<RowRes
         peak_memory_bytes,
         step_seconds,
     };
-    lofi_eval::write_json_atomic(&done, &result, true)?;
+    lofi_engine::owned::write_single_json(&done, &result, true)?;
     Ok(result)
 }
 
@@ -150,13 +150,12 @@ fn row_encoder(
             config.schedule.kind = ScheduleKind::Full;
             config.epochs = 1;
             let probe = inputs.out.join("full-fidelity-probe");
-            // A probe is a few steps, not a run to continue: start it afresh.
-            if probe.exists() {
-                std::fs::remove_dir_all(&probe).map_err(|e| TrainError::io(&probe, e))?;
-            }
+            // A probe is a few steps, not a run to continue: start it afresh (what an earlier
+            // probe wrote there goes, nothing else).
             let options = RunOptions {
                 run: RunControl {
                     resume: false,
+                    overwrite: true,
                     ..options.run.clone()
                 },
                 ..options.clone()
@@ -244,7 +243,7 @@ fn evaluate_encoder(
             inputs.out.display()
         ))
     })?;
-    lofi_eval::write_json_atomic(
+    lofi_engine::owned::write_single_json(
         &inputs.out.join("eval.json"),
         &lofi_eval::detection_json(&report),
         true,

@@ -32,7 +32,8 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use lofi_engine::metrics::{self, FidelityStats};
 use lofi_engine::readback::{scalar, scalar_int};
 use lofi_engine::{
-    fit, Fingerprint, FitEnd, RunDir, Stage, StepAt, StepMetrics, ValidationMetrics,
+    fit, Fingerprint, FitEnd, FolderKind, OutputPlan, RunDir, Stage, StepAt, StepMetrics,
+    ValidationMetrics,
 };
 use lofi_model::{Encoder, ModelCard, ModelSpec, Producer};
 use lofi_video::{ClipU8, Fidelity, SamplingPlan, VideoFailure, VideoJob};
@@ -343,7 +344,13 @@ pub fn pretrain(
     }
     let (classes, train_clips, val_clips, left_out) =
         paths.data.read(config, options.skip_missing_videos)?;
-    let run = RunDir::open(&paths.out, config, paths.data.fingerprint()?, &options.run)?;
+    let run = RunDir::open(
+        &paths.out,
+        config,
+        paths.data.fingerprint()?,
+        &options.run,
+        &output_plan(&paths.data),
+    )?;
     let device = options.device.clone().autodiff();
     let model = lofi_model::seed::seeded(&device, config.seed, || {
         (config.encoder.init(Some(classes.len()), &device)).map(lofi_model::seed::initialized)
@@ -388,12 +395,10 @@ pub fn pretrain(
         )
         .with_classes(Some(classes.clone()))
     };
-    let classifier = run.path("classifier.bpk");
-    model.save(&classifier)?;
-    card(Some(classes.len())).write_beside(&classifier)?;
-    let encoder = encoder_path(run.root());
-    model.without_classifier().save(&encoder)?;
-    card(None).write_beside(&encoder)?;
+    let classifier =
+        run.save_with_card(CLASSIFIER, &card(Some(classes.len())), |p| model.save(p))?;
+    let trunk = model.without_classifier();
+    let encoder = run.save_with_card(ENCODER, &card(None), |p| trunk.save(p))?;
     let records = metrics::read(&run.metrics())?;
     let epochs = metrics::epoch_summaries(&records);
     let outcome = PretrainOutcome {
@@ -416,7 +421,30 @@ pub fn pretrain(
     Ok(outcome)
 }
 
+/// File names of a pre-training run's weights (each with its card beside it).
+const ENCODER: &str = "encoder.bpk";
+const CLASSIFIER: &str = "classifier.bpk";
+
+/// What a pre-training run writes besides every run's files, and the data it reads.
+fn output_plan(data: &PretrainData) -> OutputPlan {
+    let plan = OutputPlan::new(
+        FolderKind::Pretraining,
+        &[ENCODER, "encoder.json", CLASSIFIER, "classifier.json"],
+        &[],
+    );
+    match data {
+        PretrainData::Clips(dir) => plan.with_input("the clip folder", dir),
+        PretrainData::Annotations {
+            ground_truth,
+            videos,
+            ..
+        } => plan
+            .with_input("the ground truth", ground_truth)
+            .with_input("the video folder", videos),
+    }
+}
+
 /// Where `lofi pretrain` put its encoder.
 pub fn encoder_path(run_dir: &Path) -> PathBuf {
-    run_dir.join("encoder.bpk")
+    run_dir.join(ENCODER)
 }

@@ -31,8 +31,8 @@ use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
 use lofi_engine::metrics::{self, EpochSummary, FidelityStats};
 use lofi_engine::{
-    fit, FidelityTag, Fingerprint, FitEnd, RunControl, RunDir, Stage, StepAt, StepMetrics,
-    ValidationMetrics,
+    fit, FidelityTag, Fingerprint, FitEnd, FolderKind, OutputPlan, RunControl, RunDir, Stage,
+    StepAt, StepMetrics, ValidationMetrics,
 };
 use lofi_model::seed::{initialized, seeded};
 use lofi_model::{
@@ -363,7 +363,7 @@ impl Stage for LofiStage<'_> {
         )?;
         self.skipped.extend(failed);
         Ok(Some(ValidationMetrics {
-            loss: Some(v.mean_loss),
+            loss: v.mean_loss,
             average_map: v.average_map,
             ..ValidationMetrics::default()
         }))
@@ -433,7 +433,14 @@ fn run_training(
         Some(p) => inputs.with_file("initial_encoder", p)?,
         None => inputs.with("initial_encoder", &"random initialisation (config seed)")?,
     };
-    let run = RunDir::open(&paths.out, config, inputs, &options.run)?;
+    let plan = OutputPlan::new(
+        FolderKind::Training,
+        &[ENCODER, "encoder.json", HEAD, "head.json", MEMORY_PLAN],
+        &[],
+    )
+    .with_input("the ground truth", &paths.ground_truth)
+    .with_input("the video folder", &paths.videos);
+    let run = RunDir::open(&paths.out, config, inputs, &options.run, &plan)?;
 
     let autodiff = |d: &Device| {
         let d = d.clone().autodiff();
@@ -454,7 +461,7 @@ fn run_training(
                 plan_memory(config, &schedule, &device, m, b)
             })?;
             eprint!("{p}");
-            run.write_json("memory_plan.json", &p)?;
+            run.write_json(MEMORY_PLAN, &p)?;
             Some(p)
         }
         _ => None,
@@ -618,6 +625,11 @@ impl TrainingData {
     }
 }
 
+/// File names of a LoFi run's outputs (each weights file with its card beside it).
+const ENCODER: &str = "encoder.bpk";
+const HEAD: &str = "head.bpk";
+const MEMORY_PLAN: &str = "memory_plan.json";
+
 /// Writes the trained encoder and head and the run's summary.
 fn finish(
     model: &LofiModel,
@@ -625,26 +637,22 @@ fn finish(
     run: &RunDir,
     options: &RunOptions,
 ) -> TrainResult<TrainOutcome> {
-    let encoder = run.path("encoder.bpk");
-    let head = run.path("head.bpk");
     // Weights first, then their model cards: the encoder at the run's full fidelity (what
     // extraction should use) and the end-to-end head on its features.
     let config = stage.config;
     let full = config.full_fidelity()?;
     let producer = Producer::new("train", config)?;
-    model.encoder.save(&encoder)?;
-    ModelCard::new(
+    let encoder_card = ModelCard::new(
         ModelSpec::Encoder {
             arch: config.encoder.clone(),
             num_classes: None,
         },
         lofi_head::model::video_input(Some(full.snippets), config.frames_per_snippet, full.size),
         producer.clone(),
-    )
-    .write_beside(&encoder)?;
-    checkpoint::save(&model.head, &head)?;
+    );
+    let encoder = run.save_with_card(ENCODER, &encoder_card, |p| model.encoder.save(p))?;
     let channels = config.encoder.out_channels();
-    ModelCard::new(
+    let head_card = ModelCard::new(
         ModelSpec::Head {
             arch: config.head.clone(),
             in_channels: channels,
@@ -652,8 +660,8 @@ fn finish(
         },
         lofi_head::model::feature_input(full.snippets, channels, Normalization::None),
         producer,
-    )
-    .write_beside(&head)?;
+    );
+    let head = run.save_with_card(HEAD, &head_card, |p| checkpoint::save(&model.head, p))?;
     let skipped = stage.skipped.into_vec();
     for f in &skipped {
         tracing::warn!(video = %f.id, path = %f.path.display(), "skipped during the run: {}", f.reason);
@@ -682,8 +690,9 @@ fn finish(
 /// The result of a validation pass.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Validation {
-    /// Mean G-TAD loss over the validation videos at full fidelity.
-    pub mean_loss: f64,
+    /// Mean G-TAD loss over the validation videos at full fidelity; `None` without a
+    /// validation sample.
+    pub mean_loss: Option<f64>,
     /// Average mAP (tIoU 0.5:0.05:0.95) of the head's detections, labelled with the videos'
     /// ground-truth classes; `None` when the subset has no annotation to evaluate against.
     pub average_map: Option<f64>,
@@ -836,7 +845,8 @@ pub fn validation_pass(
     };
     Ok((
         Validation {
-            mean_loss: total / count.max(1) as f64,
+            // No validation clip (no window holding an action): no loss, rather than 0.
+            mean_loss: (count > 0).then(|| total / count as f64),
             average_map,
         },
         failures,

@@ -60,6 +60,32 @@ pub fn check_clip(snippets: usize, frames: usize, size: usize) -> VideoResult<()
     }
 }
 
+/// Checks one decoded video of `snippets x frames` frames of `3 x size x size` bytes (what the
+/// loader holds of a video extracted at a stride, whose snippet count grows with its length)
+/// against this machine's memory; `what` names the video in the message.
+pub fn check_decoded_video(
+    snippets: usize,
+    frames: usize,
+    size: usize,
+    what: &str,
+) -> VideoResult<()> {
+    let bytes = [snippets, frames, 3, size, size]
+        .iter()
+        .try_fold(1u64, |acc, &v| acc.checked_mul(v as u64));
+    match (bytes, total_memory()) {
+        (None, _) => Err(VideoError::InvalidPlan(format!(
+            "{what}: {snippets} snippets x {frames} frames at {size} px do not fit in 64-bit sizes"
+        ))),
+        (Some(b), Some(total)) if b > total => Err(VideoError::InvalidPlan(format!(
+            "{what}: {snippets} snippets x {frames} frames at {size} px need {:.1} GiB decoded, \
+             more than this machine's {:.1} GiB of memory; use a coarser stride or smaller frames",
+            gib(b),
+            gib(total)
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Checks a count of decoding threads: 1 to [`MAX_WORKERS`].
 pub fn check_workers(workers: usize) -> VideoResult<()> {
     if workers == 0 || workers > MAX_WORKERS {

@@ -135,3 +135,82 @@ fn extraction_shards_coexist_but_a_shard_twice_is_refused() {
     let (ok, _, err) = lofi(&["extract", "--ground-truth", s(&gt), "--verify", s(&feats)]);
     assert!(ok, "{err}");
 }
+
+/// Issue 26, item 4: `train-head` and `detect` read a feature folder that a running extraction
+/// was writing (with `--skip-missing-features`, the head trained on the videos done so far and
+/// exited 0). A reader now refuses while the folder or one of its shards is written, naming the
+/// writer, or waits for it with `--wait`.
+#[test]
+fn readers_refuse_or_wait_for_a_folder_still_being_written() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = tiny_dataset(dir.path(), 10);
+    let gt = data.join("ground_truth.json");
+    let feats = dir.path().join("features");
+    let (ok, err) = extract_tiny(&data, &feats, &[]);
+    assert!(ok, "{err}");
+    let head = dir.path().join("head");
+    let head_args = [
+        "train-head",
+        "--features",
+        s(&feats),
+        "--ground-truth",
+        s(&gt),
+        "--out",
+        s(&head),
+        "--preset",
+        "tiny",
+        "--snippets",
+        "4",
+        "--epochs",
+        "1",
+        "--skip-missing-features",
+    ];
+    let me = format!("pid {}", std::process::id());
+    // A shard of an extraction writes the folder (this process holds its lock, as lofi would).
+    let shard = lofi_engine::FolderLock::shard(&feats, "extraction", 1, 2).expect("lock");
+    let (ok, _, err) = lofi(&head_args);
+    assert!(
+        !ok && err.contains("still being written") && err.contains(&me),
+        "{err}"
+    );
+    assert!(!head.join("head.bpk").exists());
+    drop(shard);
+    let (ok, _, err) = lofi(&head_args);
+    assert!(ok, "{err}");
+
+    // detect --wait waits for an unsharded writer, then runs.
+    let writer = lofi_engine::FolderLock::exclusive(&feats, "extraction").expect("lock");
+    let out = dir.path().join("detections.json");
+    let detect_args = [
+        "detect",
+        "--head",
+        s(&head),
+        "--features",
+        s(&feats),
+        "--ground-truth",
+        s(&gt),
+        "--out",
+        s(&out),
+    ];
+    let (ok, _, err) = lofi(&detect_args);
+    assert!(!ok && err.contains("still being written"), "{err}");
+    let mut child = spawn(&[&detect_args[..], &["--wait"]].concat());
+    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        let n = std::io::BufRead::read_line(&mut stderr, &mut line).expect("read");
+        assert!(n > 0, "detect --wait ended without waiting: {seen}");
+        seen.push_str(&line);
+        if line.contains("waiting for the lofi process writing") {
+            break;
+        }
+    }
+    assert!(!out.exists(), "detect read the folder while it was written");
+    drop(writer);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).expect("read");
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "{seen}{rest}");
+    assert!(out.is_file());
+}

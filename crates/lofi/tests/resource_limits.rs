@@ -377,3 +377,82 @@ fn no_numeric_argument_aborts_or_panics() {
         prop_assert!(checked.is_ok(), "{}", checked.err().unwrap_or_default());
     });
 }
+
+/// Issue 26, item 5: sizes that grow with the input were not checked before the work:
+/// `extract --stride-seconds 1e-9` grew until the kernel's OOM killer ended it at 24 GB, and
+/// `train-head --snippets 1000` aborted on a 32 GB allocation (SGAlign's L^3 tables). Run under an
+/// address-space cap, as a shell's `ulimit -v` sets it, each must exit 1 with a message before
+/// writing a feature file or a head.
+#[test]
+fn sizes_that_grow_with_the_input_are_refused_before_the_work_under_a_memory_cap() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = tiny_dataset(dir.path(), 11);
+    let gt = data.join("ground_truth.json");
+    let feats = dir.path().join("features");
+    let (ok, err) = extract_tiny(&data, &feats, &[]);
+    assert!(ok, "{err}");
+    let capped = |args: &[&str]| {
+        // 8 GiB of address space: far below what either command asked for.
+        let mut script = String::from("ulimit -v 8388608 && exec \"$0\"");
+        for i in 1..=args.len() {
+            script.push_str(&format!(" \"${{{i}}}\""));
+        }
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .arg(env!("CARGO_BIN_EXE_lofi"))
+            .args(args)
+            .output()
+            .expect("run sh");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let strided = dir.path().join("strided");
+    let videos = data.join("videos");
+    let (code, err) = capped(&[
+        "extract",
+        "--ground-truth",
+        s(&gt),
+        "--videos",
+        s(&videos),
+        "--out",
+        s(&strided),
+        "--depth",
+        "18",
+        "--base-width",
+        "4",
+        "--size",
+        "32",
+        "--stride-seconds",
+        "1e-9",
+    ]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("finer than one frame"), "{err}");
+    let npy = std::fs::read_dir(&strided)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.path().extension().is_some_and(|x| x == "npy"))
+                .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(npy, 0, "a feature file was written");
+    let head = dir.path().join("head");
+    let (code, err) = capped(&[
+        "train-head",
+        "--features",
+        s(&feats),
+        "--ground-truth",
+        s(&gt),
+        "--out",
+        s(&head),
+        "--preset",
+        "tiny",
+        "--snippets",
+        "1000",
+    ]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("SGAlign's sampling tables"), "{err}");
+    assert!(!head.join("head.bpk").exists());
+}

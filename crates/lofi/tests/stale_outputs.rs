@@ -108,8 +108,9 @@ fn features_without_a_fingerprint_are_refused_unless_overwritten() {
     assert!(ok && err.contains("16 extracted"), "{err}");
 }
 
-/// A feature file whose bytes changed after extraction is redone by a rerun and reported by
-/// `--verify`, which checks each file against the hash the extraction recorded.
+/// A feature file whose bytes changed after extraction is reported by a rerun and by `--verify`,
+/// which check each file against the hash the extraction recorded; lofi does not replace bytes
+/// it did not write, so the rerun refuses until the file is moved away, then redoes it.
 #[test]
 fn a_feature_file_changed_after_extraction_is_caught() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -125,13 +126,18 @@ fn a_feature_file_changed_after_extraction_is_caught() {
         bytes[n - 1] ^= 0x01; // a valid, finite float with other bits: only the hash sees it
         std::fs::write(path, &bytes).expect("write");
     };
-    // Changed, then the extraction rerun: redone.
+    // Changed, then the extraction rerun: refused, naming the file; once it is moved away,
+    // extracted again.
     flip(&files[0]);
     let (ok, err) = extract_tiny(&data, &feats, &["--size", "32"]);
+    let name = files[0].file_name().expect("name").to_string_lossy();
     assert!(
-        ok && err.contains("changed since it was extracted") && err.contains("1 redone"),
+        !ok && err.contains("changed since lofi wrote it") && err.contains(&*name),
         "{err}"
     );
+    std::fs::rename(&files[0], dir.path().join("moved.npy")).expect("move");
+    let (ok, err) = extract_tiny(&data, &feats, &["--size", "32"]);
+    assert!(ok && err.contains("1 extracted"), "{err}");
     // Changed, then verified: reported; the rerun redoes what verify listed.
     flip(&files[1]);
     let (ok, _, err) = lofi(&["extract", "--ground-truth", s(&gt), "--verify", s(&feats)]);
@@ -140,10 +146,10 @@ fn a_feature_file_changed_after_extraction_is_caught() {
         "{err}"
     );
     let (ok, err) = extract_tiny(&data, &feats, &["--size", "32"]);
-    assert!(
-        ok && err.contains("lists it as failed or corrupt") && err.contains("1 redone"),
-        "{err}"
-    );
+    assert!(!ok && err.contains("changed since lofi wrote it"), "{err}");
+    std::fs::remove_file(&files[1]).expect("remove");
+    let (ok, err) = extract_tiny(&data, &feats, &["--size", "32"]);
+    assert!(ok && err.contains("1 extracted"), "{err}");
     let (ok, _, err) = lofi(&["extract", "--ground-truth", s(&gt), "--verify", s(&feats)]);
     assert!(ok, "{err}");
 }
@@ -204,7 +210,7 @@ fn a_demo_folder_of_another_demo_is_refused() {
     std::fs::create_dir_all(out.join("data")).expect("mkdir");
     let (ok, _, err) = lofi(&["demo", "--size", "smoke", "--out", s(&out)]);
     assert!(
-        !ok && err.contains("without a fingerprint.json") && err.contains("--fresh"),
+        !ok && err.contains("without a fingerprint.json") && err.contains("move it away"),
         "{err}"
     );
     std::fs::remove_dir_all(out.join("data")).expect("rmdir");

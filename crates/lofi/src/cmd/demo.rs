@@ -25,6 +25,8 @@ use anyhow::{bail, Context, Result};
 use burn::tensor::Device;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
+use lofi_engine::owned::{prepare, Record};
+use lofi_engine::{FolderKind, OutputPlan, Owner, Start};
 use lofi_head::{DetectConfig, HeadConfig};
 use lofi_train::pipeline::{run_row, RowInputs, RowResult, RowSettings};
 use lofi_train::{
@@ -284,8 +286,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
     let device = crate::device::device()?;
     let out = &args.out;
     if args.fresh && out.exists() {
-        std::fs::remove_dir_all(out)
-            .with_context(|| format!("{}: cannot delete", out.display()))?;
+        start_afresh(out)?;
     }
     std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
     // One demo at a time in a folder, and only the demo that made it continues it: another size
@@ -295,17 +296,27 @@ pub fn run(args: DemoArgs) -> Result<()> {
         && (out.join("data").exists() || out.join("demo.json").exists())
     {
         anyhow::bail!(
-            "{} holds a demo without a fingerprint.json (made by an older lofi), whose data and \
-             finished rows cannot be told from this one's: run with --fresh to start over, or \
-             choose another --out",
+            "{} holds a demo without a fingerprint.json (made by an old lofi), whose data and \
+             finished rows cannot be told from this one's, nor from files of your own: move it \
+             away or choose another --out",
             out.display()
         );
     }
-    lofi_engine::Fingerprint::new()
+    let fingerprint = lofi_engine::Fingerprint::new()
         .with("size", &format!("{:?}", args.size))?
-        .with("dataset_seed", &args.seed)?
-        .claim(out, "demo", false)
-        .map_err(|e| anyhow::anyhow!("{e} (for the demo: --fresh)"))?;
+        .with("dataset_seed", &args.seed)?;
+    if lofi_engine::Fingerprint::read(out)?.is_some() {
+        fingerprint
+            .claim(out, "demo", false)
+            .map_err(|e| anyhow::anyhow!("{e} (for the demo: --fresh)"))?;
+    }
+    let owner = prepare(out, &demo_plan(), Start::Continue)?;
+    if !out
+        .join(lofi_engine::fingerprint::FINGERPRINT_FILE)
+        .is_file()
+    {
+        owner.write_json(lofi_engine::fingerprint::FINGERPRINT_FILE, &fingerprint)?;
+    }
     let rows = args.rows.clone().unwrap_or_else(|| RowName::ALL.to_vec());
     let seeds: Vec<u64> = (0..args.seeds).map(|k| args.seed + k).collect();
 
@@ -314,8 +325,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
     let synth = Plan::new(args.size, args.seed, args.seed).synth;
     if !ground_truth.is_file() {
         let spin = spinner(format!("writing {} synthetic videos", synth.videos));
-        write_dataset(&data, &synth, 2, &|_| {})
-            .with_context(|| format!("{}: cannot write the synthetic dataset", data.display()))?;
+        write_demo_data(&owner, &synth)?;
         spin.finish_and_clear();
     }
     tracing::info!(
@@ -327,9 +337,10 @@ pub fn run(args: DemoArgs) -> Result<()> {
     let mut per_row: Vec<Vec<RowResult>> = vec![Vec::new(); rows.len()];
     for &seed in &seeds {
         let plan = Plan::new(args.size, args.seed, seed);
-        let dir = out.join(format!("seed-{seed}"));
+        let dir = owner.mkdir(&format!("seed-{seed}"))?;
         let encoder = pretrained_encoder(&plan, &data, &dir.join("pretrain"), &device)?;
         for (row, results) in rows.iter().zip(per_row.iter_mut()) {
+            owner.mkdir(&format!("seed-{seed}/rows/{}", row.name()))?;
             let spin = spinner(format!("seed {seed}: {}", row.title()));
             let result = run_row(
                 &RowSettings {
@@ -368,9 +379,9 @@ pub fn run(args: DemoArgs) -> Result<()> {
         ground_truth: "data/ground_truth.json".to_string(),
         subset: "validation".to_string(),
     };
-    lofi_eval::write_json_atomic(&out.join("demo.json"), &file, true)?;
+    owner.write_json(DEMO_FILE, &file)?;
     if let Some(path) = &args.json {
-        lofi_eval::write_json_atomic(path, &DemoTable { rows: &results }, true)?;
+        lofi_engine::owned::write_single_json(path, &DemoTable { rows: &results }, true)?;
     }
     let report = out.join("report.html");
     for warning in lofi_report::write_report(&lofi_report::ReportOptions::new(out), &report)? {
@@ -420,6 +431,71 @@ fn pretrained_encoder(plan: &Plan, data: &Path, dir: &Path, device: &Device) -> 
         accuracy.map_or("n/a".to_string(), |a| format!("{:.0}%", a * 100.0))
     );
     Ok(outcome.encoder)
+}
+
+/// The file of the demo's results, in its folder.
+const DEMO_FILE: &str = "demo.json";
+
+/// What the demo writes in its folder itself (its stages keep their own records below it).
+fn demo_plan() -> OutputPlan {
+    OutputPlan::new(FolderKind::Demo, &[DEMO_FILE, "report.html"], &["data"])
+}
+
+/// Writes the synthetic dataset into `data/` through a hidden working folder
+/// ([`Owner::publish`]): a kill leaves either no `data/` or a complete one.
+fn write_demo_data(owner: &Owner, synth: &SynthConfig) -> Result<()> {
+    const PARTIAL: &str = ".data.partial";
+    owner.remove_partial(PARTIAL)?;
+    let partial = owner.mkdir(PARTIAL)?;
+    write_dataset(&partial, synth, 2, &|_| {})
+        .with_context(|| format!("{}: cannot write the synthetic dataset", partial.display()))?;
+    owner.publish(PARTIAL, "data")?;
+    Ok(())
+}
+
+/// `--fresh`: removes what lofi wrote in a demo folder, and only in a demo folder.
+fn start_afresh(out: &Path) -> Result<()> {
+    let _lock = lofi_engine::FolderLock::exclusive(out, "the demo")?;
+    let record = Record::read(out)?;
+    let legacy = !record.exists()
+        && lofi_engine::Fingerprint::read(out)?
+            .is_some_and(|f| f.parts.contains_key("size") && f.parts.contains_key("dataset_seed"));
+    if record.kind() != Some(FolderKind::Demo) && !legacy {
+        let mut contents = lofi_engine::owned::files_below(out)?;
+        contents.sort();
+        anyhow::bail!(
+            "--fresh deletes only what lofi demo wrote, and {} is not a demo folder ({}): \
+             nothing was deleted; choose another --out",
+            out.display(),
+            if contents.is_empty() {
+                "it is empty".to_string()
+            } else {
+                format!("it holds {}", lofi_engine::owned::summarize(&contents))
+            }
+        );
+    }
+    if legacy {
+        // A demo folder of a lofi before ownership records: its own names are taken as lofi's.
+        let owner = Owner::open(out)?;
+        owner.set_kind(FolderKind::Demo, false)?;
+        owner.adopt_all(&[
+            lofi_engine::fingerprint::FINGERPRINT_FILE,
+            DEMO_FILE,
+            "report.html",
+            "data",
+            "seed-*",
+        ])?;
+    }
+    let left = lofi_engine::owned::remove_tree(out)?;
+    if !left.is_empty() {
+        tracing::warn!(
+            "--fresh: {} keeps {} file(s) lofi did not write: {}",
+            out.display(),
+            left.len(),
+            lofi_engine::owned::summarize(&left)
+        );
+    }
+    Ok(())
 }
 
 fn count_validation(ground_truth: &Path) -> Result<usize> {

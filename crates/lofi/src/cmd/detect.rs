@@ -35,6 +35,10 @@ pub struct DetectArgs {
     /// download; their ground truth still counts, as missed) instead of failing.
     #[arg(long)]
     skip_missing_features: bool,
+    /// Wait for a lofi process still writing the feature folder (an extraction or one of its
+    /// shards) to finish, instead of refusing to read it.
+    #[arg(long)]
+    wait: bool,
     /// External video-level class scores (`{"class": [...], "results": {video: [...]}}` or
     /// `{"results": {video: {label: score}}}`); default: the run's trained classifier.
     #[arg(long, value_name = "FILE")]
@@ -65,6 +69,8 @@ pub struct DetectArgs {
 
 /// Run `lofi detect`.
 pub fn run(args: DetectArgs) -> Result<()> {
+    // Nothing is read from a feature folder that a writer is still writing.
+    let _reading = lofi_engine::FolderLock::read(&args.features, "detect", args.wait)?;
     let card = head_card_config(&args.head)?;
     let subset = detection_subset(args.subset.as_deref(), args.preset, card.as_ref());
     if let Some(trained) = card
@@ -100,6 +106,9 @@ pub fn run(args: DetectArgs) -> Result<()> {
         config.top_classes = v;
     }
     config.validate()?;
+    if let Some(path) = &args.eval_out {
+        lofi_engine::owned::check_single(path)?;
+    }
     let outcome = detect(
         &config,
         &DetectInputs {
@@ -131,7 +140,7 @@ pub fn run(args: DetectArgs) -> Result<()> {
         args.out.display()
     );
     if let (Some(path), Some(report)) = (&args.eval_out, &outcome.report) {
-        lofi_eval::write_json_atomic(path, &lofi_eval::detection_json(report), true)?;
+        lofi_engine::owned::write_single_json(path, &lofi_eval::detection_json(report), true)?;
         tracing::info!(
             "average mAP {:.4}; evaluation in {}",
             report.average_map,

@@ -357,8 +357,7 @@ fn recall_chart(report: &ProposalReport) -> LineChart {
 fn write_plot(dir: &Path, name: &str, chart: &LineChart) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     let path = dir.join(name);
-    lofi_eval::write_atomic(&path, chart.to_svg().as_bytes())
-        .with_context(|| format!("{}: cannot write", path.display()))?;
+    lofi_engine::owned::write_single(&path, chart.to_svg().as_bytes())?;
     tracing::info!("wrote {}", path.display());
     Ok(())
 }

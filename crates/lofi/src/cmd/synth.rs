@@ -4,6 +4,8 @@
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
+use lofi_engine::owned::prepare;
+use lofi_engine::{FolderKind, OutputPlan, Start};
 use lofi_video::synth::{write_dataset, SynthConfig, SynthPreset};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -23,7 +25,8 @@ pub enum PresetArg {
 /// Arguments of `lofi synth`.
 #[derive(Debug, Args)]
 pub struct SynthArgs {
-    /// Output folder (created; existing files of the same name are replaced).
+    /// Output folder (created; a rerun replaces the dataset lofi wrote there, never a file of
+    /// yours).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
     /// Dataset size.
@@ -56,7 +59,19 @@ pub fn run(args: SynthArgs) -> Result<()> {
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let start = Instant::now();
-    let summary = write_dataset(&args.out, &config, workers, &|done| {
+    // Written into a hidden working folder and moved into place once complete (see
+    // `Owner::publish`); a rerun first removes the dataset lofi wrote there before.
+    const PARTIAL: &str = ".synth.partial";
+    let _lock = lofi_engine::FolderLock::exclusive(&args.out, "synth")?;
+    let plan = OutputPlan::new(
+        FolderKind::Dataset,
+        &["ground_truth.json", "clips.json"],
+        &["videos", "clips"],
+    );
+    let owner = prepare(&args.out, &plan, Start::Overwrite)?;
+    owner.remove_partial(PARTIAL)?;
+    let partial = owner.mkdir(PARTIAL)?;
+    let summary = write_dataset(&partial, &config, workers, &|done| {
         bar.set_position(done as u64)
     })
     .with_context(|| {
@@ -65,6 +80,7 @@ pub fn run(args: SynthArgs) -> Result<()> {
             args.out.display()
         )
     })?;
+    owner.publish(PARTIAL, "")?;
     bar.finish_and_clear();
     tracing::info!(
         "wrote {} videos ({:.0} s of video) and {} clips, {} frames, to {} in {:.1} s",

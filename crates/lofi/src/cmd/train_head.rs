@@ -54,6 +54,10 @@ pub struct TrainHeadArgs {
     /// missing from the download that extraction skipped (`skip_missing` in the config).
     #[arg(long)]
     skip_missing_features: bool,
+    /// Wait for a lofi process still writing the feature folder (an extraction or one of its
+    /// shards) to finish, instead of refusing to read it.
+    #[arg(long)]
+    wait: bool,
     /// Continue the run in --out from its last complete epoch (with the run's own config.toml
     /// unless --config is given).
     #[arg(long)]
@@ -69,6 +73,8 @@ pub struct TrainHeadArgs {
 
 /// Run `lofi train-head`.
 pub fn run(args: TrainHeadArgs) -> Result<()> {
+    // Nothing is read from a feature folder that a writer is still writing.
+    let _reading = lofi_engine::FolderLock::read(&args.features, "train-head", args.wait)?;
     let saved = args.out.join("config.toml");
     let file = match (&args.config, args.resume && saved.is_file()) {
         (Some(path), _) => Some(path),
