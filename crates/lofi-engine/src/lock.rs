@@ -214,14 +214,49 @@ impl Drop for FolderLock {
     }
 }
 
+/// Opens (or creates) a lock file. In a folder its group may write (a shared project folder), the
+/// lock file is made group-writable too, so that the next member of the group can take it; a lock
+/// file this user may not open is an error naming who wrote it last.
 fn open(path: &Path) -> EngineResult<File> {
-    OpenOptions::new()
+    let existed = path.exists();
+    let file = match OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .open(path)
-        .map_err(|e| EngineError::io(path, e))
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            let holder = match std::fs::read_to_string(path) {
+                Ok(t) if !t.trim().is_empty() => format!("its last holder: {}", t.trim()),
+                Ok(_) => "no holder now".to_string(),
+                Err(_) => "its holder line is not readable either".to_string(),
+            };
+            return Err(EngineError::RunDir(format!(
+                "{}: this user may not open the lock file ({e}; {holder}); it belongs to another \
+                 user: ask them to make it group-writable (chmod g+w), or choose another folder",
+                path.display()
+            )));
+        }
+        Err(e) => return Err(EngineError::io(path, e)),
+    };
+    #[cfg(unix)]
+    if !existed {
+        use std::os::unix::fs::PermissionsExt;
+        let group_writable = path
+            .parent()
+            .and_then(|d| std::fs::metadata(d).ok())
+            .is_some_and(|m| m.permissions().mode() & 0o020 != 0);
+        if group_writable {
+            if let Ok(meta) = file.metadata() {
+                let mut perms = meta.permissions();
+                perms.set_mode(perms.mode() | 0o060);
+                let _ = std::fs::set_permissions(path, perms);
+            }
+        }
+    }
+    Ok(file)
 }
 
 fn busy(dir: &Path, what: &str, holder: &str) -> EngineError {

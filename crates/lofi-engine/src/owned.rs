@@ -924,6 +924,19 @@ pub fn prepare(dir: &Path, plan: &OutputPlan, start: Start) -> EngineResult<Owne
         adopt_legacy(&owner, plan)?;
         record = owner.with_record(|r| r.clone());
     }
+    let dead = dead_partials(dir, plan)?;
+    if !dead.is_empty() {
+        tracing::info!(
+            "{}: removing {} unfinished file(s) of stopped lofi processes: {}",
+            dir.display(),
+            dead.len(),
+            summarize(&dead)
+        );
+        for rel in &dead {
+            let path = dir.join(rel);
+            std::fs::remove_file(&path).map_err(|e| EngineError::io(&path, e))?;
+        }
+    }
     let foreign = collisions(dir, plan, &record)?;
     if !foreign.is_empty() {
         return Err(EngineError::Foreign {
@@ -1010,6 +1023,44 @@ fn adopt_legacy(owner: &Owner, plan: &OutputPlan) -> EngineResult<()> {
     Ok(())
 }
 
+/// The process id in a temporary name lofi writes (`.<name>.<pid>.partial`, and the `.tmp`
+/// burn's writer adds to it), `None` for any other name.
+pub fn partial_pid(name: &str) -> Option<u32> {
+    let stem = name.strip_suffix(".tmp").unwrap_or(name);
+    let stem = stem.strip_prefix('.')?.strip_suffix(".partial")?;
+    stem.rsplit_once('.')?.1.parse().ok()
+}
+
+/// Whether process `pid` is running here.
+fn running(pid: u32) -> bool {
+    pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Temporary files of lofi writers that are not running any more (killed mid-write), at the top
+/// of `dir` and in the folders `plan` fills: a live writer's (a shard beside this one) stay.
+pub fn dead_partials(dir: &Path, plan: &OutputPlan) -> EngineResult<Vec<String>> {
+    let mut out = Vec::new();
+    let mut folders = vec![String::new()];
+    folders.extend(plan.dirs.iter().map(|d| format!("{d}/")));
+    for prefix in folders {
+        let path = dir.join(&prefix);
+        let Ok(listing) = std::fs::read_dir(&path) else {
+            continue;
+        };
+        for entry in listing {
+            let entry = entry.map_err(|e| EngineError::io(&path, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if partial_pid(&name).is_some_and(|pid| pid != std::process::id() && !running(pid))
+                && entry.file_type().is_ok_and(|t| t.is_file())
+            {
+                out.push(format!("{prefix}{name}"));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// Foreign files and folders where `plan` writes.
 fn collisions(dir: &Path, plan: &OutputPlan, record: &Record) -> EngineResult<Vec<String>> {
     let mut foreign = Vec::new();
@@ -1072,10 +1123,17 @@ fn owned_below(
 /// Refuses data inputs inside `dir` (settings files are no data inputs: the config a resume
 /// reads from its own folder is fine).
 fn check_inputs(dir: &Path, plan: &OutputPlan) -> EngineResult<()> {
+    refuse_inputs_inside(dir, &plan.inputs)
+}
+
+/// Refuses any of `inputs` (what they are, and their paths) inside `dir`, the folder a command
+/// writes: [`prepare`] does it for every stage; a command that locks its inputs for reading
+/// first calls it before, so the message names the real problem.
+pub fn refuse_inputs_inside(dir: &Path, inputs: &[(String, PathBuf)]) -> EngineResult<()> {
     let Ok(root) = dir.canonicalize() else {
         return Ok(());
     };
-    for (what, input) in &plan.inputs {
+    for (what, input) in inputs {
         let Ok(path) = input.canonicalize() else {
             continue;
         };
@@ -1293,6 +1351,32 @@ mod tests {
                 .to_vec()
         );
         assert!(!root.join("seed-0/rows/frozen").exists() && !root.join("demo.json").exists());
+        Ok(())
+    }
+
+    #[test]
+    fn a_killed_writers_temporary_files_go_a_live_ones_stay() -> EngineResult<()> {
+        assert_eq!(partial_pid(".config.toml.123.partial"), Some(123));
+        assert_eq!(partial_pid(".epoch-0.bpk.77.partial.tmp"), Some(77));
+        assert_eq!(partial_pid("config.toml.123.partial"), None);
+        assert_eq!(partial_pid(".notes.partial"), None);
+        let t = tmp()?;
+        let dir = t.path();
+        // No process has this id (above the kernel's pid_max of 2^22).
+        let dead = ".summary.json.4294967.partial";
+        let live = format!(".summary.json.{}.partial", std::process::id());
+        write(dir, dead, "x")?;
+        write(dir, &live, "x")?;
+        write(dir, "checkpoints/.epoch-0.bpk.4294967.partial.tmp", "x")?;
+        write(dir, ".mine.partial", "x")?;
+        let owner = prepare(dir, &plan(), Start::Continue);
+        // The user's own `checkpoints/` folder collides, but the dead files went first.
+        assert!(owner.is_err());
+        assert!(!dir.join(dead).exists() && dir.join(&live).exists());
+        assert!(!dir
+            .join("checkpoints/.epoch-0.bpk.4294967.partial.tmp")
+            .exists());
+        assert!(dir.join(".mine.partial").exists());
         Ok(())
     }
 

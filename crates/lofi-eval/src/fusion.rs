@@ -94,6 +94,26 @@ impl VideoClassScores {
                     format!("score of class {label:?} is {score}, not a finite number"),
                 ));
             }
+            // Fusion multiplies a proposal's score by the class's: a negative score (a logit)
+            // would turn the ranking over.
+            if let Some((label, score)) = named.iter().find(|(_, s)| *s < 0.0) {
+                return Err(EvalError::entry(
+                    path,
+                    &video,
+                    format!(
+                        "score of class {label:?} is {score}: class scores are probabilities (or \
+                         other non-negative scores), not logits"
+                    ),
+                ));
+            }
+            let mut seen = std::collections::HashSet::with_capacity(named.len());
+            if let Some((label, _)) = named.iter().find(|(l, _)| !seen.insert(l.as_str())) {
+                return Err(EvalError::entry(
+                    path,
+                    &video,
+                    format!("class {label:?} is named twice"),
+                ));
+            }
             if named.is_empty() {
                 return Err(EvalError::entry(path, &video, "has no class scores"));
             }
@@ -105,6 +125,19 @@ impl VideoClassScores {
             path: path.to_path_buf(),
             videos: sorted,
         })
+    }
+
+    /// The file the scores came from (for messages).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Every class name that has a score for some video.
+    pub fn classes(&self) -> std::collections::BTreeSet<&str> {
+        self.videos
+            .values()
+            .flat_map(|v| v.iter().map(|(c, _)| c.as_str()))
+            .collect()
     }
 
     /// How many videos have scores.
@@ -174,6 +207,30 @@ mod tests {
             assert_eq!(top, [("B".to_string(), 0.7), ("A".to_string(), 0.2)]);
             assert!(scores.top_classes("v_x", 5).is_ok());
         }
+    }
+
+    #[test]
+    fn negative_scores_and_a_class_named_twice_are_refused_naming_the_file() {
+        let path = Path::new("cls.json");
+        for (text, expected) in [
+            (
+                r#"{"class": ["A", "B"], "results": {"x": [0.2, -1.5]}}"#,
+                "not logits",
+            ),
+            (
+                r#"{"class": ["A", "A"], "results": {"x": [0.2, 0.5]}}"#,
+                "named twice",
+            ),
+        ] {
+            let e = VideoClassScores::from_slice(text.as_bytes(), path).expect_err(expected);
+            assert!(
+                e.to_string().contains(expected) && e.to_string().contains("cls.json"),
+                "{e}"
+            );
+        }
+        let ok = r#"{"results": {"x": {"A": 0.2}, "y": {"B": 0.0}}}"#;
+        let scores = VideoClassScores::from_slice(ok.as_bytes(), path).expect("ok");
+        assert_eq!(scores.classes().into_iter().collect::<Vec<_>>(), ["A", "B"]);
     }
 
     #[test]

@@ -665,6 +665,32 @@ pub fn detect(config: &DetectConfig, inputs: &DetectInputs) -> Result<DetectOutc
         Err(e) if inputs.evaluate => return Err(e.into()),
         Err(_) => None,
     };
+    // Class scores of other classes than the ground truth's would give an empty detection file.
+    if let Some(truth) = &eval_truth {
+        let known = classes
+            .classes()
+            .into_iter()
+            .filter(|c| truth.class_of(c).is_some())
+            .count();
+        if known == 0 {
+            let mut named: Vec<String> = classes.classes().into_iter().map(String::from).collect();
+            named.truncate(5);
+            return Err(HeadError::format(
+                classes.path(),
+                format!(
+                    "none of its classes ({}{}) is a class of the ground truth {}: class scores \
+                     of another dataset or class list?",
+                    named.join(", "),
+                    if classes.classes().len() > 5 {
+                        ", ..."
+                    } else {
+                        ""
+                    },
+                    inputs.ground_truth.display()
+                ),
+            ));
+        }
+    }
     let (mut file, dropped) = detections(
         &refs,
         &proposals,

@@ -882,6 +882,9 @@ pub struct VerifyReport {
     /// Whether the merged index was written: `false` when it equals the one there, or when the
     /// folder cannot be written (a read-only copy: the check stands, nothing is merged).
     pub index_written: bool,
+    /// Unfinished temporary files of extractions that were stopped (the next extraction into the
+    /// folder removes them).
+    pub leftovers: Vec<String>,
 }
 
 impl VerifyReport {
@@ -921,7 +924,13 @@ pub fn verify(dir: &Path, ground_truth: &Path, subset: Option<&str>) -> Result<V
     };
     let (settings, recorded, _) = read_indexes(dir)?;
     let stride = settings.as_ref().is_some_and(|s| !s.sampling.is_rescale());
-    let mut report = VerifyReport::default();
+    let mut report = VerifyReport {
+        leftovers: lofi_engine::owned::dead_partials(
+            dir,
+            &OutputPlan::new(FolderKind::Features, &[], &[]),
+        )?,
+        ..VerifyReport::default()
+    };
     let mut entries = BTreeMap::new();
     let mut channels: Option<usize> = None;
     let mut l_seen: Option<usize> = settings.as_ref().map(|s| s.snippets);

@@ -278,6 +278,9 @@ fn run_verify(dir: &std::path::Path, args: &ExtractArgs) -> Result<()> {
     for c in &report.corrupt {
         eprintln!("corrupt: {}: {}", c.id, c.reason);
     }
+    for f in &report.leftovers {
+        eprintln!("unfinished: {f} (a stopped extraction's; the next extraction removes it)");
+    }
     tracing::info!(
         "{} valid, {} missing, {} corrupt; index {} ({})",
         report.ok,

@@ -73,7 +73,12 @@ pub struct TrainHeadArgs {
 
 /// Run `lofi train-head`.
 pub fn run(args: TrainHeadArgs) -> Result<()> {
-    // Nothing is read from a feature folder that a writer is still writing.
+    // Nothing is read from a feature folder that a writer is still writing (nor written into:
+    // refused before the reader's lock, which would make it look busy).
+    lofi_engine::owned::refuse_inputs_inside(
+        &args.out,
+        &[("the feature folder".into(), args.features.clone())],
+    )?;
     let _reading = lofi_engine::FolderLock::read(&args.features, "train-head", args.wait)?;
     let saved = args.out.join("config.toml");
     let file = match (&args.config, args.resume && saved.is_file()) {
