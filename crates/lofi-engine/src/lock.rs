@@ -233,11 +233,19 @@ fn open(path: &Path) -> EngineResult<File> {
                 Ok(_) => "no holder now".to_string(),
                 Err(_) => "its holder line is not readable either".to_string(),
             };
-            return Err(EngineError::RunDir(format!(
-                "{}: this user may not open the lock file ({e}; {holder}); it belongs to another \
-                 user: ask them to make it group-writable (chmod g+w), or choose another folder",
-                path.display()
-            )));
+            // Still a permission error (a read-only folder is one, which `--verify` accepts),
+            // with what a person needs to know.
+            return Err(EngineError::io(
+                path,
+                std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "this user may not open the lock file ({e}; {holder}); if another \
+                         user's lofi made it, ask them to make it group-writable (chmod g+w), \
+                         or choose another folder"
+                    ),
+                ),
+            ));
         }
         Err(e) => return Err(EngineError::io(path, e)),
     };

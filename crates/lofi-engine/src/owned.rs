@@ -900,22 +900,8 @@ pub fn prepare(dir: &Path, plan: &OutputPlan, start: Start) -> EngineResult<Owne
         contents.is_empty() && !dir.join(RECORD_FILE).exists()
     };
     let mut record = Record::read(dir)?;
-    check_inputs(dir, plan)?;
-    // A folder of a lofi older than the record: its fingerprint says lofi made it.
+    check_folder(dir, plan)?;
     let legacy = !record.exists() && dir.join(FINGERPRINT_FILE).is_file();
-    if legacy {
-        check_legacy_kind(dir, plan.kind)?;
-    } else if let Some(kind) = record.kind {
-        if kind != plan.kind {
-            return Err(EngineError::RunDir(format!(
-                "{} is {}; {} does not write into it, with or without --overwrite: choose \
-                 another --out",
-                dir.display(),
-                kind.describe(),
-                plan.kind.describe()
-            )));
-        }
-    }
     let owner = Owner {
         dir: dir.to_path_buf(),
         record: Arc::new(Mutex::new(record.clone())),
@@ -958,6 +944,28 @@ pub fn prepare(dir: &Path, plan: &OutputPlan, start: Start) -> EngineResult<Owne
     }
     owner.set_kind(plan.kind, created)?;
     Ok(owner)
+}
+
+/// The checks of [`prepare`] that read only: no data input inside `dir`, and `dir` not a folder
+/// of another kind. A stage that compares fingerprints before [`prepare`] calls it first, so that
+/// the message names the real problem.
+pub fn check_folder(dir: &Path, plan: &OutputPlan) -> EngineResult<()> {
+    check_inputs(dir, plan)?;
+    let record = Record::read(dir)?;
+    // A folder of a lofi older than the record: its fingerprint says lofi made it.
+    if !record.exists() && dir.join(FINGERPRINT_FILE).is_file() {
+        return check_legacy_kind(dir, plan.kind);
+    }
+    match record.kind {
+        Some(kind) if kind != plan.kind => Err(EngineError::RunDir(format!(
+            "{} is {}; {} does not write into it, with or without --overwrite: choose another \
+             --out",
+            dir.display(),
+            kind.describe(),
+            plan.kind.describe()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// An older lofi's folder has a fingerprint but no kind: an extraction's names its sampling, a

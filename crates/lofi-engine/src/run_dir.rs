@@ -80,6 +80,7 @@ impl RunDir {
                 .map(|s| s.to_string()),
         );
         plan.dirs.push(files::CHECKPOINTS.to_string());
+        crate::owned::check_folder(root, &plan)?;
         let start = if control.resume {
             match Fingerprint::read(root)? {
                 Some(_) => {

@@ -36,7 +36,7 @@ use std::time::Instant;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use lofi_engine::fingerprint::{sha256_bytes, sha256_file, FINGERPRINT_FILE};
-use lofi_engine::owned::prepare;
+use lofi_engine::owned::{check_folder, prepare};
 use lofi_engine::{
     Claim, Fingerprint, FolderKind, FolderLock, OutputPlan, Owner, Preset, Settings, Start,
 };
@@ -789,6 +789,12 @@ fn claim_folder(
         None => FolderLock::exclusive(out, "extraction")?,
     };
     let _claiming = FolderLock::claiming(out)?;
+    let plan = OutputPlan::new(FolderKind::Features, &[CONFIG_FILE], &[])
+        .with_files([index_name(inputs.shard)])
+        .with_files(videos.iter().map(|(id, _)| format!("{id}.npy")))
+        .with_input("the ground truth", &inputs.ground_truth)
+        .with_input("the video folder", &inputs.videos);
+    check_folder(out, &plan)?;
     let mine = fingerprint(config)?;
     let start = match Fingerprint::read(out)? {
         // Compares only (the folder has a fingerprint): a different one is refused unless
@@ -813,11 +819,6 @@ fn claim_folder(
         }
         None => Start::Continue,
     };
-    let plan = OutputPlan::new(FolderKind::Features, &[CONFIG_FILE], &[])
-        .with_files([index_name(inputs.shard)])
-        .with_files(videos.iter().map(|(id, _)| format!("{id}.npy")))
-        .with_input("the ground truth", &inputs.ground_truth)
-        .with_input("the video folder", &inputs.videos);
     let owner = prepare(out, &plan, start)?;
     let fresh = !out.join(FINGERPRINT_FILE).is_file();
     if fresh {

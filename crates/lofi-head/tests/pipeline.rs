@@ -72,7 +72,8 @@ fn extract_train_detect_evaluate() -> TestResult {
         .all(|e| !e.file_name().to_string_lossy().ends_with(".partial")));
 
     eprintln!("extract: {:.1} s", t0.elapsed().as_secs_f64());
-    // Resume: everything is skipped; a truncated output is redone.
+    // Resume: everything is skipped; a truncated output is not lofi's any more (its bytes are not
+    // the ones written): refused, naming it, and extracted again once it is moved away.
     let again = extract(&config, &inputs(root, "features", None), &|_, _| {})?;
     assert_eq!((again.extracted, again.skipped, again.redone), (0, n, 0));
     let victim = index
@@ -84,8 +85,13 @@ fn extract_train_detect_evaluate() -> TestResult {
     let path = root.join("features").join(&victim);
     let bytes = std::fs::read(&path)?;
     std::fs::write(&path, &bytes[..bytes.len() / 2])?;
+    let refused = extract(&config, &inputs(root, "features", None), &|_, _| {})
+        .err()
+        .ok_or("a truncated file was replaced")?;
+    assert!(refused.to_string().contains(&victim), "{refused}");
+    std::fs::remove_file(&path)?;
     let redo = extract(&config, &inputs(root, "features", None), &|_, _| {})?;
-    assert_eq!((redo.extracted, redo.skipped, redo.redone), (1, n - 1, 1));
+    assert_eq!((redo.extracted, redo.skipped, redo.redone), (1, n - 1, 0));
     assert_eq!(
         std::fs::read(&path)?,
         bytes,

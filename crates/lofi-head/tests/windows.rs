@@ -96,8 +96,8 @@ fn stride_features_have_one_row_per_stride_and_record_their_times() -> TestResul
         assert_eq!(by_seconds.videos[id].shape, e.shape, "{id}");
     }
 
-    // Resume keeps every file; a truncated one is redone; shards + verify merge the index with
-    // the per-video times.
+    // Resume keeps every file; a truncated one is refused (its bytes are not lofi's) and
+    // extracted again once removed; shards + verify merge the index with the per-video times.
     let again = extract(
         &stride_extract(frames),
         &inputs(root, "f4", None),
@@ -109,12 +109,19 @@ fn stride_features_have_one_row_per_stride_and_record_their_times() -> TestResul
         .join(&index.videos.values().next().ok_or("empty")?.file);
     let bytes = std::fs::read(&victim)?;
     std::fs::write(&victim, &bytes[..bytes.len() - 8])?;
+    assert!(extract(
+        &stride_extract(frames),
+        &inputs(root, "f4", None),
+        &|_, _| {},
+    )
+    .is_err());
+    std::fs::remove_file(&victim)?;
     let again = extract(
         &stride_extract(frames),
         &inputs(root, "f4", None),
         &|_, _| {},
     )?;
-    assert_eq!((again.extracted, again.skipped, again.redone), (1, 2, 1));
+    assert_eq!((again.extracted, again.skipped, again.redone), (1, 2, 0));
     for k in 0..2 {
         let shard = Shard { index: k, count: 2 };
         extract(
@@ -318,5 +325,70 @@ fn a_windows_head_detects_in_video_time() -> TestResult {
     );
     let report = out.report.ok_or("no report")?;
     assert!((0.0..=1.0).contains(&report.average_map));
+    Ok(())
+}
+
+/// Issue 26, item 5: with windows, a validation subset none of whose windows holds an action gave
+/// a validation loss of 0.0 every epoch, and epoch 0 was kept as the "lowest". No loss is
+/// recorded now, the last epoch is kept, and `best.json` says why.
+#[test]
+fn no_usable_validation_window_keeps_the_last_epoch_and_says_why() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let root = dir.path();
+    short_long_videos(root)?;
+    // The validation video's action now spans it whole: no window of 16 snippets holds 90 % of it.
+    let gt_path = root.join("ground_truth.json");
+    let mut gt: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&gt_path)?)?;
+    for entry in gt["database"]
+        .as_object_mut()
+        .ok_or("database")?
+        .values_mut()
+    {
+        if entry["subset"] == "validation" {
+            let duration = entry["duration"].as_f64().ok_or("duration")?;
+            let label = entry["annotations"][0]["label"].clone();
+            entry["annotations"] =
+                serde_json::json!([{"segment": [0.0, duration], "label": label}]);
+        }
+    }
+    std::fs::write(&gt_path, serde_json::to_vec(&gt)?)?;
+    let stride = Sampling::Stride {
+        stride_frames: Some(4),
+        stride_seconds: None,
+    };
+    extract(
+        &stride_extract(stride),
+        &inputs(root, "features", None),
+        &|_, _| {},
+    )?;
+    let mut config = HeadConfig::tiny(16);
+    config.temporal = Temporal::Windows { window_stride: 8 };
+    config.head.max_duration = Some(8);
+    config.epochs = 2;
+    config.validate_every = 1;
+    config.classifier.enabled = false;
+    let run = root.join("head");
+    let outcome = train_head(
+        &config,
+        &HeadInputs {
+            features: root.join("features"),
+            ground_truth: gt_path,
+            out: run.clone(),
+            device: lofi_head::cpu_device(),
+        },
+        &lofi_engine::RunControl::default(),
+    )?;
+    assert_eq!(outcome.best_epoch, None);
+    let best: lofi_head::BestEpoch =
+        serde_json::from_str(&std::fs::read_to_string(run.join("best.json"))?)?;
+    assert_eq!((best.epoch, best.validation_loss), (1, None));
+    assert!(
+        best.rule.starts_with("last epoch") && best.rule.contains("no window of 16 snippets"),
+        "{}",
+        best.rule
+    );
+    // And no validation loss of 0 in the metrics.
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl"))?;
+    assert!(!metrics.contains("\"loss\":0.0"), "{metrics}");
     Ok(())
 }

@@ -291,6 +291,16 @@ pub struct PretrainSubsets {
 }
 
 impl PretrainSubsets {
+    /// Says once, for each of the subsets, what is wrong with its segments
+    /// ([`GroundTruth::segment_problems`]).
+    pub fn warn_segment_problems(&self, gt: &GroundTruth, path: &Path) {
+        for subset in std::iter::once(&self.train).chain(self.validation.as_ref()) {
+            if let Some(problems) = gt.segment_problems(subset) {
+                tracing::warn!("{}: {problems}", path.display());
+            }
+        }
+    }
+
     /// The subsets of `gt` to pre-train on, spelled as the file spells them. Explicit names are
     /// looked up in any letter case. Otherwise: `training` and `validation` (ActivityNet, HACS);
     /// a file without `training` but with `validation` and `test` is THUMOS14's layout, whose
@@ -373,6 +383,7 @@ pub fn annotated_clips(
 ) -> TrainResult<AnnotatedClips> {
     let gt = GroundTruth::read(ground_truth)?;
     let subsets = PretrainSubsets::choose(&gt, ground_truth, subsets.0, subsets.1)?;
+    subsets.warn_segment_problems(&gt, ground_truth);
     let mut classes: Vec<String> = gt
         .videos_of(&subsets.train)
         .flat_map(|(_, e)| e.annotations.iter().map(|a| a.label.clone()))

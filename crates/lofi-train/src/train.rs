@@ -562,6 +562,7 @@ impl TrainingData {
         // follows too).
         let gt = lofi_video::ground_truth::GroundTruth::read(&paths.ground_truth)?;
         let subsets = PretrainSubsets::choose(&gt, &paths.ground_truth, None, None)?;
+        subsets.warn_segment_problems(&gt, &paths.ground_truth);
         let (train, mut failures) = subset_videos(
             &gt,
             &paths.ground_truth,

@@ -162,6 +162,42 @@ impl GroundTruth {
         folded.filter(|_| !ambiguous)
     }
 
+    /// One line on the unusable segments of subset `wanted`, `None` when every segment lies in
+    /// its video: how many are reversed or empty (`end <= start`) and how many end after their
+    /// video's duration, with the likely cause when most do (segments given in frames, not
+    /// seconds). Said once per run instead of once per segment.
+    pub fn segment_problems(&self, wanted: &str) -> Option<String> {
+        let (mut total, mut reversed, mut after) = (0usize, 0usize, 0usize);
+        for (_, entry) in self.videos_of(wanted) {
+            for a in &entry.annotations {
+                total += 1;
+                let [start, end] = a.segment;
+                if end <= start {
+                    reversed += 1;
+                } else if entry.duration.is_finite() && end > entry.duration + 1e-6 {
+                    after += 1;
+                }
+            }
+        }
+        let mut parts = Vec::new();
+        if reversed > 0 {
+            parts.push(format!(
+                "{reversed} of {total} annotations end where or before they start"
+            ));
+        }
+        if after > 0 {
+            let hint = if after * 2 > total {
+                "; segments in frames instead of seconds?"
+            } else {
+                " (clipped to the video)"
+            };
+            parts.push(format!(
+                "{after} of {total} annotations end after their video{hint}"
+            ));
+        }
+        (!parts.is_empty()).then(|| format!("subset {wanted:?}: {}", parts.join("; ")))
+    }
+
     /// The videos of subset `wanted` (matched as [`GroundTruth::subset_name`] does), sorted by
     /// id; empty if the file has no such subset.
     pub fn videos_of<'a>(

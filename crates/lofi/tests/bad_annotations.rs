@@ -421,3 +421,53 @@ fn video_ids_that_are_not_safe_file_names_are_refused_by_name() {
     ]);
     assert!(ok, "eval scores what the official tool scores: {err}");
 }
+
+/// Issue 26, item 6: `lofi train` said nothing about segments given in frames (29 of 35 ending
+/// after their video) or reversed; it now says what is wrong once per subset, with the likely
+/// cause (pre-training says it the same way).
+#[test]
+fn segments_in_frames_or_reversed_are_summarised_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut gt = synth_truth();
+    let mut first = true;
+    for entry in database(&mut gt).values_mut() {
+        for a in entry["annotations"].as_array_mut().expect("annotations") {
+            let seg = a["segment"].as_array().expect("segment").clone();
+            let (start, end) = (seg[0].as_f64().expect("s"), seg[1].as_f64().expect("e"));
+            // Frames at 30 fps; the very first one also reversed.
+            a["segment"] = if first {
+                json!([end * 30.0, start * 30.0])
+            } else {
+                json!([start * 30.0, end * 30.0])
+            };
+            first = false;
+        }
+    }
+    let gt = write(dir.path(), "gt.json", &gt);
+    let out = dir.path().join("run");
+    let (_, _, err) = lofi(&[
+        "train",
+        "--ground-truth",
+        s(&gt),
+        "--videos",
+        s(&videos()),
+        "--out",
+        s(&out),
+        "--preset",
+        "tiny",
+        "--schedule",
+        "t",
+        "--epochs",
+        "1",
+        "--stop-after-batches",
+        "1",
+    ]);
+    assert!(
+        err.contains("annotations end after their video; segments in frames instead of seconds?")
+            && err.contains("1 of")
+            && err.contains("end where or before they start"),
+        "{err}"
+    );
+    // Once per subset (training and validation), not once per segment.
+    assert_eq!(err.matches("segments in frames").count(), 2, "{err}");
+}
