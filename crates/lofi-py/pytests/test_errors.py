@@ -186,5 +186,7 @@ def test_postprocessing_problems():
         lofi.soft_nms([[0, 1]], [1.0], method="cubic")
     with pytest.raises(ValueError, match=r"class_scores\[1\] is NaN"):
         lofi.fuse_classes([[0, 1]], [1.0], [0.5, math.nan])
+    with pytest.raises(ValueError, match=r"class_scores\[1\] is -0.5: .* not logits"):
+        lofi.fuse_classes([[0, 1]], [1.0], [0.5, -0.5])
     with pytest.raises(ValueError, match="top_k must be at least 0"):
         lofi.nms([[0, 1]], [1.0], top_k=-1)

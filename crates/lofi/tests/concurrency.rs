@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{extract_tiny, lofi, s, tiny_dataset};
+use common::{extract_tiny, lofi, s, tiny_dataset, train_head_tiny};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -149,33 +149,18 @@ fn readers_refuse_or_wait_for_a_folder_still_being_written() {
     let (ok, err) = extract_tiny(&data, &feats, &[]);
     assert!(ok, "{err}");
     let head = dir.path().join("head");
-    let head_args = [
-        "train-head",
-        "--features",
-        s(&feats),
-        "--ground-truth",
-        s(&gt),
-        "--out",
-        s(&head),
-        "--preset",
-        "tiny",
-        "--snippets",
-        "4",
-        "--epochs",
-        "1",
-        "--skip-missing-features",
-    ];
+    let train_head = || train_head_tiny(&feats, &gt, &head, &["--skip-missing-features"]);
     let me = format!("pid {}", std::process::id());
     // A shard of an extraction writes the folder (this process holds its lock, as lofi would).
     let shard = lofi_engine::FolderLock::shard(&feats, "extraction", 1, 2).expect("lock");
-    let (ok, _, err) = lofi(&head_args);
+    let (ok, _, err) = train_head();
     assert!(
         !ok && err.contains("still being written") && err.contains(&me),
         "{err}"
     );
     assert!(!head.join("head.bpk").exists());
     drop(shard);
-    let (ok, _, err) = lofi(&head_args);
+    let (ok, _, err) = train_head();
     assert!(ok, "{err}");
 
     // detect --wait waits for an unsharded writer, then runs.

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{extract_tiny, lofi, s, tiny_dataset};
+use common::{extract_tiny, lofi, s, tiny_dataset, train_head_tiny};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -87,21 +87,7 @@ fn setup() -> Setup {
     assert!(ok, "extract: {err}");
     let head = root.join("head");
     let gt = data.join("ground_truth.json");
-    let (ok, _, err) = lofi(&[
-        "train-head",
-        "--features",
-        s(&feats),
-        "--ground-truth",
-        s(&gt),
-        "--out",
-        s(&head),
-        "--preset",
-        "tiny",
-        "--snippets",
-        "4",
-        "--epochs",
-        "1",
-    ]);
+    let (ok, _, err) = train_head_tiny(&feats, &gt, &head, &[]);
     assert!(ok, "train-head: {err}");
     Setup {
         _dir: dir,
@@ -338,19 +324,7 @@ fn inputs_inside_the_output_and_folders_of_another_kind_are_refused() {
     let t = setup();
     let gt = t.data.join("ground_truth.json");
     let feats_before = snapshot(&t.feats);
-    let (ok, _, err) = lofi(&[
-        "train-head",
-        "--features",
-        s(&t.feats),
-        "--ground-truth",
-        s(&gt),
-        "--out",
-        s(&t.feats),
-        "--preset",
-        "tiny",
-        "--snippets",
-        "4",
-    ]);
+    let (ok, _, err) = train_head_tiny(&t.feats, &gt, &t.feats, &[]);
     assert!(!ok && err.contains("inside the output folder"), "{err}");
     assert!(snapshot(&t.feats) == feats_before, "the features changed");
 

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{extract_tiny, lofi, s, tiny_dataset};
+use common::{extract_tiny, lofi, s, tiny_dataset, train_head_tiny};
 use proptest::prelude::*;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -155,21 +155,7 @@ impl Fixture {
         let (ok, err) = extract_tiny(&data, &features, &[]);
         assert!(ok, "{err}");
         let head = root.join("head");
-        let (ok, _, err) = lofi(&[
-            "train-head",
-            "--features",
-            s(&features),
-            "--ground-truth",
-            s(&gt),
-            "--out",
-            s(&head),
-            "--preset",
-            "tiny",
-            "--snippets",
-            "4",
-            "--epochs",
-            "1",
-        ]);
+        let (ok, _, err) = train_head_tiny(&features, &gt, &head, &[]);
         assert!(ok, "{err}");
         let detections = root.join("detections.json");
         let (ok, _, err) = lofi(&[

@@ -590,11 +590,19 @@ fn slurm_example_runs_as_documented() {
         "config.toml".to_string(),
         "fingerprint.json".to_string(),
     ]);
-    // Plus the locks: the folder's (taken shared by every shard) and one per shard, all left
-    // empty by shards that finished.
+    // Plus the locks: the folder's (taken shared by every shard), the short one shards take in
+    // turn to claim the folder, and one per shard, all left empty by shards that finished; and
+    // the ownership record all shards appended to.
     expected_files.insert(".lofi-lock".to_string());
+    expected_files.insert(".lofi-lock.claim".to_string());
+    expected_files.insert(".lofi-owned.jsonl".to_string());
     expected_files.extend((0..N).map(|k| format!(".lofi-lock.shard-{k}-of-{N}")));
     assert_eq!(file_names(&features), expected_files, "feature folder");
+    // Four shards appended to one record at once: every file they wrote is in it.
+    let record = lofi_engine::owned::Record::read(&features).expect("record");
+    for name in expected_files.iter().filter(|n| !n.starts_with(".lofi-")) {
+        assert!(record.owns(name).expect("owns"), "{name} is not recorded");
+    }
     for k in 0..N {
         let lock = features.join(format!(".lofi-lock.shard-{k}-of-{N}"));
         let holder = std::fs::read_to_string(&lock).expect("shard lock");

@@ -115,6 +115,12 @@ pub(crate) fn fuse_classes(
             "class_scores[{class}] is {score}, not a finite number"
         ))));
     }
+    if let Some((class, score)) = class_scores.iter().enumerate().find(|(_, s)| **s < 0.0) {
+        return Err(to_py(EvalError::Invalid(format!(
+            "class_scores[{class}] is {score}: class scores are probabilities (or other \
+             non-negative scores), not logits"
+        ))));
+    }
     if let Some((i, score)) = scores.iter().enumerate().find(|(_, s)| !s.is_finite()) {
         return Err(to_py(EvalError::Invalid(format!(
             "scores[{i}] is {score}, not a finite number"

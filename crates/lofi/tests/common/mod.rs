@@ -46,6 +46,33 @@ pub fn tiny_dataset(dir: &Path, seed: u64) -> PathBuf {
     data
 }
 
+/// `lofi train-head` on features of 4 snippets (what [`extract_tiny`] writes) of the ground truth
+/// `gt` into `out`, tiny preset, one epoch, plus `extra` flags; returns (success, stdout, stderr).
+pub fn train_head_tiny(
+    features: &Path,
+    gt: &Path,
+    out: &Path,
+    extra: &[&str],
+) -> (bool, String, String) {
+    let mut args = vec![
+        "train-head",
+        "--features",
+        s(features),
+        "--ground-truth",
+        s(gt),
+        "--out",
+        s(out),
+        "--preset",
+        "tiny",
+        "--snippets",
+        "4",
+        "--epochs",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    lofi(&args)
+}
+
 /// `lofi extract` of the tiny dataset in `data` into `out` with a random width-4 TSM-R18 at
 /// 4 snippets of 32 px (a second or two), plus `extra` flags; returns (success, stderr).
 pub fn extract_tiny(data: &Path, out: &Path, extra: &[&str]) -> (bool, String) {
