@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn spawn(args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_lofi"))
+    Command::new(common::lofi_bin())
         .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -386,7 +386,7 @@ fn sizes_that_grow_with_the_input_are_refused_before_the_work_under_a_memory_cap
         let out = Command::new("sh")
             .arg("-c")
             .arg(script)
-            .arg(env!("CARGO_BIN_EXE_lofi"))
+            .arg(common::lofi_bin())
             .args(args)
             .output()
             .expect("run sh");

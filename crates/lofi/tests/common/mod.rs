@@ -5,9 +5,17 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The binary under test: this build's `lofi`, or the one `LOFI_TEST_BIN` names (to run a test
+/// against another build, e.g. an older lofi, to show that the test fails there).
+pub fn lofi_bin() -> PathBuf {
+    std::env::var_os("LOFI_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_lofi")))
+}
+
 /// Runs `lofi args...` with `env` set; returns (success, stdout, stderr).
 pub fn lofi_env(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_lofi"))
+    let out = Command::new(lofi_bin())
         .args(args)
         .envs(env.iter().copied())
         .output()
