@@ -461,17 +461,16 @@ fn start_afresh(out: &Path) -> Result<()> {
         && lofi_engine::Fingerprint::read(out)?
             .is_some_and(|f| f.parts.contains_key("size") && f.parts.contains_key("dataset_seed"));
     if record.kind() != Some(FolderKind::Demo) && !legacy {
-        let mut contents = lofi_engine::owned::files_below(out)?;
-        contents.sort();
+        let contents = lofi_engine::owned::files_below(out)?;
+        if contents.is_empty() {
+            // Nothing to start over from.
+            return Ok(());
+        }
         anyhow::bail!(
-            "--fresh deletes only what lofi demo wrote, and {} is not a demo folder ({}): \
-             nothing was deleted; choose another --out",
+            "--fresh deletes only what lofi demo wrote, and {} is not a demo folder (it holds \
+             {}): nothing was deleted; choose another --out",
             out.display(),
-            if contents.is_empty() {
-                "it is empty".to_string()
-            } else {
-                format!("it holds {}", lofi_engine::owned::summarize(&contents))
-            }
+            lofi_engine::owned::summarize(&contents)
         );
     }
     if legacy {
