@@ -37,6 +37,7 @@ pub mod npy;
 mod numeric;
 mod predictions;
 mod proposal;
+mod protocol;
 mod scan;
 mod segment;
 
@@ -61,4 +62,5 @@ pub use predictions::{
     PredictionsBuilder, Proposal, ProposalFile, ResultsFile, VideoSlot,
 };
 pub use proposal::{evaluate_proposals, ProposalOptions, ProposalReport};
+pub use protocol::Protocol;
 pub use segment::{linspace, tiou, Segment, Thresholds};
