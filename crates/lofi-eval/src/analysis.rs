@@ -866,6 +866,12 @@ fn by_type(values: &[f64; 6]) -> OrderedMap<Option<f64>> {
 }
 
 impl DetectionAnalysis {
+    /// The JSON form as compact text (what `lofi.analyze_detection` parses).
+    pub fn to_json_text(&self) -> Result<String> {
+        serde_json::to_string(&self.to_json())
+            .map_err(|e| EvalError::Invalid(format!("cannot encode the analysis as JSON: {e}")))
+    }
+
     /// The JSON form.
     pub fn to_json(&self) -> AnalysisJson {
         let buckets = |groups: &[CharacteristicBuckets], rate: bool| {

@@ -328,6 +328,31 @@ fn bad_input_gives_one_clear_error() {
     std::fs::remove_dir_all(&dir).expect("clean up");
 }
 
+/// Every key of `expected` is in `ours`, numbers within 1e-12.
+fn assert_within(ours: &Value, expected: &Value, at: &str) {
+    match expected {
+        Value::Object(map) => {
+            for (key, value) in map {
+                assert_within(&ours[key], value, &format!("{at}.{key}"));
+            }
+        }
+        Value::Array(items) => {
+            let list = ours
+                .as_array()
+                .unwrap_or_else(|| panic!("{at}: not a list"));
+            assert_eq!(list.len(), items.len(), "{at}");
+            for (i, (a, b)) in list.iter().zip(items).enumerate() {
+                assert_within(a, b, &format!("{at}[{i}]"));
+            }
+        }
+        Value::Number(n) => {
+            let (a, b) = (ours.as_f64().expect("number"), n.as_f64().expect("number"));
+            assert!((a - b).abs() <= 1e-12, "{at}: {a} vs oracle {b}");
+        }
+        other => assert_eq!(ours, other, "{at}"),
+    }
+}
+
 #[test]
 fn analysis_explains_the_errors_in_tables_and_json() {
     let gt = example("ground_truth.json");
@@ -404,6 +429,21 @@ fn analysis_explains_the_errors_in_tables_and_json() {
         keys(&analysis["sensitivity"]),
         ["average_mAP_N", "coverage", "length", "num_instances"]
     );
+    // The numbers are the DETAD oracle's (test-tools/detad_reference.py), to 1e-12.
+    if std::env::var_os("LOFI_SKIP_PYTHON_ORACLE").is_none() {
+        let oracle = Command::new("python3")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../test-tools/detad_reference.py"))
+            .args(["analysis", "--ground-truth", &gt, "--predictions", &pred])
+            .output()
+            .expect("python3 runs the oracle (or set LOFI_SKIP_PYTHON_ORACLE=1)");
+        assert!(
+            oracle.status.success(),
+            "{}",
+            String::from_utf8_lossy(&oracle.stderr)
+        );
+        let expected: Value = serde_json::from_slice(&oracle.stdout).expect("oracle JSON");
+        assert_within(analysis, &expected, "analysis");
+    }
 
     // THUMOS14: DETAD's single threshold 0.5 unless --analysis-tiou says otherwise.
     let mut thumos = json_args.clone();

@@ -8,9 +8,9 @@
 use super::inputs::Source;
 use super::to_py;
 use lofi_eval::{
-    evaluate_detection as evaluate_detection_report,
-    evaluate_proposals as evaluate_proposal_report, EvalError, GroundTruth, GroundTruthOptions,
-    Prediction, PredictionKind, ProposalOptions, Thresholds,
+    analyze_detection as analyze_detection_report, evaluate_detection as evaluate_detection_report,
+    evaluate_proposals as evaluate_proposal_report, AnalysisDataset, AnalysisOptions, EvalError,
+    GroundTruth, GroundTruthOptions, Prediction, PredictionKind, ProposalOptions, Thresholds,
 };
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
@@ -97,6 +97,58 @@ pub(crate) fn evaluate_detection<'py>(
     let extra = counts(py, &truth, predictions.items.len())?;
     extra.set_item("warnings", PyList::new(py, &report.warnings)?)?;
     Ok((result, extra))
+}
+
+/// DETAD's error analysis: `(analysis, extras)`, where `analysis` is the JSON text of the
+/// `analysis` object of `lofi eval detection --analysis --json` (the same serializer, so the
+/// same numbers); `dataset` picks DETAD's buckets and default thresholds.
+#[pyfunction]
+#[pyo3(signature = (ground_truth, predictions, subset, dataset, tiou_thresholds, exclude_videos, exclude_labels))]
+#[allow(clippy::too_many_arguments)] // mirrors the keyword arguments of the Python API
+pub(crate) fn analyze_detection<'py>(
+    py: Python<'py>,
+    ground_truth: &Bound<'py, PyAny>,
+    predictions: &Bound<'py, PyAny>,
+    subset: String,
+    dataset: &str,
+    tiou_thresholds: Option<Vec<f64>>,
+    exclude_videos: Vec<String>,
+    exclude_labels: Vec<String>,
+) -> PyResult<(String, Bound<'py, PyDict>)> {
+    let dataset = match dataset {
+        "activitynet" => AnalysisDataset::ActivityNet,
+        "thumos14" => AnalysisDataset::Thumos14,
+        other => {
+            return Err(to_py(EvalError::Invalid(format!(
+                "dataset must be activitynet or thumos14, got {other:?}"
+            ))))
+        }
+    };
+    let mut settings = AnalysisOptions::new(dataset);
+    if let Some(thresholds) = tiou_thresholds {
+        settings.tiou_thresholds = thresholds;
+    }
+    let (truth_source, prediction_source) =
+        sources(ground_truth, predictions, PredictionKind::Detections).map_err(to_py)?;
+    let truth = truth_source
+        .ground_truth(py, &options(subset, exclude_videos, exclude_labels))
+        .map_err(to_py)?;
+    let predictions = prediction_source
+        .predictions(py, &truth, PredictionKind::Detections)
+        .map_err(to_py)?;
+    if predictions.items.is_empty() {
+        return Err(to_py(EvalError::Invalid(format!(
+            "{}: the file has no detections to analyse",
+            prediction_source.name().display()
+        ))));
+    }
+    let analysis = py
+        .detach(|| analyze_detection_report(&truth, &predictions, &settings))
+        .map_err(to_py)?;
+    let text = analysis.to_json_text().map_err(to_py)?;
+    let extra = counts(py, &truth, predictions.items.len())?;
+    extra.set_item("notes", PyList::new(py, &analysis.notes)?)?;
+    Ok((text, extra))
 }
 
 /// Proposal AR@AN and AUC: `(result, extras)`; `max_avg_proposals = None` means the file's own
