@@ -384,6 +384,26 @@ fn analysis_explains_the_errors_in_tables_and_json() {
     ] {
         assert!(table.contains(part), "{part:?} missing from\n{table}");
     }
+    // --plot writes DETAD's three figures beside the precision-recall curves.
+    let dir = temp_dir("analysis");
+    let plots = dir.join("plots");
+    let mut plot_args = base.to_vec();
+    plot_args.extend(["--plot", plots.to_str().expect("utf-8")]);
+    assert!(lofi(&plot_args).status.success());
+    for name in [
+        "precision_recall.svg",
+        "false_positive_analysis.svg",
+        "false_negative_analysis.svg",
+        "sensitivity_analysis.svg",
+    ] {
+        let svg = std::fs::read_to_string(plots.join(name)).expect("figure written");
+        assert!(svg.starts_with("<svg") && !svg.contains("NaN"), "{name}");
+    }
+    let profile = std::fs::read_to_string(plots.join("false_positive_analysis.svg")).expect("svg");
+    // Ten stacked bars of six segments at most, six legend keys, five gain bars.
+    assert!(profile.contains("10G") && profile.contains("double detection"));
+    std::fs::remove_dir_all(&dir).expect("clean up");
+
     let mut json_args = base.to_vec();
     json_args.push("--json");
     let json = stdout_json(&lofi(&json_args));

@@ -87,7 +87,7 @@ pub struct CommonArgs {
     /// Print the result as JSON (fractions, not percent) instead of a table.
     #[arg(long)]
     json: bool,
-    /// Write SVG plots into this folder.
+    /// Write SVG plots into this folder (with --analysis also DETAD's three figures).
     #[arg(long, value_name = "DIR")]
     plot: Option<PathBuf>,
 }
@@ -205,8 +205,13 @@ fn detection(args: DetectionArgs) -> Result<()> {
         write_plot(
             dir,
             "precision_recall.svg",
-            &precision_recall_chart(&report),
+            &precision_recall_chart(&report).to_svg(),
         )?;
+        if let Some(analysis) = &analysis {
+            for (name, svg) in lofi_report::analysis_figures(analysis) {
+                write_plot(dir, name, &svg)?;
+            }
+        }
     }
     let protocol = Protocol::of(&truth, &predictions);
     if common.json {
@@ -333,7 +338,11 @@ fn proposals(args: ProposalArgs) -> Result<()> {
         tracing::warn!("{warning}");
     }
     if let Some(dir) = &common.plot {
-        write_plot(dir, "recall_vs_proposals.svg", &recall_chart(&report))?;
+        write_plot(
+            dir,
+            "recall_vs_proposals.svg",
+            &recall_chart(&report).to_svg(),
+        )?;
     }
     if common.json {
         print_stdout(&(serde_json::to_string_pretty(&proposal_json(&report))? + "\n"))
@@ -503,10 +512,10 @@ fn recall_chart(report: &ProposalReport) -> LineChart {
     chart.with_series(average)
 }
 
-fn write_plot(dir: &Path, name: &str, chart: &LineChart) -> Result<()> {
+fn write_plot(dir: &Path, name: &str, svg: &str) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     let path = dir.join(name);
-    lofi_eval::write_atomic(&path, chart.to_svg().as_bytes())
+    lofi_eval::write_atomic(&path, svg.as_bytes())
         .with_context(|| format!("{}: cannot write", path.display()))?;
     tracing::info!("wrote {}", path.display());
     Ok(())
