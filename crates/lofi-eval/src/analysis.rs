@@ -33,7 +33,7 @@
 //! oracle (checked once against DETAD's code) that the tests compare with.
 
 use crate::detection::{
-    interpolated_ap, match_class, sorted_by_class, GroundTruthByClass, Scratch,
+    interpolated_ap, match_class, sorted_by_class, video_annotations, GroundTruthByClass, Scratch,
 };
 use crate::error::{EvalError, Result};
 use crate::ground_truth::GroundTruth;
@@ -426,14 +426,7 @@ pub fn analyze_detection(
     let nbar = truth.annotations.len() as f64 / classes as f64;
     let by_class = GroundTruthByClass::new(&truth);
     let (counts, sorted) = sorted_by_class(&truth, predictions)?;
-    let video_annotations: Vec<Range<usize>> = predictions
-        .videos
-        .iter()
-        .map(|v| match v.truth {
-            Some(t) => truth.videos[t as usize].annotations.clone(),
-            None => 0..0,
-        })
-        .collect();
+    let video_annotations = video_annotations(&truth, predictions);
 
     // One greedy matching of every prediction at every threshold: matched[i * levels + t].
     let mut matched = vec![UNMATCHED; sorted.len() * levels];

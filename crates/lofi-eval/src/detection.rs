@@ -83,15 +83,7 @@ pub fn evaluate_detection(
     }
     let classes = truth.classes.len();
     let ground_truth = GroundTruthByClass::new(truth);
-    // For each predicted video, its ground-truth annotations (empty outside the subset).
-    let video_annotations: Vec<Range<usize>> = predictions
-        .videos
-        .iter()
-        .map(|v| match v.truth {
-            Some(t) => truth.videos[t as usize].annotations.clone(),
-            None => 0..0,
-        })
-        .collect();
+    let video_annotations = video_annotations(truth, predictions);
 
     let (counts, mut bucketed) = sorted_by_class(truth, predictions)?;
 
@@ -140,6 +132,21 @@ pub fn evaluate_detection(
         per_class,
         precision_at_recall,
     })
+}
+
+/// For each predicted video, its ground-truth annotations (empty outside the subset).
+pub(crate) fn video_annotations(
+    truth: &GroundTruth,
+    predictions: &Predictions,
+) -> Vec<Range<usize>> {
+    predictions
+        .videos
+        .iter()
+        .map(|v| match v.truth {
+            Some(t) => truth.videos[t as usize].annotations.clone(),
+            None => 0..0,
+        })
+        .collect()
 }
 
 /// The predictions bucketed by class (a counting sort), each bucket in descending score with
@@ -218,7 +225,7 @@ pub(crate) struct Scratch {
     pub(crate) hits: Vec<Vec<u32>>,
     /// Per threshold, the annotation (index into `GroundTruth::annotations`) each hit took.
     pub(crate) matched: Vec<Vec<u32>>,
-    pub(crate) terms: Vec<f64>,
+    terms: Vec<f64>,
 }
 
 /// Greedy matching of one class's predictions (sorted best first) at every threshold; leaves the

@@ -152,7 +152,7 @@ fn random_cases_agree_with_the_detad_oracle() {
 
 #[test]
 fn thumos14_characteristics_agree_with_detads_file() {
-    // Twelve THUMOS14 test videos: their annotations and durations, and the characteristics
+    // Ten THUMOS14 test videos: their annotations and durations, and the characteristics
     // DETAD's data/thumos14_test_extra_characteristics.json gives for each instance.
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let truth = GroundTruth::from_path(

@@ -10,7 +10,8 @@ use super::to_py;
 use lofi_eval::{
     analyze_detection as analyze_detection_report, evaluate_detection as evaluate_detection_report,
     evaluate_proposals as evaluate_proposal_report, AnalysisDataset, AnalysisOptions, EvalError,
-    GroundTruth, GroundTruthOptions, Prediction, PredictionKind, ProposalOptions, Thresholds,
+    GroundTruth, GroundTruthOptions, Prediction, PredictionKind, Predictions, ProposalOptions,
+    Thresholds,
 };
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
@@ -56,6 +57,28 @@ fn counts<'py>(
     Ok(extra)
 }
 
+/// The ground truth and detections of a detection evaluation; no detections is an error.
+fn read_detections<'py>(
+    py: Python<'py>,
+    ground_truth: &Bound<'py, PyAny>,
+    predictions: &Bound<'py, PyAny>,
+    options: GroundTruthOptions,
+) -> PyResult<(GroundTruth, Predictions)> {
+    let (truth_source, prediction_source) =
+        sources(ground_truth, predictions, PredictionKind::Detections).map_err(to_py)?;
+    let truth = truth_source.ground_truth(py, &options).map_err(to_py)?;
+    let predictions = prediction_source
+        .predictions(py, &truth, PredictionKind::Detections)
+        .map_err(to_py)?;
+    if predictions.items.is_empty() {
+        return Err(to_py(EvalError::Invalid(format!(
+            "{}: the file has no detections to evaluate",
+            prediction_source.name().display()
+        ))));
+    }
+    Ok((truth, predictions))
+}
+
 /// Detection mAP: `(result, extras)`; see the module docs.
 #[pyfunction]
 #[pyo3(signature = (ground_truth, predictions, subset, tiou_thresholds, exclude_videos, exclude_labels))]
@@ -68,20 +91,12 @@ pub(crate) fn evaluate_detection<'py>(
     exclude_videos: Vec<String>,
     exclude_labels: Vec<String>,
 ) -> PyResult<(Bound<'py, PyDict>, Bound<'py, PyDict>)> {
-    let (truth_source, prediction_source) =
-        sources(ground_truth, predictions, PredictionKind::Detections).map_err(to_py)?;
-    let truth = truth_source
-        .ground_truth(py, &options(subset, exclude_videos, exclude_labels))
-        .map_err(to_py)?;
-    let predictions = prediction_source
-        .predictions(py, &truth, PredictionKind::Detections)
-        .map_err(to_py)?;
-    if predictions.items.is_empty() {
-        return Err(to_py(EvalError::Invalid(format!(
-            "{}: the file has no detections to evaluate",
-            prediction_source.name().display()
-        ))));
-    }
+    let (truth, predictions) = read_detections(
+        py,
+        ground_truth,
+        predictions,
+        options(subset, exclude_videos, exclude_labels),
+    )?;
     let report = py
         .detach(|| evaluate_detection_report(&truth, &predictions, &tiou_thresholds))
         .map_err(to_py)?;
@@ -128,20 +143,12 @@ pub(crate) fn analyze_detection<'py>(
     if let Some(thresholds) = tiou_thresholds {
         settings.tiou_thresholds = thresholds;
     }
-    let (truth_source, prediction_source) =
-        sources(ground_truth, predictions, PredictionKind::Detections).map_err(to_py)?;
-    let truth = truth_source
-        .ground_truth(py, &options(subset, exclude_videos, exclude_labels))
-        .map_err(to_py)?;
-    let predictions = prediction_source
-        .predictions(py, &truth, PredictionKind::Detections)
-        .map_err(to_py)?;
-    if predictions.items.is_empty() {
-        return Err(to_py(EvalError::Invalid(format!(
-            "{}: the file has no detections to analyse",
-            prediction_source.name().display()
-        ))));
-    }
+    let (truth, predictions) = read_detections(
+        py,
+        ground_truth,
+        predictions,
+        options(subset, exclude_videos, exclude_labels),
+    )?;
     let analysis = py
         .detach(|| analyze_detection_report(&truth, &predictions, &settings))
         .map_err(to_py)?;
