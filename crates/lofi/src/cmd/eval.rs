@@ -251,8 +251,8 @@ fn analysis_table(analysis: &DetectionAnalysis) -> String {
         [] => String::new(),
     };
     let mut out = format!(
-        "Error analysis (DETAD): tIoU {range}, {} instances, {:.1} per class (N), normalized \
-         AP_N\n",
+        "Error analysis (DETAD): tIoU {range}, {} instances, {:.1} per class (the N of \
+         normalized AP_N)\n",
         analysis.instances, analysis.average_instances_per_class
     );
     out.push_str(&format!(
