@@ -404,10 +404,12 @@ fn analysis_section(
             analysis.predictions,
             analysis.sensitivity_average_map_n * 100.0
         );
-        for (error, gain) in ErrorType::ALL[1..].iter().zip(&analysis.average_map_n_gain) {
-            let _ = write!(html, " {} {:+.2}", error.name(), gain * 100.0);
-        }
-        html.push_str("</p>");
+        let gains: Vec<String> = ErrorType::ALL[1..]
+            .iter()
+            .zip(&analysis.average_map_n_gain)
+            .map(|(error, gain)| format!("{} {:+.2}", error.name(), gain * 100.0))
+            .collect();
+        let _ = write!(html, " {}.</p>", gains.join(", "));
         for note in &analysis.notes {
             let _ = write!(html, "<p>{}</p>", escape(note));
         }
