@@ -386,6 +386,11 @@ pub fn analyze_detection(
         .map(|c| c.length > 0.0 && c.coverage.is_none_or(|v| v <= 1.0))
         .collect();
     let over_one = keep.iter().filter(|k| !**k).count() - zero_length;
+    let without_duration = truth
+        .videos
+        .iter()
+        .filter(|v| !v.annotations.is_empty() && !v.duration.is_some_and(|d| d > 0.0))
+        .count();
     let truth = truth.retain_annotations(&keep);
     let characteristics: Vec<InstanceCharacteristics> = all_characteristics
         .iter()
@@ -412,13 +417,9 @@ pub fn analyze_detection(
         ));
     }
     if !coverage_known {
-        let missing = truth
-            .videos
-            .iter()
-            .filter(|v| !v.annotations.is_empty() && !v.duration.is_some_and(|d| d > 0.0))
-            .count();
         notes.push(format!(
-            "coverage is not analysed: {missing} annotated video(s) have no duration in {}",
+            "coverage is not analysed: {without_duration} annotated video(s) have no duration \
+             in {}",
             truth.path.display()
         ));
     }
