@@ -17,6 +17,7 @@ use crate::error::{EvalError, Result};
 use crate::ground_truth::GroundTruth;
 use crate::numeric::{numpy_mean, numpy_sum};
 use crate::predictions::{Prediction, Predictions};
+use crate::protocol::Protocol;
 use crate::segment::{tiou, Segment};
 use std::ops::Range;
 
@@ -58,6 +59,8 @@ pub struct DetectionReport {
     pub precision_at_recall: Vec<Vec<f64>>,
     /// Things a user should know about the inputs (unknown videos, classes without predictions).
     pub warnings: Vec<String>,
+    /// How the evaluation was set up (videos without predictions, exclusions, class scores).
+    pub protocol: Protocol,
 }
 
 impl DetectionReport {
@@ -129,6 +132,7 @@ pub fn evaluate_detection(
         average_map: numpy_mean(&map),
         map,
         warnings: warnings(truth, predictions, &per_class),
+        protocol: Protocol::of(truth, predictions),
         per_class,
         precision_at_recall,
     })
@@ -557,7 +561,8 @@ mod tests {
 }
 
 /// The JSON form of a detection report (`lofi eval detection --json`, `eval.json` of `detect`
-/// and of the demo's rows): exactly these keys, fractions not percent.
+/// and of the demo's rows, `lofi.evaluate_detection`): exactly these keys, fractions not
+/// percent.
 #[derive(Debug, serde::Serialize)]
 pub struct DetectionJson<'a> {
     /// The tIoU thresholds.
@@ -571,6 +576,8 @@ pub struct DetectionJson<'a> {
     /// AP per threshold of each class, in the ground truth's class order.
     #[serde(rename = "per_class_AP")]
     pub per_class_ap: crate::json::OrderedMap<&'a [f64]>,
+    /// How the evaluation was set up.
+    pub protocol: &'a Protocol,
 }
 
 /// The JSON form of `report`.
@@ -586,5 +593,6 @@ pub fn detection_json(report: &DetectionReport) -> DetectionJson<'_> {
                 .map(|c| (c.label.clone(), c.ap.as_slice()))
                 .collect(),
         ),
+        protocol: &report.protocol,
     }
 }

@@ -189,8 +189,11 @@ def evaluate_detection(
     -------
     dict
         Exactly the keys of ``lofi eval detection --json``: ``tiou_thresholds``, ``mAP`` (one
-        per threshold), ``average_mAP`` and ``per_class_AP`` (class name -> AP per threshold,
-        in the ground truth's class order); fractions, not percent.
+        per threshold), ``average_mAP``, ``per_class_AP`` (class name -> AP per threshold,
+        in the ground truth's class order), fractions, not percent; and ``protocol``
+        (``annotated_videos``, ``videos_without_predictions``, ``excluded_videos``,
+        ``excluded_labels``, ``disputed_videos_kept``, ``disputed_videos_dropped``,
+        ``class_scores``: the ``external_data`` details of the predictions, or ``None``).
 
     Raises
     ------

@@ -109,6 +109,22 @@ pub(crate) fn evaluate_detection<'py>(
         per_class.set_item(&class.label, PyList::new(py, &class.ap)?)?;
     }
     result.set_item("per_class_AP", per_class)?;
+    let protocol = PyDict::new(py);
+    let p = &report.protocol;
+    protocol.set_item("annotated_videos", p.annotated_videos)?;
+    protocol.set_item("videos_without_predictions", p.videos_without_predictions)?;
+    protocol.set_item("excluded_videos", PyList::new(py, &p.excluded_videos)?)?;
+    protocol.set_item("excluded_labels", PyList::new(py, &p.excluded_labels)?)?;
+    protocol.set_item(
+        "disputed_videos_kept",
+        PyList::new(py, &p.disputed_videos_kept)?,
+    )?;
+    protocol.set_item(
+        "disputed_videos_dropped",
+        PyList::new(py, &p.disputed_videos_dropped)?,
+    )?;
+    protocol.set_item("class_scores", p.class_scores.as_deref())?;
+    result.set_item("protocol", protocol)?;
     let extra = counts(py, &truth, predictions.items.len())?;
     extra.set_item("warnings", PyList::new(py, &report.warnings)?)?;
     Ok((result, extra))

@@ -7,8 +7,8 @@ use clap::{Args, Subcommand, ValueEnum};
 use lofi_eval::{
     analyze_detection, evaluate_detection, evaluate_proposals, AnalysisDataset, AnalysisOptions,
     CharacteristicBuckets, DetectionAnalysis, DetectionReport, ErrorType, GroundTruth,
-    GroundTruthOptions, PredictionKind, Predictions, ProposalOptions, ProposalReport, Protocol,
-    Thresholds, THUMOS14_AMBIGUOUS_LABEL, THUMOS14_DISPUTED_TEST_VIDEOS,
+    GroundTruthOptions, PredictionKind, Predictions, ProposalOptions, ProposalReport, Thresholds,
+    THUMOS14_AMBIGUOUS_LABEL, THUMOS14_DISPUTED_TEST_VIDEOS,
 };
 use lofi_plot::{LineChart, Series};
 use serde::Serialize;
@@ -213,16 +213,14 @@ fn detection(args: DetectionArgs) -> Result<()> {
             }
         }
     }
-    let protocol = Protocol::of(&truth, &predictions);
     if common.json {
         let json = DetectionOutput {
             detection: lofi_eval::detection_json(&report),
-            protocol,
             analysis: analysis.as_ref().map(DetectionAnalysis::to_json),
         };
         print_stdout(&(serde_json::to_string_pretty(&json)? + "\n"))
     } else {
-        let mut table = detection_table(&report, &truth, predictions.items.len(), &protocol);
+        let mut table = detection_table(&report, &truth, predictions.items.len());
         if let Some(analysis) = &analysis {
             table.push('\n');
             table.push_str(&analysis_table(analysis));
@@ -231,13 +229,11 @@ fn detection(args: DetectionArgs) -> Result<()> {
     }
 }
 
-/// `lofi eval detection --json`: the detection keys, the protocol, and `analysis` with
-/// `--analysis`.
+/// `lofi eval detection --json`: the detection keys, and `analysis` with `--analysis`.
 #[derive(Serialize)]
 struct DetectionOutput<'a> {
     #[serde(flatten)]
     detection: lofi_eval::DetectionJson<'a>,
-    protocol: Protocol,
     #[serde(skip_serializing_if = "Option::is_none")]
     analysis: Option<lofi_eval::AnalysisJson>,
 }
@@ -381,12 +377,7 @@ fn proposal_json(report: &ProposalReport) -> ProposalJson<'_> {
     }
 }
 
-fn detection_table(
-    report: &DetectionReport,
-    truth: &GroundTruth,
-    predictions: usize,
-    protocol: &Protocol,
-) -> String {
+fn detection_table(report: &DetectionReport, truth: &GroundTruth, predictions: usize) -> String {
     let mut out = format!(
         "Detection on subset {:?}: {} videos, {} classes, {} ground-truth segments, {} predictions\n{}\n\n",
         truth.subset,
@@ -394,7 +385,7 @@ fn detection_table(
         truth.classes.len(),
         truth.annotations.len(),
         predictions,
-        protocol.line()
+        report.protocol.line()
     );
     let header: Vec<String> = report
         .tiou_thresholds
