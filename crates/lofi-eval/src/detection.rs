@@ -17,6 +17,7 @@ use crate::error::{EvalError, Result};
 use crate::ground_truth::GroundTruth;
 use crate::numeric::{numpy_mean, numpy_sum};
 use crate::predictions::{Prediction, Predictions};
+use crate::protocol::Protocol;
 use crate::segment::{tiou, Segment};
 use std::ops::Range;
 
@@ -58,6 +59,8 @@ pub struct DetectionReport {
     pub precision_at_recall: Vec<Vec<f64>>,
     /// Things a user should know about the inputs (unknown videos, classes without predictions).
     pub warnings: Vec<String>,
+    /// How the evaluation was set up (videos without predictions, exclusions, class scores).
+    pub protocol: Protocol,
 }
 
 impl DetectionReport {
@@ -83,53 +86,15 @@ pub fn evaluate_detection(
     }
     let classes = truth.classes.len();
     let ground_truth = GroundTruthByClass::new(truth);
-    // For each predicted video, its ground-truth annotations (empty outside the subset).
-    let video_annotations: Vec<Range<usize>> = predictions
-        .videos
-        .iter()
-        .map(|v| match v.truth {
-            Some(t) => truth.videos[t as usize].annotations.clone(),
-            None => 0..0,
-        })
-        .collect();
+    let video_annotations = video_annotations(truth, predictions);
 
-    // Bucket predictions by class, keeping file order inside each bucket (a counting sort).
-    let mut counts = vec![0usize; classes + 1];
-    for p in &predictions.items {
-        if p.class == Prediction::NO_CLASS || p.class as usize >= classes {
-            return Err(EvalError::Invalid(format!(
-                "{}: detection evaluation got an entry without a class of the ground truth",
-                predictions.path.display()
-            )));
-        }
-        counts[p.class as usize + 1] += 1;
-    }
-    for c in 0..classes {
-        counts[c + 1] += counts[c];
-    }
-    let mut next = counts.clone();
-    let mut bucketed = vec![
-        Prediction {
-            video: 0,
-            class: 0,
-            score: 0.0,
-            segment: Segment::new(0.0, 0.0)
-        };
-        predictions.items.len()
-    ];
-    for p in &predictions.items {
-        let slot = &mut next[p.class as usize];
-        bucketed[*slot] = *p;
-        *slot += 1;
-    }
+    let (counts, mut bucketed) = sorted_by_class(truth, predictions)?;
 
     let mut scratch = Scratch::default();
     let mut per_class = Vec::with_capacity(classes);
     let mut curve_sums = vec![vec![0.0; RECALL_LEVELS]; thresholds.len()];
     for (class, label) in truth.classes.iter().enumerate() {
         let bucket = &mut bucketed[counts[class]..counts[class + 1]];
-        // Stable: equal scores keep file order.
-        bucket.sort_by(|a, b| b.score.total_cmp(&a.score));
         let positives = ground_truth.class_sizes[class];
         match_class(
             bucket,
@@ -167,20 +132,78 @@ pub fn evaluate_detection(
         average_map: numpy_mean(&map),
         map,
         warnings: warnings(truth, predictions, &per_class),
+        protocol: Protocol::of(truth, predictions),
         per_class,
         precision_at_recall,
     })
 }
 
+/// For each predicted video, its ground-truth annotations (empty outside the subset).
+pub(crate) fn video_annotations(
+    truth: &GroundTruth,
+    predictions: &Predictions,
+) -> Vec<Range<usize>> {
+    predictions
+        .videos
+        .iter()
+        .map(|v| match v.truth {
+            Some(t) => truth.videos[t as usize].annotations.clone(),
+            None => 0..0,
+        })
+        .collect()
+}
+
+/// The predictions bucketed by class (a counting sort), each bucket in descending score with
+/// equal scores in file order; `counts[c]..counts[c + 1]` is class `c`'s bucket.
+pub(crate) fn sorted_by_class(
+    truth: &GroundTruth,
+    predictions: &Predictions,
+) -> Result<(Vec<usize>, Vec<Prediction>)> {
+    let classes = truth.classes.len();
+    let mut counts = vec![0usize; classes + 1];
+    for p in &predictions.items {
+        if p.class == Prediction::NO_CLASS || p.class as usize >= classes {
+            return Err(EvalError::Invalid(format!(
+                "{}: detection evaluation got an entry without a class of the ground truth",
+                predictions.path.display()
+            )));
+        }
+        counts[p.class as usize + 1] += 1;
+    }
+    for c in 0..classes {
+        counts[c + 1] += counts[c];
+    }
+    let mut next = counts.clone();
+    let mut bucketed = vec![
+        Prediction {
+            video: 0,
+            class: 0,
+            score: 0.0,
+            segment: Segment::new(0.0, 0.0)
+        };
+        predictions.items.len()
+    ];
+    for p in &predictions.items {
+        let slot = &mut next[p.class as usize];
+        bucketed[*slot] = *p;
+        *slot += 1;
+    }
+    for class in 0..classes {
+        // Stable: equal scores keep file order.
+        bucketed[counts[class]..counts[class + 1]].sort_by(|a, b| b.score.total_cmp(&a.score));
+    }
+    Ok((counts, bucketed))
+}
+
 /// For every annotation, its index among the annotations of its class (the official tool locks
 /// ground truth per class), and the number of annotations per class.
-struct GroundTruthByClass {
+pub(crate) struct GroundTruthByClass {
     rank_in_class: Vec<u32>,
-    class_sizes: Vec<usize>,
+    pub(crate) class_sizes: Vec<usize>,
 }
 
 impl GroundTruthByClass {
-    fn new(truth: &GroundTruth) -> Self {
+    pub(crate) fn new(truth: &GroundTruth) -> Self {
         let mut class_sizes = vec![0usize; truth.classes.len()];
         let rank_in_class = truth
             .annotations
@@ -199,17 +222,19 @@ impl GroundTruthByClass {
 }
 
 #[derive(Default)]
-struct Scratch {
-    candidates: Vec<(f64, u32)>,
+pub(crate) struct Scratch {
+    candidates: Vec<(f64, u32, u32)>,
     locked: Vec<bool>,
     /// Per threshold, the ranks (0-based, in score order) of the true positives.
-    hits: Vec<Vec<u32>>,
+    pub(crate) hits: Vec<Vec<u32>>,
+    /// Per threshold, the annotation (index into `GroundTruth::annotations`) each hit took.
+    pub(crate) matched: Vec<Vec<u32>>,
     terms: Vec<f64>,
 }
 
 /// Greedy matching of one class's predictions (sorted best first) at every threshold; leaves the
 /// ranks of the true positives in `scratch.hits`.
-fn match_class(
+pub(crate) fn match_class(
     predictions: &[Prediction],
     truth: &GroundTruth,
     ground_truth: &GroundTruthByClass,
@@ -221,6 +246,8 @@ fn match_class(
     let Some(first) = predictions.first() else {
         scratch.hits.clear();
         scratch.hits.resize(levels, Vec::new());
+        scratch.matched.clear();
+        scratch.matched.resize(levels, Vec::new());
         return;
     };
     let class = first.class;
@@ -228,7 +255,8 @@ fn match_class(
     scratch.locked.clear();
     scratch.locked.resize(levels * gt_count, false);
     scratch.hits.resize(levels, Vec::new());
-    for hits in &mut scratch.hits {
+    scratch.matched.resize(levels, Vec::new());
+    for hits in scratch.hits.iter_mut().chain(scratch.matched.iter_mut()) {
         hits.clear();
     }
     for (rank, prediction) in predictions.iter().enumerate() {
@@ -240,6 +268,7 @@ fn match_class(
                 candidates.push((
                     tiou(prediction.segment, annotation.segment),
                     ground_truth.rank_in_class[a],
+                    a as u32,
                 ));
             }
         }
@@ -251,7 +280,7 @@ fn match_class(
         // Highest tIoU first; stable, so equal tIoUs keep ground-truth file order.
         candidates.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal));
         for (level, &threshold) in thresholds.iter().enumerate() {
-            for &(overlap, g) in candidates.iter() {
+            for &(overlap, g, a) in candidates.iter() {
                 if overlap < threshold {
                     break;
                 }
@@ -261,6 +290,7 @@ fn match_class(
                 }
                 *lock = true;
                 scratch.hits[level].push(rank as u32);
+                scratch.matched[level].push(a);
                 break;
             }
         }
@@ -275,14 +305,24 @@ fn match_class(
 /// official ones in the official order, including the final zero term `(1 - recall) * 0` that
 /// numpy adds when recall never reaches 1, so the pairwise sum groups them identically.
 fn average_precision(hits: &[u32], positives: usize, terms: &mut Vec<f64>) -> f64 {
+    interpolated_ap(hits, positives, terms, |tp, rank| tp / (rank + 1.0))
+}
+
+/// [`average_precision`] with another precision: `precision(true positives so far, rank)` at
+/// each true positive (0-based rank), which must fall along runs of false positives.
+pub(crate) fn interpolated_ap(
+    hits: &[u32],
+    positives: usize,
+    terms: &mut Vec<f64>,
+    precision: impl Fn(f64, f64) -> f64,
+) -> f64 {
     let positives = positives as f64;
     terms.clear();
     let mut best_after = 0.0f64;
     // Walk backwards to fill in the running maximum, then reverse.
     for (k, &rank) in hits.iter().enumerate().rev() {
         let tp = (k + 1) as f64;
-        let precision = tp / (rank as f64 + 1.0);
-        best_after = best_after.max(precision);
+        best_after = best_after.max(precision(tp, rank as f64));
         let step = tp / positives - k as f64 / positives;
         terms.push(step * best_after);
     }
@@ -521,7 +561,8 @@ mod tests {
 }
 
 /// The JSON form of a detection report (`lofi eval detection --json`, `eval.json` of `detect`
-/// and of the demo's rows): exactly these keys, fractions not percent.
+/// and of the demo's rows, `lofi.evaluate_detection`): exactly these keys, fractions not
+/// percent.
 #[derive(Debug, serde::Serialize)]
 pub struct DetectionJson<'a> {
     /// The tIoU thresholds.
@@ -535,6 +576,8 @@ pub struct DetectionJson<'a> {
     /// AP per threshold of each class, in the ground truth's class order.
     #[serde(rename = "per_class_AP")]
     pub per_class_ap: crate::json::OrderedMap<&'a [f64]>,
+    /// How the evaluation was set up.
+    pub protocol: &'a Protocol,
 }
 
 /// The JSON form of `report`.
@@ -550,5 +593,6 @@ pub fn detection_json(report: &DetectionReport) -> DetectionJson<'_> {
                 .map(|c| (c.label.clone(), c.ap.as_slice()))
                 .collect(),
         ),
+        protocol: &report.protocol,
     }
 }

@@ -382,6 +382,25 @@ impl GroundTruth {
         class
     }
 
+    /// A copy that keeps only the annotations with `keep[i]` true; classes and videos stay (a
+    /// class may be left without annotations).
+    pub(crate) fn retain_annotations(&self, keep: &[bool]) -> GroundTruth {
+        let mut out = self.clone();
+        out.annotations.clear();
+        for (video, kept) in self.videos.iter().zip(out.videos.iter_mut()) {
+            let first = out.annotations.len();
+            out.annotations.extend(
+                video
+                    .annotations
+                    .clone()
+                    .filter(|&a| keep[a])
+                    .map(|a| self.annotations[a]),
+            );
+            kept.annotations = first..out.annotations.len();
+        }
+        out
+    }
+
     /// The class index of a label, if it is a class of the subset.
     pub fn class_of(&self, label: &str) -> Option<u32> {
         self.class_index.get(label).copied()

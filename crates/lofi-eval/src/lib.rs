@@ -2,7 +2,8 @@
 //!
 //! Every number lofi reports goes through this crate, so it is kept small, dependency-light (serde
 //! only) and faithful to the official tool's arithmetic: detection mAP per tIoU threshold and its
-//! average, proposal AR@AN and AUC, plus the post-processing that turns raw proposals into
+//! average, proposal AR@AN and AUC, DETAD's error analysis (false-positive profile, false-negative
+//! rates and sensitivity by instance characteristics), plus the post-processing that turns raw proposals into
 //! detections (NMS, Soft-NMS, fusion with video-level class scores). See
 //! `shared/reference/evaluation.md` and the crate README section in the workspace README for the
 //! rules, including our documented order for tied scores.
@@ -23,6 +24,7 @@
 //! # Ok::<(), lofi_eval::EvalError>(())
 //! ```
 
+mod analysis;
 mod atomic;
 mod detection;
 mod error;
@@ -35,9 +37,15 @@ pub mod npy;
 mod numeric;
 mod predictions;
 mod proposal;
+mod protocol;
 mod scan;
 mod segment;
 
+pub use analysis::{
+    analyze_detection, instance_characteristics, AnalysisDataset, AnalysisJson, AnalysisOptions,
+    Bins, Bucket, BucketJson, Characteristic, CharacteristicBuckets, DetectionAnalysis, ErrorType,
+    FalsePositiveJson, InstanceCharacteristics, ProfileJson, ProfileSlice, SensitivityJson,
+};
 pub use atomic::write_atomic;
 pub use detection::{detection_json, evaluate_detection, ClassAp, DetectionJson, DetectionReport};
 pub use error::{EvalError, Result};
@@ -54,4 +62,5 @@ pub use predictions::{
     PredictionsBuilder, Proposal, ProposalFile, ResultsFile, VideoSlot,
 };
 pub use proposal::{evaluate_proposals, ProposalOptions, ProposalReport};
+pub use protocol::Protocol;
 pub use segment::{linspace, tiou, Segment, Thresholds};

@@ -64,6 +64,9 @@ pub struct Predictions {
     pub items: Vec<Prediction>,
     /// Predictions dropped because their video or label was excluded from the ground truth.
     pub dropped: usize,
+    /// The file's `external_data` entry, if any (`lofi detect` states there which video-level
+    /// class scores it fused).
+    pub external_data: Option<serde_json::Value>,
 }
 
 impl Predictions {
@@ -88,8 +91,16 @@ impl Predictions {
         };
         let mut scanner = Scanner::new(bytes, path)?;
         let mut found = false;
+        let mut external_data = None;
         scanner.object("an object with a \"results\" key", |s, key| {
-            if key != "results" {
+            if key == "external_data" {
+                let text = s.raw_value()?;
+                external_data = Some(
+                    serde_json::from_str(text)
+                        .map_err(|e| s.error(format!("\"external_data\": {e}")))?,
+                );
+                Ok(())
+            } else if key != "results" {
                 s.skip_value()
             } else if found {
                 // Python's json keeps the last copy, a streaming reader the first: refuse.
@@ -106,7 +117,20 @@ impl Predictions {
         if !found {
             return Err(EvalError::format(path, "missing the \"results\" key"));
         }
-        Ok(reader.builder.finish())
+        let mut predictions = reader.builder.finish();
+        predictions.external_data = external_data;
+        Ok(predictions)
+    }
+
+    /// Which video-level class scores the file says it used, from `external_data.details` (or
+    /// the whole entry when it has no `details`).
+    pub fn class_score_source(&self) -> Option<String> {
+        let data = self.external_data.as_ref()?;
+        match data.get("details").and_then(serde_json::Value::as_str) {
+            Some(details) => Some(details.to_string()),
+            None if data.as_object().is_some_and(|o| o.is_empty()) || data.is_null() => None,
+            None => Some(data.to_string()),
+        }
     }
 
     /// How many videos of the file are not videos of the evaluated subset.
@@ -149,6 +173,7 @@ impl<'t> PredictionsBuilder<'t> {
                 videos: Vec::new(),
                 items: Vec::new(),
                 dropped: 0,
+                external_data: None,
             },
         }
     }

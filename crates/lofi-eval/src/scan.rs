@@ -298,6 +298,14 @@ impl<'a> Scanner<'a> {
             .map_err(|_| self.error("invalid number"))
     }
 
+    /// Skips any JSON value, checking its syntax, and returns its text.
+    pub fn raw_value(&mut self) -> Result<&'a str, EvalError> {
+        self.skip_whitespace();
+        let start = self.pos;
+        self.skip_value()?;
+        Ok(&self.text[start..self.pos])
+    }
+
     /// Skips any JSON value, checking its syntax.
     pub fn skip_value(&mut self) -> Result<(), EvalError> {
         self.skip_value_at(0)

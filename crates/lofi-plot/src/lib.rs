@@ -1,14 +1,17 @@
 //! Self-contained SVG charts.
 //!
 //! lofi writes plots (precision-recall, recall against proposals, loss curves, detection
-//! timelines) that a person opens in a browser or embeds in an HTML report, on machines without
+//! timelines, the error analysis's bar charts) that a person opens in a browser or embeds in an HTML report, on machines without
 //! Python or a plotting stack. An SVG written by hand is small, has no dependencies and renders
 //! everywhere, so this crate is a few hundred lines of string building rather than a plotting
 //! library.
 
+mod bar;
 mod line;
 mod timeline;
 
+pub use bar::{side_by_side, Bar, BarChart, BarGroup};
+use line::{format_tick, ticks};
 pub use line::{LineChart, Series};
 pub use timeline::{Lane, Span, Timeline};
 

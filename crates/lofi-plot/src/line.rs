@@ -191,7 +191,7 @@ fn widen((low, high): (f64, f64)) -> (f64, f64) {
 }
 
 /// Round tick positions (steps of 1, 2 or 5 times a power of ten) inside `[low, high]`.
-fn ticks(low: f64, high: f64) -> Vec<f64> {
+pub(crate) fn ticks(low: f64, high: f64) -> Vec<f64> {
     let raw = (high - low) / 5.0;
     let power = 10f64.powf(raw.log10().floor());
     let step = [1.0, 2.0, 5.0, 10.0]
@@ -204,7 +204,7 @@ fn ticks(low: f64, high: f64) -> Vec<f64> {
     (first..=last).map(|k| k as f64 * step).collect()
 }
 
-fn format_tick(value: f64) -> String {
+pub(crate) fn format_tick(value: f64) -> String {
     let text = format!("{value:.4}");
     let text = text.trim_end_matches('0').trim_end_matches('.');
     if text == "-0" {

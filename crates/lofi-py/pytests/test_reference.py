@@ -78,7 +78,10 @@ def test_example_matches_the_documented_cli_output():
     # README: `lofi eval detection` on examples/eval prints average mAP 44.64.
     result = lofi.evaluate_detection(EXAMPLES / "ground_truth.json",
                                      EXAMPLES / "detections.json")
-    assert list(result) == ["tiou_thresholds", "mAP", "average_mAP", "per_class_AP"]
+    assert list(result) == ["tiou_thresholds", "mAP", "average_mAP", "per_class_AP",
+                            "protocol"]
+    assert result["protocol"]["annotated_videos"] == 16
+    assert result["protocol"]["class_scores"] is None
     assert round(result["average_mAP"] * 100, 2) == 44.64
     assert round(result["mAP"][0] * 100, 2) == 76.13
     assert len(result["per_class_AP"]) == 5

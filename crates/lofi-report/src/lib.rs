@@ -7,8 +7,14 @@
 //! a run folder and writes one HTML page with inline SVG, no scripts and no external assets, so it
 //! opens anywhere and can be attached to an issue or a paper's supplement.
 
+mod analysis;
+
+pub use analysis::analysis_figures;
 use lofi_engine::MetricsRecord;
-use lofi_eval::{DetectionFile, GroundTruth, GroundTruthOptions};
+use lofi_eval::{
+    analyze_detection, AnalysisDataset, AnalysisOptions, DetectionFile, ErrorType, GroundTruth,
+    GroundTruthOptions, PredictionKind, Predictions,
+};
 use lofi_plot::{escape, Lane, LineChart, Series, Span, Timeline};
 use serde_json::Value;
 use std::fmt::Write as _;
@@ -181,13 +187,22 @@ pub fn build_report(options: &ReportOptions) -> Result<Report, ReportError> {
             })
             .unwrap_or_else(|| "validation".to_string());
         match ground_truth {
-            Some(path) => body.push_str(&timeline_section(
-                &path,
-                &subset,
-                &found.detections,
-                options,
-                &mut warnings,
-            )?),
+            Some(path) => {
+                let truth = GroundTruth::from_path(
+                    &path,
+                    &GroundTruthOptions {
+                        subset: subset.clone(),
+                        ..Default::default()
+                    },
+                )?;
+                body.push_str(&timeline_section(
+                    &truth,
+                    &found.detections,
+                    options,
+                    &mut warnings,
+                ));
+                body.push_str(&analysis_section(&truth, &found.detections, &mut warnings));
+            }
             None => warnings.push(
                 "detections found but no ground truth: pass --ground-truth to draw timelines"
                     .to_string(),
@@ -359,20 +374,68 @@ fn loss_section(metrics: &[(String, PathBuf)], warnings: &mut Vec<String>) -> St
     html
 }
 
+/// DETAD's error analysis of each detections file, with its three figures. The bins and
+/// thresholds are THUMOS14's for a subset named "test" (any case), ActivityNet's otherwise.
+fn analysis_section(
+    truth: &GroundTruth,
+    detections: &[(String, PathBuf)],
+    warnings: &mut Vec<String>,
+) -> String {
+    let dataset = if truth.subset.eq_ignore_ascii_case("test") {
+        AnalysisDataset::Thumos14
+    } else {
+        AnalysisDataset::ActivityNet
+    };
+    let options = AnalysisOptions::new(dataset);
+    let mut html = String::new();
+    for (label, path) in detections {
+        let analysis = Predictions::from_path(path, truth, PredictionKind::Detections)
+            .and_then(|predictions| analyze_detection(truth, &predictions, &options));
+        let analysis = match analysis {
+            Ok(analysis) => analysis,
+            Err(error) => {
+                warnings.push(format!("error analysis skipped: {error}"));
+                continue;
+            }
+        };
+        let _ = write!(
+            html,
+            "<h3>{}</h3><p>average-mAP<sub>N</sub> {:.2} over the top-{}G predictions of each              class ({} predictions), {:.2} over all; gain if removed:",
+            escape(label),
+            analysis.average_map_n * 100.0,
+            analysis.options.limit_factor,
+            analysis.predictions,
+            analysis.sensitivity_average_map_n * 100.0
+        );
+        let gains: Vec<String> = ErrorType::ALL[1..]
+            .iter()
+            .zip(&analysis.average_map_n_gain)
+            .map(|(error, gain)| format!("{} {:+.2}", error.name(), gain * 100.0))
+            .collect();
+        let _ = write!(html, " {}.</p>", gains.join(", "));
+        for note in &analysis.notes {
+            let _ = write!(html, "<p>{}</p>", escape(note));
+        }
+        for (_, svg) in analysis_figures(&analysis) {
+            html.push_str(&svg);
+        }
+    }
+    if html.is_empty() {
+        return html;
+    }
+    format!(
+        "<h2>Error analysis (DETAD)</h2><p>False-positive profile, average-mAP<sub>N</sub> gain \
+         per error type, false negatives and sensitivity by coverage, length and instances per \
+         video, as <code>lofi eval detection --analysis</code> computes them.</p>{html}"
+    )
+}
+
 fn timeline_section(
-    ground_truth: &Path,
-    subset: &str,
+    truth: &GroundTruth,
     detections: &[(String, PathBuf)],
     options: &ReportOptions,
     warnings: &mut Vec<String>,
-) -> Result<String, ReportError> {
-    let truth = GroundTruth::from_path(
-        ground_truth,
-        &GroundTruthOptions {
-            subset: subset.to_string(),
-            ..Default::default()
-        },
-    )?;
+) -> String {
     let mut files = Vec::new();
     for (label, path) in detections {
         match DetectionFile::from_path(path) {
@@ -434,7 +497,7 @@ fn timeline_section(
         };
         html.push_str(&chart.to_svg());
     }
-    Ok(html)
+    html
 }
 
 #[cfg(test)]
@@ -519,7 +582,7 @@ mod tests {
         write(
             &dir.join("rows/s/detections.json"),
             r#"{"results": {"v1": [{"label": "Jump", "score": 0.9, "segment": [2.5, 6]},
-                                   {"label": "Run", "score": 0.1, "segment": [10, 12]}]}}"#,
+                                   {"label": "Jump", "score": 0.1, "segment": [10, 12]}]}}"#,
         );
         let report = build_report(&ReportOptions::new(&dir)).expect("report");
         let html = &report.html;
@@ -527,7 +590,10 @@ mod tests {
         assert!(html.contains("mAP per tIoU threshold"));
         assert!(html.contains("loss: rows/s/train"));
         assert!(html.contains("train s") && html.contains("train t"));
-        assert_eq!(html.matches("<svg").count(), 3);
+        // mAP, loss, timeline; the error analysis's three figures (the first two panels wide).
+        assert_eq!(html.matches("<svg").count(), 8);
+        assert!(html.contains("Error analysis (DETAD)") && html.contains("<h3>rows/s</h3>"));
+        assert!(html.contains("False-positive profile"));
         assert!(html.contains("<title>Jump [2.5, 6.0]</title>"));
         assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
         assert!(

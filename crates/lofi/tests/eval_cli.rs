@@ -63,8 +63,30 @@ fn detection_json_has_exactly_the_documented_keys_in_fractions() {
     found.sort_unstable();
     assert_eq!(
         found,
-        ["average_mAP", "mAP", "per_class_AP", "tiou_thresholds"]
+        [
+            "average_mAP",
+            "mAP",
+            "per_class_AP",
+            "protocol",
+            "tiou_thresholds"
+        ]
     );
+    let mut protocol = keys(&json["protocol"]);
+    protocol.sort_unstable();
+    assert_eq!(
+        protocol,
+        [
+            "annotated_videos",
+            "class_scores",
+            "disputed_videos_dropped",
+            "disputed_videos_kept",
+            "excluded_labels",
+            "excluded_videos",
+            "videos_without_predictions"
+        ]
+    );
+    assert_eq!(json["protocol"]["annotated_videos"], 16);
+    assert_eq!(json["protocol"]["class_scores"], Value::Null);
     let thresholds = json["tiou_thresholds"].as_array().expect("list");
     assert_eq!(thresholds.len(), 10);
     assert_eq!(thresholds[0], 0.5);
@@ -195,6 +217,19 @@ fn thumos_preset_with_exclusions() {
     let out = lofi(&excluded);
     let json = stdout_json(&out);
     assert_eq!(json["average_mAP"], 1.0);
+    // The protocol names what was asked for, whether or not the file has the video.
+    assert_eq!(
+        json["protocol"]["disputed_videos_dropped"],
+        serde_json::json!([
+            "video_test_0000270",
+            "video_test_0001292",
+            "video_test_0001496"
+        ])
+    );
+    assert_eq!(
+        json["protocol"]["excluded_labels"],
+        serde_json::json!(["Ambiguous"])
+    );
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("dropped 1 excluded video"), "{log}");
     std::fs::remove_dir_all(&dir).expect("clean up");
@@ -291,4 +326,161 @@ fn bad_input_gives_one_clear_error() {
     ]);
     assert!(message.contains("missing.json"), "{message}");
     std::fs::remove_dir_all(&dir).expect("clean up");
+}
+
+/// Every key of `expected` is in `ours`, numbers within 1e-12.
+fn assert_within(ours: &Value, expected: &Value, at: &str) {
+    match expected {
+        Value::Object(map) => {
+            for (key, value) in map {
+                assert_within(&ours[key], value, &format!("{at}.{key}"));
+            }
+        }
+        Value::Array(items) => {
+            let list = ours
+                .as_array()
+                .unwrap_or_else(|| panic!("{at}: not a list"));
+            assert_eq!(list.len(), items.len(), "{at}");
+            for (i, (a, b)) in list.iter().zip(items).enumerate() {
+                assert_within(a, b, &format!("{at}[{i}]"));
+            }
+        }
+        Value::Number(n) => {
+            let (a, b) = (ours.as_f64().expect("number"), n.as_f64().expect("number"));
+            assert!((a - b).abs() <= 1e-12, "{at}: {a} vs oracle {b}");
+        }
+        other => assert_eq!(ours, other, "{at}"),
+    }
+}
+
+#[test]
+fn analysis_explains_the_errors_in_tables_and_json() {
+    let gt = example("ground_truth.json");
+    let pred = example("detections.json");
+    let base = [
+        "eval",
+        "detection",
+        "--ground-truth",
+        &gt,
+        "--predictions",
+        &pred,
+        "--analysis",
+    ];
+    let out = lofi(&base);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8(out.stdout).expect("utf-8");
+    for part in [
+        "Error analysis (DETAD)",
+        "False-positive profile",
+        "  10G ",
+        "Average-mAP_N gain",
+        "False-negative rate",
+        "Sensitivity",
+        "# instances",
+    ] {
+        assert!(table.contains(part), "{part:?} missing from\n{table}");
+    }
+    // --plot writes DETAD's three figures beside the precision-recall curves.
+    let dir = temp_dir("analysis");
+    let plots = dir.join("plots");
+    let mut plot_args = base.to_vec();
+    plot_args.extend(["--plot", plots.to_str().expect("utf-8")]);
+    assert!(lofi(&plot_args).status.success());
+    for name in [
+        "precision_recall.svg",
+        "false_positive_analysis.svg",
+        "false_negative_analysis.svg",
+        "sensitivity_analysis.svg",
+    ] {
+        let svg = std::fs::read_to_string(plots.join(name)).expect("figure written");
+        assert!(svg.starts_with("<svg") && !svg.contains("NaN"), "{name}");
+    }
+    let profile = std::fs::read_to_string(plots.join("false_positive_analysis.svg")).expect("svg");
+    // Ten stacked bars of six segments at most, six legend keys, five gain bars.
+    assert!(profile.contains("10G") && profile.contains("double detection"));
+    std::fs::remove_dir_all(&dir).expect("clean up");
+
+    let mut json_args = base.to_vec();
+    json_args.push("--json");
+    let json = stdout_json(&lofi(&json_args));
+    let analysis = &json["analysis"];
+    let mut found = keys(analysis);
+    found.sort_unstable();
+    assert_eq!(
+        found,
+        [
+            "average_instances_per_class",
+            "false_negative",
+            "false_positive",
+            "instances",
+            "left_out_coverage_above_one",
+            "left_out_zero_length",
+            "limit_factor",
+            "min_normalized_precision",
+            "min_tiou",
+            "notes",
+            "sensitivity",
+            "tiou_thresholds"
+        ]
+    );
+    let fp = &analysis["false_positive"];
+    assert_eq!(fp["profile"].as_array().expect("slices").len(), 10);
+    // The shares of each slice add up to one.
+    for slice in fp["profile"].as_array().expect("slices") {
+        let sum: f64 = slice["fractions"]
+            .as_object()
+            .expect("shares")
+            .values()
+            .map(|v| v.as_f64().expect("share"))
+            .sum();
+        assert!((sum - 1.0).abs() < 1e-12, "{slice}");
+    }
+    // The table's numbers are the JSON's, in percent.
+    let average = fp["average_mAP_N"].as_f64().expect("number");
+    assert!(
+        table.contains(&format!("average-mAP_N {:.2}", average * 100.0)),
+        "{table}"
+    );
+    assert_eq!(
+        keys(&analysis["sensitivity"]),
+        ["average_mAP_N", "coverage", "length", "num_instances"]
+    );
+    // The numbers are the DETAD oracle's (test-tools/detad_reference.py), to 1e-12.
+    if std::env::var_os("LOFI_SKIP_PYTHON_ORACLE").is_none() {
+        let oracle = Command::new("python3")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../test-tools/detad_reference.py"))
+            .args(["analysis", "--ground-truth", &gt, "--predictions", &pred])
+            .output()
+            .expect("python3 runs the oracle (or set LOFI_SKIP_PYTHON_ORACLE=1)");
+        assert!(
+            oracle.status.success(),
+            "{}",
+            String::from_utf8_lossy(&oracle.stderr)
+        );
+        let expected: Value = serde_json::from_slice(&oracle.stdout).expect("oracle JSON");
+        assert_within(analysis, &expected, "analysis");
+    }
+
+    // THUMOS14: DETAD's single threshold 0.5 unless --analysis-tiou says otherwise.
+    let mut thumos = json_args.clone();
+    thumos.extend(["--preset", "thumos14", "--subset", "validation"]);
+    let json = stdout_json(&lofi(&thumos));
+    assert_eq!(
+        json["analysis"]["tiou_thresholds"],
+        serde_json::json!([0.5])
+    );
+    assert_eq!(json["tiou_thresholds"].as_array().expect("list").len(), 5);
+    thumos.extend(["--analysis-tiou", "0.3:0.7:5"]);
+    let json = stdout_json(&lofi(&thumos));
+    assert_eq!(
+        json["analysis"]["tiou_thresholds"]
+            .as_array()
+            .expect("list")
+            .len(),
+        5
+    );
 }

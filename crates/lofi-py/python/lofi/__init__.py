@@ -3,6 +3,7 @@ and lofi feature folders.
 
 - :func:`evaluate_detection`, :func:`evaluate_proposals`: the numbers of ``lofi eval --json``
   from paths, dicts in the ActivityNet layout or pandas DataFrames;
+- :func:`analyze_detection`: DETAD's error analysis, as ``lofi eval detection --analysis``;
 - :class:`ANETdetection`, :class:`ANETproposal`: drop-in replacements for the official classes;
 - :func:`nms`, :func:`soft_nms`, :func:`fuse_classes`: per-video post-processing;
 - :class:`FeatureFolder`, :func:`read_features`, :func:`write_features`: feature folders.
@@ -12,6 +13,7 @@ from ._evaluation import (
     THUMOS14_AMBIGUOUS_LABEL,
     THUMOS14_DISPUTED_TEST_VIDEOS,
     EvaluationWarning,
+    analyze_detection,
     evaluate_detection,
     evaluate_proposals,
 )
@@ -28,6 +30,7 @@ __all__ = [
     "THUMOS14_AMBIGUOUS_LABEL",
     "THUMOS14_DISPUTED_TEST_VIDEOS",
     "__version__",
+    "analyze_detection",
     "evaluate_detection",
     "evaluate_proposals",
     "fuse_classes",

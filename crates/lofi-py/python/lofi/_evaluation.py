@@ -9,6 +9,7 @@ DataFrames with the official columns (``video-id``, ``t-start``, ``t-end``, ``la
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import warnings
@@ -20,6 +21,7 @@ from . import _lofi
 
 __all__ = [
     "EvaluationWarning",
+    "analyze_detection",
     "evaluate_detection",
     "evaluate_proposals",
     "THUMOS14_DISPUTED_TEST_VIDEOS",
@@ -187,8 +189,11 @@ def evaluate_detection(
     -------
     dict
         Exactly the keys of ``lofi eval detection --json``: ``tiou_thresholds``, ``mAP`` (one
-        per threshold), ``average_mAP`` and ``per_class_AP`` (class name -> AP per threshold,
-        in the ground truth's class order); fractions, not percent.
+        per threshold), ``average_mAP``, ``per_class_AP`` (class name -> AP per threshold,
+        in the ground truth's class order), fractions, not percent; and ``protocol``
+        (``annotated_videos``, ``videos_without_predictions``, ``excluded_videos``,
+        ``excluded_labels``, ``disputed_videos_kept``, ``disputed_videos_dropped``,
+        ``class_scores``: the ``external_data`` details of the predictions, or ``None``).
 
     Raises
     ------
@@ -256,3 +261,57 @@ def evaluate_proposals(
     )
     _warn(extra["warnings"], 2)
     return result
+
+
+def analyze_detection(
+    ground_truth: Input,
+    predictions: Input,
+    *,
+    subset: Optional[str] = None,
+    tiou_thresholds: Any = None,
+    preset: str = "activitynet",
+    exclude_videos: Sequence[str] = (),
+    exclude_labels: Sequence[str] = (),
+    drop_disputed: bool = False,
+    drop_ambiguous: bool = False,
+) -> Dict[str, Any]:
+    """Why the mAP is what it is: DETAD's error analysis (Alwassel et al., ECCV 2018).
+
+    The same numbers as the ``analysis`` object of ``lofi eval detection --analysis --json``:
+    the false-positive profile of the top-10G predictions of each class (double detection,
+    wrong label, localization, confusion, background; ``min_tiou`` 0.1), the average-mAP_N gain
+    of removing each error type, and the false-negative rate and average-mAP_N per bucket of
+    coverage, length and instances per video, with DETAD's buckets, normalized AP (AP_N) and
+    thresholds (ActivityNet 0.5:0.95:10, THUMOS14 0.5).
+
+    Inputs and the other arguments are those of :func:`evaluate_detection`, except that
+    ``tiou_thresholds`` defaults to DETAD's for the preset. Coverage needs each annotated
+    video's ``duration`` (ground-truth DataFrames have none, so coverage is then left out, and
+    ``notes`` says so).
+
+    Returns
+    -------
+    dict
+        ``tiou_thresholds``, ``limit_factor``, ``min_tiou``, ``min_normalized_precision``,
+        ``instances``, ``left_out_zero_length``, ``left_out_coverage_above_one``,
+        ``average_instances_per_class``, ``false_positive`` (``predictions``, ``mAP_N``,
+        ``average_mAP_N``, ``error_counts``, ``breakdown``, ``profile``,
+        ``average_mAP_N_gain``), ``false_negative`` and ``sensitivity`` (per characteristic, a
+        list of ``{"bucket", "instances", "rate" | "average_mAP_N"}``; ``sensitivity`` also has
+        ``average_mAP_N`` of all predictions) and ``notes``. Fractions, not percent; ``None``
+        for empty buckets.
+    """
+    subset_name, _, videos, labels = _settings(
+        preset, subset, None, exclude_videos, exclude_labels, drop_disputed, drop_ambiguous,
+    )
+    thresholds = None if tiou_thresholds is None else _thresholds(tiou_thresholds, "")
+    text, extra = _lofi.analyze_detection(
+        _source(ground_truth, "ground truth"),
+        _source(predictions, "predictions"),
+        subset_name,
+        preset,
+        thresholds,
+        videos,
+        labels,
+    )
+    return json.loads(text)

@@ -18,6 +18,15 @@ def evaluate_detection(
     exclude_videos: List[str],
     exclude_labels: List[str],
 ) -> Tuple[Dict[str, Any], Dict[str, Any]]: ...
+def analyze_detection(
+    ground_truth: _Source,
+    predictions: _Source,
+    subset: str,
+    dataset: str,
+    tiou_thresholds: Optional[List[float]],
+    exclude_videos: List[str],
+    exclude_labels: List[str],
+) -> Tuple[str, Dict[str, Any]]: ...
 def evaluate_proposals(
     ground_truth: _Source,
     proposals: _Source,

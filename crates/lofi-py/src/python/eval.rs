@@ -8,9 +8,10 @@
 use super::inputs::Source;
 use super::to_py;
 use lofi_eval::{
-    evaluate_detection as evaluate_detection_report,
-    evaluate_proposals as evaluate_proposal_report, EvalError, GroundTruth, GroundTruthOptions,
-    Prediction, PredictionKind, ProposalOptions, Thresholds,
+    analyze_detection as analyze_detection_report, evaluate_detection as evaluate_detection_report,
+    evaluate_proposals as evaluate_proposal_report, AnalysisDataset, AnalysisOptions, EvalError,
+    GroundTruth, GroundTruthOptions, Prediction, PredictionKind, Predictions, ProposalOptions,
+    Thresholds,
 };
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
@@ -56,6 +57,28 @@ fn counts<'py>(
     Ok(extra)
 }
 
+/// The ground truth and detections of a detection evaluation; no detections is an error.
+fn read_detections<'py>(
+    py: Python<'py>,
+    ground_truth: &Bound<'py, PyAny>,
+    predictions: &Bound<'py, PyAny>,
+    options: GroundTruthOptions,
+) -> PyResult<(GroundTruth, Predictions)> {
+    let (truth_source, prediction_source) =
+        sources(ground_truth, predictions, PredictionKind::Detections).map_err(to_py)?;
+    let truth = truth_source.ground_truth(py, &options).map_err(to_py)?;
+    let predictions = prediction_source
+        .predictions(py, &truth, PredictionKind::Detections)
+        .map_err(to_py)?;
+    if predictions.items.is_empty() {
+        return Err(to_py(EvalError::Invalid(format!(
+            "{}: the file has no detections to evaluate",
+            prediction_source.name().display()
+        ))));
+    }
+    Ok((truth, predictions))
+}
+
 /// Detection mAP: `(result, extras)`; see the module docs.
 #[pyfunction]
 #[pyo3(signature = (ground_truth, predictions, subset, tiou_thresholds, exclude_videos, exclude_labels))]
@@ -68,20 +91,12 @@ pub(crate) fn evaluate_detection<'py>(
     exclude_videos: Vec<String>,
     exclude_labels: Vec<String>,
 ) -> PyResult<(Bound<'py, PyDict>, Bound<'py, PyDict>)> {
-    let (truth_source, prediction_source) =
-        sources(ground_truth, predictions, PredictionKind::Detections).map_err(to_py)?;
-    let truth = truth_source
-        .ground_truth(py, &options(subset, exclude_videos, exclude_labels))
-        .map_err(to_py)?;
-    let predictions = prediction_source
-        .predictions(py, &truth, PredictionKind::Detections)
-        .map_err(to_py)?;
-    if predictions.items.is_empty() {
-        return Err(to_py(EvalError::Invalid(format!(
-            "{}: the file has no detections to evaluate",
-            prediction_source.name().display()
-        ))));
-    }
+    let (truth, predictions) = read_detections(
+        py,
+        ground_truth,
+        predictions,
+        options(subset, exclude_videos, exclude_labels),
+    )?;
     let report = py
         .detach(|| evaluate_detection_report(&truth, &predictions, &tiou_thresholds))
         .map_err(to_py)?;
@@ -94,9 +109,69 @@ pub(crate) fn evaluate_detection<'py>(
         per_class.set_item(&class.label, PyList::new(py, &class.ap)?)?;
     }
     result.set_item("per_class_AP", per_class)?;
+    let protocol = PyDict::new(py);
+    let p = &report.protocol;
+    protocol.set_item("annotated_videos", p.annotated_videos)?;
+    protocol.set_item("videos_without_predictions", p.videos_without_predictions)?;
+    protocol.set_item("excluded_videos", PyList::new(py, &p.excluded_videos)?)?;
+    protocol.set_item("excluded_labels", PyList::new(py, &p.excluded_labels)?)?;
+    protocol.set_item(
+        "disputed_videos_kept",
+        PyList::new(py, &p.disputed_videos_kept)?,
+    )?;
+    protocol.set_item(
+        "disputed_videos_dropped",
+        PyList::new(py, &p.disputed_videos_dropped)?,
+    )?;
+    protocol.set_item("class_scores", p.class_scores.as_deref())?;
+    result.set_item("protocol", protocol)?;
     let extra = counts(py, &truth, predictions.items.len())?;
     extra.set_item("warnings", PyList::new(py, &report.warnings)?)?;
     Ok((result, extra))
+}
+
+/// DETAD's error analysis: `(analysis, extras)`, where `analysis` is the JSON text of the
+/// `analysis` object of `lofi eval detection --analysis --json` (the same serializer, so the
+/// same numbers); `dataset` picks DETAD's buckets and default thresholds.
+#[pyfunction]
+#[pyo3(signature = (ground_truth, predictions, subset, dataset, tiou_thresholds, exclude_videos, exclude_labels))]
+#[allow(clippy::too_many_arguments)] // mirrors the keyword arguments of the Python API
+pub(crate) fn analyze_detection<'py>(
+    py: Python<'py>,
+    ground_truth: &Bound<'py, PyAny>,
+    predictions: &Bound<'py, PyAny>,
+    subset: String,
+    dataset: &str,
+    tiou_thresholds: Option<Vec<f64>>,
+    exclude_videos: Vec<String>,
+    exclude_labels: Vec<String>,
+) -> PyResult<(String, Bound<'py, PyDict>)> {
+    let dataset = match dataset {
+        "activitynet" => AnalysisDataset::ActivityNet,
+        "thumos14" => AnalysisDataset::Thumos14,
+        other => {
+            return Err(to_py(EvalError::Invalid(format!(
+                "dataset must be activitynet or thumos14, got {other:?}"
+            ))))
+        }
+    };
+    let mut settings = AnalysisOptions::new(dataset);
+    if let Some(thresholds) = tiou_thresholds {
+        settings.tiou_thresholds = thresholds;
+    }
+    let (truth, predictions) = read_detections(
+        py,
+        ground_truth,
+        predictions,
+        options(subset, exclude_videos, exclude_labels),
+    )?;
+    let analysis = py
+        .detach(|| analyze_detection_report(&truth, &predictions, &settings))
+        .map_err(to_py)?;
+    let text = analysis.to_json_text().map_err(to_py)?;
+    let extra = counts(py, &truth, predictions.items.len())?;
+    extra.set_item("notes", PyList::new(py, &analysis.notes)?)?;
+    Ok((text, extra))
 }
 
 /// Proposal AR@AN and AUC: `(result, extras)`; `max_avg_proposals = None` means the file's own

@@ -41,6 +41,7 @@ fn lofi_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
         lofi_eval::THUMOS14_AMBIGUOUS_LABEL,
     )?;
     m.add_function(wrap_pyfunction!(eval::evaluate_detection, m)?)?;
+    m.add_function(wrap_pyfunction!(eval::analyze_detection, m)?)?;
     m.add_function(wrap_pyfunction!(eval::evaluate_proposals, m)?)?;
     m.add_function(wrap_pyfunction!(eval::tables, m)?)?;
     m.add_function(wrap_pyfunction!(eval::parse_thresholds, m)?)?;

@@ -5,8 +5,9 @@ use crate::output::print_stdout;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use lofi_eval::{
-    evaluate_detection, evaluate_proposals, DetectionReport, GroundTruth, GroundTruthOptions,
-    PredictionKind, Predictions, ProposalOptions, ProposalReport, Thresholds,
+    analyze_detection, evaluate_detection, evaluate_proposals, AnalysisDataset, AnalysisOptions,
+    CharacteristicBuckets, DetectionAnalysis, DetectionReport, ErrorType, GroundTruth,
+    GroundTruthOptions, PredictionKind, Predictions, ProposalOptions, ProposalReport, Thresholds,
     THUMOS14_AMBIGUOUS_LABEL, THUMOS14_DISPUTED_TEST_VIDEOS,
 };
 use lofi_plot::{LineChart, Series};
@@ -45,6 +46,14 @@ impl Preset {
             Preset::Thumos14 => "test",
         }
     }
+
+    /// Whose thresholds and buckets the error analysis uses (DETAD's for the benchmark).
+    fn analysis_dataset(self) -> AnalysisDataset {
+        match self {
+            Preset::Activitynet => AnalysisDataset::ActivityNet,
+            Preset::Thumos14 => AnalysisDataset::Thumos14,
+        }
+    }
 }
 
 /// Options shared by both evaluations.
@@ -78,7 +87,7 @@ pub struct CommonArgs {
     /// Print the result as JSON (fractions, not percent) instead of a table.
     #[arg(long)]
     json: bool,
-    /// Write SVG plots into this folder.
+    /// Write SVG plots into this folder (with --analysis also DETAD's three figures).
     #[arg(long, value_name = "DIR")]
     plot: Option<PathBuf>,
 }
@@ -118,6 +127,25 @@ pub struct DetectionArgs {
     /// Detections ({"results": {video: [{label, score, segment}]}}).
     #[arg(long, value_name = "PRED.json")]
     predictions: PathBuf,
+    /// Also explain the errors as DETAD does: false-positive profile over the top-10G
+    /// predictions, average-mAP_N gain per error type, false-negative rate and average-mAP_N by
+    /// coverage, length and instances per video (DETAD's buckets and thresholds for the preset:
+    /// ActivityNet 0.5:0.95:10, THUMOS14 0.5).
+    #[arg(long)]
+    analysis: bool,
+    /// tIoU thresholds of the error analysis [default: DETAD's for the preset].
+    #[arg(long, value_name = "START:STOP:N", requires = "analysis")]
+    analysis_tiou: Option<Thresholds>,
+}
+
+impl DetectionArgs {
+    fn analysis_options(&self) -> AnalysisOptions {
+        let mut options = AnalysisOptions::new(self.common.preset.analysis_dataset());
+        if let Some(tiou) = self.analysis_tiou {
+            options.tiou_thresholds = tiou.values();
+        }
+        options
+    }
 }
 
 /// Arguments of `lofi eval proposals`.
@@ -163,18 +191,134 @@ fn detection(args: DetectionArgs) -> Result<()> {
     for warning in &report.warnings {
         tracing::warn!("{warning}");
     }
+    let analysis = if args.analysis {
+        let analysis = analyze_detection(&truth, &predictions, &args.analysis_options())?;
+        tracing::debug!("analysed in {:.3} s", clock.elapsed().as_secs_f64());
+        for note in &analysis.notes {
+            tracing::info!("{note}");
+        }
+        Some(analysis)
+    } else {
+        None
+    };
     if let Some(dir) = &common.plot {
         write_plot(
             dir,
             "precision_recall.svg",
-            &precision_recall_chart(&report),
+            &precision_recall_chart(&report).to_svg(),
         )?;
+        if let Some(analysis) = &analysis {
+            for (name, svg) in lofi_report::analysis_figures(analysis) {
+                write_plot(dir, name, &svg)?;
+            }
+        }
     }
     if common.json {
-        print_stdout(&(serde_json::to_string_pretty(&lofi_eval::detection_json(&report))? + "\n"))
+        let json = DetectionOutput {
+            detection: lofi_eval::detection_json(&report),
+            analysis: analysis.as_ref().map(DetectionAnalysis::to_json),
+        };
+        print_stdout(&(serde_json::to_string_pretty(&json)? + "\n"))
     } else {
-        print_stdout(&detection_table(&report, &truth, predictions.items.len()))
+        let mut table = detection_table(&report, &truth, predictions.items.len());
+        if let Some(analysis) = &analysis {
+            table.push('\n');
+            table.push_str(&analysis_table(analysis));
+        }
+        print_stdout(&table)
     }
+}
+
+/// `lofi eval detection --json`: the detection keys, and `analysis` with `--analysis`.
+#[derive(Serialize)]
+struct DetectionOutput<'a> {
+    #[serde(flatten)]
+    detection: lofi_eval::DetectionJson<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    analysis: Option<lofi_eval::AnalysisJson>,
+}
+
+/// The error analysis as tables, in percent.
+fn analysis_table(analysis: &DetectionAnalysis) -> String {
+    let thresholds = &analysis.options.tiou_thresholds;
+    let range = match thresholds.as_slice() {
+        [one] => format_threshold(*one),
+        [first, .., last] => format!("{}..{}", format_threshold(*first), format_threshold(*last)),
+        [] => String::new(),
+    };
+    let mut out = format!(
+        "Error analysis (DETAD): tIoU {range}, {} instances, {:.1} per class (the N of \
+         normalized AP_N)\n",
+        analysis.instances, analysis.average_instances_per_class
+    );
+    out.push_str(&format!(
+        "average-mAP_N {:.2} over the top-{}G predictions of each class ({} predictions), {:.2} \
+         over all\n",
+        analysis.average_map_n * 100.0,
+        analysis.options.limit_factor,
+        analysis.predictions,
+        analysis.sensitivity_average_map_n * 100.0
+    ));
+    for note in &analysis.notes {
+        out.push_str(&format!("note: {note}\n"));
+    }
+    out.push_str(
+        "\nFalse-positive profile (% of each slice of G predictions per class, averaged over tIoU):\n",
+    );
+    let names: Vec<&str> = ErrorType::ALL.iter().map(|e| e.name()).collect();
+    let widths: Vec<usize> = names.iter().map(|n| n.len().max(6)).collect();
+    out.push_str(&format!("  {:<5} {:>7}", "top", "preds"));
+    for (name, width) in names.iter().zip(&widths) {
+        out.push_str(&format!("  {name:>width$}"));
+    }
+    out.push('\n');
+    let mut row = |label: String, predictions: usize, fractions: &[f64; 6]| {
+        out.push_str(&format!("  {label:<5} {predictions:>7}"));
+        for (value, width) in fractions.iter().zip(&widths) {
+            if value.is_finite() {
+                out.push_str(&format!("  {:>width$.1}", value * 100.0));
+            } else {
+                out.push_str(&format!("  {:>width$}", "-"));
+            }
+        }
+        out.push('\n');
+    };
+    for (g, slice) in analysis.profile.iter().enumerate() {
+        row(format!("{}G", g + 1), slice.predictions, &slice.fractions);
+    }
+    row("all".into(), analysis.predictions, &analysis.breakdown);
+    out.push_str(
+        "\nAverage-mAP_N gain (points) if the predictions of one error type were removed:\n",
+    );
+    for (error, gain) in ErrorType::ALL[1..].iter().zip(&analysis.average_map_n_gain) {
+        out.push_str(&format!("  {:<17} {:+.2}\n", error.name(), gain * 100.0));
+    }
+    let buckets = |out: &mut String, title: &str, groups: &[CharacteristicBuckets]| {
+        out.push_str(title);
+        for group in groups {
+            let mut line = format!("  {:<12}", group.characteristic.name());
+            for bucket in &group.buckets {
+                let value = bucket
+                    .value
+                    .map_or("-".to_string(), |v| format!("{:.1}", v * 100.0));
+                let cell = format!("{:>2} {:>5} ({})", bucket.label, value, bucket.instances);
+                line.push_str(&format!("  {cell:<16}"));
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+    };
+    buckets(
+        &mut out,
+        "\nFalse-negative rate (% of instances missed, averaged over tIoU; instances in brackets):\n",
+        &analysis.false_negative,
+    );
+    buckets(
+        &mut out,
+        "\nSensitivity: average-mAP_N (%) per bucket (instances in brackets):\n",
+        &analysis.sensitivity,
+    );
+    out
 }
 
 fn proposals(args: ProposalArgs) -> Result<()> {
@@ -190,7 +334,11 @@ fn proposals(args: ProposalArgs) -> Result<()> {
         tracing::warn!("{warning}");
     }
     if let Some(dir) = &common.plot {
-        write_plot(dir, "recall_vs_proposals.svg", &recall_chart(&report))?;
+        write_plot(
+            dir,
+            "recall_vs_proposals.svg",
+            &recall_chart(&report).to_svg(),
+        )?;
     }
     if common.json {
         print_stdout(&(serde_json::to_string_pretty(&proposal_json(&report))? + "\n"))
@@ -231,12 +379,13 @@ fn proposal_json(report: &ProposalReport) -> ProposalJson<'_> {
 
 fn detection_table(report: &DetectionReport, truth: &GroundTruth, predictions: usize) -> String {
     let mut out = format!(
-        "Detection on subset {:?}: {} videos, {} classes, {} ground-truth segments, {} predictions\n\n",
+        "Detection on subset {:?}: {} videos, {} classes, {} ground-truth segments, {} predictions\n{}\n\n",
         truth.subset,
         truth.annotated_videos().count(),
         truth.classes.len(),
         truth.annotations.len(),
-        predictions
+        predictions,
+        report.protocol.line()
     );
     let header: Vec<String> = report
         .tiou_thresholds
@@ -354,10 +503,10 @@ fn recall_chart(report: &ProposalReport) -> LineChart {
     chart.with_series(average)
 }
 
-fn write_plot(dir: &Path, name: &str, chart: &LineChart) -> Result<()> {
+fn write_plot(dir: &Path, name: &str, svg: &str) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     let path = dir.join(name);
-    lofi_engine::owned::write_single(&path, chart.to_svg().as_bytes())?;
+    lofi_engine::owned::write_single(&path, svg.as_bytes())?;
     tracing::info!("wrote {}", path.display());
     Ok(())
 }
