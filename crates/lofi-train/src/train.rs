@@ -47,9 +47,10 @@ use crate::data::{
     FailureList, PretrainSubsets, TrainVideo,
 };
 use crate::error::{TrainError, TrainResult};
-use crate::memory::{measure_from, plan, ByteSize, MemoryMeter, MemoryPlan, Probe, ProcMeter};
-use crate::model::{probe_pass, sgd, LofiModel};
+use crate::memory::{plan, ByteSize, MemoryMeter, MemoryPlan, Probe, ProcMeter};
+use crate::model::{sgd, LofiModel};
 use crate::parallel::{Replicas, StepSpec};
+use crate::probe::{probe_in_child, ProbeRequest};
 use crate::schedule::{fidelity_name, FidelitySchedule};
 use lofi_head::Temporal;
 
@@ -80,6 +81,10 @@ pub struct RunOptions {
     /// Go on without videos listed in the ground truth that have no file (they are listed as
     /// skipped); without it, such videos are an error naming them all, before any work.
     pub skip_missing_videos: bool,
+    /// The program that runs the memory planner's probe steps, one child process each (see
+    /// [`crate::probe`]): `lofi` itself, or this crate's `lofi-probe`. Needed with a memory
+    /// budget only.
+    pub probe_program: Option<PathBuf>,
 }
 
 impl Default for RunOptions {
@@ -89,6 +94,7 @@ impl Default for RunOptions {
             replica_devices: Vec::new(),
             run: RunControl::default(),
             skip_missing_videos: false,
+            probe_program: None,
         }
     }
 }
@@ -157,31 +163,31 @@ fn check_paths(paths: &TrainPaths) -> TrainResult<()> {
 /// Index of the memory planner's own random stream ([`lofi_rng::derive`] of the run's seed).
 const PROBE_STREAM: u64 = 0x5052_4f42_4553; // "PROBES"
 
-/// Runs the memory planner: one probe pass per fidelity at batches 1 and 2 on a throwaway
-/// model (so training weights and BatchNorm statistics are untouched), cheapest fidelity first,
-/// each measured from the memory in use before the first probe, then the fit.
+/// Runs the memory planner: one probe step per fidelity at batches 1 and 2, each in a child
+/// process of `program` ([`crate::probe`]) on a throwaway model seeded with `seed` (so training
+/// weights, BatchNorm statistics and this process's random state are untouched), each reporting
+/// the bytes it added over its model's baseline; then the fit against `baseline`, the memory of
+/// this process before training.
 pub fn plan_memory(
     config: &TrainConfig,
     schedule: &FidelitySchedule,
-    device: &Device,
-    meter: &mut dyn MemoryMeter,
+    program: &Path,
+    seed: u64,
+    baseline: u64,
     budget: u64,
 ) -> TrainResult<MemoryPlan> {
-    let mut fidelities = schedule.fidelities();
-    fidelities.sort_by_key(|f| f.snippets * f.size * f.size);
-    let baseline = meter.current()?;
-    let mut probe_model = LofiModel::init(config, device)?;
-    if config.encoder.frozen_bn() {
-        probe_model.encoder = probe_model.encoder.freeze_bn();
-    }
     let mut probes = Vec::new();
     let mut sizes = vec![1, config.batch_size.min(2)];
     sizes.dedup();
-    for &f in &fidelities {
+    for f in schedule.fidelities() {
         for &b in &sizes {
-            let ((), bytes) = measure_from(meter, baseline, || {
-                probe_pass(&probe_model, config, f, b, device)
-            })?;
+            let request = ProbeRequest {
+                config: config.clone(),
+                fidelity: f,
+                batch: b,
+                seed,
+            };
+            let bytes = probe_in_child(program, &request)?.bytes;
             tracing::debug!(
                 snippets = f.snippets,
                 size = f.size,
@@ -196,7 +202,6 @@ pub fn plan_memory(
             });
         }
     }
-    drop(probe_model);
     plan(
         &probes,
         &schedule.fidelities(),
@@ -204,6 +209,17 @@ pub fn plan_memory(
         baseline,
         budget,
     )
+}
+
+/// The device a training step of `config` runs on: `device` with autodiff, and burn's gradient
+/// checkpointing when the config asks for it.
+pub(crate) fn training_device(config: &TrainConfig, device: &Device) -> Device {
+    let d = device.clone().autodiff();
+    if config.gradient_checkpointing {
+        d.gradient_checkpointing()
+    } else {
+        d
+    }
 }
 
 /// The LoFi stage run by lofi-engine: batches at the schedule's fidelity, one data-parallel
@@ -435,24 +451,22 @@ fn run_training(
     };
     let run = RunDir::open(&paths.out, config, inputs, &options.run)?;
 
-    let autodiff = |d: &Device| {
-        let d = d.clone().autodiff();
-        if config.gradient_checkpointing {
-            d.gradient_checkpointing()
-        } else {
-            d
-        }
-    };
+    let autodiff = |d: &Device| training_device(config, d);
     let device = autodiff(&options.device);
-    // The planner first, on its own random state (probe weights and probe clips): the run's
-    // random stream starts after it, exactly as in a run without a budget. Both hold
-    // `lofi_model::seed`'s lock, so other runs in this process draw nothing in between.
+    // The planner first, in child processes on its own random state (probe weights and probe
+    // clips): this process's random stream is untouched, exactly as in a run without a budget.
     let memory_plan = match (budget, meter.as_mut()) {
         (Some(b), Some(m)) => {
-            let probe_seed = lofi_rng::derive(config.seed, PROBE_STREAM);
-            let p = seeded(&device, probe_seed, || {
-                plan_memory(config, &schedule, &device, m, b)
+            let program = options.probe_program.as_deref().ok_or_else(|| {
+                TrainError::Measure(
+                    "a memory budget measures its probe steps in child processes, and \
+                     RunOptions::probe_program names no program to run them (lofi, or \
+                     lofi-train's lofi-probe)"
+                        .into(),
+                )
             })?;
+            let probe_seed = lofi_rng::derive(config.seed, PROBE_STREAM);
+            let p = plan_memory(config, &schedule, program, probe_seed, m.current()?, b)?;
             eprint!("{p}");
             run.write_json("memory_plan.json", &p)?;
             Some(p)

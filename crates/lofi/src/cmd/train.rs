@@ -107,6 +107,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
             progress: crate::progress::reporter(),
         },
         skip_missing_videos: args.skip_missing_videos,
+        // `lofi` serves the planner's probes itself (`main` calls `serve_if_child` first).
+        probe_program: std::env::current_exe().ok(),
     };
     let outcome = train(&config, &paths, &options)
         .with_context(|| format!("training into {} failed", args.out.display()))?;
