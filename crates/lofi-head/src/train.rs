@@ -50,7 +50,8 @@ use crate::error::{HeadError, Result};
 use crate::features::{FeatureStore, VideoFeatures, INDEX_FILE};
 use crate::model::{feature_input, files, save_with_card, ClassifierMeta, VideoClassifier};
 use crate::windows::{training_windows, Temporal, TimedFeatures};
-use lofi_model::{GtadArch, ModelCard, ModelSpec, Normalization, Producer};
+use lofi_model::card::{RunSubsets, LAST_EPOCH};
+use lofi_model::{GtadArch, InputSpec, ModelCard, ModelSpec, Normalization, Producer};
 
 /// Settings of the video-level classifier trained beside the head.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -890,19 +891,42 @@ pub fn train_head(
     // Weights first, then each one's model card (the card of head.bpk is head.json).
     let producer =
         Producer::new("train-head", config)?.with_features(features_settings(&inputs.features));
+    // Sampling of the features (their index says; a peer's folder without one: unknown), the
+    // subsets, and how the kept epoch was chosen.
+    let sampling = FeatureStore::open(&inputs.features)?
+        .index
+        .map(|i| i.sampling);
+    let window_stride = match config.temporal {
+        Temporal::Windows { window_stride } => Some(window_stride),
+        Temporal::Rescale => None,
+    };
+    let input = |spec: InputSpec| match sampling {
+        Some(s) => spec.with_sampling(s, window_stride),
+        None => spec,
+    };
+    let subsets = RunSubsets {
+        train: config.train_subset.clone(),
+        evaluation: Some(config.val_subset.clone()),
+        selection: Some(match &best {
+            Some(_) => format!("lowest validation loss on {}", config.val_subset),
+            None => LAST_EPOCH.into(),
+        }),
+    };
     let head_card = ModelCard::new(
         ModelSpec::Head {
             arch: config.head.clone(),
             in_channels: c,
             snippets: l,
         },
-        feature_input(l, c, Normalization::None),
+        input(feature_input(l, c, Normalization::None)),
         producer.clone(),
-    );
+    )
+    .with_subsets(Some(subsets.clone()));
     save_with_card(&head.valid(), &run.path(files::HEAD), &head_card)?;
     let accuracy = match classifier {
         Some((meta, model, acc)) => {
-            let card = meta.card(l, producer);
+            let mut card = meta.card(l, producer).with_subsets(Some(subsets));
+            card.input = input(card.input);
             save_with_card(&model, &run.path(files::CLASSIFIER), &card)?;
             Some(acc)
         }

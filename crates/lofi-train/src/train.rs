@@ -34,11 +34,12 @@ use lofi_engine::{
     fit, FidelityTag, Fingerprint, FitEnd, RunControl, RunDir, Stage, StepAt, StepMetrics,
     ValidationMetrics,
 };
+use lofi_model::card::{RunSubsets, LAST_EPOCH};
 use lofi_model::seed::{initialized, seeded};
 use lofi_model::{
     checkpoint, GtadLoss, GtadTargets, ModelCard, ModelSpec, Normalization, Producer, TargetConfig,
 };
-use lofi_video::{ClipU8, Fidelity, SamplingPlan, VideoFailure};
+use lofi_video::{ClipU8, Fidelity, Sampling, SamplingPlan, VideoFailure};
 use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
@@ -237,6 +238,7 @@ struct LofiStage<'a> {
     loss_fn: GtadLoss,
     targets: TargetConfig,
     decode_ahead: bool,
+    subsets: PretrainSubsets,
     skipped: FailureList,
 }
 
@@ -500,6 +502,7 @@ fn run_training(
             max_duration: config.head.max_duration,
         },
         decode_ahead: !on_cpu,
+        subsets: data.subsets,
         skipped: data.skipped,
     };
     let model = match fit(
@@ -557,6 +560,7 @@ fn host_meter(
 
 /// The videos of a run: training, validation (when validating) and those already skipped.
 struct TrainingData {
+    subsets: PretrainSubsets,
     train: Vec<TrainVideo>,
     val: Vec<TrainVideo>,
     val_truth: Option<ValidationTruth>,
@@ -624,6 +628,7 @@ impl TrainingData {
         let mut skipped = FailureList::default();
         skipped.extend(failures);
         Ok(Self {
+            subsets,
             train,
             val,
             val_truth,
@@ -646,15 +651,28 @@ fn finish(
     let config = stage.config;
     let full = config.full_fidelity()?;
     let producer = Producer::new("train", config)?;
+    // Windows sit on stride features; whole videos are rescaled to L (the `sampling` key is
+    // only read with windows).
+    let (sampling, window_stride) = match config.temporal {
+        Temporal::Windows { window_stride } => (config.sampling, Some(window_stride)),
+        Temporal::Rescale => (Sampling::Rescale, None),
+    };
+    let subsets = RunSubsets {
+        train: stage.subsets.train.clone(),
+        evaluation: stage.subsets.validation.clone(),
+        selection: Some(LAST_EPOCH.into()),
+    };
     model.encoder.save(&encoder)?;
     ModelCard::new(
         ModelSpec::Encoder {
             arch: config.encoder.clone(),
             num_classes: None,
         },
-        lofi_head::model::video_input(Some(full.snippets), config.frames_per_snippet, full.size),
+        lofi_head::model::video_input(Some(full.snippets), config.frames_per_snippet, full.size)
+            .with_sampling(sampling, window_stride),
         producer.clone(),
     )
+    .with_subsets(Some(subsets.clone()))
     .write_beside(&encoder)?;
     checkpoint::save(&model.head, &head)?;
     let channels = config.encoder.out_channels();
@@ -664,9 +682,11 @@ fn finish(
             in_channels: channels,
             snippets: full.snippets,
         },
-        lofi_head::model::feature_input(full.snippets, channels, Normalization::None),
+        lofi_head::model::feature_input(full.snippets, channels, Normalization::None)
+            .with_sampling(sampling, window_stride),
         producer,
     )
+    .with_subsets(Some(subsets))
     .write_beside(&head)?;
     let skipped = stage.skipped.into_vec();
     for f in &skipped {
