@@ -108,10 +108,16 @@ pub struct HeadConfig {
     pub grad_clip: f64,
     /// Seed of initialisation, shuffling and the loss's band sampling.
     pub seed: u64,
-    /// Subset to train on.
-    pub train_subset: String,
-    /// Subset to validate on.
-    pub val_subset: String,
+    /// Subset to train on, in any letter case (`None`: `training`, or THUMOS14's `Validation`
+    /// when the file has no `training` but `Validation` and `Test`: the rule of every stage,
+    /// `lofi_video::ground_truth::GroundTruth::choose_subsets`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_subset: Option<String>,
+    /// Subset to validate on and to choose the kept epoch on, the evaluation subset later stages
+    /// default to (`None`: `validation`, or THUMOS14's `Test`). A test set (`test`, `testing`)
+    /// is never validated on during training: the last epoch is kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_subset: Option<String>,
     /// Validate every this many epochs (0 = never; the last epoch always when > 0).
     pub validate_every: usize,
     /// Skip videos without a feature file (with a warning) instead of failing.
@@ -139,8 +145,8 @@ impl Default for HeadConfig {
             lr_gamma: 0.1,
             grad_clip: 0.0,
             seed: 0,
-            train_subset: "training".into(),
-            val_subset: "validation".into(),
+            train_subset: None,
+            val_subset: None,
             validate_every: 1,
             skip_missing: false,
             boundary_width: 3.0,
@@ -170,8 +176,8 @@ impl HeadConfig {
         let mut c = Self {
             snippets: 256,
             temporal: Temporal::Windows { window_stride: 128 },
-            train_subset: "Validation".into(),
-            val_subset: "Test".into(),
+            train_subset: Some("Validation".into()),
+            val_subset: Some("Test".into()),
             validate_every: 0,
             ..Self::default()
         };
@@ -243,8 +249,11 @@ impl lofi_engine::Settings for HeadConfig {
         if self.classifier.enabled && self.classifier.steps == 0 {
             return err("classifier.steps must be at least 1".into());
         }
-        if self.train_subset.is_empty() {
+        if self.train_subset.as_deref() == Some("") {
             return err("train_subset must not be empty".into());
+        }
+        if self.val_subset.as_deref() == Some("") {
+            return err("val_subset must not be empty".into());
         }
         self.detect.validate()?;
         // The head's own checks (group divisibility etc.) with a representative width.
@@ -522,6 +531,7 @@ impl HeadValidation {
     fn new(
         classifier: Option<(&ClassifierMeta, &VideoClassifier)>,
         val: Vec<TrainVideo>,
+        val_subset: &str,
         config: &HeadConfig,
         inputs: &HeadInputs,
     ) -> Result<Self> {
@@ -552,7 +562,7 @@ impl HeadValidation {
                 let truth = EvalTruth::from_path(
                     &inputs.ground_truth,
                     &GroundTruthOptions {
-                        subset: config.val_subset.clone(),
+                        subset: val_subset.to_string(),
                         ..GroundTruthOptions::default()
                     },
                 )?;
@@ -735,26 +745,68 @@ fn best_epoch(epochs: &[metrics::EpochSummary]) -> Option<BestEpoch> {
         })
 }
 
-/// The training and validation videos of `config`'s subsets with their features, and the
+/// The subsets of a head run, as the ground truth spells them.
+#[derive(Debug, Clone, PartialEq)]
+struct HeadSubsets {
+    train: String,
+    evaluation: String,
+    /// Whether the run validates (and chooses its epoch) on `evaluation`: not on a test set.
+    validate: bool,
+}
+
+impl HeadSubsets {
+    /// `config`'s subsets (the rule of every stage when it names none) in `truth`'s spelling.
+    fn resolve(config: &HeadConfig, truth: &GroundTruth, path: &std::path::Path) -> Result<Self> {
+        let (train, evaluation) = truth
+            .choose_subsets(config.train_subset.as_deref(), config.val_subset.as_deref())
+            .map_err(|m| HeadError::Input(format!("{}: {m}", path.display())))?;
+        let evaluation = evaluation.unwrap_or_else(|| "validation".into());
+        let test_set = lofi_video::ground_truth::is_test_subset(&evaluation);
+        let validate = config.validate_every > 0 && !test_set;
+        if config.validate_every > 0 && test_set {
+            tracing::info!(
+                "evaluation subset {evaluation:?} is a test set: no validation during training \
+                 and the last epoch is kept as head.bpk (choosing an epoch on it would leak the \
+                 test set into the model)"
+            );
+        }
+        tracing::info!(
+            "training on subset {train:?}; evaluation subset {evaluation:?}{}",
+            if validate {
+                ", validated on for choosing the epoch"
+            } else {
+                ""
+            }
+        );
+        Ok(Self {
+            train,
+            evaluation,
+            validate,
+        })
+    }
+}
+
+/// The training and validation videos of the run's subsets with their features, and the
 /// feature width.
 fn load_subsets(
     config: &HeadConfig,
+    subsets: &HeadSubsets,
+    truth: &GroundTruth,
     inputs: &HeadInputs,
 ) -> Result<(Vec<TrainVideo>, Vec<TrainVideo>, usize)> {
-    let truth = GroundTruth::read(&inputs.ground_truth)?;
     let store = FeatureStore::open(&inputs.features)?;
     let mut channels = None;
-    let train = load_subset(&store, &truth, &config.train_subset, config, &mut channels)?;
+    let train = load_subset(&store, truth, &subsets.train, config, &mut channels)?;
     if train.is_empty() {
         return Err(HeadError::Input(format!(
             "{}: no video of subset {:?} with features in {}",
             inputs.ground_truth.display(),
-            config.train_subset,
+            subsets.train,
             inputs.features.display()
         )));
     }
-    let val = if config.validate_every > 0 {
-        load_subset(&store, &truth, &config.val_subset, config, &mut channels)?
+    let val = if subsets.validate {
+        load_subset(&store, truth, &subsets.evaluation, config, &mut channels)?
     } else {
         Vec::new()
     };
@@ -816,7 +868,9 @@ pub fn train_head(
     config.validate()?;
     let started = Instant::now();
     let l = config.snippets;
-    let (train, val, c) = load_subsets(config, inputs)?;
+    let truth = GroundTruth::read(&inputs.ground_truth)?;
+    let subsets = HeadSubsets::resolve(config, &truth, &inputs.ground_truth)?;
+    let (train, val, c) = load_subsets(config, &subsets, &truth, inputs)?;
     let (train_videos, val_videos) = (train.len(), val.len());
     let run = RunDir::open(&inputs.out, config, input_fingerprint(inputs)?, control)?;
 
@@ -830,7 +884,13 @@ pub fn train_head(
         None
     } else {
         let cls = classifier.as_ref().map(|(meta, model, _)| (meta, model));
-        Some(HeadValidation::new(cls, val, config, inputs)?)
+        Some(HeadValidation::new(
+            cls,
+            val,
+            &subsets.evaluation,
+            config,
+            inputs,
+        )?)
     };
     // The head's samples: the videos (rescale) or their windows holding an action.
     let train = samples(train, config);
@@ -838,7 +898,7 @@ pub fn train_head(
         return Err(HeadError::Input(format!(
             "no window of {l} snippets holds 90 % of an action of subset {:?}; use longer \
              windows (snippets) or a finer feature stride",
-            config.train_subset
+            subsets.train
         )));
     }
 
@@ -904,13 +964,13 @@ pub fn train_head(
         Some(s) => spec.with_sampling(s, window_stride),
         None => spec,
     };
-    let subsets = RunSubsets {
-        train: config.train_subset.clone(),
-        evaluation: Some(config.val_subset.clone()),
+    let recorded = RunSubsets {
         selection: Some(match &best {
-            Some(_) => format!("lowest validation loss on {}", config.val_subset),
+            Some(_) => format!("lowest validation loss on {}", subsets.evaluation),
             None => LAST_EPOCH.into(),
         }),
+        train: subsets.train,
+        evaluation: Some(subsets.evaluation),
     };
     let head_card = ModelCard::new(
         ModelSpec::Head {
@@ -921,11 +981,11 @@ pub fn train_head(
         input(feature_input(l, c, Normalization::None)),
         producer.clone(),
     )
-    .with_subsets(Some(subsets.clone()));
+    .with_subsets(Some(recorded.clone()));
     save_with_card(&head.valid(), &run.path(files::HEAD), &head_card)?;
     let accuracy = match classifier {
         Some((meta, model, acc)) => {
-            let mut card = meta.card(l, producer).with_subsets(Some(subsets));
+            let mut card = meta.card(l, producer).with_subsets(Some(recorded));
             card.input = input(card.input);
             save_with_card(&model, &run.path(files::CLASSIFIER), &card)?;
             Some(acc)

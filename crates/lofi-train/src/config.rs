@@ -176,8 +176,18 @@ pub struct TrainConfig {
     /// with f32 master weights and BatchNorm; the head and the loss stay f32). Validation and
     /// extraction run in f32.
     pub precision: Precision,
-    /// Validate every this many epochs at full fidelity (0: never).
+    /// Validate every this many epochs at full fidelity (0: never). Validation only reports: the
+    /// run keeps its last epoch.
     pub validate_every: usize,
+    /// Subset of the ground truth to train on, in any letter case (`None`: `training`, or
+    /// THUMOS14's `Validation`, found by its subset names; see
+    /// `lofi_video::ground_truth::GroundTruth::choose_subsets`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub train_subset: Option<String>,
+    /// Subset to validate on and that later stages evaluate on (`None`: `validation`, or
+    /// THUMOS14's `Test`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub val_subset: Option<String>,
     /// Video decoding threads.
     pub workers: usize,
     /// Where full-fidelity snippets sit for sliding windows: `[sampling] mode = "stride"` with
@@ -210,6 +220,8 @@ impl Default for TrainConfig {
             gradient_checkpointing: false,
             precision: Precision::F32,
             validate_every: 1,
+            train_subset: None,
+            val_subset: None,
             workers: 2,
             sampling: Sampling::Rescale,
             temporal: Temporal::Rescale,

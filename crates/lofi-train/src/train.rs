@@ -572,7 +572,17 @@ impl TrainingData {
         // `training` / `validation`, or THUMOS14's `Validation` / `Test` (the rule pre-training
         // follows too).
         let gt = lofi_video::ground_truth::GroundTruth::read(&paths.ground_truth)?;
-        let subsets = PretrainSubsets::choose(&gt, &paths.ground_truth, None, None)?;
+        let subsets = PretrainSubsets::choose(
+            &gt,
+            &paths.ground_truth,
+            config.train_subset.as_deref(),
+            config.val_subset.as_deref(),
+        )?;
+        tracing::info!(
+            "training on subset {:?}, validating on {:?} (the run keeps its last epoch)",
+            subsets.train,
+            subsets.validation.as_deref().unwrap_or("(none)")
+        );
         let (train, mut failures) = subset_videos(
             &gt,
             &paths.ground_truth,

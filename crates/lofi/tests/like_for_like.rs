@@ -154,3 +154,153 @@ fn a_run_on_windows_of_stride_features_extracts_at_its_stride() {
     assert_eq!(idx["sampling"]["stride_frames"], 4, "{idx}");
     assert_eq!(idx["size"], 32);
 }
+
+/// THUMOS14's layout (`Validation` to train on, `Test` to test on; no `training`) through every
+/// stage with `--preset tiny` and no subset flag anywhere: every stage finds the subsets by their
+/// names, detect and eval run on `Test`, and no epoch is chosen on it.
+#[test]
+fn a_thumos_layout_goes_through_every_stage_without_a_subset_flag() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = tiny_dataset(dir.path(), 6);
+    let text = std::fs::read_to_string(data.join("ground_truth.json")).expect("gt");
+    let mut gt: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let mut test_videos = Vec::new();
+    for (id, v) in gt["database"].as_object_mut().expect("database") {
+        let renamed = match v["subset"].as_str() {
+            Some("training") => "Validation",
+            Some("validation") => {
+                test_videos.push(id.clone());
+                "Test"
+            }
+            other => panic!("unexpected subset {other:?}"),
+        };
+        v["subset"] = renamed.into();
+    }
+    assert!(!test_videos.is_empty());
+    let gt_path = dir.path().join("thumos.json");
+    std::fs::write(&gt_path, gt.to_string()).expect("written");
+    let videos = data.join("videos");
+    let run = |args: &[&str]| {
+        let (ok, out, err) = lofi(args);
+        assert!(ok, "lofi {args:?} failed: {err}");
+        (out, err)
+    };
+    let card = |path: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(path).expect("card")).expect("json")
+    };
+    let p = |name: &str| dir.path().join(name);
+
+    run(&[
+        "pretrain",
+        "--ground-truth",
+        s(&gt_path),
+        "--videos",
+        s(&videos),
+        "--out",
+        s(&p("pre")),
+        "--preset",
+        "tiny",
+        "--epochs",
+        "1",
+    ]);
+    let subsets = &card(&p("pre/encoder.json"))["subsets"];
+    assert_eq!(
+        (subsets["train"].as_str(), subsets["evaluation"].as_str()),
+        (Some("Validation"), Some("Test"))
+    );
+    run(&[
+        "train",
+        "--ground-truth",
+        s(&gt_path),
+        "--videos",
+        s(&videos),
+        "--encoder",
+        s(&p("pre")),
+        "--out",
+        s(&p("lofi")),
+        "--preset",
+        "tiny",
+        "--epochs",
+        "1",
+    ]);
+    let subsets = &card(&p("lofi/encoder.json"))["subsets"];
+    assert_eq!(
+        (subsets["train"].as_str(), subsets["evaluation"].as_str()),
+        (Some("Validation"), Some("Test"))
+    );
+    assert_eq!(subsets["selection"], "last epoch");
+    run(&[
+        "extract",
+        "--ground-truth",
+        s(&gt_path),
+        "--videos",
+        s(&videos),
+        "--encoder",
+        s(&p("lofi")),
+        "--out",
+        s(&p("features")),
+    ]);
+    let (_, err) = run(&[
+        "train-head",
+        "--features",
+        s(&p("features")),
+        "--ground-truth",
+        s(&gt_path),
+        "--out",
+        s(&p("head")),
+        "--preset",
+        "tiny",
+        "--epochs",
+        "2",
+    ]);
+    assert!(err.contains("\"Test\" is a test set"), "{err}");
+    let head = card(&p("head/head.json"));
+    assert_eq!(head["subsets"]["train"], "Validation");
+    assert_eq!(head["subsets"]["evaluation"], "Test");
+    assert_eq!(head["subsets"]["selection"], "last epoch", "{head}");
+    // No epoch was chosen on Test: no validation ran, no best epoch was recorded.
+    assert!(!p("head/best.json").exists());
+    let metrics = std::fs::read_to_string(p("head/metrics.jsonl")).expect("metrics");
+    assert!(!metrics.contains("\"validation\""), "{metrics}");
+
+    let det = p("detections.json");
+    let (_, err) = run(&[
+        "detect",
+        "--head",
+        s(&p("head")),
+        "--features",
+        s(&p("features")),
+        "--ground-truth",
+        s(&gt_path),
+        "--out",
+        s(&det),
+        "--preset",
+        "tiny",
+    ]);
+    assert!(err.contains("detecting on subset \"Test\""), "{err}");
+    let detections: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&det).expect("detections")).expect("json");
+    assert_eq!(detections["subset"], "Test");
+    let mut detected: Vec<String> = detections["results"]
+        .as_object()
+        .expect("results")
+        .keys()
+        .cloned()
+        .collect();
+    detected.sort();
+    test_videos.sort();
+    assert_eq!(detected, test_videos);
+    let (out, err) = run(&[
+        "eval",
+        "detection",
+        "--ground-truth",
+        s(&gt_path),
+        "--predictions",
+        s(&det),
+        "--json",
+    ]);
+    assert!(err.contains("evaluating on subset \"Test\""), "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).expect("eval json");
+    let map = report["average_mAP"].as_f64().expect("average mAP");
+    assert!((0.0..=1.0).contains(&map), "{report}");
+}
