@@ -87,7 +87,7 @@ pub struct CommonArgs {
 impl CommonArgs {
     /// The ground truth to evaluate `predictions` against: `--subset`, else the subset the file
     /// records, else the preset's.
-    fn ground_truth_options(&self, predictions: &Path) -> Result<GroundTruthOptions> {
+    fn ground_truth_options(&self, predictions: &Path) -> GroundTruthOptions {
         let mut exclude_videos = self.exclude_video.clone();
         if self.drop_disputed {
             exclude_videos.extend(THUMOS14_DISPUTED_TEST_VIDEOS.iter().map(|v| v.to_string()));
@@ -98,7 +98,8 @@ impl CommonArgs {
         }
         let subset = match &self.subset {
             Some(s) => s.clone(),
-            None => match lofi_eval::recorded_subset(predictions)? {
+            // A file that cannot be read is reported by the full read after the ground truth's.
+            None => match lofi_eval::recorded_subset(predictions).ok().flatten() {
                 Some(s) => {
                     tracing::info!(
                         "evaluating on subset {s:?}, the one {} was made on",
@@ -109,11 +110,11 @@ impl CommonArgs {
                 None => self.preset.subset().to_string(),
             },
         };
-        Ok(GroundTruthOptions {
+        GroundTruthOptions {
             subset,
             exclude_videos,
             exclude_labels,
-        })
+        }
     }
 
     fn thresholds(&self) -> Vec<f64> {
@@ -157,7 +158,7 @@ pub fn run(command: EvalCommand) -> Result<()> {
 fn detection(args: DetectionArgs) -> Result<()> {
     let common = &args.common;
     let clock = std::time::Instant::now();
-    let options = common.ground_truth_options(&args.predictions)?;
+    let options = common.ground_truth_options(&args.predictions);
     let truth = GroundTruth::from_path(&common.ground_truth, &options)?;
     tracing::debug!(
         "read ground truth in {:.3} s",
@@ -193,7 +194,7 @@ fn detection(args: DetectionArgs) -> Result<()> {
 
 fn proposals(args: ProposalArgs) -> Result<()> {
     let common = &args.common;
-    let options = common.ground_truth_options(&args.proposals)?;
+    let options = common.ground_truth_options(&args.proposals);
     let truth = GroundTruth::from_path(&common.ground_truth, &options)?;
     let proposals = Predictions::from_path(&args.proposals, &truth, PredictionKind::Proposals)?;
     let options = ProposalOptions {

@@ -112,8 +112,7 @@ pub fn run(args: ExtractArgs) -> Result<()> {
     let (config, mut from) = layered(&args)?;
     config.validate()?;
     tracing::info!("{}", from.line(&config));
-    from.flags_noted();
-    config.validate()?;
+    from.say_notes();
     if config.encoder.checkpoint.is_none() {
         tracing::warn!(
             "no encoder checkpoint given: extracting with a randomly initialised encoder"
@@ -228,7 +227,7 @@ impl Sources {
     }
 
     /// Says each noted override once.
-    fn flags_noted(&mut self) {
+    fn say_notes(&mut self) {
         for n in self.notes.drain(..) {
             tracing::info!("{n}");
         }
