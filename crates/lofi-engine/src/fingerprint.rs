@@ -11,12 +11,10 @@
 //! the caller removes what the old job wrote ([`crate::owned`]) and starts again.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::error::{EngineError, EngineResult};
 
@@ -150,34 +148,13 @@ impl Fingerprint {
     }
 }
 
-/// `sha256:<hex>` of the bytes of `path`.
+/// `sha256:<hex>` of the bytes of `path` (lofi-model's [`hash`](lofi_model::hash), the one
+/// definition).
 pub fn sha256_file(path: &Path) -> EngineResult<String> {
-    let mut file = std::fs::File::open(path).map_err(|e| EngineError::io(path, e))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf).map_err(|e| EngineError::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex(&hasher.finalize()))
+    lofi_model::hash::sha256_file(path).map_err(|e| EngineError::io(path, e))
 }
 
-/// `sha256:<hex>` of `bytes`.
-pub fn sha256_bytes(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
-}
-
-fn hex(digest: &[u8]) -> String {
-    let mut s = String::with_capacity(7 + 2 * digest.len());
-    s.push_str("sha256:");
-    for b in digest {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
-}
+pub use lofi_model::hash::sha256_bytes;
 
 fn diff(key: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
     match (a, b) {

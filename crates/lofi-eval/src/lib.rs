@@ -58,8 +58,8 @@ pub use json::{write_json_atomic, OrderedMap};
 pub use nms::{nms, nms_indices, soft_nms, soft_nms_indices, ScoredSegment, SoftNms, SoftNmsDecay};
 pub use numeric::{numpy_mean, numpy_sum};
 pub use predictions::{
-    Detection, DetectionFile, PredictedVideo, Prediction, PredictionKind, Predictions,
-    PredictionsBuilder, Proposal, ProposalFile, ResultsFile, VideoSlot,
+    recorded_subset, Detection, DetectionFile, PredictedVideo, Prediction, PredictionKind,
+    Predictions, PredictionsBuilder, Proposal, ProposalFile, ResultsFile, VideoSlot,
 };
 pub use proposal::{evaluate_proposals, ProposalOptions, ProposalReport};
 pub use protocol::Protocol;

@@ -385,11 +385,33 @@ pub struct ResultsFile<T> {
     /// Free-form version string (the official files say "VERSION 1.3").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// The ground-truth subset the predictions were made on, as `lofi detect` records it;
+    /// `lofi eval` evaluates on it when no `--subset` is given (see [`recorded_subset`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subset: Option<String>,
     /// Predictions per video, in file order.
     pub results: OrderedMap<Vec<T>>,
     /// What outside data was used, as the ActivityNet challenge asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_data: Option<serde_json::Value>,
+}
+
+/// The subset a results file records that its predictions were made on (its top-level
+/// `"subset"`, as `lofi detect` writes it), if it records one; the rest of the file is skipped
+/// unparsed.
+pub fn recorded_subset(path: &Path) -> Result<Option<String>> {
+    let bytes = read_file(path)?;
+    let mut scanner = Scanner::new(&bytes, path)?;
+    let mut subset = None;
+    scanner.object("an object with a \"results\" key", |s, key| {
+        if key == "subset" && s.peek() == Some(b'"') {
+            subset = Some(s.string()?.into_owned());
+            Ok(())
+        } else {
+            s.skip_value()
+        }
+    })?;
+    Ok(subset)
 }
 
 /// A detections file.
@@ -402,6 +424,7 @@ impl<T: Serialize + for<'de> Deserialize<'de>> ResultsFile<T> {
     pub fn new(results: Vec<(String, Vec<T>)>) -> Self {
         ResultsFile {
             version: Some("VERSION 1.3".to_string()),
+            subset: None,
             results: OrderedMap(results),
             external_data: None,
         }

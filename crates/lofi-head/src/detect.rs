@@ -699,6 +699,7 @@ pub fn detect(config: &DetectConfig, inputs: &DetectInputs) -> Result<DetectOutc
         eval_truth.as_ref(),
     )?;
     file.external_data = Some(source.external_data());
+    file.subset = Some(inputs.subset.clone());
     if dropped > 0 {
         tracing::warn!(
             "dropped {dropped} detections whose class does not occur in subset {:?}",

@@ -197,6 +197,8 @@ pub fn feature_input(snippets: usize, channels: usize, normalization: Normalizat
         size: None,
         channels: Some(channels),
         normalization,
+        sampling: None,
+        window_stride: None,
     }
 }
 
@@ -209,6 +211,8 @@ pub fn video_input(snippets: Option<usize>, frames_per_snippet: usize, size: usi
         size: Some(size),
         channels: None,
         normalization: pixel_normalization(),
+        sampling: None,
+        window_stride: None,
     }
 }
 

@@ -50,7 +50,8 @@ use crate::error::{HeadError, Result};
 use crate::features::{FeatureStore, VideoFeatures, INDEX_FILE};
 use crate::model::{feature_input, files, ClassifierMeta, VideoClassifier};
 use crate::windows::{training_windows, Temporal, TimedFeatures};
-use lofi_model::{GtadArch, ModelCard, ModelSpec, Normalization, Producer};
+use lofi_model::card::{RunSubsets, LAST_EPOCH};
+use lofi_model::{GtadArch, InputSpec, ModelCard, ModelSpec, Normalization, Producer};
 
 /// Settings of the video-level classifier trained beside the head.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -107,10 +108,16 @@ pub struct HeadConfig {
     pub grad_clip: f64,
     /// Seed of initialisation, shuffling and the loss's band sampling.
     pub seed: u64,
-    /// Subset to train on.
-    pub train_subset: String,
-    /// Subset to validate on.
-    pub val_subset: String,
+    /// Subset to train on, in any letter case (`None`: `training`, or THUMOS14's `Validation`
+    /// when the file has no `training` but `Validation` and `Test`: the rule of every stage,
+    /// `lofi_video::ground_truth::GroundTruth::choose_subsets`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_subset: Option<String>,
+    /// Subset to validate on and to choose the kept epoch on, the evaluation subset later stages
+    /// default to (`None`: `validation`, or THUMOS14's `Test`). A test set (`test`, `testing`)
+    /// is never validated on during training: the last epoch is kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_subset: Option<String>,
     /// Validate every this many epochs (0 = never; the last epoch always when > 0).
     pub validate_every: usize,
     /// Skip videos without a feature file (with a warning) instead of failing.
@@ -138,8 +145,8 @@ impl Default for HeadConfig {
             lr_gamma: 0.1,
             grad_clip: 0.0,
             seed: 0,
-            train_subset: "training".into(),
-            val_subset: "validation".into(),
+            train_subset: None,
+            val_subset: None,
             validate_every: 1,
             skip_missing: false,
             boundary_width: 3.0,
@@ -169,8 +176,8 @@ impl HeadConfig {
         let mut c = Self {
             snippets: 256,
             temporal: Temporal::Windows { window_stride: 128 },
-            train_subset: "Validation".into(),
-            val_subset: "Test".into(),
+            train_subset: Some("Validation".into()),
+            val_subset: Some("Test".into()),
             validate_every: 0,
             ..Self::default()
         };
@@ -242,8 +249,11 @@ impl lofi_engine::Settings for HeadConfig {
         if self.classifier.enabled && self.classifier.steps == 0 {
             return err("classifier.steps must be at least 1".into());
         }
-        if self.train_subset.is_empty() {
+        if self.train_subset.as_deref() == Some("") {
             return err("train_subset must not be empty".into());
+        }
+        if self.val_subset.as_deref() == Some("") {
+            return err("val_subset must not be empty".into());
         }
         self.detect.validate()?;
         // The head's own checks (group divisibility etc.) with a representative width.
@@ -521,6 +531,7 @@ impl HeadValidation {
     fn new(
         classifier: Option<(&ClassifierMeta, &VideoClassifier)>,
         val: Vec<TrainVideo>,
+        val_subset: &str,
         config: &HeadConfig,
         inputs: &HeadInputs,
     ) -> Result<Self> {
@@ -551,7 +562,7 @@ impl HeadValidation {
                 let truth = EvalTruth::from_path(
                     &inputs.ground_truth,
                     &GroundTruthOptions {
-                        subset: config.val_subset.clone(),
+                        subset: val_subset.to_string(),
                         ..GroundTruthOptions::default()
                     },
                 )?;
@@ -753,44 +764,91 @@ fn best_epoch(epochs: &[metrics::EpochSummary], why_none: &str) -> Option<BestEp
 }
 
 /// Why no validation loss exists, for [`best_epoch`]'s rule.
-fn why_no_validation_loss(config: &HeadConfig, validation: Option<&HeadValidation>) -> String {
+fn why_no_validation_loss(
+    config: &HeadConfig,
+    subsets: &HeadSubsets,
+    validation: Option<&HeadValidation>,
+) -> String {
     match validation {
-        _ if config.validate_every == 0 => {
-            "validation is off (validate_every = 0), so that no epoch is chosen on a test subset"
-                .into()
-        }
+        _ if config.validate_every == 0 => "validation is off (validate_every = 0)".into(),
+        _ if !subsets.validate => format!(
+            "the evaluation subset {:?} is a test set, and no epoch is chosen on it",
+            subsets.evaluation
+        ),
         None => format!(
             "subset {:?} has no video with features to validate on",
-            config.val_subset
+            subsets.evaluation
         ),
         Some(v) if v.features.is_empty() => format!(
             "no window of {} snippets of subset {:?} holds 90 % of an action",
-            config.snippets, config.val_subset
+            config.snippets, subsets.evaluation
         ),
         Some(_) => "every validation loss was NaN or infinite".into(),
     }
 }
 
-/// The training and validation videos of `config`'s subsets with their features, and the
+/// The subsets of a head run, as the ground truth spells them.
+#[derive(Debug, Clone, PartialEq)]
+struct HeadSubsets {
+    train: String,
+    evaluation: String,
+    /// Whether the run validates (and chooses its epoch) on `evaluation`: not on a test set.
+    validate: bool,
+}
+
+impl HeadSubsets {
+    /// `config`'s subsets (the rule of every stage when it names none) in `truth`'s spelling.
+    fn resolve(config: &HeadConfig, truth: &GroundTruth, path: &std::path::Path) -> Result<Self> {
+        let (train, evaluation) = truth
+            .choose_subsets(config.train_subset.as_deref(), config.val_subset.as_deref())
+            .map_err(|m| HeadError::Input(format!("{}: {m}", path.display())))?;
+        let evaluation = evaluation.unwrap_or_else(|| "validation".into());
+        let test_set = lofi_video::ground_truth::is_test_subset(&evaluation);
+        let validate = config.validate_every > 0 && !test_set;
+        if config.validate_every > 0 && test_set {
+            tracing::info!(
+                "evaluation subset {evaluation:?} is a test set: no validation during training \
+                 and the last epoch is kept as head.bpk (choosing an epoch on it would leak the \
+                 test set into the model)"
+            );
+        }
+        tracing::info!(
+            "training on subset {train:?}; evaluation subset {evaluation:?}{}",
+            if validate {
+                ", validated on for choosing the epoch"
+            } else {
+                ""
+            }
+        );
+        Ok(Self {
+            train,
+            evaluation,
+            validate,
+        })
+    }
+}
+
+/// The training and validation videos of the run's subsets with their features, and the
 /// feature width.
 fn load_subsets(
     config: &HeadConfig,
+    subsets: &HeadSubsets,
+    truth: &GroundTruth,
     inputs: &HeadInputs,
 ) -> Result<(Vec<TrainVideo>, Vec<TrainVideo>, usize)> {
-    let truth = GroundTruth::read(&inputs.ground_truth)?;
     let store = FeatureStore::open(&inputs.features)?;
     let mut channels = None;
-    let train = load_subset(&store, &truth, &config.train_subset, config, &mut channels)?;
+    let train = load_subset(&store, truth, &subsets.train, config, &mut channels)?;
     if train.is_empty() {
         return Err(HeadError::Input(format!(
             "{}: no video of subset {:?} with features in {}",
             inputs.ground_truth.display(),
-            config.train_subset,
+            subsets.train,
             inputs.features.display()
         )));
     }
-    let val = if config.validate_every > 0 {
-        load_subset(&store, &truth, &config.val_subset, config, &mut channels)?
+    let val = if subsets.validate {
+        load_subset(&store, truth, &subsets.evaluation, config, &mut channels)?
     } else {
         Vec::new()
     };
@@ -852,7 +910,9 @@ pub fn train_head(
     config.validate()?;
     let started = Instant::now();
     let l = config.snippets;
-    let (train, val, c) = load_subsets(config, inputs)?;
+    let truth = GroundTruth::read(&inputs.ground_truth)?;
+    let subsets = HeadSubsets::resolve(config, &truth, &inputs.ground_truth)?;
+    let (train, val, c) = load_subsets(config, &subsets, &truth, inputs)?;
     let (train_videos, val_videos) = (train.len(), val.len());
     let plan = OutputPlan::new(
         FolderKind::Head,
@@ -885,7 +945,13 @@ pub fn train_head(
         None
     } else {
         let cls = classifier.as_ref().map(|(meta, model, _)| (meta, model));
-        Some(HeadValidation::new(cls, val, config, inputs)?)
+        Some(HeadValidation::new(
+            cls,
+            val,
+            &subsets.evaluation,
+            config,
+            inputs,
+        )?)
     };
     // The head's samples: the videos (rescale) or their windows holding an action.
     let train = samples(train, config);
@@ -893,7 +959,7 @@ pub fn train_head(
         return Err(HeadError::Input(format!(
             "no window of {l} snippets holds 90 % of an action of subset {:?}; use longer \
              windows (snippets) or a finer feature stride",
-            config.train_subset
+            subsets.train
         )));
     }
 
@@ -934,7 +1000,7 @@ pub fn train_head(
     let epochs = metrics::epoch_summaries(&metrics::read(&run.metrics())?);
     let best = best_epoch(
         &epochs,
-        &why_no_validation_loss(config, stage.validation.as_ref()),
+        &why_no_validation_loss(config, &subsets, stage.validation.as_ref()),
     );
     let head = match &best {
         Some(b) if b.epoch + 1 != config.epochs => {
@@ -952,22 +1018,45 @@ pub fn train_head(
     // Weights first, then each one's model card (the card of head.bpk is head.json).
     let producer =
         Producer::new("train-head", config)?.with_features(features_settings(&inputs.features));
+    // Sampling of the features (their index says; a peer's folder without one: unknown), the
+    // subsets, and how the kept epoch was chosen.
+    let sampling = FeatureStore::open(&inputs.features)?
+        .index
+        .map(|i| i.sampling);
+    let window_stride = match config.temporal {
+        Temporal::Windows { window_stride } => Some(window_stride),
+        Temporal::Rescale => None,
+    };
+    let input = |spec: InputSpec| match sampling {
+        Some(s) => spec.with_sampling(s, window_stride),
+        None => spec,
+    };
+    let recorded = RunSubsets {
+        selection: Some(match best.as_ref().and_then(|b| b.validation_loss) {
+            Some(_) => format!("lowest validation loss on {}", subsets.evaluation),
+            None => LAST_EPOCH.into(),
+        }),
+        train: subsets.train,
+        evaluation: Some(subsets.evaluation),
+    };
     let head_card = ModelCard::new(
         ModelSpec::Head {
             arch: config.head.clone(),
             in_channels: c,
             snippets: l,
         },
-        feature_input(l, c, Normalization::None),
+        input(feature_input(l, c, Normalization::None)),
         producer.clone(),
-    );
+    )
+    .with_subsets(Some(recorded.clone()));
     let head = head.valid();
     run.save_with_card(files::HEAD, &head_card, |p| {
         lofi_model::checkpoint::save(&head, p)
     })?;
     let accuracy = match classifier {
         Some((meta, model, acc)) => {
-            let card = meta.card(l, producer);
+            let mut card = meta.card(l, producer).with_subsets(Some(recorded));
+            card.input = input(card.input);
             run.save_with_card(files::CLASSIFIER, &card, |p| {
                 lofi_model::checkpoint::save(&model, p)
             })?;

@@ -9,22 +9,34 @@
 //! ([`Producer`]), so keys added to a config later travel with the model without a change here.
 //!
 //! Writing order: the weights first (atomically, [`crate::checkpoint::save`]), then the card
-//! (temporary name, then rename) with the weights' byte count. Reading refuses a card whose
-//! weights are missing or have another size (a card left over from another run), so a card and
-//! its weights are always a pair. A weights file without a card (older runs, imported PyTorch
-//! files) still loads when the architecture is given explicitly; when it does not match, the
-//! error names what the file holds (inferred from its tensor shapes) and what was asked for
-//! ([`ModelError::ArchMismatch`]), never the per-tensor list.
+//! (temporary name, then rename) with the weights' byte count and SHA-256, computed by the writer
+//! from the file it just wrote. Reading refuses a card whose weights are missing, have another
+//! size, or (version 2) another SHA-256 (the weights of another run of the same architecture
+//! under an old card), so a card and its weights are always a pair. A weights file without a
+//! card (older runs, imported PyTorch files) still loads when the architecture is given
+//! explicitly; when it does not match, the error names what the file holds (inferred from its
+//! tensor shapes) and what was asked for ([`ModelError::ArchMismatch`]), never the per-tensor
+//! list.
 //!
-//! Layout (version 1):
+//! Version 2 records everything a later stage needs to feed the model like for like: the full
+//! fidelity it was trained for (also for a pre-trained trunk: the fidelity it is meant for
+//! downstream), the sampling (`rescale`, or a stride in frames or seconds, with the window
+//! stride when it was trained on windows), the subsets of its run and the weights' SHA-256.
+//! Version-1 cards still load: their sampling and subsets are taken from the producer's config
+//! where it has them, and a note says so once per card ([`ModelCard::read`]).
+//!
+//! Layout (version 2):
 //! ```json
 //! {
-//!   "format": "lofi-model-card", "version": 1,
+//!   "format": "lofi-model-card", "version": 2,
 //!   "weights": "encoder.bpk", "weights_bytes": 123456,
+//!   "weights_sha256": "sha256:9f86d0...",
 //!   "model": {"kind": "encoder", "arch": {"kind": "tsm", "depth": 18, "base_width": 4,
 //!             "shift": true, "shift_div": 8, "frozen_bn": false}, "num_classes": null},
 //!   "input": {"snippets": 16, "frames_per_snippet": 1, "size": 64, "channels": null,
-//!             "normalization": {"kind": "pixels", "scale": 255.0, "mean": [..], "std": [..]}},
+//!             "normalization": {"kind": "pixels", "scale": 255.0, "mean": [..], "std": [..]},
+//!             "sampling": {"mode": "stride", "stride_frames": 5}, "window_stride": 128},
+//!   "subsets": {"train": "Validation", "evaluation": "Test"},
 //!   "classes": ["a", "b"],
 //!   "producer": {"command": "train", "lofi_version": "0.1.0", "config": {..},
 //!                "features": {..}}
@@ -36,6 +48,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use burn::store::{BurnpackStore, KeyRemapper, ModuleStore, PytorchStore, SafetensorsStore};
+use lofi_eval::feature_folder::Sampling;
 use serde::{Deserialize, Serialize};
 
 use crate::encoder::{EncoderArch, EncoderKind};
@@ -46,7 +59,7 @@ use crate::import::{r2plus1d_key_patterns, resnet_key_patterns};
 /// The value of [`ModelCard::format`].
 pub const CARD_FORMAT: &str = "lofi-model-card";
 /// The card layout this build writes and the newest it reads.
-pub const CARD_VERSION: u32 = 1;
+pub const CARD_VERSION: u32 = 2;
 
 /// What a weights file holds and how to feed it; see the module docs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -59,6 +72,10 @@ pub struct ModelCard {
     pub weights: String,
     /// Size of the weights file in bytes when the card was written.
     pub weights_bytes: u64,
+    /// `sha256:<hex>` of the weights file, computed by the writer (version 2; `None` in a
+    /// version-1 card).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights_sha256: Option<String>,
     /// The network.
     pub model: ModelSpec,
     /// The input the model expects.
@@ -67,8 +84,32 @@ pub struct ModelCard {
     /// trained on (a trunk after pre-training); `None` for class-agnostic models.
     #[serde(default)]
     pub classes: Option<Vec<String>>,
+    /// The subsets of the producing run (version 2; from the producer's config or absent in a
+    /// version-1 card).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subsets: Option<RunSubsets>,
     /// The stage that wrote the weights.
     pub producer: Producer,
+}
+
+/// [`RunSubsets::selection`] of a run that keeps the weights of its last epoch.
+pub const LAST_EPOCH: &str = "last epoch";
+
+/// The subsets of the ground truth a run used, as named in its file (`training`, `Validation`,
+/// ...).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSubsets {
+    /// The videos (or clips) it was trained on.
+    pub train: String,
+    /// The videos it was evaluated on (validation loss and mAP, or the later stages' default
+    /// for detection and evaluation); `None` when the run evaluated nothing.
+    #[serde(default)]
+    pub evaluation: Option<String>,
+    /// How the kept weights were chosen: `"last epoch"`, or `"lowest validation loss on
+    /// <subset>"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selection: Option<String>,
 }
 
 /// The network a weights file is for.
@@ -144,6 +185,61 @@ pub struct InputSpec {
     pub channels: Option<usize>,
     /// Input normalisation.
     pub normalization: Normalization,
+    /// Where the snippets sit on a video (version 2): `snippets` over the whole video
+    /// (rescale), or one every N frames or seconds (stride). `None`: not recorded (version 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampling: Option<Sampling>,
+    /// Trained on windows of `snippets` snippets of stride features, one every this many
+    /// snippets (version 2); `None`: whole videos.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_stride: Option<usize>,
+}
+
+impl InputSpec {
+    /// Sets the sampling and the window stride (see the fields).
+    pub fn with_sampling(mut self, sampling: Sampling, window_stride: Option<usize>) -> Self {
+        self.sampling = Some(sampling);
+        self.window_stride = window_stride;
+        self
+    }
+
+    /// `snippets x frames x size px` (video models) or `snippets x channels` (models on
+    /// features), with the sampling: `"16 x 1 x 64 px, rescale"`, `"256 x 1 x 224 px, stride 5
+    /// frames, windows every 128"`.
+    pub fn describe(&self) -> String {
+        let l = self
+            .snippets
+            .map_or_else(|| "any L".to_string(), |l| l.to_string());
+        let mut out = match (self.frames_per_snippet, self.size, self.channels) {
+            (Some(f), Some(s), _) => format!("{l} x {f} x {s} px"),
+            (_, _, Some(c)) => format!("{l} x {c} channels"),
+            _ => l,
+        };
+        if let Some(s) = &self.sampling {
+            out.push_str(", ");
+            out.push_str(&describe_sampling(s));
+        }
+        if let Some(w) = self.window_stride {
+            out.push_str(&format!(", windows every {w}"));
+        }
+        out
+    }
+}
+
+/// `rescale`, `stride 5 frames`, `stride 0.5 s`.
+pub fn describe_sampling(sampling: &Sampling) -> String {
+    match sampling {
+        Sampling::Rescale => "rescale".into(),
+        Sampling::Stride {
+            stride_frames: Some(n),
+            ..
+        } => format!("stride {n} frames"),
+        Sampling::Stride {
+            stride_seconds: Some(s),
+            ..
+        } => format!("stride {s} s"),
+        Sampling::Stride { .. } => "stride (unset)".into(),
+    }
 }
 
 /// Who wrote the weights.
@@ -180,6 +276,19 @@ impl Producer {
     }
 }
 
+/// Logs `message` at info level the first time it is given for `path` in this process.
+fn note_once(path: &Path, message: &str) {
+    static NOTED: std::sync::Mutex<std::collections::BTreeSet<PathBuf>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let first = NOTED
+        .lock()
+        .map(|mut set| set.insert(path.to_path_buf()))
+        .unwrap_or(true);
+    if first {
+        tracing::info!("{message}");
+    }
+}
+
 /// The sidecar of `weights`: the same name with `.json`.
 pub fn card_path(weights: &Path) -> PathBuf {
     weights.with_extension("json")
@@ -213,11 +322,19 @@ impl ModelCard {
             version: CARD_VERSION,
             weights: String::new(),
             weights_bytes: 0,
+            weights_sha256: None,
             model,
             input,
             classes: None,
+            subsets: None,
             producer,
         }
+    }
+
+    /// Sets the subsets of the producing run.
+    pub fn with_subsets(mut self, subsets: Option<RunSubsets>) -> Self {
+        self.subsets = subsets;
+        self
     }
 
     /// Sets the class list.
@@ -226,8 +343,8 @@ impl ModelCard {
         self
     }
 
-    /// Writes the card beside `weights` (which must already be complete): `<stem>.json`, under a
-    /// temporary name first, then renamed.
+    /// Writes the card beside `weights` (which must already be complete) with their size and
+    /// SHA-256: `<stem>.json`, under a temporary name first, then renamed.
     pub fn write_beside(&self, weights: &Path) -> Result<PathBuf, ModelError> {
         let err = |p: &Path, message: String| ModelError::Checkpoint {
             path: p.to_path_buf(),
@@ -243,6 +360,11 @@ impl ModelCard {
             .ok_or_else(|| err(weights, "weights file name is not UTF-8".into()))?
             .to_string();
         card.weights_bytes = bytes;
+        card.weights_sha256 = Some(
+            crate::hash::sha256_file(weights)
+                .map_err(|e| err(weights, format!("cannot hash the weights: {e}")))?,
+        );
+        card.version = CARD_VERSION;
         let path = card_path(weights);
         let text = serde_json::to_string_pretty(&card)
             .map_err(|e| err(&path, format!("cannot serialise the card: {e}")))?;
@@ -276,24 +398,113 @@ impl ModelCard {
                  a newer lofi wrote it?)"
             )));
         }
-        let card: Self =
+        let mut card: Self =
             serde_json::from_value(value).map_err(|e| err(format!("invalid card: {e}")))?;
         let weights = path.with_file_name(&card.weights);
         match std::fs::metadata(&weights) {
-            Err(_) => Err(err(format!(
-                "describes {}, which is missing (an interrupted write? the card is written after \
-                 the weights)",
-                weights.display()
-            ))),
-            Ok(m) if m.len() != card.weights_bytes => Err(err(format!(
-                "describes a {} of {} bytes, but the file has {} (the weights were replaced \
-                 after the card was written)",
-                card.weights,
-                card.weights_bytes,
-                m.len()
-            ))),
-            Ok(_) => Ok(card),
+            Err(_) => {
+                return Err(err(format!(
+                    "describes {}, which is missing (an interrupted write? the card is written \
+                     after the weights)",
+                    weights.display()
+                )))
+            }
+            Ok(m) if m.len() != card.weights_bytes => {
+                return Err(err(format!(
+                    "describes a {} of {} bytes, but the file has {} (the weights were replaced \
+                     after the card was written)",
+                    card.weights,
+                    card.weights_bytes,
+                    m.len()
+                )))
+            }
+            Ok(_) => {}
         }
+        if let Some(expected) = &card.weights_sha256 {
+            let found = crate::hash::sha256_file(&weights)
+                .map_err(|e| err(format!("cannot hash {}: {e}", weights.display())))?;
+            if &found != expected {
+                return Err(err(format!(
+                    "written by `lofi {}` (lofi {}) for weights {expected}, but {} has {found}: \
+                     not the weights this card describes (another run's?)",
+                    card.producer.command,
+                    card.producer.lofi_version,
+                    weights.display()
+                )));
+            }
+        }
+        if card.version == 1 {
+            card.upgrade_v1(path);
+        }
+        Ok(card)
+    }
+
+    /// Fills a version-1 card's missing fields from its producer's config where it has them
+    /// (sampling, window stride) and says once per card what was taken and what stays unknown.
+    fn upgrade_v1(&mut self, path: &Path) {
+        let config = &self.producer.config;
+        let features = self.producer.features.as_ref();
+        let recorded = |key: &str| {
+            config
+                .get(key)
+                .or_else(|| features.and_then(|f| f.get(key)))
+                .cloned()
+        };
+        let mut taken = Vec::new();
+        // A config that records no sampling sampled by rescale (lofi writes the key only for a
+        // stride), as did a stage that has no sampling at all (pre-training on clips).
+        let sampling = match recorded("sampling") {
+            Some(v) => serde_json::from_value::<Sampling>(v).ok(),
+            None => Some(Sampling::Rescale),
+        };
+        if let Some(s) = sampling {
+            taken.push(format!("sampling {}", describe_sampling(&s)));
+            self.input.sampling = Some(s);
+        }
+        let windows = recorded("temporal").and_then(|t| {
+            (t.get("mode")?.as_str()? == "windows")
+                .then(|| t.get("window_stride")?.as_u64())
+                .flatten()
+        });
+        if let Some(w) = windows {
+            taken.push(format!("windows every {w}"));
+            self.input.window_stride = Some(w as usize);
+        }
+        let subset = |key: &str| config.get(key).and_then(|v| v.as_str()).map(str::to_string);
+        if let (None, Some(train)) = (&self.subsets, subset("train_subset")) {
+            let evaluation = subset("val_subset");
+            taken.push(format!(
+                "subsets {train} / {}",
+                evaluation.as_deref().unwrap_or("none")
+            ));
+            self.subsets = Some(RunSubsets {
+                train,
+                evaluation,
+                selection: None,
+            });
+        }
+        let mut unknown = vec!["no weights hash (only the size is checked)"];
+        if self.input.snippets.is_none() && self.input.size.is_some() {
+            unknown.push("no snippets per video");
+        }
+        if self.subsets.is_none() {
+            unknown.push("no subsets");
+        }
+        note_once(
+            path,
+            &format!(
+                "{} is a version-1 model card: {} taken from its producer's config (`lofi {}`); \
+                 {}",
+                path.display(),
+                if taken.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    taken.join(", ")
+                },
+                self.producer.command,
+                unknown.join(", ")
+            ),
+        );
     }
 
     /// The card beside `weights`, if there is one (checked as [`read`](Self::read) does). A
@@ -627,6 +838,8 @@ mod tests {
                     mean: [0.485, 0.456, 0.406],
                     std: [0.229, 0.224, 0.225],
                 },
+                sampling: None,
+                window_stride: None,
             },
             Producer::new("pretrain", &serde_json::json!({"epochs": 2})).expect("config"),
         )
@@ -671,6 +884,50 @@ mod tests {
         .expect("write");
         let e = ModelCard::read(&path).expect_err("newer");
         assert!(e.to_string().contains("version 99"), "{e}");
+    }
+
+    #[test]
+    fn version_two_records_the_weights_hash_and_refuses_other_weights_of_the_same_size() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let weights = dir.path().join("encoder.bpk");
+        std::fs::write(&weights, b"12345").expect("weights");
+        let mut card = card();
+        card.input = card.input.clone().with_sampling(
+            Sampling::Stride {
+                stride_frames: Some(5),
+                stride_seconds: None,
+            },
+            Some(128),
+        );
+        let card = card.with_subsets(Some(RunSubsets {
+            train: "Validation".into(),
+            evaluation: Some("Test".into()),
+            selection: Some("last epoch".into()),
+        }));
+        let path = card.write_beside(&weights).expect("written");
+        let back = ModelCard::read(&path).expect("read");
+        assert_eq!(back.version, 2);
+        assert_eq!(
+            back.weights_sha256.as_deref(),
+            Some(crate::hash::sha256_bytes(b"12345").as_str())
+        );
+        assert_eq!(back.input, card.input);
+        assert_eq!(back.subsets, card.subsets);
+        assert_eq!(
+            back.input.describe(),
+            "16 x 1 x 64 px, stride 5 frames, windows every 128"
+        );
+        // Another run's weights of the same size: refused in one line naming the card, its
+        // producer and both hashes.
+        std::fs::write(&weights, b"54321").expect("weights");
+        let e = ModelCard::read(&path)
+            .expect_err("other weights")
+            .to_string();
+        assert!(!e.contains('\n'), "{e}");
+        assert!(e.contains(&path.display().to_string()), "{e}");
+        assert!(e.contains("lofi pretrain"), "{e}");
+        assert!(e.contains(&crate::hash::sha256_bytes(b"12345")), "{e}");
+        assert!(e.contains(&crate::hash::sha256_bytes(b"54321")), "{e}");
     }
 
     #[test]
@@ -747,6 +1004,8 @@ mod tests {
                 size: Some(64),
                 channels: None,
                 normalization: Normalization::None,
+                sampling: None,
+                window_stride: None,
             },
             Producer::new("pretrain", &serde_json::json!({})).expect("producer"),
         );

@@ -40,6 +40,7 @@ pub mod error;
 pub mod fastbn;
 pub mod fastconv;
 pub mod gtad;
+pub mod hash;
 pub mod import;
 pub mod kernel_cache;
 pub mod loss;

@@ -6,14 +6,12 @@
 //! `cargo bench -p lofi-train --bench plan_step -- [--preset paper|tiny] [--snippets 100]
 //! [--size 224] [--depth 18] [--width 64] [--budget 24GiB] [--fidelities full,s,t,st]`. The step itself is lofi-model's
 //! (`crates/lofi-model/benches/train_step.rs` measures it alone, one process per fidelity);
-//! this one runs exactly the probe `lofi train --memory-budget` runs, in one process, and prints
-//! Markdown rows for BENCHMARKS.md.
-
-use std::time::Instant;
+//! this one runs exactly the probes `lofi train --memory-budget` runs, each in a child process
+//! (`lofi_train::probe`), and prints Markdown rows for BENCHMARKS.md.
 
 use lofi_train::config::{FidelitySpec, TrainConfig};
-use lofi_train::memory::{measure_from, plan, ByteSize, MemoryMeter, Probe, ProcMeter};
-use lofi_train::model::{probe_pass, LofiModel};
+use lofi_train::memory::{plan, ByteSize, MemoryMeter, Probe, ProcMeter};
+use lofi_train::probe::{probe_in_child, ProbeRequest};
 use lofi_train::schedule::{fidelity_name, reductions};
 use lofi_video::Fidelity;
 
@@ -68,35 +66,33 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         })
         .collect();
 
-    let device = lofi_train::cpu_device().autodiff();
-    device.seed(0);
-    let mut meter = ProcMeter::new()?;
-    let model = LofiModel::init(&config, &device)?;
-    let baseline = meter.current()?;
+    // As the planner does: each probe step in a child process of lofi-probe.
+    let program = std::path::Path::new(env!("CARGO_BIN_EXE_lofi-probe"));
+    let baseline = ProcMeter::new()?.current()?;
     let mut probes = Vec::new();
     let mut times = Vec::new();
-    // As the planner does: cheapest first, each probe measured from the same baseline.
-    let mut order = fidelities.clone();
-    order.sort_by_key(|f| f.snippets * f.size * f.size);
-    for &f in &order {
+    for &f in &fidelities {
         for b in [1usize, 2] {
-            let t0 = Instant::now();
-            let ((), bytes) = measure_from(&mut meter, baseline, || {
-                probe_pass(&model, &config, f, b, &device)
-            })?;
-            let secs = t0.elapsed().as_secs_f64();
+            let request = ProbeRequest {
+                config: config.clone(),
+                fidelity: f,
+                batch: b,
+                seed: 0,
+            };
+            let m = probe_in_child(program, &request)?;
             eprintln!(
-                "{:>5} batch {b}: {secs:.2} s, +{}",
+                "{:>5} batch {b}: {:.2} s, +{}",
                 fidelity_name(f, full),
-                ByteSize(bytes)
+                m.step_s,
+                ByteSize(m.bytes)
             );
             probes.push(Probe {
                 fidelity: f,
                 batch: b,
-                bytes,
+                bytes: m.bytes,
             });
             if b == 1 {
-                times.push((f, secs, bytes));
+                times.push((f, m.step_s, m.bytes));
             }
         }
     }

@@ -176,8 +176,18 @@ pub struct TrainConfig {
     /// with f32 master weights and BatchNorm; the head and the loss stay f32). Validation and
     /// extraction run in f32.
     pub precision: Precision,
-    /// Validate every this many epochs at full fidelity (0: never).
+    /// Validate every this many epochs at full fidelity (0: never). Validation only reports: the
+    /// run keeps its last epoch.
     pub validate_every: usize,
+    /// Subset of the ground truth to train on, in any letter case (`None`: `training`, or
+    /// THUMOS14's `Validation`, found by its subset names; see
+    /// `lofi_video::ground_truth::GroundTruth::choose_subsets`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub train_subset: Option<String>,
+    /// Subset to validate on and that later stages evaluate on (`None`: `validation`, or
+    /// THUMOS14's `Test`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub val_subset: Option<String>,
     /// Video decoding threads.
     pub workers: usize,
     /// Where full-fidelity snippets sit for sliding windows: `[sampling] mode = "stride"` with
@@ -210,6 +220,8 @@ impl Default for TrainConfig {
             gradient_checkpointing: false,
             precision: Precision::F32,
             validate_every: 1,
+            train_subset: None,
+            val_subset: None,
             workers: 2,
             sampling: Sampling::Rescale,
             temporal: Temporal::Rescale,
@@ -399,6 +411,15 @@ pub struct PretrainConfig {
     pub segments: usize,
     /// Frame side in pixels.
     pub size: usize,
+    /// Snippets per video `L` the encoder is meant for after pre-training: the full fidelity
+    /// of `lofi train` and of extraction (paper 100, tiny 16, thumos14 256: its windows). Not
+    /// used by pre-training itself (`segments` per clip); recorded in the encoder's model card,
+    /// so that `lofi extract` feeds the pre-trained encoder like the one `lofi train` makes.
+    pub snippets: usize,
+    /// The sampling the encoder is meant for downstream (`[sampling]` as in `lofi train`:
+    /// rescale, or a stride in frames or seconds); recorded in its model card.
+    #[serde(skip_serializing_if = "Sampling::is_rescale")]
+    pub sampling: Sampling,
     /// The optimizer (SGD; defaults lr 0.01, momentum 0.9, weight decay 1e-4, x0.1 every 10
     /// epochs, TSM's Kinetics recipe scaled down).
     pub optimizer: OptimizerSection,
@@ -419,6 +440,8 @@ impl Default for PretrainConfig {
             batch_size: 8,
             segments: 8,
             size: 224,
+            snippets: Fidelity::full().snippets,
+            sampling: Sampling::Rescale,
             optimizer: OptimizerSection {
                 lr: 0.01,
                 lr_decay: 0.1,
@@ -438,8 +461,9 @@ impl PretrainConfig {
     /// The configuration of `preset` (`paper`: [`Default`]; `tiny`: [`PretrainConfig::tiny`]).
     pub fn preset(preset: Preset) -> Self {
         match preset {
-            Preset::Paper | Preset::Thumos14 => Self::default(),
+            Preset::Paper => Self::default(),
             Preset::Tiny => Self::tiny(),
+            Preset::Thumos14 => Self::thumos14(),
         }
     }
 
@@ -450,17 +474,37 @@ impl PretrainConfig {
             batch_size: 4,
             segments: 4,
             size: 64,
+            snippets: TrainConfig::tiny().full.snippets,
             encoder: EncoderArch::tiny(EncoderKind::Tsm, 18, 4),
+            ..Self::default()
+        }
+    }
+
+    /// The paper's pre-training for an encoder meant for THUMOS14 as `lofi train --preset
+    /// thumos14` trains it: windows of 256 snippets of features every 5 frames.
+    pub fn thumos14() -> Self {
+        let target = TrainConfig::thumos14();
+        Self {
+            snippets: target.full.snippets,
+            sampling: target.sampling,
             ..Self::default()
         }
     }
 
     /// Checks every value; called before any work.
     pub fn validate(&self) -> TrainResult<()> {
-        if self.epochs == 0 || self.batch_size == 0 || self.segments == 0 || self.workers == 0 {
+        if self.epochs == 0
+            || self.batch_size == 0
+            || self.segments == 0
+            || self.snippets == 0
+            || self.workers == 0
+        {
             return Err(TrainError::Config(
-                "epochs, batch_size, segments and workers must all be at least 1".into(),
+                "epochs, batch_size, segments, snippets and workers must all be at least 1".into(),
             ));
+        }
+        if let Err(m) = self.sampling.check() {
+            return Err(TrainError::Config(m));
         }
         if self.size < 8 {
             return Err(TrainError::Config(format!(

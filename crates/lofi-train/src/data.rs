@@ -301,48 +301,21 @@ impl PretrainSubsets {
         }
     }
 
-    /// The subsets of `gt` to pre-train on, spelled as the file spells them. Explicit names are
-    /// looked up in any letter case. Otherwise: `training` and `validation` (ActivityNet, HACS);
-    /// a file without `training` but with `validation` and `test` is THUMOS14's layout, whose
-    /// common practice trains on `Validation` and tests on `Test`, so it trains on `validation`
-    /// and reports accuracy on `test` (pre-training keeps the last epoch, so that accuracy
-    /// selects nothing).
+    /// The subsets of `gt` to train on, spelled as the file spells them (the rule of
+    /// [`GroundTruth::choose_subsets`]); on THUMOS14's layout pre-training reports accuracy on
+    /// `Test` and keeps the last epoch, so that accuracy selects nothing.
     pub fn choose(
         gt: &GroundTruth,
         path: &Path,
         train: Option<&str>,
         validation: Option<&str>,
     ) -> TrainResult<Self> {
-        let find = |wanted: &str| -> TrainResult<String> {
-            gt.subset_name(wanted)
-                .map(str::to_owned)
-                .ok_or_else(|| TrainError::Data {
+        let (train, validation) =
+            gt.choose_subsets(train, validation)
+                .map_err(|message| TrainError::Data {
                     path: path.to_path_buf(),
-                    message: format!(
-                        "no video of subset {wanted:?} (the file has: {})",
-                        gt.describe_subsets()
-                    ),
-                })
-        };
-        let thumos = gt.subset_name("training").is_none()
-            && gt.subset_name("validation").is_some()
-            && gt.subset_name("test").is_some();
-        let train = match train {
-            Some(name) => find(name)?,
-            None if thumos => find("validation")?,
-            None => find("training")?,
-        };
-        let validation = match validation {
-            Some(name) => Some(find(name)?),
-            None if thumos => gt.subset_name("test").map(str::to_owned),
-            None => gt.subset_name("validation").map(str::to_owned),
-        };
-        if validation.as_ref() == Some(&train) {
-            return Err(TrainError::Data {
-                path: path.to_path_buf(),
-                message: format!("subset {train:?} cannot be both trained on and validated on"),
-            });
-        }
+                    message,
+                })?;
         Ok(Self { train, validation })
     }
 }

@@ -37,6 +37,7 @@ pub mod model;
 pub mod parallel;
 pub mod pipeline;
 pub mod pretrain;
+pub mod probe;
 pub mod schedule;
 pub mod train;
 

@@ -4,20 +4,16 @@
 //!
 //! Exists because LoFi's point is to fit end-to-end training into a fixed memory budget, and the
 //! cost of a step depends on the fidelity (snippets x frame size), the network and the backend in
-//! ways that are easier to measure than to predict. Measuring goes through lofi-engine's
-//! [`MemoryMeter`] (on the CPU, [`ProcMeter`]: the peak resident set size on Linux), the meter
-//! that also measures every training step.
+//! ways that are easier to measure than to predict.
 //!
-//! What the numbers mean on the CPU: the probe reports the *growth* of the process's peak
-//! resident memory during the step over the resident memory just before it, so "fixed" is what
-//! a step adds whatever the batch (parameter gradients, optimizer temporaries) and the budget is
-//! compared with `baseline + fixed + per_sample x micro_batch`, `baseline` being the resident
-//! memory before training (weights, decoded data, libraries). Freed memory that the allocator
-//! keeps would hide part of a later probe's growth if each probe were measured from the memory
-//! in use just before it (measured: at tiny sizes the first probe's 30 MiB hid every later one);
-//! so every probe is measured from the same baseline, taken before the first, and probes run in
-//! increasing order of cost (smallest fidelity first, batch 1 then 2): each reads at least its
-//! own need, and the fit never goes below a measured point.
+//! What the numbers mean on the CPU: a probe is **the bytes a step adds over the model's
+//! baseline**, measured by [`crate::probe`] in a child process of its own (so no other thread of
+//! the training process moves it), and "fixed" is what a step adds whatever the batch (parameter
+//! gradients, optimizer temporaries, scratch). The budget is compared with
+//! `baseline + fixed + per_sample x micro_batch`, `baseline` being the resident memory of the
+//! training process before training (weights, decoded data, libraries), read with lofi-engine's
+//! [`MemoryMeter`] (on the CPU, [`ProcMeter`]: the resident set size on Linux), the meter that
+//! also reports every training step's peak.
 
 use std::fmt;
 
@@ -266,21 +262,6 @@ pub fn plan(
         fidelities: out,
         probes: probes.to_vec(),
     })
-}
-
-/// Measures the peak of `work` above a fixed `baseline` (memory in use before the first probe):
-/// `(result, bytes)`. Against a fixed baseline, memory that the allocator kept from an earlier
-/// probe counts as used, so probes run in increasing order of cost read close to their true
-/// need and never below it.
-pub fn measure_from<T>(
-    meter: &mut dyn MemoryMeter,
-    baseline: u64,
-    work: impl FnOnce() -> TrainResult<T>,
-) -> TrainResult<(T, u64)> {
-    meter.reset_peak()?;
-    let out = work()?;
-    let peak = meter.peak()?;
-    Ok((out, peak.saturating_sub(baseline)))
 }
 
 /// Measures the peak growth of `work` with `meter` over the memory in use just before it:

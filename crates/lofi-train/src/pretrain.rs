@@ -35,6 +35,7 @@ use lofi_engine::{
     fit, Fingerprint, FitEnd, FolderKind, OutputPlan, RunDir, Stage, StepAt, StepMetrics,
     ValidationMetrics,
 };
+use lofi_model::card::{RunSubsets, LAST_EPOCH};
 use lofi_model::{Encoder, ModelCard, ModelSpec, Producer};
 use lofi_video::{ClipU8, Fidelity, SamplingPlan, VideoFailure, VideoJob};
 use serde::{Deserialize, Serialize};
@@ -77,8 +78,15 @@ pub enum PretrainData {
     },
 }
 
-/// Class names, training and validation clips, and what was left out.
-type ClipSets = (Vec<String>, Vec<Clip>, Vec<Clip>, Vec<VideoFailure>);
+/// Class names, training and validation clips, what was left out, and the subsets they came
+/// from.
+type ClipSets = (
+    Vec<String>,
+    Vec<Clip>,
+    Vec<Clip>,
+    Vec<VideoFailure>,
+    RunSubsets,
+);
 
 impl PretrainData {
     /// What the run reads, for its fingerprint: `clips.json`, or the ground truth (the clip
@@ -115,7 +123,12 @@ impl PretrainData {
                         dir.join("clips.json").display()
                     )));
                 }
-                Ok((classes, train, val, Vec::new()))
+                let subsets = RunSubsets {
+                    train: "training".into(),
+                    evaluation: (!val.is_empty()).then(|| "validation".into()),
+                    selection: Some(LAST_EPOCH.into()),
+                };
+                Ok((classes, train, val, Vec::new(), subsets))
             }
             Self::Annotations {
                 ground_truth,
@@ -146,7 +159,18 @@ impl PretrainData {
                         videos.display()
                     )));
                 }
-                Ok((clips.classes, clips.train, clips.validation, clips.skipped))
+                let subsets = RunSubsets {
+                    train: clips.subsets.train,
+                    evaluation: clips.subsets.validation,
+                    selection: Some(LAST_EPOCH.into()),
+                };
+                Ok((
+                    clips.classes,
+                    clips.train,
+                    clips.validation,
+                    clips.skipped,
+                    subsets,
+                ))
             }
         }
     }
@@ -342,7 +366,7 @@ pub fn pretrain(
             "pre-training runs on one device; data parallel is for `train`".into(),
         ));
     }
-    let (classes, train_clips, val_clips, left_out) =
+    let (classes, train_clips, val_clips, left_out, subsets) =
         paths.data.read(config, options.skip_missing_videos)?;
     let run = RunDir::open(
         &paths.out,
@@ -381,9 +405,10 @@ pub fn pretrain(
         FitEnd::Stopped(n) => return Err(TrainError::Stopped(n)),
     };
     // Weights first, then their model cards: the trunk and the clip classifier, at the frame
-    // size they were trained at (any number of snippets: they saw trimmed clips).
+    // size they were trained at, with the snippets and sampling they are meant for downstream.
     let producer = Producer::new("pretrain", config)?;
-    let input = lofi_head::model::video_input(None, 1, config.size);
+    let input = lofi_head::model::video_input(Some(config.snippets), 1, config.size)
+        .with_sampling(config.sampling, None);
     let card = |num_classes| {
         ModelCard::new(
             ModelSpec::Encoder {
@@ -394,6 +419,7 @@ pub fn pretrain(
             producer.clone(),
         )
         .with_classes(Some(classes.clone()))
+        .with_subsets(Some(subsets.clone()))
     };
     let classifier =
         run.save_with_card(CLASSIFIER, &card(Some(classes.len())), |p| model.save(p))?;

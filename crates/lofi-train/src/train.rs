@@ -34,11 +34,12 @@ use lofi_engine::{
     fit, FidelityTag, Fingerprint, FitEnd, FolderKind, OutputPlan, RunControl, RunDir, Stage,
     StepAt, StepMetrics, ValidationMetrics,
 };
+use lofi_model::card::{RunSubsets, LAST_EPOCH};
 use lofi_model::seed::{initialized, seeded};
 use lofi_model::{
     checkpoint, GtadLoss, GtadTargets, ModelCard, ModelSpec, Normalization, Producer, TargetConfig,
 };
-use lofi_video::{ClipU8, Fidelity, SamplingPlan, VideoFailure};
+use lofi_video::{ClipU8, Fidelity, Sampling, SamplingPlan, VideoFailure};
 use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
@@ -47,9 +48,10 @@ use crate::data::{
     FailureList, PretrainSubsets, TrainVideo,
 };
 use crate::error::{TrainError, TrainResult};
-use crate::memory::{measure_from, plan, ByteSize, MemoryMeter, MemoryPlan, Probe, ProcMeter};
-use crate::model::{probe_pass, sgd, LofiModel};
+use crate::memory::{plan, ByteSize, MemoryMeter, MemoryPlan, Probe, ProcMeter};
+use crate::model::{sgd, LofiModel};
 use crate::parallel::{Replicas, StepSpec};
+use crate::probe::{probe_in_child, ProbeRequest};
 use crate::schedule::{fidelity_name, FidelitySchedule};
 use lofi_head::Temporal;
 
@@ -80,6 +82,10 @@ pub struct RunOptions {
     /// Go on without videos listed in the ground truth that have no file (they are listed as
     /// skipped); without it, such videos are an error naming them all, before any work.
     pub skip_missing_videos: bool,
+    /// The program that runs the memory planner's probe steps, one child process each (see
+    /// [`crate::probe`]): `lofi` itself, or this crate's `lofi-probe`. Needed with a memory
+    /// budget only.
+    pub probe_program: Option<PathBuf>,
 }
 
 impl Default for RunOptions {
@@ -89,6 +95,7 @@ impl Default for RunOptions {
             replica_devices: Vec::new(),
             run: RunControl::default(),
             skip_missing_videos: false,
+            probe_program: None,
         }
     }
 }
@@ -157,31 +164,31 @@ fn check_paths(paths: &TrainPaths) -> TrainResult<()> {
 /// Index of the memory planner's own random stream ([`lofi_rng::derive`] of the run's seed).
 const PROBE_STREAM: u64 = 0x5052_4f42_4553; // "PROBES"
 
-/// Runs the memory planner: one probe pass per fidelity at batches 1 and 2 on a throwaway
-/// model (so training weights and BatchNorm statistics are untouched), cheapest fidelity first,
-/// each measured from the memory in use before the first probe, then the fit.
+/// Runs the memory planner: one probe step per fidelity at batches 1 and 2, each in a child
+/// process of `program` ([`crate::probe`]) on a throwaway model seeded with `seed` (so training
+/// weights, BatchNorm statistics and this process's random state are untouched), each reporting
+/// the bytes it added over its model's baseline; then the fit against `baseline`, the memory of
+/// this process before training.
 pub fn plan_memory(
     config: &TrainConfig,
     schedule: &FidelitySchedule,
-    device: &Device,
-    meter: &mut dyn MemoryMeter,
+    program: &Path,
+    seed: u64,
+    baseline: u64,
     budget: u64,
 ) -> TrainResult<MemoryPlan> {
-    let mut fidelities = schedule.fidelities();
-    fidelities.sort_by_key(|f| f.snippets * f.size * f.size);
-    let baseline = meter.current()?;
-    let mut probe_model = LofiModel::init(config, device)?;
-    if config.encoder.frozen_bn() {
-        probe_model.encoder = probe_model.encoder.freeze_bn();
-    }
     let mut probes = Vec::new();
     let mut sizes = vec![1, config.batch_size.min(2)];
     sizes.dedup();
-    for &f in &fidelities {
+    for f in schedule.fidelities() {
         for &b in &sizes {
-            let ((), bytes) = measure_from(meter, baseline, || {
-                probe_pass(&probe_model, config, f, b, device)
-            })?;
+            let request = ProbeRequest {
+                config: config.clone(),
+                fidelity: f,
+                batch: b,
+                seed,
+            };
+            let bytes = probe_in_child(program, &request)?.bytes;
             tracing::debug!(
                 snippets = f.snippets,
                 size = f.size,
@@ -196,7 +203,6 @@ pub fn plan_memory(
             });
         }
     }
-    drop(probe_model);
     plan(
         &probes,
         &schedule.fidelities(),
@@ -204,6 +210,17 @@ pub fn plan_memory(
         baseline,
         budget,
     )
+}
+
+/// The device a training step of `config` runs on: `device` with autodiff, and burn's gradient
+/// checkpointing when the config asks for it.
+pub(crate) fn training_device(config: &TrainConfig, device: &Device) -> Device {
+    let d = device.clone().autodiff();
+    if config.gradient_checkpointing {
+        d.gradient_checkpointing()
+    } else {
+        d
+    }
 }
 
 /// The LoFi stage run by lofi-engine: batches at the schedule's fidelity, one data-parallel
@@ -221,6 +238,7 @@ struct LofiStage<'a> {
     loss_fn: GtadLoss,
     targets: TargetConfig,
     decode_ahead: bool,
+    subsets: PretrainSubsets,
     skipped: FailureList,
 }
 
@@ -442,24 +460,22 @@ fn run_training(
     .with_input("the video folder", &paths.videos);
     let run = RunDir::open(&paths.out, config, inputs, &options.run, &plan)?;
 
-    let autodiff = |d: &Device| {
-        let d = d.clone().autodiff();
-        if config.gradient_checkpointing {
-            d.gradient_checkpointing()
-        } else {
-            d
-        }
-    };
+    let autodiff = |d: &Device| training_device(config, d);
     let device = autodiff(&options.device);
-    // The planner first, on its own random state (probe weights and probe clips): the run's
-    // random stream starts after it, exactly as in a run without a budget. Both hold
-    // `lofi_model::seed`'s lock, so other runs in this process draw nothing in between.
+    // The planner first, in child processes on its own random state (probe weights and probe
+    // clips): this process's random stream is untouched, exactly as in a run without a budget.
     let memory_plan = match (budget, meter.as_mut()) {
         (Some(b), Some(m)) => {
-            let probe_seed = lofi_rng::derive(config.seed, PROBE_STREAM);
-            let p = seeded(&device, probe_seed, || {
-                plan_memory(config, &schedule, &device, m, b)
+            let program = options.probe_program.as_deref().ok_or_else(|| {
+                TrainError::Measure(
+                    "a memory budget measures its probe steps in child processes, and \
+                     RunOptions::probe_program names no program to run them (lofi, or \
+                     lofi-train's lofi-probe)"
+                        .into(),
+                )
             })?;
+            let probe_seed = lofi_rng::derive(config.seed, PROBE_STREAM);
+            let p = plan_memory(config, &schedule, program, probe_seed, m.current()?, b)?;
             eprint!("{p}");
             run.write_json(MEMORY_PLAN, &p)?;
             Some(p)
@@ -493,6 +509,7 @@ fn run_training(
             max_duration: config.head.max_duration,
         },
         decode_ahead: !on_cpu,
+        subsets: data.subsets,
         skipped: data.skipped,
     };
     let model = match fit(
@@ -550,6 +567,7 @@ fn host_meter(
 
 /// The videos of a run: training, validation (when validating) and those already skipped.
 struct TrainingData {
+    subsets: PretrainSubsets,
     train: Vec<TrainVideo>,
     val: Vec<TrainVideo>,
     val_truth: Option<ValidationTruth>,
@@ -561,8 +579,18 @@ impl TrainingData {
         // `training` / `validation`, or THUMOS14's `Validation` / `Test` (the rule pre-training
         // follows too).
         let gt = lofi_video::ground_truth::GroundTruth::read(&paths.ground_truth)?;
-        let subsets = PretrainSubsets::choose(&gt, &paths.ground_truth, None, None)?;
+        let subsets = PretrainSubsets::choose(
+            &gt,
+            &paths.ground_truth,
+            config.train_subset.as_deref(),
+            config.val_subset.as_deref(),
+        )?;
         subsets.warn_segment_problems(&gt, &paths.ground_truth);
+        tracing::info!(
+            "training on subset {:?}, validating on {:?} (the run keeps its last epoch)",
+            subsets.train,
+            subsets.validation.as_deref().unwrap_or("(none)")
+        );
         let (train, mut failures) = subset_videos(
             &gt,
             &paths.ground_truth,
@@ -618,6 +646,7 @@ impl TrainingData {
         let mut skipped = FailureList::default();
         skipped.extend(failures);
         Ok(Self {
+            subsets,
             train,
             val,
             val_truth,
@@ -643,14 +672,27 @@ fn finish(
     let config = stage.config;
     let full = config.full_fidelity()?;
     let producer = Producer::new("train", config)?;
+    // Windows sit on stride features; whole videos are rescaled to L (the `sampling` key is
+    // only read with windows).
+    let (sampling, window_stride) = match config.temporal {
+        Temporal::Windows { window_stride } => (config.sampling, Some(window_stride)),
+        Temporal::Rescale => (Sampling::Rescale, None),
+    };
+    let subsets = RunSubsets {
+        train: stage.subsets.train.clone(),
+        evaluation: stage.subsets.validation.clone(),
+        selection: Some(LAST_EPOCH.into()),
+    };
     let encoder_card = ModelCard::new(
         ModelSpec::Encoder {
             arch: config.encoder.clone(),
             num_classes: None,
         },
-        lofi_head::model::video_input(Some(full.snippets), config.frames_per_snippet, full.size),
+        lofi_head::model::video_input(Some(full.snippets), config.frames_per_snippet, full.size)
+            .with_sampling(sampling, window_stride),
         producer.clone(),
-    );
+    )
+    .with_subsets(Some(subsets.clone()));
     let encoder = run.save_with_card(ENCODER, &encoder_card, |p| model.encoder.save(p))?;
     let channels = config.encoder.out_channels();
     let head_card = ModelCard::new(
@@ -659,9 +701,11 @@ fn finish(
             in_channels: channels,
             snippets: full.snippets,
         },
-        lofi_head::model::feature_input(full.snippets, channels, Normalization::None),
+        lofi_head::model::feature_input(full.snippets, channels, Normalization::None)
+            .with_sampling(sampling, window_stride),
         producer,
-    );
+    )
+    .with_subsets(Some(subsets));
     let head = run.save_with_card(HEAD, &head_card, |p| checkpoint::save(&model.head, p))?;
     let skipped = stage.skipped.into_vec();
     for f in &skipped {

@@ -8,7 +8,9 @@ use std::sync::OnceLock;
 use lofi_engine::metrics::{self, MetricsRecord, StepRecord};
 use lofi_model::{EncoderArch, EncoderKind, Precision};
 use lofi_train::config::FidelitySpec;
+use lofi_train::memory::{MemoryMeter, ProcMeter};
 use lofi_train::model::saved_run_parameters;
+use lofi_train::train::plan_memory;
 use lofi_train::{
     pretrain, train, PretrainConfig, PretrainData, PretrainPaths, RunOptions, ScheduleKind,
     TrainConfig, TrainOutcome, TrainPaths,
@@ -210,12 +212,20 @@ fn overfit(edit: impl Fn(&mut TrainConfig)) -> (TrainOutcome, tempfile::TempDir,
     edit(&mut config);
     let mut p = paths(&out, false);
     p.ground_truth = gt_path;
-    let outcome = train(&config, &p, &RunOptions::default()).expect("trains");
+    let outcome = train(&config, &p, &probing()).expect("trains");
     let losses: Vec<f64> = outcome.epochs.iter().map(|e| e.mean_loss).collect();
     assert!(losses.iter().all(|l| l.is_finite()), "{losses:?}");
     let first = losses[..3].iter().sum::<f64>() / 3.0;
     let last = losses[losses.len() - 3..].iter().sum::<f64>() / 3.0;
     (outcome, tmp, first, last)
+}
+
+/// Options whose memory probes run in this crate's `lofi-probe`.
+fn probing() -> RunOptions {
+    RunOptions {
+        probe_program: Some(PathBuf::from(env!("CARGO_BIN_EXE_lofi-probe"))),
+        ..RunOptions::default()
+    }
 }
 
 #[test]
@@ -226,6 +236,49 @@ fn a_tiny_overfit_run_lowers_its_loss_and_the_planner_plans() {
     assert_eq!(plan.fidelities.len(), 1);
     assert!(plan.fidelities[0].per_sample_bytes > 0 || plan.fidelities[0].fixed_bytes > 0);
     assert!(tmp.path().join("overfit/memory_plan.json").is_file());
+}
+
+/// The planner's probe numbers do not move with what other threads of the process do: the same
+/// probes with and without a thread beside them that allocates and frees in a sawtooth (and
+/// resets the process's peak, as another run's meter would) read the same bytes.
+#[test]
+fn the_planner_is_undisturbed_by_other_threads() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mut config = tiny(ScheduleKind::ShortCycle, 1);
+    config.full = FidelitySpec {
+        snippets: 8,
+        size: 32,
+    };
+    let schedule = config.fidelity_schedule().expect("schedule");
+    let program = PathBuf::from(env!("CARGO_BIN_EXE_lofi-probe"));
+    let budget = 1 << 40;
+    let quiet = plan_memory(&config, &schedule, &program, 7, 0, budget).expect("plans");
+    assert_eq!(quiet.probes.len(), 6, "3 fidelities x batches 1 and 2");
+    for p in &quiet.probes {
+        assert!(p.bytes > 0, "{p:?}");
+    }
+    let stop = AtomicBool::new(false);
+    let busy = std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut meter = ProcMeter::new().expect("meter");
+            let mut held: Vec<Vec<u8>> = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                // Up by 8 MiB at a time to 128 MiB, then everything freed at once.
+                held.push(vec![1u8; 8 << 20]);
+                std::hint::black_box(&held);
+                if held.len() == 16 {
+                    held.clear();
+                    meter.reset_peak().expect("reset");
+                }
+            }
+        });
+        let busy = plan_memory(&config, &schedule, &program, 7, 0, budget);
+        stop.store(true, Ordering::Relaxed);
+        busy
+    })
+    .expect("plans beside the sawtooth");
+    assert_eq!(quiet.probes, busy.probes);
+    assert_eq!(quiet.fidelities, busy.fidelities);
 }
 
 /// Mixed precision (bf16 encoder compute, f32 master weights) trains: the loss falls as in f32,
@@ -285,7 +338,7 @@ fn bad_inputs_fail_before_any_work() {
     assert!(!out.exists(), "nothing may be written for a bad config");
     let mut config = tiny(ScheduleKind::S, 1);
     config.memory_budget = Some("1MiB".into());
-    let err = train(&config, &paths(&out, false), &RunOptions::default()).expect_err("budget");
+    let err = train(&config, &paths(&out, false), &probing()).expect_err("budget");
     assert!(err.to_string().contains("cannot hold one video"), "{err}");
     let mut p = paths(&out, false);
     p.ground_truth = tmp.path().join("missing.json");

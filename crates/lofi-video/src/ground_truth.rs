@@ -210,6 +210,46 @@ impl GroundTruth {
             .filter(move |(_, e)| name.as_deref() == Some(e.subset.as_str()))
     }
 
+    /// The subsets to train on and to evaluate on, spelled as the file spells them: the one
+    /// rule of every stage (pre-training, `lofi train`, `lofi train-head`). Names given are looked
+    /// up in any letter case. Otherwise: `training` and `validation` (ActivityNet, HACS); a file
+    /// without `training` but with `validation` and `test` is THUMOS14's layout, whose common
+    /// practice trains on `Validation` and tests on `Test`, so it trains on `validation` and
+    /// evaluates on `test`. The error is a sentence for a message about the file.
+    pub fn choose_subsets(
+        &self,
+        train: Option<&str>,
+        evaluation: Option<&str>,
+    ) -> Result<(String, Option<String>), String> {
+        let find = |wanted: &str| -> Result<String, String> {
+            self.subset_name(wanted).map(str::to_owned).ok_or_else(|| {
+                format!(
+                    "no video of subset {wanted:?} (the file has: {})",
+                    self.describe_subsets()
+                )
+            })
+        };
+        let thumos = self.subset_name("training").is_none()
+            && self.subset_name("validation").is_some()
+            && self.subset_name("test").is_some();
+        let train = match train {
+            Some(name) => find(name)?,
+            None if thumos => find("validation")?,
+            None => find("training")?,
+        };
+        let evaluation = match evaluation {
+            Some(name) => Some(find(name)?),
+            None if thumos => self.subset_name("test").map(str::to_owned),
+            None => self.subset_name("validation").map(str::to_owned),
+        };
+        if evaluation.as_ref() == Some(&train) {
+            return Err(format!(
+                "subset {train:?} cannot be both trained on and evaluated on"
+            ));
+        }
+        Ok((train, evaluation))
+    }
+
     /// The subsets of the file with their video counts, as `"name" (N videos)` joined by
     /// commas (for messages).
     pub fn describe_subsets(&self) -> String {
@@ -324,6 +364,12 @@ pub(crate) fn name_list(ids: &[String]) -> String {
     text
 }
 
+/// Whether subset `name` is a test set (`test`, `testing`, in any letter case): no epoch may be
+/// chosen on it, or the test set would leak into the model.
+pub fn is_test_subset(name: &str) -> bool {
+    name.eq_ignore_ascii_case("test") || name.eq_ignore_ascii_case("testing")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -424,6 +470,44 @@ mod tests {
             Some(dir.path().join("def.mkv"))
         );
         assert_eq!(find_video(dir.path(), "zzz"), None);
+        Ok(())
+    }
+
+    #[test]
+    fn one_subset_rule_finds_thumos14s_layout_and_refuses_a_train_test_overlap() -> VideoResult<()>
+    {
+        let gt = |subsets: &[&str]| {
+            let db: Vec<String> = subsets
+                .iter()
+                .enumerate()
+                .map(|(i, s)| format!("\"v{i}\": {{\"subset\": \"{s}\", \"duration\": 5.0}}"))
+                .collect();
+            GroundTruth::from_slice(
+                format!("{{\"database\": {{{}}}}}", db.join(",")).as_bytes(),
+                Path::new("gt.json"),
+            )
+        };
+        let anet = gt(&["training", "validation", "testing"])?;
+        assert_eq!(
+            anet.choose_subsets(None, None),
+            Ok(("training".into(), Some("validation".into())))
+        );
+        let thumos = gt(&["Validation", "Test"])?;
+        assert_eq!(
+            thumos.choose_subsets(None, None),
+            Ok(("Validation".into(), Some("Test".into())))
+        );
+        assert_eq!(
+            thumos.choose_subsets(Some("VALIDATION"), Some("test")),
+            Ok(("Validation".into(), Some("Test".into())))
+        );
+        assert!(thumos.choose_subsets(Some("test"), Some("Test")).is_err());
+        let e = thumos
+            .choose_subsets(Some("training"), None)
+            .expect_err("none");
+        assert!(e.contains("\"Validation\" (1 videos)"), "{e}");
+        assert!(is_test_subset("Test") && is_test_subset("testing"));
+        assert!(!is_test_subset("validation") && !is_test_subset("Validation"));
         Ok(())
     }
 }

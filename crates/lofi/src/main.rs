@@ -64,6 +64,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // A child process started by `lofi train --memory-budget`'s planner runs one probe step and
+    // ends (lofi_train::probe).
+    if let Some(code) = lofi_train::probe::serve_if_child() {
+        return code;
+    }
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
     device::select(cli.device);

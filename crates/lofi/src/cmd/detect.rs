@@ -71,12 +71,14 @@ pub struct DetectArgs {
 pub fn run(args: DetectArgs) -> Result<()> {
     // Nothing is read from a feature folder that a writer is still writing.
     let _reading = lofi_engine::FolderLock::read(&args.features, "detect", args.wait)?;
-    let card = head_card_config(&args.head)?;
-    let subset = detection_subset(args.subset.as_deref(), args.preset, card.as_ref());
-    if let Some(trained) = card
+    let head_card = head_card(&args.head)?;
+    let subset = detection_subset(args.subset.as_deref(), args.preset, head_card.as_ref());
+    tracing::info!("detecting on subset {subset:?}");
+    let card = head_card.as_ref().map(|c| c.producer.config.clone());
+    if let Some(trained) = head_card
         .as_ref()
-        .and_then(|c| c.get("train_subset"))
-        .and_then(|v| v.as_str())
+        .and_then(|c| c.subsets.as_ref())
+        .map(|s| s.train.as_str())
         .filter(|t| t.eq_ignore_ascii_case(&subset))
     {
         tracing::warn!(
@@ -165,33 +167,32 @@ fn run_settings(head: &std::path::Path, card: Option<&serde_json::Value>) -> Res
     })
 }
 
-/// The settings of the run that produced the head (its card's `producer.config`), if it has a
-/// card.
-fn head_card_config(head: &std::path::Path) -> Result<Option<serde_json::Value>> {
+/// The card of the head (in a run folder or beside a weights file), if it has one.
+fn head_card(head: &std::path::Path) -> Result<Option<lofi_model::ModelCard>> {
     let weights = lofi_model::card::resolve_weights(head, lofi_head::model::files::HEAD)?;
-    Ok(lofi_model::ModelCard::read_beside(&weights)
-        .ok()
-        .flatten()
-        .map(|c| c.producer.config))
+    Ok(lofi_model::ModelCard::read_beside(&weights).ok().flatten())
 }
 
-/// The subset `lofi detect` runs on: the one asked for, else the preset's evaluation subset, else
-/// the head run's (`val_subset`), else `validation` (ActivityNet's).
+/// The subset `lofi detect` runs on, in the order of every stage: the one asked for, else the
+/// head card's evaluation subset (the run's resolved `val_subset`: `validation` for ActivityNet,
+/// `Test` for THUMOS14's layout), else the preset's, else `validation` (ActivityNet's).
 fn detection_subset(
     asked: Option<&str>,
     preset: Option<Preset>,
-    card: Option<&serde_json::Value>,
+    card: Option<&lofi_model::ModelCard>,
 ) -> String {
     if let Some(s) = asked {
         return s.to_string();
     }
-    if let Some(p) = preset {
-        return lofi_head::HeadConfig::preset(p).val_subset;
+    if let Some(e) = card
+        .and_then(|c| c.subsets.as_ref())
+        .and_then(|s| s.evaluation.clone())
+    {
+        return e;
     }
-    card.and_then(|c| c.get("val_subset"))
-        .and_then(|v| v.as_str())
-        .unwrap_or("validation")
-        .to_string()
+    preset
+        .and_then(|p| lofi_head::HeadConfig::preset(p).val_subset)
+        .unwrap_or_else(|| "validation".into())
 }
 
 #[cfg(test)]
@@ -199,20 +200,44 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_subset_comes_from_the_flag_then_the_preset_then_the_head_run() {
-        let thumos = serde_json::json!({"train_subset": "Validation", "val_subset": "Test"});
+    fn the_subset_comes_from_the_flag_then_the_head_card_then_the_preset() {
+        let card = |evaluation: Option<&str>| {
+            lofi_model::ModelCard::new(
+                lofi_model::ModelSpec::VideoClassifier {
+                    inputs: 2,
+                    hidden: 0,
+                },
+                lofi_head::model::feature_input(4, 1, lofi_model::Normalization::None),
+                lofi_model::Producer::new("train-head", &serde_json::json!({})).expect("p"),
+            )
+            .with_subsets(Some(lofi_model::card::RunSubsets {
+                train: "Validation".into(),
+                evaluation: evaluation.map(str::to_string),
+                selection: None,
+            }))
+        };
+        let thumos = card(Some("Test"));
         assert_eq!(
             detection_subset(Some("x"), Some(Preset::Thumos14), Some(&thumos)),
             "x"
         );
         assert_eq!(detection_subset(None, Some(Preset::Thumos14), None), "Test");
+        // The card before any preset's.
         assert_eq!(
             detection_subset(None, Some(Preset::Paper), Some(&thumos)),
-            "validation"
+            "Test"
+        );
+        assert_eq!(
+            detection_subset(None, Some(Preset::Tiny), Some(&thumos)),
+            "Test"
         );
         assert_eq!(detection_subset(None, None, Some(&thumos)), "Test");
         assert_eq!(
-            detection_subset(None, None, Some(&serde_json::json!({}))),
+            detection_subset(None, Some(Preset::Thumos14), Some(&card(None))),
+            "Test"
+        );
+        assert_eq!(
+            detection_subset(None, None, Some(&card(None))),
             "validation"
         );
         assert_eq!(detection_subset(None, None, None), "validation");

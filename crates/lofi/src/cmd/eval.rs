@@ -62,8 +62,9 @@ pub struct CommonArgs {
     /// Ground truth in the ActivityNet layout ({"database": {video: {subset, annotations}}}).
     #[arg(long, value_name = "GT.json")]
     ground_truth: PathBuf,
-    /// Subset to evaluate [default: the preset's, "validation" for ActivityNet]. Matched exactly,
-    /// then case-insensitively.
+    /// Subset to evaluate [default: the one the predictions were made on, as `lofi detect`
+    /// records it in the file (the head card's evaluation subset), else the preset's,
+    /// "validation" for ActivityNet]. Matched exactly, then case-insensitively.
     #[arg(long)]
     subset: Option<String>,
     /// tIoU thresholds as START:STOP:COUNT (numpy.linspace semantics).
@@ -93,7 +94,9 @@ pub struct CommonArgs {
 }
 
 impl CommonArgs {
-    fn ground_truth_options(&self) -> GroundTruthOptions {
+    /// The ground truth to evaluate `predictions` against: `--subset`, else the subset the file
+    /// records, else the preset's.
+    fn ground_truth_options(&self, predictions: &Path) -> GroundTruthOptions {
         let mut exclude_videos = self.exclude_video.clone();
         if self.drop_disputed {
             exclude_videos.extend(THUMOS14_DISPUTED_TEST_VIDEOS.iter().map(|v| v.to_string()));
@@ -102,11 +105,22 @@ impl CommonArgs {
         if self.drop_ambiguous {
             exclude_labels.push(THUMOS14_AMBIGUOUS_LABEL.to_string());
         }
+        let subset = match &self.subset {
+            Some(s) => s.clone(),
+            // A file that cannot be read is reported by the full read after the ground truth's.
+            None => match lofi_eval::recorded_subset(predictions).ok().flatten() {
+                Some(s) => {
+                    tracing::info!(
+                        "evaluating on subset {s:?}, the one {} was made on",
+                        predictions.display()
+                    );
+                    s
+                }
+                None => self.preset.subset().to_string(),
+            },
+        };
         GroundTruthOptions {
-            subset: self
-                .subset
-                .clone()
-                .unwrap_or_else(|| self.preset.subset().to_string()),
+            subset,
             exclude_videos,
             exclude_labels,
         }
@@ -172,7 +186,8 @@ pub fn run(command: EvalCommand) -> Result<()> {
 fn detection(args: DetectionArgs) -> Result<()> {
     let common = &args.common;
     let clock = std::time::Instant::now();
-    let truth = GroundTruth::from_path(&common.ground_truth, &common.ground_truth_options())?;
+    let options = common.ground_truth_options(&args.predictions);
+    let truth = GroundTruth::from_path(&common.ground_truth, &options)?;
     tracing::debug!(
         "read ground truth in {:.3} s",
         clock.elapsed().as_secs_f64()
@@ -323,7 +338,8 @@ fn analysis_table(analysis: &DetectionAnalysis) -> String {
 
 fn proposals(args: ProposalArgs) -> Result<()> {
     let common = &args.common;
-    let truth = GroundTruth::from_path(&common.ground_truth, &common.ground_truth_options())?;
+    let options = common.ground_truth_options(&args.proposals);
+    let truth = GroundTruth::from_path(&common.ground_truth, &options)?;
     let proposals = Predictions::from_path(&args.proposals, &truth, PredictionKind::Proposals)?;
     let options = ProposalOptions {
         max_avg_proposals: args.max_avg_proposals,

@@ -46,8 +46,8 @@ pub struct PretrainArgs {
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Starting settings when no config file is given.
-    #[arg(long, value_name = "NAME", default_value_t = Preset::Paper, long_help = super::preset_help())]
-    preset: Preset,
+    #[arg(long, value_name = "NAME", long_help = super::preset_help())]
+    preset: Option<Preset>,
     /// Override the config's number of epochs.
     #[arg(long)]
     epochs: Option<usize>,
@@ -69,7 +69,7 @@ pub fn run(args: PretrainArgs) -> Result<()> {
     let mut config: PretrainConfig = match (&args.config, args.resume && saved.is_file()) {
         (Some(path), _) => read_config(path)?,
         (None, true) => read_config(&saved)?,
-        (None, false) => PretrainConfig::preset(args.preset),
+        (None, false) => PretrainConfig::preset(args.preset.unwrap_or_default()),
     };
     if let Some(e) = args.epochs {
         config.epochs = e;

@@ -15,9 +15,9 @@ pub struct TrainArgs {
     /// run's own config.toml.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Starting settings when no config file is given.
-    #[arg(long, value_name = "NAME", default_value_t = Preset::Paper, long_help = super::preset_help())]
-    preset: Preset,
+    /// Settings when no config file is given [default: the built-in defaults, the paper's].
+    #[arg(long, value_name = "NAME", long_help = super::preset_help())]
+    preset: Option<Preset>,
     /// Dataset folder in the `lofi synth` layout (ground_truth.json + videos/).
     #[arg(long, value_name = "DIR", required_unless_present_all = ["ground_truth", "videos"])]
     data: Option<PathBuf>,
@@ -46,6 +46,14 @@ pub struct TrainArgs {
     /// Override the config's seed.
     #[arg(long)]
     seed: Option<u64>,
+    /// Subset to train on, in any letter case [default: `training`, or THUMOS14's `Validation`
+    /// when the file has no `training` but `Validation` and `Test`].
+    #[arg(long, value_name = "NAME")]
+    train_subset: Option<String>,
+    /// Subset to validate on, and the one later stages evaluate on [default: `validation`, or
+    /// THUMOS14's `Test`].
+    #[arg(long, value_name = "NAME")]
+    val_subset: Option<String>,
     /// Continue the run in --out from its last complete epoch.
     #[arg(long)]
     resume: bool,
@@ -68,7 +76,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let mut config: TrainConfig = match (&args.config, args.resume && saved.is_file()) {
         (Some(path), _) => read_config(path)?,
         (None, true) => read_config(&saved)?,
-        (None, false) => TrainConfig::preset(args.preset),
+        (None, false) => TrainConfig::preset(args.preset.unwrap_or_default()),
     };
     if let Some(kind) = args.schedule {
         config.schedule.kind = kind;
@@ -81,6 +89,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
     if args.memory_budget.is_some() {
         config.memory_budget = args.memory_budget.clone();
+    }
+    if args.train_subset.is_some() {
+        config.train_subset = args.train_subset.clone();
+    }
+    if args.val_subset.is_some() {
+        config.val_subset = args.val_subset.clone();
     }
     let data = args.data.clone().unwrap_or_default();
     let paths = TrainPaths {
@@ -107,6 +121,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
             progress: crate::progress::reporter(),
         },
         skip_missing_videos: args.skip_missing_videos,
+        // `lofi` serves the planner's probes itself (`main` calls `serve_if_child` first).
+        probe_program: std::env::current_exe().ok(),
     };
     let outcome = train(&config, &paths, &options)
         .with_context(|| format!("training into {} failed", args.out.display()))?;

@@ -27,8 +27,17 @@ pub struct TrainHeadArgs {
     #[arg(long, value_name = "head.toml")]
     config: Option<PathBuf>,
     /// Starting settings when no config file is given (the head sizes and recipe).
-    #[arg(long, value_name = "NAME", default_value_t = Preset::Paper, long_help = super::preset_help())]
-    preset: Preset,
+    #[arg(long, value_name = "NAME", long_help = super::preset_help())]
+    preset: Option<Preset>,
+    /// Subset to train on, in any letter case [default: the config's, else `training`, or
+    /// THUMOS14's `Validation` when the file has no `training` but `Validation` and `Test`].
+    #[arg(long, value_name = "NAME")]
+    train_subset: Option<String>,
+    /// Subset to validate on and choose the epoch on, and the one `detect` defaults to
+    /// [default: the config's, else `validation`, or THUMOS14's `Test`; a test set is never
+    /// validated on: the last epoch is kept].
+    #[arg(long, value_name = "NAME")]
+    val_subset: Option<String>,
     /// Temporal scale L (features are resampled to it, or cut into windows of L snippets)
     /// [default: the config file's, else the
     /// snippets of the features' index.json (what extract used), else the preset's].
@@ -89,7 +98,7 @@ pub fn run(args: TrainHeadArgs) -> Result<()> {
     let mut config = match file {
         Some(path) => HeadConfig::load(path)?,
         None => {
-            let mut config = HeadConfig::preset(args.preset);
+            let mut config = HeadConfig::preset(args.preset.unwrap_or_default());
             // The fidelity the features were extracted at, as their index records it.
             if let Some(index) = FeatureStore::open(&args.features)?.index {
                 if args.snippets.is_none() && index.snippets != config.snippets {
@@ -106,6 +115,12 @@ pub fn run(args: TrainHeadArgs) -> Result<()> {
     };
     if let Some(v) = args.snippets {
         config.snippets = v;
+    }
+    if args.train_subset.is_some() {
+        config.train_subset = args.train_subset.clone();
+    }
+    if args.val_subset.is_some() {
+        config.val_subset = args.val_subset.clone();
     }
     if let Some(v) = args.window_stride {
         config.temporal = Temporal::Windows { window_stride: v };
