@@ -258,8 +258,15 @@ fn a_thumos_layout_goes_through_every_stage_without_a_subset_flag() {
     assert_eq!(head["subsets"]["train"], "Validation");
     assert_eq!(head["subsets"]["evaluation"], "Test");
     assert_eq!(head["subsets"]["selection"], "last epoch", "{head}");
-    // No epoch was chosen on Test: no validation ran, no best epoch was recorded.
-    assert!(!p("head/best.json").exists());
+    // No epoch was chosen on Test: no validation ran, and best.json says the last epoch was
+    // kept, and why.
+    let best = card(&p("head/best.json"));
+    assert!(best["validation_loss"].is_null(), "{best}");
+    assert!(
+        best["rule"].as_str().is_some_and(|r| r.starts_with("last epoch")
+            && r.contains("\"Test\" is a test set")),
+        "{best}"
+    );
     let metrics = std::fs::read_to_string(p("head/metrics.jsonl")).expect("metrics");
     assert!(!metrics.contains("\"validation\""), "{metrics}");
 
