@@ -263,8 +263,9 @@ fn a_thumos_layout_goes_through_every_stage_without_a_subset_flag() {
     let best = card(&p("head/best.json"));
     assert!(best["validation_loss"].is_null(), "{best}");
     assert!(
-        best["rule"].as_str().is_some_and(|r| r.starts_with("last epoch")
-            && r.contains("\"Test\" is a test set")),
+        best["rule"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("last epoch") && r.contains("\"Test\" is a test set")),
         "{best}"
     );
     let metrics = std::fs::read_to_string(p("head/metrics.jsonl")).expect("metrics");
