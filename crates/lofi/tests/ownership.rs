@@ -110,6 +110,23 @@ fn no_command_changes_or_removes_a_users_files() {
     let mine = users_folder(&t.root, "mine");
     let before = snapshot(&mine);
     let out = s(&mine);
+    let extract = vec![
+        "extract",
+        "--ground-truth",
+        s(&gt),
+        "--videos",
+        s(&videos),
+        "--out",
+        out,
+        "--depth",
+        "18",
+        "--base-width",
+        "4",
+        "--snippets",
+        "4",
+        "--size",
+        "32",
+    ];
     let commands: Vec<(&str, Vec<&str>)> = vec![
         (
             "pretrain",
@@ -141,47 +158,10 @@ fn no_command_changes_or_removes_a_users_files() {
                 "1",
             ],
         ),
-        (
-            "extract",
-            vec![
-                "extract",
-                "--ground-truth",
-                s(&gt),
-                "--videos",
-                s(&videos),
-                "--out",
-                out,
-                "--depth",
-                "18",
-                "--base-width",
-                "4",
-                "--snippets",
-                "4",
-                "--size",
-                "32",
-            ],
-        ),
+        ("extract", extract.clone()),
         (
             "extract shard",
-            vec![
-                "extract",
-                "--ground-truth",
-                s(&gt),
-                "--videos",
-                s(&videos),
-                "--out",
-                out,
-                "--depth",
-                "18",
-                "--base-width",
-                "4",
-                "--snippets",
-                "4",
-                "--size",
-                "32",
-                "--shard",
-                "0/2",
-            ],
+            [&extract[..], &["--shard", "0/2"]].concat(),
         ),
         (
             "train-head",
