@@ -900,7 +900,8 @@ pub fn prepare(dir: &Path, plan: &OutputPlan, start: Start) -> EngineResult<Owne
         contents.is_empty() && !dir.join(RECORD_FILE).exists()
     };
     let mut record = Record::read(dir)?;
-    check_folder(dir, plan)?;
+    check_inputs(dir, plan)?;
+    check_kind(dir, plan, &record)?;
     let legacy = !record.exists() && dir.join(FINGERPRINT_FILE).is_file();
     let owner = Owner {
         dir: dir.to_path_buf(),
@@ -951,7 +952,12 @@ pub fn prepare(dir: &Path, plan: &OutputPlan, start: Start) -> EngineResult<Owne
 /// the message names the real problem.
 pub fn check_folder(dir: &Path, plan: &OutputPlan) -> EngineResult<()> {
     check_inputs(dir, plan)?;
-    let record = Record::read(dir)?;
+    check_kind(dir, plan, &Record::read(dir)?)
+}
+
+/// Refuses `dir` when `record` (or, without one, an older lofi's fingerprint) says it is a
+/// folder of another kind than `plan`'s.
+fn check_kind(dir: &Path, plan: &OutputPlan, record: &Record) -> EngineResult<()> {
     // A folder of a lofi older than the record: its fingerprint says lofi made it.
     if !record.exists() && dir.join(FINGERPRINT_FILE).is_file() {
         return check_legacy_kind(dir, plan.kind);

@@ -51,6 +51,29 @@ fn short_long_videos(root: &Path) -> Result<SynthConfig, Box<dyn std::error::Err
     Ok(synth)
 }
 
+/// Features of every video of `root` at one snippet every 4 frames, into `root/features`.
+fn extract_every_4_frames(root: &Path) -> TestResult {
+    let stride = Sampling::Stride {
+        stride_frames: Some(4),
+        stride_seconds: None,
+    };
+    extract(
+        &stride_extract(stride),
+        &inputs(root, "features", None),
+        &|_, _| {},
+    )?;
+    Ok(())
+}
+
+/// A tiny head on windows of 16 snippets every 8, anchors up to 8 snippets, 2 epochs.
+fn windows_head() -> HeadConfig {
+    let mut config = HeadConfig::tiny(16);
+    config.temporal = Temporal::Windows { window_stride: 8 };
+    config.head.max_duration = Some(8);
+    config.epochs = 2;
+    config
+}
+
 #[test]
 fn stride_features_have_one_row_per_stride_and_record_their_times() -> TestResult {
     let dir = tempfile::tempdir()?;
@@ -225,20 +248,9 @@ fn a_windows_head_detects_in_video_time() -> TestResult {
     let dir = tempfile::tempdir()?;
     let root = dir.path();
     short_long_videos(root)?;
-    let stride = Sampling::Stride {
-        stride_frames: Some(4),
-        stride_seconds: None,
-    };
-    extract(
-        &stride_extract(stride),
-        &inputs(root, "features", None),
-        &|_, _| {},
-    )?;
+    extract_every_4_frames(root)?;
     let gt = root.join("ground_truth.json");
-    let mut config = HeadConfig::tiny(16);
-    config.temporal = Temporal::Windows { window_stride: 8 };
-    config.head.max_duration = Some(8);
-    config.epochs = 2;
+    let mut config = windows_head();
     config.classifier.enabled = false;
     let run = root.join("head");
     let outcome = train_head(
@@ -352,19 +364,8 @@ fn no_usable_validation_window_keeps_the_last_epoch_and_says_why() -> TestResult
         }
     }
     std::fs::write(&gt_path, serde_json::to_vec(&gt)?)?;
-    let stride = Sampling::Stride {
-        stride_frames: Some(4),
-        stride_seconds: None,
-    };
-    extract(
-        &stride_extract(stride),
-        &inputs(root, "features", None),
-        &|_, _| {},
-    )?;
-    let mut config = HeadConfig::tiny(16);
-    config.temporal = Temporal::Windows { window_stride: 8 };
-    config.head.max_duration = Some(8);
-    config.epochs = 2;
+    extract_every_4_frames(root)?;
+    let mut config = windows_head();
     config.validate_every = 1;
     config.classifier.enabled = false;
     let run = root.join("head");
