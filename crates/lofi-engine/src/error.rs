@@ -81,6 +81,16 @@ pub enum EngineError {
     Stopped(usize),
 }
 
+impl From<lofi_files::FilesError> for EngineError {
+    fn from(e: lofi_files::FilesError) -> Self {
+        match e {
+            lofi_files::FilesError::Io { path, source } => Self::Io { path, source },
+            lofi_files::FilesError::Busy(message) => Self::RunDir(message),
+            lofi_files::FilesError::Format { path, message } => Self::Data { path, message },
+        }
+    }
+}
+
 impl EngineError {
     /// An I/O error on `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {

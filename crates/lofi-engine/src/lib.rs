@@ -27,7 +27,11 @@ pub mod checkpoint;
 pub mod error;
 pub mod fingerprint;
 pub mod fit;
-pub mod lock;
+/// Folder locks ([`lofi_files::lock`]), re-exported where the stages have always found them.
+pub mod lock {
+    pub use lofi_files::lock::*;
+    pub use lofi_files::FilesError;
+}
 pub mod memory;
 pub mod metrics;
 pub mod owned;

@@ -29,79 +29,17 @@
 //! lofi's, everything else stays foreign.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::error::{EngineError, EngineResult};
 use crate::fingerprint::{sha256_bytes, sha256_file, Fingerprint, FINGERPRINT_FILE};
-use crate::lock::LOCK_FILE;
+use lofi_files::lock::LOCK_FILE;
 
-/// File name of a folder's ownership record.
-pub const RECORD_FILE: &str = ".lofi-owned.jsonl";
-
-/// What a folder is, recorded once by the stage that made it; a stage of another kind never
-/// writes into it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum FolderKind {
-    /// `lofi pretrain`'s run.
-    Pretraining,
-    /// `lofi train`'s LoFi run.
-    Training,
-    /// `lofi train-head`'s run.
-    Head,
-    /// `lofi extract`'s feature folder.
-    Features,
-    /// `lofi demo`'s folder.
-    Demo,
-    /// `lofi synth`'s dataset.
-    Dataset,
-}
-
-impl FolderKind {
-    /// The kind in words, for messages ("a LoFi training run").
-    pub fn describe(self) -> &'static str {
-        match self {
-            Self::Pretraining => "a pre-training run (lofi pretrain)",
-            Self::Training => "a LoFi training run (lofi train)",
-            Self::Head => "a head run (lofi train-head)",
-            Self::Features => "a feature folder (lofi extract)",
-            Self::Demo => "a demo folder (lofi demo)",
-            Self::Dataset => "a synthetic dataset (lofi synth)",
-        }
-    }
-}
-
-/// One line of the record.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-enum Line {
-    /// The folder's kind, the lofi that made it, and whether that stage created the folder.
-    Folder {
-        kind: FolderKind,
-        lofi: String,
-        #[serde(default)]
-        created: bool,
-    },
-    /// A file written whole, path relative to the folder (`/`-separated); `single` for a
-    /// command's single output (detections, a plot) beside the folder's stage, which that
-    /// stage's `--overwrite` keeps.
-    File {
-        file: String,
-        sha256: String,
-        bytes: u64,
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-        single: bool,
-    },
-    /// An append-only metrics log ([`crate::metrics`]): lofi's while every line is a metrics
-    /// record.
-    Log { log: String },
-    /// A subfolder lofi created (removed on overwrite when nothing foreign is left in it).
-    Dir { dir: String },
-}
+use lofi_files::record::Line;
+pub use lofi_files::record::{FolderKind, RECORD_FILE};
 
 /// What the record says of one path (its latest line).
 #[derive(Debug, Clone, PartialEq)]
@@ -130,33 +68,14 @@ pub struct Record {
 impl Record {
     /// Reads the record of `dir`; a folder without one gives an empty record.
     pub fn read(dir: &Path) -> EngineResult<Self> {
-        let path = dir.join(RECORD_FILE);
         let mut record = Self {
             dir: dir.to_path_buf(),
             ..Self::default()
         };
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(record),
-            Err(e) => return Err(EngineError::io(&path, e)),
-        };
-        record.present = true;
-        let complete = text.ends_with('\n');
-        let lines: Vec<&str> = text.lines().collect();
-        for (i, line) in lines.iter().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            match serde_json::from_str::<Line>(line) {
-                Ok(l) => record.apply(l),
-                // A torn last line: the file it was about is treated as foreign.
-                Err(_) if i + 1 == lines.len() && !complete => {}
-                Err(e) => {
-                    return Err(EngineError::data(
-                        &path,
-                        format!("line {}: not a lofi ownership record: {e}", i + 1),
-                    ))
-                }
+        if let Some(lines) = lofi_files::record::read(dir)? {
+            record.present = true;
+            for line in lines {
+                record.apply(line);
             }
         }
         Ok(record)
@@ -218,20 +137,7 @@ impl Record {
             None => Ok(false),
             Some(Entry::Dir) => Ok(path.is_dir()),
             Some(Entry::Log) => Ok(path.is_file() && crate::metrics::read(&path).is_ok()),
-            Some(Entry::File { versions, .. }) => {
-                let meta = match std::fs::symlink_metadata(&path) {
-                    Ok(m) => m,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-                    Err(e) => return Err(EngineError::io(&path, e)),
-                };
-                if !meta.is_file() || !versions.iter().any(|(_, b)| *b == meta.len()) {
-                    return Ok(false);
-                }
-                let sha256 = sha256_file(&path)?;
-                Ok(versions
-                    .iter()
-                    .any(|(h, b)| *b == meta.len() && *h == sha256))
-            }
+            Some(Entry::File { versions, .. }) => Ok(lofi_files::record::holds(&path, versions)?),
         }
     }
 
@@ -296,19 +202,7 @@ impl Owner {
     }
 
     fn append(&self, line: Line) -> EngineResult<()> {
-        let path = self.dir.join(RECORD_FILE);
-        let mut text = serde_json::to_string(&line)
-            .map_err(|e| EngineError::data(&path, format!("cannot serialise: {e}")))?;
-        text.push('\n');
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| EngineError::io(&path, e))?;
-        // One write of the whole line: appends of other processes (shards) never interleave
-        // inside it.
-        file.write_all(text.as_bytes())
-            .map_err(|e| EngineError::io(&path, e))?;
+        lofi_files::record::append(&self.dir, &line)?;
         self.with_record(|r| {
             r.present = true;
             r.apply(line);
@@ -322,11 +216,7 @@ impl Owner {
         if self.with_record(|r| r.kind.is_some()) {
             return Ok(());
         }
-        self.append(Line::Folder {
-            kind,
-            lofi: env!("CARGO_PKG_VERSION").to_string(),
-            created,
-        })
+        self.append(Line::folder(kind, created))
     }
 
     /// Writes `bytes` to `rel` atomically and records them; refuses a foreign file there.
@@ -597,24 +487,12 @@ impl Owner {
         let kind = record.kind;
         let path = self.dir.join(RECORD_FILE);
         let header = match kind {
-            Some(kind) => {
-                serde_json::to_string(&Line::Folder {
-                    kind,
-                    lofi: env!("CARGO_PKG_VERSION").to_string(),
-                    created: record.created,
-                })
-                .map_err(|e| EngineError::data(&path, e.to_string()))?
-                    + "\n"
-            }
+            Some(kind) => Line::folder(kind, record.created).to_text(&path)?,
             None => String::new(),
         };
         let mut text = header;
         for line in singles {
-            text.push_str(
-                &serde_json::to_string(&line)
-                    .map_err(|e| EngineError::data(&path, e.to_string()))?,
-            );
-            text.push('\n');
+            text.push_str(&line.to_text(&path)?);
         }
         lofi_eval::write_atomic(&path, text.as_bytes()).map_err(|e| EngineError::io(&path, e))?;
         let fresh = Record::read(&self.dir)?;
@@ -1400,6 +1278,7 @@ mod tests {
         let dir = t.path();
         let owner = prepare(dir, &plan(), Start::Continue)?;
         owner.write("summary.json", b"{}\n")?;
+        use std::io::Write;
         let mut f = std::fs::OpenOptions::new()
             .append(true)
             .open(dir.join(RECORD_FILE))

@@ -55,6 +55,12 @@ pub enum HeadError {
     Eval(#[from] lofi_eval::EvalError),
 }
 
+impl From<lofi_engine::lock::FilesError> for HeadError {
+    fn from(e: lofi_engine::lock::FilesError) -> Self {
+        Self::Engine(e.into())
+    }
+}
+
 impl HeadError {
     /// An I/O error on `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {

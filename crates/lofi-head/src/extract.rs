@@ -913,15 +913,15 @@ pub fn verify(dir: &Path, ground_truth: &Path, subset: Option<&str>) -> Result<V
     // Writers of the folder are excluded while it is checked; a read-only folder has none.
     let _lock = match FolderLock::exclusive(dir, "verification") {
         Ok(lock) => Some(lock),
-        Err(lofi_engine::EngineError::Io { source, .. })
+        Err(e)
             if matches!(
-                source.kind(),
-                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+                e.io_kind(),
+                Some(std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem)
             ) =>
         {
             None
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(lofi_engine::EngineError::from(e).into()),
     };
     let (settings, recorded, _) = read_indexes(dir)?;
     let stride = settings.as_ref().is_some_and(|s| !s.sampling.is_rescale());

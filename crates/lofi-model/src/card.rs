@@ -805,6 +805,37 @@ pub fn encoder_mismatch(
     })
 }
 
+/// After weights failed to load under a card that agrees with the request: what the file's
+/// tensors say it holds against what its card says (a card edited by hand keeps its weights'
+/// hash), in one line; `None` when the shapes tell no difference.
+pub fn card_contradiction(path: &Path) -> Option<ModelError> {
+    let card = ModelCard::read_beside(path).ok()??;
+    let ModelSpec::Encoder { arch, num_classes } = &card.model else {
+        return None;
+    };
+    let found = inspect_encoder(path)?;
+    if found.matches(arch, *num_classes) {
+        return None;
+    }
+    let name = |p: &Path| {
+        p.file_name().map_or_else(
+            || p.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        )
+    };
+    Some(ModelError::ArchMismatch {
+        path: path.to_path_buf(),
+        message: format!(
+            "{} holds a {found} (by its tensor shapes), but its card {} says a {}: the card does \
+             not describe these weights (edited by hand?); restore the card the run wrote, or \
+             remove it and give the architecture explicitly",
+            name(path),
+            card_path(path).display(),
+            describe_encoder(arch, *num_classes)
+        ),
+    })
+}
+
 /// Whether two encoders have the same tensors (the sizes that shape the weights).
 pub fn same_weights(
     a: &EncoderArch,
@@ -1016,6 +1047,30 @@ mod tests {
             .to_string();
         assert!(msg.contains("its card"), "{msg}");
         assert!(tsm.load(Some(3), &path, &device).is_ok());
+
+        // A card edited to another width (its weights hash still holds): the file's shapes
+        // against the card's word, one line, before and after the card is believed.
+        let mut lying = ModelCard::read_beside(&path).expect("read").expect("card");
+        lying.model = ModelSpec::Encoder {
+            arch: wide.clone(),
+            num_classes: Some(3),
+        };
+        std::fs::write(
+            card_path(&path),
+            serde_json::to_string(&lying).expect("json"),
+        )
+        .expect("card edited");
+        let msg = wide
+            .load(Some(3), &path, &device)
+            .expect_err("the card lies")
+            .to_string();
+        assert!(
+            msg.contains("classifier.bpk holds a TSM-R18 width 4 with 3 classes (by its tensor shapes), but its card")
+                && msg.contains("says a TSM-R18 width 64 with 3 classes"),
+            "{msg}"
+        );
+        assert!(msg.len() < 500 && !msg.contains('\n'), "{msg}");
+        card.write_beside(&path).expect("card restored");
 
         // A PyTorch-layout safetensors of width 8 read as width 4.
         let st = dir.path().join("torchvision.safetensors");

@@ -241,7 +241,9 @@ impl EncoderArch {
         }
         encoder.load_file(path).map_err(|e| match e {
             ModelError::KeyMismatch { .. } | ModelError::Checkpoint { .. } if path.is_file() => {
-                crate::card::encoder_mismatch(path, self, num_classes).unwrap_or(e)
+                crate::card::encoder_mismatch(path, self, num_classes)
+                    .or_else(|| crate::card::card_contradiction(path))
+                    .unwrap_or(e)
             }
             e => e,
         })

@@ -63,7 +63,7 @@ fn key_summary(unused: &[String], missing: &[String], errors: &[String]) -> Stri
         parts.push(list("model parameters missing from the file", missing));
     }
     if !errors.is_empty() {
-        parts.push(list("other errors", errors));
+        parts.push(list("tensors that do not fit", errors));
     }
     parts.join("; ")
 }

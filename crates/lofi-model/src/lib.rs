@@ -40,7 +40,8 @@ pub mod error;
 pub mod fastbn;
 pub mod fastconv;
 pub mod gtad;
-pub mod hash;
+/// SHA-256 of files and bytes ([`lofi_files::hash`]).
+pub use lofi_files::hash;
 pub mod import;
 pub mod kernel_cache;
 pub mod loss;

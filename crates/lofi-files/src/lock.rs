@@ -24,7 +24,7 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use crate::error::{EngineError, EngineResult};
+use crate::error::{FilesError, FilesResult};
 
 /// Name of the lock file of a folder.
 pub const LOCK_FILE: &str = ".lofi-lock";
@@ -42,15 +42,15 @@ pub struct FolderLock {
 impl FolderLock {
     /// Takes the exclusive lock of `dir` (created if needed) for `what` (a stage's name, for
     /// messages), or fails naming the process that holds it.
-    pub fn exclusive(dir: &Path, what: &str) -> EngineResult<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| EngineError::io(dir, e))?;
+    pub fn exclusive(dir: &Path, what: &str) -> FilesResult<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| FilesError::io(dir, e))?;
         Self::hold(&dir.join(LOCK_FILE), dir, what, None)
     }
 
     /// Takes shard `index` of `count`'s lock of `dir`: the folder's lock shared (other shards may
     /// hold it too; an unsharded run may not) and the shard's own lock exclusively.
-    pub fn shard(dir: &Path, what: &str, index: usize, count: usize) -> EngineResult<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| EngineError::io(dir, e))?;
+    pub fn shard(dir: &Path, what: &str, index: usize, count: usize) -> FilesResult<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| FilesError::io(dir, e))?;
         let folder_path = dir.join(LOCK_FILE);
         let folder = open(&folder_path)?;
         match folder.try_lock_shared() {
@@ -58,7 +58,7 @@ impl FolderLock {
             Err(TryLockError::WouldBlock) => {
                 return Err(busy(dir, what, &describe_holder(&folder_path)));
             }
-            Err(TryLockError::Error(e)) => return Err(EngineError::io(&folder_path, e)),
+            Err(TryLockError::Error(e)) => return Err(FilesError::io(&folder_path, e)),
         }
         let own = dir.join(format!("{LOCK_FILE}.shard-{index}-of-{count}"));
         Self::hold(&own, dir, what, Some(folder))
@@ -67,10 +67,10 @@ impl FolderLock {
     /// Waits for, then takes, the folder's short claiming lock: processes that share a folder
     /// (shards) check and record their claim one at a time, so each sees what the others
     /// recorded. Held only while claiming; released when dropped.
-    pub fn claiming(dir: &Path) -> EngineResult<ClaimLock> {
+    pub fn claiming(dir: &Path) -> FilesResult<ClaimLock> {
         let path = dir.join(format!("{LOCK_FILE}.claim"));
         let file = open(&path)?;
-        file.lock().map_err(|e| EngineError::io(&path, e))?;
+        file.lock().map_err(|e| FilesError::io(&path, e))?;
         Ok(ClaimLock { file })
     }
 
@@ -79,7 +79,7 @@ impl FolderLock {
     /// indexes) or one of its shards, naming that process; with `wait`, waits for it instead.
     /// Holding the folder's lock shared keeps an unsharded writer out for as long as the reader
     /// runs. A folder no lofi process ever wrote (no lock file) needs no lock: `None`.
-    pub fn read(dir: &Path, what: &str, wait: bool) -> EngineResult<Option<ReadLock>> {
+    pub fn read(dir: &Path, what: &str, wait: bool) -> FilesResult<Option<ReadLock>> {
         let path = dir.join(LOCK_FILE);
         if !path.is_file() {
             return Ok(None);
@@ -99,7 +99,7 @@ impl FolderLock {
                     std::thread::sleep(std::time::Duration::from_millis(500));
                 }
                 Err(holder) => {
-                    return Err(EngineError::RunDir(format!(
+                    return Err(FilesError::Busy(format!(
                         "{} is being written by another lofi process ({holder}); {what} does not \
                          read a folder that is still being written: let that process finish, \
                          or pass --wait to wait for it",
@@ -110,18 +110,29 @@ impl FolderLock {
         }
     }
 
-    fn hold(path: &Path, dir: &Path, what: &str, shared: Option<File>) -> EngineResult<Self> {
+    /// The lofi process writing `dir` now (the folder, or one of its shards), as its lock line
+    /// names it; `None` when none is. Takes nothing: for a reader that checks once and then
+    /// relies on the hashes it reads against (the Python package's `FeatureFolder`).
+    pub fn writer_of(dir: &Path) -> FilesResult<Option<String>> {
+        let path = dir.join(LOCK_FILE);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        Ok(try_read(dir, &path)?.err())
+    }
+
+    fn hold(path: &Path, dir: &Path, what: &str, shared: Option<File>) -> FilesResult<Self> {
         let mut file = open(path)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
                 return Err(busy(dir, what, &describe_holder(path)));
             }
-            Err(TryLockError::Error(e)) => return Err(EngineError::io(path, e)),
+            Err(TryLockError::Error(e)) => return Err(FilesError::io(path, e)),
         }
         let mut previous = String::new();
         file.read_to_string(&mut previous)
-            .map_err(|e| EngineError::io(path, e))?;
+            .map_err(|e| FilesError::io(path, e))?;
         let previous = previous.trim();
         if !previous.is_empty() {
             tracing::warn!(
@@ -136,12 +147,12 @@ impl FolderLock {
             );
         }
         let me = holder_line();
-        file.set_len(0).map_err(|e| EngineError::io(path, e))?;
+        file.set_len(0).map_err(|e| FilesError::io(path, e))?;
         file.seek(SeekFrom::Start(0))
-            .map_err(|e| EngineError::io(path, e))?;
+            .map_err(|e| FilesError::io(path, e))?;
         file.write_all(me.as_bytes())
             .and_then(|()| file.flush())
-            .map_err(|e| EngineError::io(path, e))?;
+            .map_err(|e| FilesError::io(path, e))?;
         Ok(Self {
             file,
             path: path.to_path_buf(),
@@ -162,17 +173,17 @@ pub struct ReadLock {
 }
 
 /// The reader's lock of `dir` (lock file `path`), or the holder of a writer's lock.
-fn try_read(dir: &Path, path: &Path) -> EngineResult<Result<ReadLock, String>> {
-    let file = File::open(path).map_err(|e| EngineError::io(path, e))?;
+fn try_read(dir: &Path, path: &Path) -> FilesResult<Result<ReadLock, String>> {
+    let file = File::open(path).map_err(|e| FilesError::io(path, e))?;
     match file.try_lock_shared() {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => return Ok(Err(describe_holder(path))),
-        Err(TryLockError::Error(e)) => return Err(EngineError::io(path, e)),
+        Err(TryLockError::Error(e)) => return Err(FilesError::io(path, e)),
     }
     // Shards hold the folder's lock shared, as a reader does: each shard's own lock tells.
     let shard_prefix = format!("{LOCK_FILE}.shard-");
-    for entry in std::fs::read_dir(dir).map_err(|e| EngineError::io(dir, e))? {
-        let entry = entry.map_err(|e| EngineError::io(dir, e))?;
+    for entry in std::fs::read_dir(dir).map_err(|e| FilesError::io(dir, e))? {
+        let entry = entry.map_err(|e| FilesError::io(dir, e))?;
         if !entry
             .file_name()
             .to_string_lossy()
@@ -181,13 +192,13 @@ fn try_read(dir: &Path, path: &Path) -> EngineResult<Result<ReadLock, String>> {
             continue;
         }
         let shard_path = entry.path();
-        let shard = File::open(&shard_path).map_err(|e| EngineError::io(&shard_path, e))?;
+        let shard = File::open(&shard_path).map_err(|e| FilesError::io(&shard_path, e))?;
         match shard.try_lock() {
             Ok(()) => {
                 let _ = shard.unlock();
             }
             Err(TryLockError::WouldBlock) => return Ok(Err(describe_holder(&shard_path))),
-            Err(TryLockError::Error(e)) => return Err(EngineError::io(&shard_path, e)),
+            Err(TryLockError::Error(e)) => return Err(FilesError::io(&shard_path, e)),
         }
     }
     Ok(Ok(ReadLock { _file: file }))
@@ -217,7 +228,7 @@ impl Drop for FolderLock {
 /// Opens (or creates) a lock file. In a folder its group may write (a shared project folder), the
 /// lock file is made group-writable too, so that the next member of the group can take it; a lock
 /// file this user may not open is an error naming who wrote it last.
-fn open(path: &Path) -> EngineResult<File> {
+fn open(path: &Path) -> FilesResult<File> {
     let existed = path.exists();
     let file = match OpenOptions::new()
         .read(true)
@@ -235,7 +246,7 @@ fn open(path: &Path) -> EngineResult<File> {
             };
             // Still a permission error (a read-only folder is one, which `--verify` accepts),
             // with what a person needs to know.
-            return Err(EngineError::io(
+            return Err(FilesError::io(
                 path,
                 std::io::Error::new(
                     e.kind(),
@@ -247,7 +258,7 @@ fn open(path: &Path) -> EngineResult<File> {
                 ),
             ));
         }
-        Err(e) => return Err(EngineError::io(path, e)),
+        Err(e) => return Err(FilesError::io(path, e)),
     };
     #[cfg(unix)]
     if !existed {
@@ -267,8 +278,8 @@ fn open(path: &Path) -> EngineResult<File> {
     Ok(file)
 }
 
-fn busy(dir: &Path, what: &str, holder: &str) -> EngineError {
-    EngineError::RunDir(format!(
+fn busy(dir: &Path, what: &str, holder: &str) -> FilesError {
+    FilesError::Busy(format!(
         "{} is in use by another lofi process ({holder}); {what} waits for no one: let that \
          process finish or stop it, or choose another --out",
         dir.display()
@@ -313,8 +324,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_second_holder_is_refused_and_named_until_the_first_lets_go() -> EngineResult<()> {
-        let tmp = tempfile::tempdir().map_err(|e| EngineError::io("tmp", e))?;
+    fn a_second_holder_is_refused_and_named_until_the_first_lets_go() -> FilesResult<()> {
+        let tmp = tempfile::tempdir().map_err(|e| FilesError::io("tmp", e))?;
         let dir = tmp.path().join("run");
         let first = FolderLock::exclusive(&dir, "training")?;
         // A second open of the file is its own lock holder, as another process would be.
@@ -335,8 +346,8 @@ mod tests {
     }
 
     #[test]
-    fn shards_coexist_but_exclude_their_twin_and_the_unsharded_run() -> EngineResult<()> {
-        let tmp = tempfile::tempdir().map_err(|e| EngineError::io("tmp", e))?;
+    fn shards_coexist_but_exclude_their_twin_and_the_unsharded_run() -> FilesResult<()> {
+        let tmp = tempfile::tempdir().map_err(|e| FilesError::io("tmp", e))?;
         let dir = tmp.path();
         let a = FolderLock::shard(dir, "extraction", 0, 2)?;
         let _b = FolderLock::shard(dir, "extraction", 1, 2)?;
@@ -348,19 +359,19 @@ mod tests {
     }
 
     #[test]
-    fn a_dead_holder_line_is_a_stale_lock_that_is_taken_over() -> EngineResult<()> {
-        let tmp = tempfile::tempdir().map_err(|e| EngineError::io("tmp", e))?;
+    fn a_dead_holder_line_is_a_stale_lock_that_is_taken_over() -> FilesResult<()> {
+        let tmp = tempfile::tempdir().map_err(|e| FilesError::io("tmp", e))?;
         let dir = tmp.path();
         // What a killed process leaves: its line, and no lock (the kernel released it).
         std::fs::write(
             dir.join(LOCK_FILE),
             "pid 4294967 on h, started 1 (unix time): lofi",
         )
-        .map_err(|e| EngineError::io("w", e))?;
+        .map_err(|e| FilesError::io("w", e))?;
         assert!(!holder_alive("pid 4294967 on h"));
         assert!(holder_alive(&holder_line()));
         let lock = FolderLock::exclusive(dir, "training")?;
-        let line = std::fs::read_to_string(lock.path()).map_err(|e| EngineError::io("r", e))?;
+        let line = std::fs::read_to_string(lock.path()).map_err(|e| FilesError::io("r", e))?;
         assert!(
             line.starts_with(&format!("pid {} ", std::process::id())),
             "{line}"
@@ -369,8 +380,8 @@ mod tests {
     }
 
     #[test]
-    fn a_reader_is_refused_while_the_folder_or_a_shard_is_written() -> EngineResult<()> {
-        let tmp = tempfile::tempdir().map_err(|e| EngineError::io("tmp", e))?;
+    fn a_reader_is_refused_while_the_folder_or_a_shard_is_written() -> FilesResult<()> {
+        let tmp = tempfile::tempdir().map_err(|e| FilesError::io("tmp", e))?;
         let dir = tmp.path();
         // Never written by lofi: nothing to wait for.
         assert!(FolderLock::read(dir, "detect", false)?.is_none());
@@ -388,7 +399,9 @@ mod tests {
             e.to_string().contains(&pid) && e.to_string().contains("--wait"),
             "{e}"
         );
+        assert!(FolderLock::writer_of(dir)?.is_some_and(|w| w.contains(&pid)));
         drop(shard);
+        assert_eq!(FolderLock::writer_of(dir)?, None);
         let reader = FolderLock::read(dir, "detect", false)?.expect("a lock file exists");
         // While it reads, no unsharded writer starts.
         assert!(FolderLock::exclusive(dir, "extraction").is_err());
