@@ -14,9 +14,10 @@
 //! records neither (snippet `i` of `L` covers `[i D / L, (i + 1) D / L)`) and reads as before.
 
 use crate::error::{EvalError, Result};
+use crate::npy::{self, Array2};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Name of the index file of a feature folder.
 pub const INDEX_FILE: &str = "index.json";
@@ -41,6 +42,22 @@ pub struct IndexEntry {
 }
 
 impl IndexEntry {
+    /// Checks that this entry may be read as video `id`'s: every lofi writer names a video's
+    /// file `<id>.npy` inside the folder, so an entry naming a path elsewhere (`../x.npy`, a
+    /// subfolder) or another video's file is refused, naming both.
+    pub fn check_file(&self, id: &str) -> std::result::Result<(), String> {
+        let own = format!("{id}.npy");
+        if self.file == own && !id.contains(['/', '\\']) && id != "." && id != ".." {
+            return Ok(());
+        }
+        Err(format!(
+            "the index names file {:?} for it, but lofi reads a video's features only from \
+             <id>.npy inside the folder ({own:?}): the index was edited or belongs to another \
+             folder",
+            self.file
+        ))
+    }
+
     /// Seconds per snippet: the recorded stride, or `duration / L` for a rescale extraction.
     pub fn step(&self) -> f64 {
         self.snippet_seconds
@@ -118,6 +135,101 @@ impl Sampling {
             Self::Stride { .. } => None,
         }
     }
+}
+
+/// Why one video's features could not be read; the message names the video and the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeatureReadError {
+    /// The video.
+    pub id: String,
+    /// The file read (or looked for).
+    pub path: PathBuf,
+    /// What is wrong.
+    pub problem: String,
+}
+
+impl std::fmt::Display for FeatureReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "features of video {:?} ({}): {}",
+            self.id,
+            self.path.display(),
+            self.problem
+        )
+    }
+}
+
+impl std::error::Error for FeatureReadError {}
+
+/// Checks the bytes of one feature file and decodes them: the SHA-256 the index recorded for
+/// them (where it has one), a 2-D `.npy` array, the index's shape, finite values. Returns the
+/// `[T, C]` array; the error is the problem alone (callers name the video and file).
+pub fn check_bytes(
+    bytes: &[u8],
+    entry: Option<&IndexEntry>,
+) -> std::result::Result<Array2, String> {
+    if let Some(want) = entry.and_then(|e| e.sha256.as_ref()) {
+        let found = lofi_files::hash::sha256_bytes(bytes);
+        if *want != found {
+            return Err(format!(
+                "its bytes differ from what the index recorded (recorded {want}, found \
+                 {found}): changed since it was written, or written by another extraction"
+            ));
+        }
+    }
+    let array = npy::parse_2d(bytes).map_err(|e| e.0)?;
+    if array.rows == 0 || array.cols == 0 {
+        return Err(format!("empty array [{}, {}]", array.rows, array.cols));
+    }
+    if let Some(entry) = entry {
+        if entry.shape != [array.rows, array.cols] {
+            return Err(format!(
+                "shape [{}, {}] differs from the index's {:?}",
+                array.rows, array.cols, entry.shape
+            ));
+        }
+    }
+    if let Some(i) = array.data.iter().position(|v| !v.is_finite()) {
+        return Err(format!(
+            "value at time step {}, channel {} is {} (not finite)",
+            i / array.cols,
+            i % array.cols,
+            array.data[i]
+        ));
+    }
+    Ok(array)
+}
+
+/// Reads video `id`'s features as the folder's index describes them, checked: the entry names
+/// `<id>.npy` inside `folder` ([`IndexEntry::check_file`]), and the bytes, read once, pass
+/// [`check_bytes`]. The one reader of indexed feature folders: `lofi train-head`, `lofi detect`
+/// and the Python package all read through it.
+pub fn read_indexed(
+    folder: &Path,
+    id: &str,
+    entry: &IndexEntry,
+) -> std::result::Result<Array2, FeatureReadError> {
+    let fail = |path: PathBuf, problem: String| FeatureReadError {
+        id: id.to_string(),
+        path,
+        problem,
+    };
+    entry
+        .check_file(id)
+        .map_err(|p| fail(folder.join(INDEX_FILE), p))?;
+    let path = folder.join(&entry.file);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(fail(
+                path,
+                "no feature file: the folder's index lists it, but the file is not there".into(),
+            ))
+        }
+        Err(e) => return Err(fail(path, format!("cannot read: {e}"))),
+    };
+    check_bytes(&bytes, Some(entry)).map_err(|p| fail(path, p))
 }
 
 /// Number of snippets a stride of `step` seconds puts on a video of `duration` seconds: enough to
@@ -269,5 +381,58 @@ mod tests {
         let e = serde_json::from_str::<Sampling>(r#"{"mode": "stride", "stride": 4}"#)
             .expect_err("unknown key");
         assert!(e.to_string().contains("stride"), "{e}");
+    }
+
+    #[test]
+    fn the_checked_reader_reads_only_the_videos_own_recorded_bytes() {
+        let dir = std::env::temp_dir().join(format!("lofi-read-indexed-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let write = |name: &str, data: &[f32]| {
+            let bytes = npy::encode_f32_2d(2, 2, data).expect("encode");
+            std::fs::write(dir.join(name), &bytes).expect("write");
+            bytes
+        };
+        let a = write("a.npy", &[1.0, 2.0, 3.0, 4.0]);
+        write("b.npy", &[5.0, 6.0, 7.0, 8.0]);
+        let entry = |file: &str, bytes: &[u8]| IndexEntry {
+            file: file.into(),
+            duration: 2.0,
+            shape: [2, 2],
+            sha256: Some(lofi_files::hash::sha256_bytes(bytes)),
+            snippet_seconds: None,
+        };
+        let good = entry("a.npy", &a);
+        let read = read_indexed(&dir, "a", &good).expect("its own file");
+        assert_eq!(read.data, vec![1.0, 2.0, 3.0, 4.0]);
+        let problem =
+            |id: &str, e: &IndexEntry| read_indexed(&dir, id, e).expect_err("refused").to_string();
+        // Another video's file, a path outside the folder, a subfolder.
+        for file in ["b.npy", "../a.npy", "sub/a.npy", "/tmp/a.npy"] {
+            let message = problem("a", &entry(file, &a));
+            assert!(
+                message.contains("features of video \"a\"")
+                    && message.contains(&format!("{file:?}"))
+                    && message.contains("\"a.npy\""),
+                "{message}"
+            );
+        }
+        // Bytes other than the recorded ones (the other video's file copied over).
+        std::fs::copy(dir.join("b.npy"), dir.join("a.npy")).expect("copy");
+        let message = problem("a", &good);
+        assert!(
+            message.contains("a.npy") && message.contains("differ from what the index recorded"),
+            "{message}"
+        );
+        std::fs::remove_file(dir.join("a.npy")).expect("remove");
+        assert!(problem("a", &good).contains("the file is not there"));
+        // Without a recorded hash, shape and values are still checked.
+        write("a.npy", &[1.0, f32::NAN, 3.0, 4.0]);
+        let mut unhashed = good.clone();
+        unhashed.sha256 = None;
+        assert!(problem("a", &unhashed).contains("time step 0, channel 1 is NaN"));
+        unhashed.shape = [3, 2];
+        write("a.npy", &[1.0, 2.0, 3.0, 4.0]);
+        assert!(problem("a", &unhashed).contains("differs from the index's [3, 2]"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -1,7 +1,7 @@
 //! Evaluation of temporal action localization, exact to the official ActivityNet protocol.
 //!
 //! Every number lofi reports goes through this crate, so it is kept small, dependency-light (serde
-//! only) and faithful to the official tool's arithmetic: detection mAP per tIoU threshold and its
+//! and lofi-files' hashes only) and faithful to the official tool's arithmetic: detection mAP per tIoU threshold and its
 //! average, proposal AR@AN and AUC, DETAD's error analysis (false-positive profile, false-negative
 //! rates and sensitivity by instance characteristics), plus the post-processing that turns raw proposals into
 //! detections (NMS, Soft-NMS, fusion with video-level class scores). See

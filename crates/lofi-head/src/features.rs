@@ -10,7 +10,12 @@
 //! Whatever the source, [`FeatureStore::load`] returns a `[T, C]` array and [`resample_linear`]
 //! brings it to the head's temporal scale `L`.
 //!
-//! In a folder, a video's own file wins; only a video without one is looked up in the folder's
+//! A folder with an `index.json` (lofi's own, or the Python package's) holds the videos it lists
+//! and no other; each is read through lofi-eval's checked reader
+//! (`lofi_eval::feature_folder::read_indexed`: its own `<id>.npy` inside the folder, the bytes the
+//! index recorded, the recorded shape, finite values), the reader the Python package uses too.
+//!
+//! In a folder without an index, a video's own file wins; only a video without one is looked up in the folder's
 //! HDF5 files (listed once, at the first such video; unreadable ones are named in the error if
 //! the video is found nowhere), and a video found in two of them (G-TAD's THUMOS14 `rgb_val.h5`
 //! beside `flow_val.h5`) is refused rather than one stream picked.
@@ -156,7 +161,9 @@ struct Collections {
 
 /// Where one video's features are.
 enum Found {
-    /// A per-video file in the folder.
+    /// The file the folder's index lists for the video, read through lofi-eval's checked reader.
+    Indexed(PathBuf, IndexEntry),
+    /// A per-video file in a folder without an index (a peer's features).
     File(PathBuf),
     /// Dataset `name` of an HDF5 file holding many videos.
     Dataset {
@@ -266,11 +273,14 @@ impl FeatureStore {
             }
             Source::Folder { collections } => (&self.path, collections),
         };
-        if let Some(entry) = self.index.as_ref().and_then(|i| i.videos.get(id)) {
+        // A folder with an index holds the videos it lists, in the files it names, and no
+        // other: a stray `<id>.npy` beside it (a video the index lists as failed, or left by a
+        // stopped writer) is not read.
+        if let Some(index) = &self.index {
+            let entry = index.videos.get(id)?;
             let p = dir.join(&entry.file);
-            if p.is_file() {
-                return Some(Found::File(p));
-            }
+            return (entry.check_file(id).is_err() || p.is_file())
+                .then(|| Found::Indexed(p, entry.clone()));
         }
         let names = id_variants(id);
         for ext in ["npy", "csv", "h5", "hdf5"] {
@@ -303,7 +313,7 @@ impl FeatureStore {
     /// prefix added or removed).
     pub fn locate(&self, id: &str) -> Option<PathBuf> {
         match self.find(id)? {
-            Found::File(p) => Some(p),
+            Found::Indexed(p, _) | Found::File(p) => Some(p),
             Found::Dataset { file, .. } => Some(file.path().to_path_buf()),
             Found::Ambiguous(files) => files.first().cloned(),
             Found::Unreadable(_) => None,
@@ -321,6 +331,11 @@ impl FeatureStore {
                     .read_2d(&name)
                     .map_err(|e| HeadError::features(id, &path, e))?;
                 (path, array, format!("dataset {:?}: ", format!("/{name}")))
+            }
+            (_, Some(Found::Indexed(_, entry))) => {
+                // Every check (file, recorded hash, shape, finite values) is the shared reader's.
+                return lofi_eval::feature_folder::read_indexed(&self.path, id, &entry)
+                    .map_err(|e| HeadError::features(id, e.path, e.problem));
             }
             (_, Some(Found::File(path))) => {
                 let array = read_file(id, &path)?;
@@ -358,6 +373,22 @@ impl FeatureStore {
                     &self.path,
                     file.missing_message(id),
                 ))
+            }
+            (Source::Folder { .. }, None) if self.index.is_some() => {
+                let index = self.index.as_ref();
+                let message = match index.and_then(|i| i.failed.iter().find(|f| f.id == id)) {
+                    Some(f) => format!("the folder's index lists it as failed ({})", f.reason),
+                    None if index.is_some_and(|i| i.videos.contains_key(id)) => {
+                        "no feature file: the folder's index lists it, but the file is not there"
+                            .to_string()
+                    }
+                    None => "not in the folder's index.json (not extracted into this folder)"
+                        .to_string(),
+                };
+                let file = index
+                    .and_then(|i| i.videos.get(id))
+                    .map_or_else(|| format!("{id}.npy"), |e| e.file.clone());
+                return Err(HeadError::features(id, self.path.join(file), message));
             }
             (Source::Folder { collections }, None) => {
                 let mut message = "no feature file (looked for <id>.npy / <id>.csv / <id>.h5, \

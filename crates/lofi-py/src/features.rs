@@ -8,10 +8,14 @@
 //! are those of `lofi_head::FeatureStore::load` (shape against the index, finite values), with
 //! its message wording; writing refuses what reading would refuse, before any file is touched.
 
-use lofi_eval::feature_folder::{FailedVideo, FeatureIndex, IndexEntry, INDEX_FILE};
+use lofi_eval::feature_folder::{
+    check_bytes, read_indexed, FailedVideo, FeatureIndex, IndexEntry, INDEX_FILE,
+};
 use lofi_eval::npy::{self, Array2};
+use lofi_files::lock::FolderLock;
+use lofi_files::record::{self, FolderKind, Line};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Why a feature folder could not be read or written; the message names the file and video.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,61 +53,49 @@ pub fn read_index(folder: &Path) -> Result<Option<FeatureIndex>, FeatureError> {
         .map_err(|e| FeatureError(e.to_string()))
 }
 
-/// The `.npy` file of video `id`: the index's entry, else `<id>.npy`.
-pub fn file_of(folder: &Path, index: Option<&FeatureIndex>, id: &str) -> PathBuf {
-    match index.and_then(|i| i.videos.get(id)) {
-        Some(entry) => folder.join(&entry.file),
-        None => folder.join(format!("{id}.npy")),
+/// Refuses a folder that a lofi process is writing now (an extraction or one of its shards, or
+/// `write_features`), naming it. Checked when a folder is opened; later reads are safe all the
+/// same, as every file is replaced whole and checked against the hash its index recorded.
+pub fn check_no_writer(folder: &Path) -> Result<(), FeatureError> {
+    match FolderLock::writer_of(folder) {
+        Ok(None) => Ok(()),
+        Ok(Some(holder)) => Err(FeatureError(format!(
+            "{} is being written by a lofi process ({holder}); a feature folder is read only \
+             once its writer has finished: let it finish, then open it again",
+            folder.display()
+        ))),
+        Err(e) => Err(FeatureError(e.to_string())),
     }
 }
 
-/// Reads the `[T, C]` features of one video and checks them as `lofi train-head` does.
+/// Reads the `[T, C]` features of one video and checks them as `lofi train-head` does: with an
+/// index, through lofi-eval's checked reader (only the videos it lists, from their own file, with
+/// the recorded hash); without one (a peer's folder), `<id>.npy`.
 pub fn read_video(
     folder: &Path,
     index: Option<&FeatureIndex>,
     id: &str,
 ) -> Result<Array2, FeatureError> {
-    let path = file_of(folder, index, id);
-    if !path.is_file() {
-        return Err(video_error(id, &path, "no feature file"));
-    }
-    let array = npy::read_2d(&path).map_err(|e| video_error(id, &path, e.0))?;
-    if array.rows == 0 || array.cols == 0 {
-        return Err(video_error(
-            id,
-            &path,
-            format!("empty array [{}, {}]", array.rows, array.cols),
-        ));
-    }
-    check_finite(id, &path, &array)?;
-    if let Some(entry) = index.and_then(|i| i.videos.get(id)) {
-        if entry.shape != [array.rows, array.cols] {
-            return Err(video_error(
-                id,
-                &path,
-                format!(
-                    "shape [{}, {}] differs from the index's {:?}",
-                    array.rows, array.cols, entry.shape
-                ),
-            ));
+    let Some(index) = index else {
+        let path = folder.join(format!("{id}.npy"));
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(video_error(id, &path, "no feature file"))
+            }
+            Err(e) => return Err(video_error(id, &path, format!("cannot read: {e}"))),
+        };
+        return check_bytes(&bytes, None).map_err(|e| video_error(id, &path, e));
+    };
+    match index.videos.get(id) {
+        Some(entry) => read_indexed(folder, id, entry).map_err(|e| FeatureError(e.to_string())),
+        None => {
+            let why = match index.failed.iter().find(|f| f.id == id) {
+                Some(f) => format!("the folder's index lists it as failed ({})", f.reason),
+                None => "not in the folder's index.json (not extracted into this folder)".into(),
+            };
+            Err(video_error(id, &folder.join(INDEX_FILE), why))
         }
-    }
-    Ok(array)
-}
-
-fn check_finite(id: &str, path: &Path, array: &Array2) -> Result<(), FeatureError> {
-    match array.data.iter().position(|v| !v.is_finite()) {
-        Some(i) => Err(video_error(
-            id,
-            path,
-            format!(
-                "value at time step {}, channel {} is {} (not finite)",
-                i / array.cols,
-                i % array.cols,
-                array.data[i]
-            ),
-        )),
-        None => Ok(()),
     }
 }
 
@@ -141,9 +133,33 @@ fn check_id(id: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Writes a feature folder: every `<id>.npy` (atomically), then `index.json`. Every video must
-/// have the same `L` (the index's `snippets`), finite values and a usable id; nothing is written
-/// unless all of them pass.
+fn check_finite(id: &str, path: &Path, array: &Array2) -> Result<(), FeatureError> {
+    match array.data.iter().position(|v| !v.is_finite()) {
+        Some(i) => Err(video_error(
+            id,
+            path,
+            format!(
+                "value at time step {}, channel {} is {} (not finite)",
+                i / array.cols,
+                i % array.cols,
+                array.data[i]
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Writes a feature folder: every `<id>.npy` (atomically), then `index.json` with each file's
+/// SHA-256. Every video must have the same `L` (the index's `snippets`), finite values and a
+/// usable id; nothing is written unless all of them pass.
+///
+/// The folder follows lofi's ownership rule (`lofi_files::record`): it is new, or one this
+/// function wrote before (its record says so), or a folder of the user's where nothing of theirs
+/// has the name of a file written here. A folder another lofi writer owns (an extraction, a
+/// training run) is refused, as is a file of the user's under a name written here; `.npy` files
+/// an earlier call wrote that this call does not list are removed (they are lofi's, and the new
+/// index no longer lists them). The folder's lock is held while writing, so `lofi train-head`,
+/// `lofi detect` and `FeatureFolder` never read it half-written.
 pub fn write_folder(
     folder: &Path,
     videos: &[VideoToWrite],
@@ -204,13 +220,79 @@ pub fn write_folder(
             return Err(FeatureError(format!("video {:?} is given twice", video.id)));
         }
     }
+    let fail = |e: lofi_files::FilesError| FeatureError(e.to_string());
+    let created = !folder.exists();
     std::fs::create_dir_all(folder)
         .map_err(|e| FeatureError(format!("{}: cannot create: {e}", folder.display())))?;
+    let _lock = FolderLock::exclusive(folder, "lofi.write_features").map_err(fail)?;
+    let lines = record::read(folder).map_err(fail)?.unwrap_or_default();
+    match record::kind(&lines) {
+        None | Some(FolderKind::PythonFeatures) => {}
+        Some(kind) => {
+            return Err(FeatureError(format!(
+                "{} is {}; write_features writes only a feature folder of its own (a new \
+                 folder, or one it wrote): choose another path",
+                folder.display(),
+                kind.describe()
+            )))
+        }
+    }
+    let versions = record::file_versions(&lines);
+    let ours = |name: &str| -> Result<bool, FeatureError> {
+        match versions.get(name) {
+            Some(v) => record::holds(&folder.join(name), v).map_err(fail),
+            None => Ok(false),
+        }
+    };
+    let names: Vec<String> = videos
+        .iter()
+        .map(|v| format!("{}.npy", v.id))
+        .chain([INDEX_FILE.to_string()])
+        .collect();
+    let mut foreign = Vec::new();
+    for name in &names {
+        if std::fs::symlink_metadata(folder.join(name)).is_ok() && !ours(name)? {
+            foreign.push(name.clone());
+        }
+    }
+    if !foreign.is_empty() {
+        return Err(FeatureError(format!(
+            "{}: lofi did not write {} (or it was changed since), and write_features would \
+             replace it; lofi never changes a file it did not write: move it away or choose \
+             another path",
+            folder.display(),
+            foreign.join(", ")
+        )));
+    }
+    if record::kind(&lines).is_none() {
+        record::append(folder, &Line::folder(FolderKind::PythonFeatures, created)).map_err(fail)?;
+    }
+    // The old index goes first: a reader never sees an index naming files being replaced.
+    if ours(INDEX_FILE)? {
+        std::fs::remove_file(folder.join(INDEX_FILE))
+            .map_err(|e| FeatureError(format!("{}: {e}", folder.join(INDEX_FILE).display())))?;
+    }
     for video in videos {
-        let path = folder.join(format!("{}.npy", video.id));
+        let name = format!("{}.npy", video.id);
+        let path = folder.join(&name);
         let a = &video.features;
-        npy::write_f32_2d(&path, a.rows, a.cols, &a.data)
+        let bytes = npy::encode_f32_2d(a.rows, a.cols, &a.data)
             .map_err(|e| video_error(&video.id, &path, e.0))?;
+        // Recorded before it is in place: a kill in between leaves old or new bytes, both lofi's.
+        record::append(folder, &Line::file(&name, &bytes)).map_err(fail)?;
+        lofi_eval::write_atomic(&path, &bytes)
+            .map_err(|e| video_error(&video.id, &path, format!("cannot write: {e}")))?;
+        if let Some(entry) = entries.get_mut(&video.id) {
+            entry.sha256 = Some(lofi_files::hash::sha256_bytes(&bytes));
+        }
+    }
+    // What an earlier call wrote and this one does not list.
+    for name in versions.keys() {
+        let stem = name.strip_suffix(".npy");
+        if stem.is_some_and(|id| !entries.contains_key(id)) && !name.contains('/') && ours(name)? {
+            std::fs::remove_file(folder.join(name))
+                .map_err(|e| FeatureError(format!("{}: {e}", folder.join(name).display())))?;
+        }
     }
     let index = FeatureIndex {
         snippets,
@@ -228,15 +310,20 @@ pub fn write_folder(
             })
             .collect(),
     };
-    index
-        .write(&folder.join(INDEX_FILE))
-        .map_err(|e| FeatureError(e.to_string()))?;
+    let path = folder.join(INDEX_FILE);
+    let text = serde_json::to_string_pretty(&index)
+        .map_err(|e| FeatureError(format!("{}: cannot serialise: {e}", path.display())))?
+        + "\n";
+    record::append(folder, &Line::file(INDEX_FILE, text.as_bytes())).map_err(fail)?;
+    lofi_eval::write_atomic(&path, text.as_bytes())
+        .map_err(|e| FeatureError(format!("{}: cannot write: {e}", path.display())))?;
     Ok(index)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     fn temp_folder(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("lofi-py-{name}-{}", std::process::id()));
@@ -319,6 +406,93 @@ mod tests {
         let message = read_video(&dir, None, "zz").expect_err("missing").0;
         assert!(message.contains("no feature file"), "{message}");
         assert!(read_index(&dir.join("nope")).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn writing_keeps_to_the_ownership_rule() {
+        let dir = temp_folder("owned");
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(dir.join("notes.txt"), "mine").expect("notes");
+        std::fs::write(dir.join("a.npy"), "a user's file").expect("user's a.npy");
+        // A user's file under a name written here: refused, nothing changed.
+        let message = write_folder(&dir, &[video("a", 4, 3)], &meta())
+            .expect_err("foreign a.npy")
+            .0;
+        assert!(message.contains("lofi did not write a.npy"), "{message}");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("a.npy")).ok().as_deref(),
+            Some("a user's file")
+        );
+        assert!(!dir.join(INDEX_FILE).exists());
+        std::fs::remove_file(dir.join("a.npy")).expect("moved away");
+        // Beside the user's notes, then again with one video less: the old one is lofi's, it goes.
+        write_folder(&dir, &[video("a", 4, 3), video("b", 4, 3)], &meta()).expect("first");
+        let index = write_folder(&dir, &[video("a", 4, 3)], &meta()).expect("rewrite");
+        assert!(!dir.join("b.npy").exists());
+        assert_eq!(
+            std::fs::read_to_string(dir.join("notes.txt"))
+                .ok()
+                .as_deref(),
+            Some("mine")
+        );
+        assert!(index.videos["a"].sha256.is_some());
+        // lofi's file edited by hand is foreign again.
+        let mut edited = std::fs::read(dir.join("a.npy")).expect("read");
+        let last = edited.len() - 1;
+        edited[last] ^= 1;
+        std::fs::write(dir.join("a.npy"), &edited).expect("edit");
+        let read = read_video(&dir, Some(&index), "a").expect_err("edited").0;
+        assert!(
+            read.contains("differ from what the index recorded"),
+            "{read}"
+        );
+        let message = write_folder(&dir, &[video("a", 4, 3)], &meta())
+            .expect_err("edited a.npy")
+            .0;
+        assert!(message.contains("a.npy"), "{message}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_folder_of_another_lofi_writer_is_refused() {
+        let dir = temp_folder("extraction");
+        std::fs::create_dir_all(&dir).expect("dir");
+        record::append(&dir, &Line::folder(FolderKind::Features, true)).expect("record");
+        let message = write_folder(&dir, &[video("a", 4, 3)], &meta())
+            .expect_err("an extraction's folder")
+            .0;
+        assert!(
+            message.contains("a feature folder (lofi extract)"),
+            "{message}"
+        );
+        assert!(!dir.join("a.npy").exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn readers_refuse_a_folder_being_written_and_read_only_indexed_videos() {
+        let dir = temp_folder("writer");
+        write_folder(&dir, &[video("a", 4, 3)], &meta()).expect("write");
+        assert!(check_no_writer(&dir).is_ok());
+        let writer = FolderLock::exclusive(&dir, "extraction").expect("lock");
+        let message = check_no_writer(&dir).expect_err("being written").0;
+        assert!(
+            message.contains("being written")
+                && message.contains(&format!("pid {}", std::process::id())),
+            "{message}"
+        );
+        drop(writer);
+        // A stray file the index does not list is not read.
+        let index = read_index(&dir).expect("index").expect("present");
+        std::fs::copy(dir.join("a.npy"), dir.join("stray.npy")).expect("copy");
+        let message = read_video(&dir, Some(&index), "stray")
+            .expect_err("not indexed")
+            .0;
+        assert!(
+            message.contains("not in the folder's index.json"),
+            "{message}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

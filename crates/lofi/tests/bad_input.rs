@@ -2,7 +2,8 @@
 //! its cause once, `probe` fails when videos are missing or unreadable and refuses a tolerance
 //! that is not a number of seconds, a predictions file with two `"results"` keys is refused
 //! (Python's json keeps the last copy, a streaming reader the first), and `extract --verify`
-//! checks a folder it cannot write (shard indexes are then not merged, and it says so).
+//! checks a folder it cannot write (shard indexes are then not merged, and it says so); a model
+//! card that disagrees with its weights is one line.
 
 mod common;
 
@@ -148,4 +149,46 @@ fn verify_checks_a_folder_it_cannot_write() {
     );
     assert!(!feats.join("index.json").exists());
     set_mode(&feats, 0o755);
+}
+
+/// Issue 26, item 6: a card that disagrees with its weights (edited by hand: its hash still
+/// holds) is one line naming what the card says, not a list of every tensor.
+#[test]
+fn a_card_that_disagrees_with_its_weights_is_one_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = common::tiny_dataset(dir.path(), 3);
+    let gt = data.join("ground_truth.json");
+    let feats = dir.path().join("features");
+    let (ok, err) = common::extract_tiny(&data, &feats, &[]);
+    assert!(ok, "{err}");
+    let head = dir.path().join("head");
+    let (ok, _, err) = common::train_head_tiny(&feats, &gt, &head, &[]);
+    assert!(ok, "{err}");
+    let card_path = head.join("head.json");
+    let mut card: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&card_path).expect("card")).expect("json");
+    let hidden = card["model"]["arch"]["hidden"].as_u64().expect("hidden");
+    card["model"]["arch"]["hidden"] = serde_json::json!(hidden + 8);
+    std::fs::write(&card_path, card.to_string()).expect("edit");
+    let (ok, _, err) = lofi(&[
+        "detect",
+        "--head",
+        s(&head),
+        "--features",
+        s(&feats),
+        "--ground-truth",
+        s(&gt),
+        "--out",
+        s(&dir.path().join("detections.json")),
+    ]);
+    let error = err
+        .lines()
+        .filter(|l| l.starts_with("error"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        !ok && error.contains("head.bpk") && error.lines().count() == 1 && error.len() < 700,
+        "{} bytes: {err}",
+        err.len()
+    );
 }

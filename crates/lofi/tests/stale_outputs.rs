@@ -142,7 +142,7 @@ fn a_feature_file_changed_after_extraction_is_caught() {
     flip(&files[1]);
     let (ok, _, err) = lofi(&["extract", "--ground-truth", s(&gt), "--verify", s(&feats)]);
     assert!(
-        !ok && err.contains("differ from what the extraction wrote"),
+        !ok && err.contains("differ from what the index recorded"),
         "{err}"
     );
     let (ok, err) = extract_tiny(&data, &feats, &["--size", "32"]);
@@ -152,6 +152,51 @@ fn a_feature_file_changed_after_extraction_is_caught() {
     assert!(ok && err.contains("1 extracted"), "{err}");
     let (ok, _, err) = lofi(&["extract", "--ground-truth", s(&gt), "--verify", s(&feats)]);
     assert!(ok, "{err}");
+}
+
+/// Issue 26, item 3: the readers read a video's features only from its own file, with the bytes
+/// the index recorded (lofi-eval's one checked reader); `--verify` checks the file that is read.
+#[test]
+fn readers_read_only_the_recorded_bytes_of_a_videos_own_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = tiny_dataset(dir.path(), 6);
+    let gt = data.join("ground_truth.json");
+    let feats = dir.path().join("features");
+    let (ok, err) = extract_tiny(&data, &feats, &[]);
+    assert!(ok, "{err}");
+    let files = npy_files(&feats);
+    let id = |p: &Path| p.file_stem().expect("stem").to_string_lossy().into_owned();
+    let (a, b) = (id(&files[0]), id(&files[1]));
+    // Another video's bytes under a's name: a valid array of the right shape, caught by the hash.
+    let original = std::fs::read(&files[0]).expect("read");
+    std::fs::copy(&files[1], &files[0]).expect("copy");
+    let (ok, _, err) = common::train_head_tiny(&feats, &gt, &dir.path().join("head"), &[]);
+    assert!(
+        !ok && err.contains(&format!("features of video {a:?}"))
+            && err.contains("differ from what the index recorded"),
+        "{err}"
+    );
+    std::fs::write(&files[0], &original).expect("restore");
+    // An index naming b's file (or a path outside the folder) for a: refused, naming both.
+    let index_path = feats.join("index.json");
+    let text = std::fs::read_to_string(&index_path).expect("index");
+    for file in [format!("{b}.npy"), format!("../{a}.npy")] {
+        let mut index: serde_json::Value = serde_json::from_str(&text).expect("json");
+        index["videos"][&a]["file"] = serde_json::Value::String(file.clone());
+        std::fs::write(&index_path, index.to_string()).expect("edit");
+        let (ok, _, err) =
+            common::train_head_tiny(&feats, &gt, &dir.path().join("head"), &["--overwrite"]);
+        assert!(
+            !ok && err.contains(&format!("names file {file:?}"))
+                && err.contains(&format!("\"{a}.npy\"")),
+            "{file}: {err}"
+        );
+        let (ok, out, err) = lofi(&["extract", "--ground-truth", s(&gt), "--verify", s(&feats)]);
+        assert!(
+            !ok && (out + &err).contains(&format!("names file {file:?}")),
+            "{err}"
+        );
+    }
 }
 
 /// A run folder is continued only by the same job: `--resume` with other inputs is refused with

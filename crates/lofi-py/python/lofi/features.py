@@ -26,9 +26,12 @@ class FeatureFolder(Mapping[str, np.ndarray]):
     ``[L, C]`` float32 array, loaded on access (an ActivityNet folder does not fit in memory
     at once).
 
-    ``index`` is the parsed ``index.json`` (``None`` for a folder without one). Loading checks
-    what ``lofi train-head`` checks (shape against the index, finite values) and raises
-    ``ValueError`` naming the video and the file.
+    ``index`` is the parsed ``index.json`` (``None`` for a folder without one). Opening refuses
+    a folder that a lofi process (an extraction, one of its shards, ``write_features``) is
+    writing now, naming it. Loading goes through the reader ``lofi train-head`` uses: with an
+    index, only the videos it lists, each from its own ``<id>.npy``, with the SHA-256 the index
+    recorded, the index's shape and finite values; it raises ``ValueError`` naming the video and
+    the file.
     """
 
     def __init__(self, path: "str | os.PathLike[str]") -> None:
@@ -92,6 +95,13 @@ def write_features(
     ``encoder`` describe how they were made, ``failed`` lists ``(id, reason)`` of videos that
     could not be extracted. Nothing is written unless every video passes the checks (2-D,
     non-empty, one ``L``, finite values, an id usable as a file name, a duration for each).
+
+    lofi never changes a file it did not write: ``path`` is a new folder, one this function
+    wrote before (a rerun replaces what it wrote, and removes its ``.npy`` files of videos no
+    longer given), or a folder of yours where no file of yours has a name written here. A folder
+    of another lofi command (an extraction, a training run) is refused, as is a file of yours
+    named ``<id>.npy`` or ``index.json``. The folder's lock is held while writing, so lofi's
+    readers never see it half-written.
     """
     videos = []
     for video, array in features.items():

@@ -50,6 +50,7 @@ pub(crate) struct FeatureFolderReader {
 #[pymethods]
 impl FeatureFolderReader {
     /// Opens a folder: reads `index.json`, or lists the `.npy` files of a folder without one.
+    /// Refuses a folder that a lofi process is writing now, naming it.
     #[new]
     fn new(path: PathBuf) -> PyResult<Self> {
         if !path.is_dir() {
@@ -58,6 +59,7 @@ impl FeatureFolderReader {
                 path.display()
             )));
         }
+        folder::check_no_writer(&path).map_err(value_error)?;
         let index = folder::read_index(&path).map_err(value_error)?;
         let ids = match &index {
             Some(index) => index.videos.keys().cloned().collect(),
