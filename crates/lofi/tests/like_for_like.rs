@@ -1,6 +1,7 @@
 //! Like for like through every stage (issue 23): a pre-trained encoder and a LoFi-trained one,
 //! both from `--preset tiny`, extract at the same fidelity and sampling with no fidelity flag and
-//! no preset (their model cards say what they were trained for); a run trained on windows of
+//! no preset (their model cards say what they were trained for); `lofi train` without a preset
+//! takes the starting encoder's architecture and fidelity from its card; a run trained on windows of
 //! stride features extracts at the stride its card records; and weights swapped under a card
 //! are refused in one line.
 
@@ -63,6 +64,44 @@ fn pretrained_and_trained_encoders_extract_alike_from_their_cards() {
         "1",
     ]);
     assert!(ok, "train failed: {err}");
+    assert!(
+        err.contains("full fidelity 16 x 1 x 64 px from its card")
+            && err.contains("(`lofi pretrain`)"),
+        "train does not say it took the encoder's card: {err}"
+    );
+    // Without --preset, `lofi train` takes the encoder's architecture and the fidelity it was
+    // trained for from its card (the defaults would ask for the paper's width-64 network at
+    // 100 x 224 and refuse the width-4 weights).
+    let bare = dir.path().join("train-no-preset");
+    let (ok, _, err) = lofi(&[
+        "train",
+        "--data",
+        s(&data),
+        "--encoder",
+        s(&pre),
+        "--out",
+        s(&bare),
+        "--epochs",
+        "1",
+        "--schedule",
+        "st",
+    ]);
+    assert!(ok, "train without a preset failed: {err}");
+    let config: toml::Value = std::fs::read_to_string(bare.join("config.toml"))
+        .expect("config")
+        .parse()
+        .expect("toml");
+    assert_eq!(
+        config["full"]["snippets"].as_integer(),
+        Some(16),
+        "{config}"
+    );
+    assert_eq!(config["full"]["size"].as_integer(), Some(64), "{config}");
+    assert_eq!(
+        config["encoder"]["base_width"].as_integer(),
+        Some(4),
+        "{config}"
+    );
 
     let mut indexes = Vec::new();
     for (name, encoder) in [("frozen", &pre), ("lofi", &run)] {

@@ -187,8 +187,9 @@ fn the_readme_recipe_runs_as_written_and_its_runs_describe_themselves() {
     assert!(ok, "--encoder RUN_DIR: {err}");
     assert_eq!(feature_width(&root.join("f-folder"))[0], width[0]);
 
-    // `lofi train` takes the pre-training run folder too, and its paper preset (width 64) is
-    // refused against the tiny encoder's card in one line.
+    // `lofi train` takes the pre-training run folder too; a `--config` asking for another width
+    // than the encoder's card says (it overrides the card) is refused in one line.
+    std::fs::write(root.join("wide.toml"), "[encoder]\nbase_width = 64\n").expect("config");
     let (ok, err) = lofi_in(
         root,
         &[
@@ -197,6 +198,8 @@ fn the_readme_recipe_runs_as_written_and_its_runs_describe_themselves() {
             "data",
             "--encoder",
             "runs/pretrain",
+            "--config",
+            "wide.toml",
             "--out",
             "t-paper",
         ],

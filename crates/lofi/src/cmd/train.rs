@@ -4,9 +4,11 @@
 use anyhow::{Context, Result};
 use clap::Args;
 use lofi_engine::Preset;
+use lofi_eval::feature_folder::Sampling;
+use lofi_model::card::ModelCard;
 use lofi_train::config::read_config;
 use lofi_train::{train, RunOptions, ScheduleKind, TrainConfig, TrainPaths};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Arguments of `lofi train`.
 #[derive(Debug, Args)]
@@ -73,10 +75,21 @@ pub struct TrainArgs {
 /// Run `lofi train`.
 pub fn run(args: TrainArgs) -> Result<()> {
     let saved = args.out.join("config.toml");
+    let encoder = args
+        .encoder
+        .as_deref()
+        .map(|p| lofi_model::card::resolve_weights(p, "encoder.bpk"))
+        .transpose()?;
     let mut config: TrainConfig = match (&args.config, args.resume && saved.is_file()) {
         (Some(path), _) => read_config(path)?,
         (None, true) => read_config(&saved)?,
-        (None, false) => TrainConfig::preset(args.preset.unwrap_or_default()),
+        (None, false) => {
+            let mut config = TrainConfig::preset(args.preset.unwrap_or_default());
+            if let Some(path) = &encoder {
+                apply_card(&mut config, path, args.preset)?;
+            }
+            config
+        }
     };
     if let Some(kind) = args.schedule {
         config.schedule.kind = kind;
@@ -103,11 +116,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             .clone()
             .unwrap_or_else(|| data.join("ground_truth.json")),
         videos: args.videos.clone().unwrap_or_else(|| data.join("videos")),
-        encoder: args
-            .encoder
-            .as_deref()
-            .map(|p| lofi_model::card::resolve_weights(p, "encoder.bpk"))
-            .transpose()?,
+        encoder,
         out: args.out.clone(),
     };
     let mut devices = crate::device::devices()?.into_iter();
@@ -158,5 +167,56 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
     }
     println!("encoder: {}", outcome.encoder.display());
+    Ok(())
+}
+
+/// The order of settings (flags > `--config` > the starting encoder's card > `--preset` >
+/// defaults) for a run without `--config`: the encoder's architecture, the full fidelity it was
+/// trained for and its sampling come from the card beside its weights, when there is one; says
+/// in one line what came from where, and notes a `--preset` the card overrules.
+fn apply_card(config: &mut TrainConfig, path: &Path, preset: Option<Preset>) -> Result<()> {
+    let Some(card) = ModelCard::read_beside(path)? else {
+        tracing::info!(
+            "{} has no model card: architecture and fidelity from --preset or the defaults",
+            path.display()
+        );
+        return Ok(());
+    };
+    let before = config.clone();
+    let (arch, _) = card.encoder()?;
+    config.encoder = arch.clone();
+    if let Some(l) = card.input.snippets {
+        config.full.snippets = l;
+    }
+    if let Some(f) = card.input.frames_per_snippet {
+        config.frames_per_snippet = f;
+    }
+    if let Some(size) = card.input.size {
+        config.full.size = size;
+    }
+    if let Some(sampling @ Sampling::Stride { .. }) = card.input.sampling {
+        // Read only with `[temporal] mode = "windows"` (the stride its windows sit on).
+        config.sampling = sampling;
+    }
+    tracing::info!(
+        "encoder {} and full fidelity {} x {} x {} px from its card {} (`lofi {}`)",
+        config.encoder,
+        config.full.snippets,
+        config.frames_per_snippet,
+        config.full.size,
+        lofi_model::card::card_path(path).display(),
+        card.producer.command
+    );
+    let overruled = before.full != config.full
+        || before.frames_per_snippet != config.frames_per_snippet
+        || before.encoder != config.encoder
+        || before.sampling != config.sampling;
+    if let (Some(p), true) = (preset, overruled) {
+        tracing::info!(
+            "--preset {p} gives way to the encoder's card where they differ (the card says {}; \
+             --config overrides the card)",
+            card.input.describe()
+        );
+    }
     Ok(())
 }
