@@ -4,7 +4,10 @@
 //! `lofi extract` writes it, `lofi train-head` / `lofi detect` read it, and the Python bindings
 //! read and write it too; the schema lives here, in the dependency-light crate, so that all of
 //! them share one definition (`lofi_head::features` re-exports it). Unknown keys are refused, so
-//! a typo in a hand-written index is caught rather than ignored.
+//! a typo in a hand-written index is caught rather than ignored. The one reader of an indexed
+//! folder is here too ([`read_indexed`]): a video's features come only from its own `<id>.npy`
+//! inside the folder, with the bytes the index recorded, so no reader can be pointed at another
+//! video's file, a path outside the folder, or bytes changed since they were written.
 //!
 //! Two ways of placing snippets exist ([`Sampling`]): `rescale` (the ActivityNet way: `L` equal
 //! snippets over each video, whatever its length) and `stride` (the THUMOS14 way of TSP, G-TAD

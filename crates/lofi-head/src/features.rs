@@ -15,10 +15,10 @@
 //! (`lofi_eval::feature_folder::read_indexed`: its own `<id>.npy` inside the folder, the bytes the
 //! index recorded, the recorded shape, finite values), the reader the Python package uses too.
 //!
-//! In a folder without an index, a video's own file wins; only a video without one is looked up in the folder's
-//! HDF5 files (listed once, at the first such video; unreadable ones are named in the error if
-//! the video is found nowhere), and a video found in two of them (G-TAD's THUMOS14 `rgb_val.h5`
-//! beside `flow_val.h5`) is refused rather than one stream picked.
+//! In a folder without an index, a video's own file wins; only a video without one is looked up
+//! in the folder's HDF5 files (listed once, at the first such video; unreadable ones are named in
+//! the error if the video is found nowhere), and a video found in two of them (G-TAD's THUMOS14
+//! `rgb_val.h5` beside `flow_val.h5`) is refused rather than one stream picked.
 //!
 //! # Temporal rescaling
 //! Linear interpolation along time only, aligning snippet centres: output step `i` of `L` reads

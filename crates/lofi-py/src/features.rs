@@ -4,9 +4,12 @@
 //! one `<id>.npy` (`[L, C]` float32, C order) per video and an `index.json`
 //! ([`FeatureIndex`]). The `.npy` codec and the index schema are `lofi_eval::npy` and
 //! `lofi_eval::feature_folder`, the same code the extractor uses, so a folder written from
-//! Python is one that `lofi train-head` accepts and the other way round. The checks on reading
-//! are those of `lofi_head::FeatureStore::load` (shape against the index, finite values), with
-//! its message wording; writing refuses what reading would refuse, before any file is touched.
+//! Python is one that `lofi train-head` accepts and the other way round. Reading an indexed
+//! folder goes through the reader `lofi_head::FeatureStore::load` uses
+//! (`lofi_eval::feature_folder::read_indexed`: the video's own file, the recorded SHA-256, the
+//! index's shape, finite values), so the checks and their wording are the same; writing refuses
+//! what reading would refuse, before any file is touched, and keeps lofi's ownership record and
+//! folder lock (`lofi_files`), as every other writer does.
 
 use lofi_eval::feature_folder::{
     check_bytes, read_indexed, FailedVideo, FeatureIndex, IndexEntry, INDEX_FILE,
