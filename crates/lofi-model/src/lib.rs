@@ -19,6 +19,8 @@
 //! - [`encoder`]: the typed choice between the two ([`EncoderArch`], [`Encoder`]) that every
 //!   stage uses;
 //! - [`gtad`]: the G-TAD head (GCNeXt, SGAlign, start/end and IoU-map heads) for any `L`;
+//! - [`head`]: the head as a typed choice ([`HeadArch`], [`Head`]) with the
+//!   post-processing of each ([`DetectConfig`]) that every stage uses;
 //! - [`targets`], [`loss`]: training targets at any `L` and the G-TAD loss;
 //! - [`card`]: the model card written beside every weights file (architecture, input,
 //!   classes, producing config) and the short architecture-mismatch error;
@@ -41,6 +43,7 @@ pub mod fastbn;
 pub mod fastconv;
 pub mod gtad;
 pub mod hash;
+pub mod head;
 pub mod import;
 pub mod kernel_cache;
 pub mod loss;
@@ -56,6 +59,9 @@ pub use card::{InputSpec, ModelCard, ModelSpec, Normalization, Producer};
 pub use encoder::{Encoder, EncoderArch, EncoderKind};
 pub use error::ModelError;
 pub use gtad::{GcnextBlock, GtadArch, GtadConfig, GtadHead, GtadOutput, SgAlign};
+pub use head::{
+    CandidateRule, DetectConfig, Head, HeadArch, HeadKind, HeadOutput, HeadTargets, SoftNmsRule,
+};
 pub use loss::{GtadLoss, GtadLossConfig, LossParts};
 pub use precision::Precision;
 pub use r2plus1d::{R2Plus1dConfig, R2Plus1dEncoder};
