@@ -1,4 +1,4 @@
-//! The localization head as a typed choice (G-TAD today), one architecture type
+//! The localization head as a typed choice: G-TAD or BMN, one architecture type
 //! ([`HeadArch`]) that every config and model card names, one module ([`Head`]) that every
 //! stage trains, saves and detects with, and the post-processing each head's reference uses
 //! ([`DetectConfig`]).
@@ -6,12 +6,12 @@
 //! Exists so that `lofi train`, `lofi train-head` and `lofi detect` are written once for any
 //! head: they call [`HeadArch::init`], [`HeadArch::targets`], [`HeadArch::loss`],
 //! [`Head::forward`] and [`HeadArch::detect_defaults`] whatever the network. In a TOML config
-//! the choice is the `kind` key of the `[head]` table (`"gtad"`, the default); keys that do not
-//! belong to the chosen kind are refused by name. A `[head]` table written before
+//! the choice is the `kind` key of the `[head]` table (`"gtad"`, the default, or `"bmn"`); keys
+//! that do not belong to the chosen kind are refused by name. A `[head]` table written before
 //! heads were a choice (no `kind`) is a G-TAD.
 //!
 //! # Adding a head
-//! A head is a file beside `gtad.rs` (its arch, module, targets) plus one arm
+//! A third head is a file beside `gtad.rs` and `bmn.rs` (its arch, module, targets) plus one arm
 //! in each `match` of this file: [`HeadKind`], [`HeadArch`] (sizes, scale check, targets,
 //! post-processing defaults), [`Head`] (forward, save, load). Its outputs must be
 //! [`HeadOutput`]: start / end probabilities `[B, L]` and the regression / classification maps
@@ -27,9 +27,10 @@ use std::str::FromStr;
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
-use lofi_eval::SoftNms;
+use lofi_eval::{SoftNms, SoftNmsDecay};
 use serde::{Deserialize, Serialize};
 
+use crate::bmn::{BmnArch, BmnHead};
 use crate::error::ModelError;
 use crate::gtad::{GtadArch, GtadHead, GtadOutput};
 use crate::loss::{GtadLoss, LossParts};
@@ -47,16 +48,20 @@ pub enum HeadKind {
     #[default]
     #[serde(rename = "gtad")]
     Gtad,
+    /// BMN (Lin et al., ICCV 2019).
+    #[serde(rename = "bmn")]
+    Bmn,
 }
 
 impl HeadKind {
     /// Every kind, in the order `--help` lists them (the tests loop over it).
-    pub const ALL: [HeadKind; 1] = [HeadKind::Gtad];
+    pub const ALL: [HeadKind; 2] = [HeadKind::Gtad, HeadKind::Bmn];
 
     /// Its name in configs and on the command line.
     pub fn name(self) -> &'static str {
         match self {
             Self::Gtad => "gtad",
+            Self::Bmn => "bmn",
         }
     }
 }
@@ -73,7 +78,8 @@ impl FromStr for HeadKind {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.to_ascii_lowercase().as_str() {
             "gtad" | "g-tad" => Ok(Self::Gtad),
-            other => Err(format!("unknown head {other:?} (use gtad)")),
+            "bmn" => Ok(Self::Bmn),
+            other => Err(format!("unknown head {other:?} (use gtad or bmn)")),
         }
     }
 }
@@ -83,6 +89,8 @@ impl FromStr for HeadKind {
 pub enum HeadArch {
     /// G-TAD.
     Gtad(GtadArch),
+    /// BMN.
+    Bmn(BmnArch),
 }
 
 impl Default for HeadArch {
@@ -97,6 +105,7 @@ impl HeadArch {
     pub fn new(kind: HeadKind) -> Self {
         match kind {
             HeadKind::Gtad => Self::Gtad(GtadArch::default()),
+            HeadKind::Bmn => Self::Bmn(BmnArch::default()),
         }
     }
 
@@ -104,6 +113,7 @@ impl HeadArch {
     pub fn tiny(kind: HeadKind) -> Self {
         match kind {
             HeadKind::Gtad => Self::Gtad(GtadArch::tiny()),
+            HeadKind::Bmn => Self::Bmn(BmnArch::tiny()),
         }
     }
 
@@ -111,6 +121,7 @@ impl HeadArch {
     pub fn kind(&self) -> HeadKind {
         match self {
             Self::Gtad(_) => HeadKind::Gtad,
+            Self::Bmn(_) => HeadKind::Bmn,
         }
     }
 
@@ -130,17 +141,19 @@ impl HeadArch {
         out.with_max_duration(max)
     }
 
-    /// Longest anchor in snippets (`None`: `L`).
+    /// Longest anchor in snippets (`None`: `L`; BMN scores every anchor).
     pub fn max_duration(&self) -> Option<usize> {
         match self {
             Self::Gtad(a) => a.max_duration,
+            Self::Bmn(_) => None,
         }
     }
 
-    /// Limits the anchors to `d` snippets (THUMOS14's 64).
+    /// Limits G-TAD's anchors to `d` snippets (THUMOS14's 64); BMN, which has no such limit in
+    /// its reference, keeps every anchor.
     pub fn with_max_duration(mut self, d: Option<usize>) -> Self {
-        match &mut self {
-            Self::Gtad(a) => a.max_duration = d,
+        if let Self::Gtad(a) = &mut self {
+            a.max_duration = d;
         }
         self
     }
@@ -149,6 +162,7 @@ impl HeadArch {
     pub fn validate(&self, in_channels: usize) -> Result<(), ModelError> {
         match self {
             Self::Gtad(a) => a.validate(in_channels),
+            Self::Bmn(a) => a.validate(in_channels),
         }
     }
 
@@ -157,6 +171,7 @@ impl HeadArch {
     pub fn check_snippets(&self, l: usize) -> Result<(), ModelError> {
         let need = match self {
             Self::Gtad(a) => a.k,
+            Self::Bmn(_) => 2,
         };
         if l < 2 || l < need {
             return Err(ModelError::Config(match self {
@@ -164,6 +179,7 @@ impl HeadArch {
                     "snippets = {l}: need L >= 2 snippets and at least head.k = {}",
                     a.k
                 ),
+                Self::Bmn(_) => format!("snippets = {l}: need L >= 2 snippets"),
             }));
         }
         Ok(())
@@ -174,6 +190,7 @@ impl HeadArch {
     pub fn check_scale(&self, l: usize, memory: Option<u64>) -> Result<(), ModelError> {
         match self {
             Self::Gtad(a) => a.check_scale(l, memory),
+            Self::Bmn(a) => a.check_scale(l, memory),
         }
     }
 
@@ -181,6 +198,7 @@ impl HeadArch {
     pub fn init(&self, in_channels: usize, device: &Device) -> Result<Head, ModelError> {
         Ok(match self {
             Self::Gtad(a) => Head::Gtad(a.gtad(in_channels).init(device)?),
+            Self::Bmn(a) => Head::Bmn(a.init(in_channels, device)?),
         })
     }
 
@@ -211,27 +229,41 @@ impl HeadArch {
                     max_duration: a.max_duration,
                 },
             ),
+            Self::Bmn(_) => crate::bmn::targets(segments, l, boundary_width),
         }
     }
 
-    /// The training loss (the published one: boundary BCE + 10 x regression + classification
-    /// BCE).
+    /// The training loss (the published one of each head; BMN's and G-TAD's have the same
+    /// terms and weights: boundary BCE + 10 x regression + classification BCE).
     pub fn loss(&self) -> GtadLoss {
         GtadLoss::default()
     }
 
     /// The post-processing of the head's reference code on ActivityNet: G-TAD's boundary
-    /// candidates, `cls x reg` scores and Gaussian Soft-NMS (sigma 0.8).
+    /// candidates, `cls x reg` scores and Gaussian Soft-NMS (sigma 0.8); BMN's every anchor,
+    /// `start x end x cls x reg` scores and its width-gated Soft-NMS (alpha 0.4, thresholds 0.5
+    /// to 0.9).
     pub fn detect_defaults(&self) -> DetectConfig {
         match self {
             Self::Gtad(_) => DetectConfig::default(),
+            Self::Bmn(_) => DetectConfig {
+                soft_nms_sigma: 0.4,
+                soft_nms: SoftNmsRule::WidthGated {
+                    low: 0.5,
+                    high: 0.9,
+                },
+                candidates: CandidateRule::All,
+                boundary_in_score: true,
+                ..DetectConfig::default()
+            },
         }
     }
 
-    /// "G-TAD hidden 256": the family and its main width.
+    /// "G-TAD hidden 256" / "BMN hidden 256": the family and its main width.
     pub fn describe(&self) -> String {
         match self {
             Self::Gtad(a) => format!("G-TAD hidden {}", a.hidden),
+            Self::Bmn(a) => format!("BMN hidden {}", a.hidden_1d),
         }
     }
 }
@@ -241,6 +273,7 @@ impl Serialize for HeadArch {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let inner = match self {
             Self::Gtad(a) => serde_json::to_value(a),
+            Self::Bmn(a) => serde_json::to_value(a),
         }
         .map_err(serde::ser::Error::custom)?;
         let mut map = match inner {
@@ -262,7 +295,7 @@ impl<'de> Deserialize<'de> for HeadArch {
             Some(serde_json::Value::String(k)) => k.parse().map_err(serde::de::Error::custom)?,
             Some(other) => {
                 return Err(serde::de::Error::custom(format!(
-                    "head.kind = {other} must be \"gtad\""
+                    "head.kind = {other} must be \"gtad\" or \"bmn\""
                 )))
             }
         };
@@ -272,6 +305,7 @@ impl<'de> Deserialize<'de> for HeadArch {
         };
         Ok(match kind {
             HeadKind::Gtad => Self::Gtad(serde_json::from_value(rest).map_err(named)?),
+            HeadKind::Bmn => Self::Bmn(serde_json::from_value(rest).map_err(named)?),
         })
     }
 }
@@ -283,6 +317,8 @@ impl<'de> Deserialize<'de> for HeadArch {
 pub enum Head {
     /// G-TAD.
     Gtad(GtadHead),
+    /// BMN.
+    Bmn(BmnHead),
 }
 
 impl Head {
@@ -290,6 +326,7 @@ impl Head {
     pub fn kind(&self) -> HeadKind {
         match self {
             Self::Gtad(_) => HeadKind::Gtad,
+            Self::Bmn(_) => HeadKind::Bmn,
         }
     }
 
@@ -297,6 +334,7 @@ impl Head {
     pub fn forward(&self, features: Tensor<3>) -> Result<HeadOutput, ModelError> {
         match self {
             Self::Gtad(h) => h.forward(features),
+            Self::Bmn(h) => h.forward(features),
         }
     }
 
@@ -315,6 +353,7 @@ impl Head {
     pub fn device(&self) -> Device {
         match self {
             Self::Gtad(h) => h.stem.weight.val().device(),
+            Self::Bmn(h) => h.base1.weight.val().device(),
         }
     }
 
@@ -322,6 +361,7 @@ impl Head {
     pub fn save(&self, path: &Path) -> Result<(), ModelError> {
         match self {
             Self::Gtad(h) => crate::checkpoint::save(h, path),
+            Self::Bmn(h) => crate::checkpoint::save(h, path),
         }
     }
 
@@ -329,6 +369,7 @@ impl Head {
     pub fn load_file(self, path: &Path) -> Result<Self, ModelError> {
         Ok(match self {
             Self::Gtad(h) => Self::Gtad(crate::checkpoint::load(h, path)?),
+            Self::Bmn(h) => Self::Bmn(crate::checkpoint::load(h, path)?),
         })
     }
 }
@@ -341,7 +382,7 @@ pub enum CandidateRule {
     /// the maximum, among positions `1..=L-2`; the first start and the last end always.
     #[default]
     PeaksOrHalfMax,
-    /// Every position (every anchor ending before `L`).
+    /// Every position (the BMN reimplementation's `main.py`: every anchor ending before `L`).
     All,
 }
 
@@ -378,6 +419,15 @@ pub enum SoftNmsRule {
     /// G-TAD's Gaussian Soft-NMS: every overlap decays, `exp(-o^2 / soft_nms_sigma)`.
     #[default]
     Gaussian,
+    /// BMN's: the same decay (`soft_nms_sigma` is BMN's `alpha`), only where the overlap
+    /// exceeds `low + (high - low) x` the kept proposal's width as a fraction of the span
+    /// ([`lofi_eval::SoftNmsDecay::Bmn`]).
+    WidthGated {
+        /// Threshold at width 0 (0.5).
+        low: f64,
+        /// Threshold at the span's width (0.9).
+        high: f64,
+    },
 }
 
 impl SoftNmsRule {
@@ -392,9 +442,9 @@ impl SoftNmsRule {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DetectConfig {
-    /// Gaussian Soft-NMS width (0.8 on ActivityNet, 0.46 on THUMOS14).
+    /// Gaussian Soft-NMS width (0.8 on ActivityNet, 0.46 on THUMOS14; BMN's `alpha`, 0.4).
     pub soft_nms_sigma: f64,
-    /// Which Soft-NMS: G-TAD's Gaussian (absent).
+    /// Which Soft-NMS: G-TAD's Gaussian (absent) or BMN's width-gated one.
     #[serde(skip_serializing_if = "SoftNmsRule::is_default")]
     pub soft_nms: SoftNmsRule,
     /// Which boundary positions are candidates (absent: G-TAD's peaks or half the maximum).
@@ -433,6 +483,13 @@ impl DetectConfig {
                 self.soft_nms_sigma
             )));
         }
+        if let SoftNmsRule::WidthGated { low, high } = self.soft_nms {
+            if !(low.is_finite() && high.is_finite()) {
+                return Err(ModelError::Config(format!(
+                    "soft_nms.low = {low} and soft_nms.high = {high} must be numbers"
+                )));
+            }
+        }
         for (key, v) in [
             ("top_k", self.top_k),
             ("top_classes", self.top_classes),
@@ -446,10 +503,17 @@ impl DetectConfig {
     }
 
     /// The Soft-NMS of these settings for candidates that lie in a span of `span` seconds.
-    pub fn soft_nms(&self, _span: f64) -> SoftNms {
-        match self.soft_nms {
-            SoftNmsRule::Gaussian => SoftNms::gaussian(self.soft_nms_sigma, self.top_k),
+    pub fn soft_nms(&self, span: f64) -> SoftNms {
+        let mut nms = SoftNms::gaussian(self.soft_nms_sigma, self.top_k);
+        if let SoftNmsRule::WidthGated { low, high } = self.soft_nms {
+            nms.decay = SoftNmsDecay::Bmn {
+                alpha: self.soft_nms_sigma,
+                low,
+                high,
+                span,
+            };
         }
+        nms
     }
 }
 
@@ -459,16 +523,19 @@ mod tests {
     use burn::tensor::Distribution;
 
     #[test]
-    fn toml_form_defaults_to_gtad_and_refuses_unknown_kinds() {
+    fn toml_form_defaults_to_gtad_and_refuses_keys_of_the_other_kind() {
         let parse = |text: &str| toml::from_str::<HeadArch>(text);
         assert_eq!(parse("").expect("empty"), HeadArch::default());
         // A [head] table written before the choice: a G-TAD.
         let old = toml::to_string(&GtadArch::tiny()).expect("old layout");
         assert_eq!(parse(&old).expect("old"), HeadArch::tiny(HeadKind::Gtad));
+        let bmn = parse("kind = \"bmn\"\nhidden_1d = 32\n").expect("bmn");
+        assert_eq!(bmn.kind(), HeadKind::Bmn);
+        let e = parse("kind = \"bmn\"\nk = 3\n").expect_err("gtad key");
+        assert!(e.to_string().contains("kind = \"bmn\""), "{e}");
+        assert!(e.to_string().contains('k'), "{e}");
         let e = parse("kind = \"tcanet\"\n").expect_err("kind");
         assert!(e.to_string().contains("tcanet"), "{e}");
-        let e = parse("widht = 3\n").expect_err("typo");
-        assert!(e.to_string().contains("widht"), "{e}");
         for kind in HeadKind::ALL {
             for arch in [HeadArch::new(kind), HeadArch::tiny(kind)] {
                 let text = toml::to_string(&arch).expect("serialize");
@@ -486,7 +553,15 @@ mod tests {
             parse(&toml::to_string(&thumos).expect("ser")).expect("de"),
             thumos
         );
-        assert_eq!("GTAD".parse::<HeadKind>(), Ok(HeadKind::Gtad));
+        assert_eq!("BMN".parse::<HeadKind>(), Ok(HeadKind::Bmn));
+        assert_eq!(
+            HeadArch::tiny(HeadKind::Gtad).with_kind(HeadKind::Bmn),
+            HeadArch::tiny(HeadKind::Bmn)
+        );
+        assert_eq!(
+            HeadArch::default().with_kind(HeadKind::Bmn),
+            HeadArch::new(HeadKind::Bmn)
+        );
     }
 
     #[test]
@@ -513,6 +588,12 @@ mod tests {
             let a: Vec<f32> = out.maps.into_data().try_to_vec().unwrap_or_default();
             let b: Vec<f32> = again.maps.into_data().try_to_vec().unwrap_or_default();
             assert_eq!(a, b, "{kind}");
+            // The other family cannot read it.
+            let other = HeadKind::ALL
+                .into_iter()
+                .find(|k| *k != kind)
+                .expect("two kinds");
+            assert!(HeadArch::tiny(other).load(8, &path, &device).is_err());
         }
         let _ = std::fs::remove_dir_all(&dir);
         Ok(())

@@ -19,7 +19,8 @@
 //! - [`encoder`]: the typed choice between the two ([`EncoderArch`], [`Encoder`]) that every
 //!   stage uses;
 //! - [`gtad`]: the G-TAD head (GCNeXt, SGAlign, start/end and IoU-map heads) for any `L`;
-//! - [`head`]: the head as a typed choice ([`HeadArch`], [`Head`]) with the
+//!   [`bmn`]: the BMN head (TEM, PEM with the boundary-matching layer) for any `L`;
+//! - [`head`]: the typed choice between the two ([`HeadArch`], [`Head`]) with the
 //!   post-processing of each ([`DetectConfig`]) that every stage uses;
 //! - [`targets`], [`loss`]: training targets at any `L` and the G-TAD loss;
 //! - [`card`]: the model card written beside every weights file (architecture, input,
@@ -35,6 +36,7 @@
 //!   (duration - 1, start snippet), channel 0 = regression IoU, 1 = classification IoU, with an
 //!   anchor-validity mask `[D, L]` that is 1 where `start + duration <= L`.
 
+pub mod bmn;
 pub mod card;
 pub mod checkpoint;
 pub mod encoder;
@@ -55,6 +57,7 @@ pub mod seed;
 pub mod shift;
 pub mod targets;
 
+pub use bmn::{BmnArch, BmnHead};
 pub use card::{InputSpec, ModelCard, ModelSpec, Normalization, Producer};
 pub use encoder::{Encoder, EncoderArch, EncoderKind};
 pub use error::ModelError;

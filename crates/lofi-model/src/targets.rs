@@ -85,6 +85,24 @@ fn iou(a0: f64, a1: f64, b0: f64, b1: f64) -> f64 {
 impl GtadTargets {
     /// Computes the targets of a video with `segments` at `l` snippets.
     pub fn new(segments: &[Segment], l: usize, cfg: &TargetConfig) -> Result<Self, ModelError> {
+        with_boundary_window(segments, l, cfg.boundary_width, cfg.max_duration, 1.5)
+    }
+}
+
+/// The targets with the boundary window of snippet `i` reaching `right` snippets past `i`:
+/// `[(i - 0.5) gap, (i + right) gap]` (G-TAD 1.5, BMN 0.5).
+pub(crate) fn with_boundary_window(
+    segments: &[Segment],
+    l: usize,
+    boundary_width: f64,
+    max_duration: Option<usize>,
+    right: f64,
+) -> Result<GtadTargets, ModelError> {
+    let cfg = TargetConfig {
+        boundary_width,
+        max_duration,
+    };
+    {
         if l == 0 {
             return Err(ModelError::Input(
                 "temporal length L must be positive".into(),
@@ -116,7 +134,7 @@ impl GtadTargets {
             (0..l)
                 .map(|i| {
                     let a0 = (i as f64 - 0.5) * gap;
-                    let a1 = (i as f64 + 1.5) * gap;
+                    let a1 = (i as f64 + right) * gap;
                     segments
                         .iter()
                         .map(|s| ioa(a0, a1, point(s) - half, point(s) + half))
@@ -140,7 +158,7 @@ impl GtadTargets {
                     .fold(0.0, f64::max) as f32;
             }
         }
-        Ok(Self {
+        Ok(GtadTargets {
             l,
             d,
             start,
@@ -148,7 +166,9 @@ impl GtadTargets {
             iou: map,
         })
     }
+}
 
+impl GtadTargets {
     /// Stacks the targets of a batch into `([B, L], [B, L], [B, D, L])` tensors.
     pub fn batch(
         targets: &[GtadTargets],

@@ -57,7 +57,8 @@ pub struct DetectArgs {
     /// Post-processing of this preset instead of the head run's own settings.
     #[arg(long, value_name = "NAME", long_help = super::preset_help())]
     preset: Option<Preset>,
-    /// Soft-NMS sigma [default: the head card's post-processing; 0.8 for G-TAD on ActivityNet].
+    /// Soft-NMS sigma (BMN's alpha) [default: the head card's post-processing; 0.8 for G-TAD on
+    /// ActivityNet, 0.4 for BMN].
     #[arg(long)]
     sigma: Option<f64>,
     /// Proposals kept per video [default: 100].

@@ -75,9 +75,10 @@ pub struct TrainHeadArgs {
     /// outputs (without it such a folder is refused).
     #[arg(long, conflicts_with = "resume")]
     overwrite: bool,
-    /// The head: gtad (G-TAD, the paper's), with the preset's or config's sizes class and the
-    /// kind's own post-processing [default: the config's `[head] kind`, else gtad].
-    #[arg(long, value_name = "gtad")]
+    /// The head: gtad (G-TAD, the paper's) or bmn (BMN), with the preset's or config's sizes
+    /// class and the kind's own post-processing [default: the config's `[head] kind`, else
+    /// gtad].
+    #[arg(long, value_name = "gtad|bmn")]
     head_kind: Option<lofi_model::HeadKind>,
     /// Test hook: stop after this many steps (as if killed); continue with --resume.
     #[arg(long, hide = true)]
