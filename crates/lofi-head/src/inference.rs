@@ -20,7 +20,10 @@
 //!   `classification map x regression map` at `(e - t - 1, t)`. With `boundary_in_score` the
 //!   boundary probabilities multiply in too (`start x end x cls x reg`, BMN's full rule);
 //!   off by default, as in the G-TAD description we follow.
-//! - Gaussian Soft-NMS (`sigma`, 0.8 on ActivityNet) keeps the `top_k` (100) best.
+//! - Gaussian Soft-NMS (`sigma`, 0.8 on ActivityNet) keeps the `top_k` (100) best; as in
+//!   G-TAD's `Soft_NMS`, the loop stops when one candidate is left (a video with `top_k` or fewer
+//!   candidates loses its last one). BMN's rule ([`lofi_model::SoftNmsRule::WidthGated`]) decays
+//!   only above a threshold growing with the kept proposal's width (same loop).
 //! - Each kept proposal is paired with the video's `top_classes` (2) classes, score = proposal
 //!   score x class score ([`lofi_eval::fuse_with_class_scores`]).
 //! - A head trained on sliding windows ([`crate::windows`]) runs on every window of the video's
@@ -34,7 +37,7 @@ use lofi_eval::{
     GroundTruth as EvalTruth, PredictionKind, Predictions, ScoredSegment, Thresholds,
     VideoClassScores,
 };
-use lofi_model::{DetectConfig, Head};
+use lofi_model::{DetectConfig, Head, SoftNmsRule};
 
 use crate::error::{HeadError, Result};
 use crate::features::{FeatureStore, VideoFeatures};
@@ -159,7 +162,14 @@ pub fn head_proposals(
         .zip(videos)
         .map(|(s, v)| {
             let c = candidate_proposals(s, v.duration, config);
-            Ok(soft_nms(&c, &config.soft_nms(v.duration))?)
+            let mut kept = soft_nms(&c, &config.soft_nms(v.duration))?;
+            // G-TAD's `Soft_NMS` loop (as BMN's, which lofi-eval's BMN rule follows) stops when
+            // one candidate is left: with no more than `top_k` candidates, that last one is
+            // never kept.
+            if config.soft_nms == SoftNmsRule::Gaussian && c.len() > 1 && kept.len() == c.len() {
+                kept.pop();
+            }
+            Ok(kept)
         })
         .collect()
 }
@@ -431,6 +441,39 @@ mod tests {
         );
         assert!((with_boundaries[1].score - 0.5 * 0.9 * 0.9).abs() < 1e-6);
         assert_eq!(with_boundaries[0].score, 0.0);
+    }
+
+    #[test]
+    fn gtad_soft_nms_never_keeps_the_last_remaining_candidate() {
+        // L = 4, every position a candidate: 6 anchors; G-TAD's loop keeps 5 of them.
+        let s = scores(4, vec![1.0; 4], vec![1.0; 4]);
+        let head = lofi_model::HeadArch::tiny(lofi_model::HeadKind::Gtad);
+        let c = candidate_proposals(&s, 4.0, &DetectConfig::default());
+        assert_eq!(c.len(), 6);
+        let device = crate::model::cpu_device();
+        let model = head.init(8, &device).expect("head");
+        let v = VideoFeatures {
+            id: "v".into(),
+            duration: 4.0,
+            l: 4,
+            c: 8,
+            data: vec![0.5; 32],
+        };
+        let got = head_proposals(&model, &[&v], &DetectConfig::default(), &device).expect("ok");
+        let n = candidate_proposals(
+            &head_scores(&model, &[&v], 1, &device).expect("scores")[0],
+            4.0,
+            &DetectConfig::default(),
+        )
+        .len();
+        assert_eq!(got[0].len(), n - 1, "{n} candidates");
+        // With more candidates than top_k, top_k are kept.
+        let few = DetectConfig {
+            top_k: 2,
+            ..DetectConfig::default()
+        };
+        let got = head_proposals(&model, &[&v], &few, &device).expect("ok");
+        assert_eq!(got[0].len(), 2.min(n));
     }
 
     #[test]

@@ -312,22 +312,47 @@ pub struct HeadOutcome {
     pub seconds: f64,
 }
 
-fn seconds_to_fractions(id: &str, duration: f64, ann: &[[f64; 2]]) -> Vec<Segment> {
+/// Annotations in seconds as fractions of `covered`, the seconds the features cover, clipped to
+/// `[0, 1]`, as G-TAD's and BMN's `dataset.py` turn them into fractions of `corrected_second`:
+/// an annotation that the clipping shrinks to nothing (it lies past the covered part) stays, as
+/// a zero-length segment at the border (the official code keeps it too: it adds boundary targets
+/// there and no IoU); only a reversed annotation is left out.
+fn seconds_to_fractions(id: &str, covered: f64, ann: &[[f64; 2]]) -> Vec<Segment> {
     let mut out = Vec::new();
     for seg in ann {
-        let s = (seg[0] / duration).clamp(0.0, 1.0);
-        let e = (seg[1] / duration).clamp(0.0, 1.0);
-        if e > s {
+        let s = (seg[0] / covered).clamp(0.0, 1.0);
+        let e = (seg[1] / covered).clamp(0.0, 1.0);
+        if e >= s {
+            if e == s {
+                tracing::debug!(
+                    "video {id}: annotation [{}, {}] lies outside the {covered} s the features \
+                     cover; kept as a zero-length segment at {s}, as the official code does",
+                    seg[0],
+                    seg[1]
+                );
+            }
             out.push(Segment::new(s, e));
         } else {
             tracing::warn!(
-                "video {id}: annotation [{}, {}] lies outside [0, {duration}] s; ignored",
+                "video {id}: annotation [{}, {}] ends before it starts; ignored",
                 seg[0],
                 seg[1]
             );
         }
     }
     out
+}
+
+/// The seconds of video `id`'s features cover: the feature index's duration when the folder has
+/// one (G-TAD's and BMN's `corrected_second`), else the annotated `duration`.
+fn covered_seconds(store: &FeatureStore, id: &str, duration: f64) -> f64 {
+    store
+        .index
+        .as_ref()
+        .and_then(|i| i.videos.get(id))
+        .map(|e| e.duration)
+        .filter(|d| d.is_finite() && *d > 0.0)
+        .unwrap_or(duration)
 }
 
 /// One training video (or window): features, targets' segments and labels.
@@ -419,7 +444,7 @@ fn load_subset(
             }
         }
         out.push(TrainVideo {
-            segments: seconds_to_fractions(id, entry.duration, &ann),
+            segments: seconds_to_fractions(id, covered_seconds(store, id, entry.duration), &ann),
             features,
             labels,
             annotations: ann,
@@ -1133,6 +1158,22 @@ mod tests {
         // The written config reads back identically.
         let text = toml::to_string_pretty(&ok).expect("serialize");
         assert_eq!(HeadConfig::from_toml(&text, p).expect("round trip"), ok);
+    }
+
+    #[test]
+    fn annotations_become_fractions_of_the_covered_span_as_the_official_code_makes_them() {
+        // 10 s covered of a 12 s annotated video: fractions of 10 s, clipped; an annotation past
+        // the covered part stays as a point at 1 (the official code keeps it).
+        let segs = seconds_to_fractions("v", 10.0, &[[1.0, 4.0], [8.0, 11.0], [10.5, 12.0]]);
+        assert_eq!(
+            segs,
+            vec![
+                Segment::new(0.1, 0.4),
+                Segment::new(0.8, 1.0),
+                Segment::new(1.0, 1.0)
+            ]
+        );
+        assert!(seconds_to_fractions("v", 10.0, &[[4.0, 3.0]]).is_empty());
     }
 
     #[test]

@@ -23,7 +23,7 @@ use crate::error::ModelError;
 pub struct Segment {
     /// Start in `[0, 1)`.
     pub start: f64,
-    /// End in `(start, 1]`.
+    /// End in `[start, 1]` (zero length: an annotation clipped to the span's border).
     pub end: f64,
 }
 
@@ -115,14 +115,16 @@ pub(crate) fn with_boundary_window(
             )));
         }
         for (i, s) in segments.iter().enumerate() {
+            // A zero-length segment is allowed: G-TAD's and BMN's dataset.py keep annotations
+            // that clipping to the covered span shrinks to a point (boundary targets, no IoU).
             if !(s.start.is_finite()
                 && s.end.is_finite()
                 && 0.0 <= s.start
-                && s.start < s.end
+                && s.start <= s.end
                 && s.end <= 1.0)
             {
                 return Err(ModelError::Input(format!(
-                    "segment {i} [{}, {}] is not a non-empty interval inside [0, 1]",
+                    "segment {i} [{}, {}] is not an interval inside [0, 1]",
                     s.start, s.end
                 )));
             }
@@ -242,6 +244,11 @@ mod tests {
         assert!(GtadTargets::new(&[Segment::new(0.5, 1.4)], 10, &cfg).is_err());
         assert!(GtadTargets::new(&[Segment::new(f64::NAN, 0.4)], 10, &cfg).is_err());
         assert!(GtadTargets::new(&[], 0, &cfg).is_err());
+        // A zero-length segment (an annotation clipped to the border, kept as the official
+        // dataset.py keeps it): boundary targets at the point, no IoU.
+        let point = GtadTargets::new(&[Segment::new(1.0, 1.0)], 10, &cfg).expect("a point");
+        assert!(point.iou.iter().all(|v| *v == 0.0));
+        assert!(point.start[9] > 0.0 && point.end[9] > 0.0 && point.start[0] == 0.0);
         let empty = GtadTargets::new(&[], 5, &cfg).expect("no segments is fine");
         assert!(empty.iou.iter().all(|v| *v == 0.0));
     }
