@@ -502,6 +502,16 @@ impl DetectConfig {
         Ok(())
     }
 
+    /// `head`'s own post-processing ([`HeadArch::detect_defaults`]) with this one's choices that
+    /// belong to no head: videos per forward pass and classes paired with each proposal.
+    pub fn for_head(&self, head: &HeadArch) -> DetectConfig {
+        DetectConfig {
+            batch_size: self.batch_size,
+            top_classes: self.top_classes,
+            ..head.detect_defaults()
+        }
+    }
+
     /// The Soft-NMS of these settings for candidates that lie in a span of `span` seconds.
     pub fn soft_nms(&self, span: f64) -> SoftNms {
         let mut nms = SoftNms::gaussian(self.soft_nms_sigma, self.top_k);

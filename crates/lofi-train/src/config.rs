@@ -297,11 +297,7 @@ impl TrainConfig {
     pub fn with_head_kind(mut self, kind: HeadKind) -> Self {
         if self.head.kind() != kind {
             self.head = self.head.with_kind(kind);
-            self.detect = DetectConfig {
-                batch_size: self.detect.batch_size,
-                top_classes: self.detect.top_classes,
-                ..self.head.detect_defaults()
-            };
+            self.detect = self.detect.for_head(&self.head);
         }
         self
     }
