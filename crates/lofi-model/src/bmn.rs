@@ -424,3 +424,50 @@ pub fn targets(
 ) -> Result<GtadTargets, ModelError> {
     crate::targets::with_boundary_window(segments, l, boundary_width, None, 0.5)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mask_and_map_are_checked_against_memory_before_any_work() {
+        let gib = 1u64 << 30;
+        let arch = BmnArch::default();
+        // L = 100: a 122 MiB mask and the sampled map fit in 4 GiB.
+        assert!(arch.check_scale(100, Some(4 * gib)).is_ok());
+        // L = 256: the mask alone is 2 GiB.
+        let e = arch
+            .check_scale(256, Some(2 * gib))
+            .expect_err("too big")
+            .to_string();
+        assert!(
+            e.contains("snippets = 256") && e.contains("sampling mask"),
+            "{e}"
+        );
+        assert!(
+            arch.check_scale(1 << 20, None).is_err(),
+            "beyond 64-bit sizes"
+        );
+        assert!(
+            arch.check_scale(256, None).is_ok(),
+            "unknown memory: not checked"
+        );
+    }
+
+    #[test]
+    fn every_column_of_a_valid_anchor_sums_to_one_per_bin_inside_the_video() {
+        // A short anchor in the middle of L = 20 samples only inside the video: each bin's
+        // weights sum to 1; anchors with start > end are all zero.
+        let t = sample_mask(20, 8, 3, 0.5);
+        let cols = 20 * 20;
+        let col = 9 * 20 + 10; // start 9, end 10
+        for n in 0..8 {
+            let sum: f32 = (0..20)
+                .map(|i| t.weights[n * 20 * cols + i * cols + col])
+                .sum();
+            assert!((sum - 1.0).abs() < 1e-6, "bin {n}: {sum}");
+        }
+        let below = 10 * 20 + 9; // start 10 > end 9
+        assert!((0..8 * 20).all(|k| t.weights[k * cols + below] == 0.0));
+    }
+}
