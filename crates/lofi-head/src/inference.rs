@@ -12,10 +12,12 @@
 //!   `[t, t + d + 1]`) and of lofi-video's sampling plan (snippet `i` covers
 //!   `[i D / L, (i + 1) D / L)`). The start probability of position `p` is `start[p]`, the end
 //!   probability `end[p]`.
-//! - Candidates, exactly as G-TAD's `gtad_inference.py`: a start position is kept when it is a
-//!   strict local peak of the start probabilities or above half their maximum, among positions
-//!   `1..=L-2`; position 0 is always kept. Ends likewise, position `L - 1` always kept; a proposal
-//!   therefore ends at most at `L - 1` (the official rule `end_index < temporal_scale`).
+//! - Candidates (`candidates` of [`DetectConfig`]): G-TAD's rule, exactly as its
+//!   `gtad_inference.py`: a start position is kept when it is a strict local peak of the start
+//!   probabilities or above half their maximum, among positions `1..=L-2`; position 0 is always
+//!   kept. Ends likewise, position `L - 1` always kept; a proposal therefore ends at most at
+//!   `L - 1` (the official rule `end_index < temporal_scale`). BMN's reference keeps every
+//!   position (`all`), with the same last end.
 //! - Every candidate pair `t < e` with `e - t <= D` is an anchor; its score is
 //!   `classification map x regression map` at `(e - t - 1, t)`. With `boundary_in_score` the
 //!   boundary probabilities multiply in too (`start x end x cls x reg`, BMN's full rule);
@@ -29,6 +31,7 @@
 //! - A head trained on sliding windows ([`crate::windows`]) runs on every window of the video's
 //!   features at their own stride; the window's candidates are mapped to video time and merged
 //!   across windows with Soft-NMS ([`HeadInput`] chooses).
+
 use std::path::Path;
 
 use burn::tensor::{Device, Tensor, TensorData};

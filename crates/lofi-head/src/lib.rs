@@ -1,7 +1,8 @@
 //! Everything after a frozen encoder: feature extraction (sharded, resumable, verifiable), feature
-//! files (ours and the peers' `.npy` / `.csv` / `.h5`), G-TAD trained from scratch on features with a
-//! video-level classifier beside it (any `lofi_model::HeadKind`), head inference (boundary candidates, Soft-NMS, class fusion: [`inference`]) and
-//! evaluation with the ActivityNet protocol.
+//! files (ours and the peers' `.npy` / `.csv` / `.h5`), a head (any `lofi_model::HeadKind`)
+//! trained from scratch on features with a video-level classifier beside it, head inference
+//! (boundary candidates, Soft-NMS, class fusion: [`inference`]), detection and evaluation with the
+//! ActivityNet protocol.
 //!
 //! Why this crate exists: LoFi's reported numbers come from step 3 of the method, where the
 //! trained encoder is frozen, features are extracted at full fidelity and a fresh G-TAD is trained

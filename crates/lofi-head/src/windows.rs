@@ -17,8 +17,8 @@
 //! - Training (G-TAD's `dataset.py`): a window is a training sample when some action has more
 //!   than 90 % of its length inside it; its targets are built from every action overlapping it,
 //!   clipped to the window.
-//! - Detection ([`crate::inference::window_proposals`]): each window gives its candidates (the rule of [`crate::inference`]), mapped to video
-//!   time and clipped to `[0, duration]`; Soft-NMS per window, then Soft-NMS over the union of the
+//! - Detection ([`crate::inference::window_proposals`]): each window gives its candidates (the
+//!   rule of [`crate::inference`]), mapped to video time and clipped to `[0, duration]`; Soft-NMS per window, then Soft-NMS over the union of the
 //!   video's windows, then the top `top_k` (as G-TAD's `gtad_postprocess.py` merges windows).
 
 use lofi_model::Segment;
