@@ -41,6 +41,22 @@ pub enum SoftNmsDecay {
         /// Overlap above which scores decay.
         iou_threshold: f64,
     },
+    /// BMN's variant (`post_processing.py` of the BMN reimplementations): `score *
+    /// exp(-o^2 / alpha)` only where `o > low + (high - low) * width`, `width` the kept
+    /// candidate's length as a fraction of `span` (the video, or the window, the candidates
+    /// lie in), so that long proposals suppress only near-duplicates. Its loop, too, is BMN's:
+    /// it stops when one candidate is left (that one is never kept, unless it is the only
+    /// candidate there was).
+    Bmn {
+        /// Width of the Gaussian (0.4 in the reference's options).
+        alpha: f64,
+        /// Threshold for a zero-length kept candidate (0.5).
+        low: f64,
+        /// Threshold for a kept candidate as long as the span (0.9).
+        high: f64,
+        /// The length widths are fractions of (seconds, as the candidates).
+        span: f64,
+    },
 }
 
 /// Soft-NMS settings.
@@ -69,6 +85,23 @@ impl SoftNms {
             SoftNmsDecay::Gaussian { sigma } if !(sigma.is_finite() && sigma > 0.0) => Err(
                 EvalError::Invalid(format!("Soft-NMS sigma must be positive, got {sigma}")),
             ),
+            SoftNmsDecay::Bmn {
+                alpha,
+                low,
+                high,
+                span,
+            } if !(alpha.is_finite()
+                && alpha > 0.0
+                && low.is_finite()
+                && high.is_finite()
+                && span.is_finite()
+                && span > 0.0) =>
+            {
+                Err(EvalError::Invalid(format!(
+                    "BMN Soft-NMS needs alpha > 0, finite thresholds and a positive span, got \
+                     alpha {alpha}, low {low}, high {high}, span {span}"
+                )))
+            }
             SoftNmsDecay::Linear { iou_threshold } if !(0.0..=1.0).contains(&iou_threshold) => {
                 Err(EvalError::Invalid(format!(
                     "Soft-NMS tIoU threshold must lie in [0, 1], got {iou_threshold}"
@@ -172,7 +205,11 @@ pub fn soft_nms_indices(
     let mut pool = candidates.to_vec();
     let mut alive: Vec<bool> = pool.iter().map(|c| c.score >= settings.min_score).collect();
     let mut kept = Vec::with_capacity(settings.top_k.min(pool.len()));
+    let bmn_loop = matches!(settings.decay, SoftNmsDecay::Bmn { .. }) && pool.len() > 1;
     while kept.len() < settings.top_k {
+        if bmn_loop && alive.iter().filter(|a| **a).count() <= 1 {
+            break;
+        }
         let Some(i) = best(&pool, &alive) else {
             break;
         };
@@ -188,6 +225,19 @@ pub fn soft_nms_indices(
                 SoftNmsDecay::Gaussian { sigma } => (-(overlap * overlap) / sigma).exp(),
                 SoftNmsDecay::Linear { iou_threshold } if overlap > iou_threshold => 1.0 - overlap,
                 SoftNmsDecay::Linear { .. } => 1.0,
+                SoftNmsDecay::Bmn {
+                    alpha,
+                    low,
+                    high,
+                    span,
+                } => {
+                    let width = (chosen.segment.end - chosen.segment.start) / span;
+                    if overlap > low + (high - low) * width {
+                        (-(overlap * overlap) / alpha).exp()
+                    } else {
+                        1.0
+                    }
+                }
             };
             if other.score < settings.min_score {
                 alive[j] = false;

@@ -1,7 +1,8 @@
 //! Everything after a frozen encoder: feature extraction (sharded, resumable, verifiable), feature
-//! files (ours and the peers' `.npy` / `.csv` / `.h5`), G-TAD trained from scratch on features with a
-//! video-level classifier beside it, detection (BMN boundary rule, Soft-NMS, class fusion) and
-//! evaluation with the ActivityNet protocol.
+//! files (ours and the peers' `.npy` / `.csv` / `.h5`), a head (any `lofi_model::HeadKind`)
+//! trained from scratch on features with a video-level classifier beside it, head inference
+//! (boundary candidates, Soft-NMS, class fusion: [`inference`]), detection and evaluation with the
+//! ActivityNet protocol.
 //!
 //! Why this crate exists: LoFi's reported numbers come from step 3 of the method, where the
 //! trained encoder is frozen, features are extracted at full fidelity and a fresh G-TAD is trained
@@ -17,6 +18,7 @@ pub mod error;
 pub mod extract;
 pub mod features;
 pub mod h5;
+pub mod inference;
 pub mod model;
 pub mod train;
 pub mod windows;
@@ -25,8 +27,8 @@ pub mod windows;
 pub use lofi_eval::npy;
 
 pub use detect::{
-    detect, features_from_encoder, head_proposals, oracle_class_scores, validate_head,
-    ClassScoreFile, ClassScoreSource, DetectConfig, DetectInputs, DetectOutcome,
+    detect, detect_preset, oracle_class_scores, ClassScoreFile, ClassScoreSource, DetectInputs,
+    DetectOutcome,
 };
 pub use error::{HeadError, Result};
 pub use extract::{
@@ -34,6 +36,9 @@ pub use extract::{
     VerifyReport, THUMOS14_STRIDE_FRAMES,
 };
 pub use features::{FeatureIndex, FeatureStore, VideoFeatures};
+pub use inference::{features_from_encoder, head_proposals, validate_head};
+/// The post-processing settings (one type, in lofi-model, that head cards record).
+pub use lofi_model::DetectConfig;
 pub use model::{cpu_device, HeadMeta, TrainedHead};
 pub use train::{train_head, BestEpoch, HeadConfig, HeadInputs, HeadOutcome};
 pub use windows::{Temporal, TimedFeatures};

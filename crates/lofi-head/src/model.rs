@@ -23,7 +23,10 @@ use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor, TensorData};
-use lofi_model::{GtadArch, InputSpec, ModelCard, ModelSpec, Normalization, Producer};
+use lofi_model::card::RunSubsets;
+use lofi_model::{
+    DetectConfig, HeadArch, InputSpec, ModelCard, ModelSpec, Normalization, Producer,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{HeadError, Result};
@@ -153,26 +156,60 @@ impl ClassifierMeta {
     }
 }
 
-/// Everything `lofi detect` needs to rebuild the trained models of a head run: read from the
-/// model cards `head.json` (of `head.bpk`) and `classifier.json` (of `classifier.bpk`), or from
-/// the single `head.json` of runs written before model cards (the layout of this struct).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// Everything `lofi detect` needs from a head run, all typed, all from the model cards
+/// `head.json` (of `head.bpk`) and `classifier.json` (of `classifier.bpk`), or from the single
+/// `head.json` of runs written before model cards ([`LegacyHeadJson`]).
+#[derive(Debug, Clone, PartialEq)]
 pub struct HeadMeta {
     /// Feature channels `C`.
     pub in_channels: usize,
     /// Temporal scale `L` the head runs at (features are resampled to it, or cut into windows of
     /// it).
     pub snippets: usize,
-    /// Rescale (absent) or sliding windows, as the head was trained.
+    /// Rescale or sliding windows, as the head was trained (the card's window stride).
+    pub temporal: crate::windows::Temporal,
+    /// Family and sizes.
+    pub arch: HeadArch,
+    /// The post-processing the run validated with (the card's; the head's defaults for a card
+    /// without one).
+    pub detect: DetectConfig,
+    /// The subsets of the producing run, when recorded.
+    pub subsets: Option<RunSubsets>,
+    /// The video classifier, when one was trained.
+    pub classifier: Option<ClassifierMeta>,
+}
+
+/// The `head.json` of runs written before model cards.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LegacyHeadJson {
+    /// Feature channels `C`.
+    pub in_channels: usize,
+    /// Temporal scale `L`.
+    pub snippets: usize,
+    /// Rescale (absent) or sliding windows.
     #[serde(default, skip_serializing_if = "crate::windows::Temporal::is_rescale")]
     pub temporal: crate::windows::Temporal,
-    /// Head sizes.
-    pub arch: GtadArch,
+    /// Head sizes (always a G-TAD then).
+    pub arch: HeadArch,
     /// The video classifier, when one was trained.
     pub classifier: Option<ClassifierMeta>,
     /// Epochs trained.
     pub epochs: usize,
+}
+
+impl From<LegacyHeadJson> for HeadMeta {
+    fn from(old: LegacyHeadJson) -> Self {
+        Self {
+            in_channels: old.in_channels,
+            snippets: old.snippets,
+            temporal: old.temporal,
+            detect: old.arch.detect_defaults(),
+            arch: old.arch,
+            subsets: None,
+            classifier: old.classifier,
+        }
+    }
 }
 
 /// File names inside a train-head run folder.
@@ -269,8 +306,9 @@ impl HeadMeta {
             )
         })?;
         if !text.contains(lofi_model::card::CARD_FORMAT) {
-            // A run folder of an older lofi: head.json in this struct's layout.
-            return serde_json::from_str(&text)
+            // A run folder of an older lofi: head.json in the legacy layout.
+            return serde_json::from_str::<LegacyHeadJson>(&text)
+                .map(Self::from)
                 .map_err(|e| HeadError::format(&card_path, e.to_string()));
         }
         let card = ModelCard::read(&card_path)?;
@@ -278,11 +316,15 @@ impl HeadMeta {
             arch,
             in_channels,
             snippets,
+            detect,
         } = card.model
         else {
             return Err(HeadError::format(
                 &card_path,
-                format!("describes {}, not a G-TAD head", card.model.describe()),
+                format!(
+                    "describes {}, not a localization head",
+                    card.model.describe()
+                ),
             ));
         };
         let classifier_weights = dir.join(files::CLASSIFIER);
@@ -290,26 +332,18 @@ impl HeadMeta {
             Some(c) => Some(ClassifierMeta::from_card(&c, &classifier_weights)?),
             None => None,
         };
-        let epochs = card
-            .producer
-            .config
-            .get("epochs")
-            .and_then(|e| e.as_u64())
-            .unwrap_or(0) as usize;
-        // Rescale or windows, as the producing run's config says (absent: rescale).
-        let temporal = match card.producer.config.get("temporal") {
-            None => crate::windows::Temporal::default(),
-            Some(v) => serde_json::from_value(v.clone()).map_err(|e| {
-                HeadError::format(&card_path, format!("producer.config.temporal: {e}"))
-            })?,
+        let temporal = match card.input.window_stride {
+            Some(window_stride) => crate::windows::Temporal::Windows { window_stride },
+            None => crate::windows::Temporal::Rescale,
         };
         Ok(Self {
             in_channels,
             snippets,
             temporal,
+            detect: detect.unwrap_or_else(|| arch.detect_defaults()),
             arch,
+            subsets: card.subsets,
             classifier,
-            epochs,
         })
     }
 }
@@ -373,7 +407,7 @@ pub struct TrainedHead {
     /// The description it was built from.
     pub meta: HeadMeta,
     /// The head.
-    pub head: lofi_model::GtadHead,
+    pub head: lofi_model::Head,
     /// The classifier, when the run trained one.
     pub classifier: Option<VideoClassifier>,
 }
@@ -386,16 +420,19 @@ impl TrainedHead {
         let meta = HeadMeta::read(path)?;
         let weights = lofi_model::card::resolve_weights(path, files::HEAD)?;
         let dir = weights.parent().unwrap_or(Path::new("."));
-        let head = meta.arch.gtad(meta.in_channels).init(device)?;
-        let head = lofi_model::checkpoint::load(head, &weights).map_err(|e| {
-            HeadError::format(
-                &weights,
-                format!(
-                    "does not hold the head its card describes (G-TAD hidden {} on {} channels): {e}",
-                    meta.arch.hidden, meta.in_channels
-                ),
-            )
-        })?;
+        let head = meta
+            .arch
+            .load(meta.in_channels, &weights, device)
+            .map_err(|e| {
+                HeadError::format(
+                    &weights,
+                    format!(
+                        "does not hold the head its card describes ({} on {} channels): {e}",
+                        meta.arch.describe(),
+                        meta.in_channels
+                    ),
+                )
+            })?;
         let classifier = match &meta.classifier {
             Some(c) => Some(lofi_model::checkpoint::load(
                 c.init(device),
@@ -419,8 +456,8 @@ mod tests {
     fn head_runs_read_from_cards_and_from_the_older_head_json() {
         let device = cpu_device();
         let dir = tempfile::tempdir().expect("temp dir");
-        let arch = GtadArch::tiny();
-        let head = arch.gtad(8).init(&device).expect("head");
+        let arch = HeadArch::tiny(lofi_model::HeadKind::Gtad);
+        let head = arch.init(8, &device).expect("head");
         let classifier = ClassifierMeta {
             classes: vec!["a".into(), "b".into()],
             hidden: 0,
@@ -437,11 +474,16 @@ mod tests {
                 arch: arch.clone(),
                 in_channels: 8,
                 snippets: 12,
+                detect: Some(DetectConfig {
+                    top_k: 7,
+                    ..DetectConfig::default()
+                }),
             },
             feature_input(12, 8, Normalization::None),
             producer.clone(),
         );
-        save_with_card(&head, &run.join(files::HEAD), &card).expect("head");
+        head.save(&run.join(files::HEAD)).expect("head");
+        card.write_beside(&run.join(files::HEAD)).expect("card");
         let model = classifier.init(&device);
         save_with_card(
             &model,
@@ -452,7 +494,7 @@ mod tests {
         for path in [run.clone(), run.join(files::HEAD)] {
             let loaded = TrainedHead::load(&path, &device).expect("load");
             assert_eq!(loaded.meta.snippets, 12);
-            assert_eq!(loaded.meta.epochs, 3);
+            assert_eq!(loaded.meta.detect.top_k, 7);
             assert_eq!(loaded.meta.classifier.as_ref(), Some(&classifier));
             assert!(loaded.classifier.is_some());
         }
@@ -460,9 +502,9 @@ mod tests {
         // A run of an older lofi: head.json in the HeadMeta layout, no classifier card.
         let old = dir.path().join("old");
         std::fs::create_dir_all(&old).expect("mkdir");
-        lofi_model::checkpoint::save(&head, &old.join(files::HEAD)).expect("head");
+        head.save(&old.join(files::HEAD)).expect("head");
         lofi_model::checkpoint::save(&model, &old.join(files::CLASSIFIER)).expect("cls");
-        let meta = HeadMeta {
+        let meta = LegacyHeadJson {
             in_channels: 8,
             snippets: 12,
             temporal: crate::windows::Temporal::default(),
@@ -476,7 +518,8 @@ mod tests {
         )
         .expect("write");
         let loaded = TrainedHead::load(&old, &device).expect("older run");
-        assert_eq!(loaded.meta, meta);
+        assert_eq!(loaded.meta, HeadMeta::from(meta));
+        assert_eq!(loaded.meta.detect, DetectConfig::default());
 
         // A head card without its weights is refused by name.
         std::fs::remove_file(run.join(files::HEAD)).expect("rm");

@@ -1,4 +1,5 @@
-//! `lofi train-head`: G-TAD trained from scratch on feature files, with the video-level
+//! `lofi train-head`: a localization head (`[head] kind`, G-TAD by default) trained from scratch on
+//! feature files, with the video-level
 //! classifier beside it, per-step metrics, per-epoch checkpoints and validation.
 //!
 //! Exists because LoFi's final numbers come from exactly this stage (paper section 3, step 3):
@@ -41,17 +42,18 @@ use lofi_engine::{
 use lofi_engine::{FolderKind, OutputPlan, Preset, Settings};
 use lofi_eval::{GroundTruth as EvalTruth, GroundTruthOptions, VideoClassScores};
 use lofi_model::seed::{initialized, seeded};
-use lofi_model::{GtadHead, GtadLoss, GtadTargets, Segment, TargetConfig};
+use lofi_model::{DetectConfig, GtadLoss, Head, HeadArch, HeadKind, HeadTargets, Segment};
 use lofi_video::ground_truth::GroundTruth;
 use serde::{Deserialize, Serialize};
 
-use crate::detect::{validate_input, ClassScoreFile, DetectConfig, HeadInput};
+use crate::detect::ClassScoreFile;
 use crate::error::{HeadError, Result};
 use crate::features::{FeatureStore, VideoFeatures, INDEX_FILE};
+use crate::inference::{batch_tensor, validate_input, HeadInput};
 use crate::model::{feature_input, files, ClassifierMeta, VideoClassifier};
 use crate::windows::{training_windows, Temporal, TimedFeatures};
 use lofi_model::card::{RunSubsets, LAST_EPOCH};
-use lofi_model::{GtadArch, InputSpec, ModelCard, ModelSpec, Normalization, Producer};
+use lofi_model::{InputSpec, ModelCard, ModelSpec, Normalization, Producer};
 
 /// Settings of the video-level classifier trained beside the head.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -124,8 +126,9 @@ pub struct HeadConfig {
     pub skip_missing: bool,
     /// Width of the region around each ground-truth boundary, in snippets (3).
     pub boundary_width: f64,
-    /// Head sizes.
-    pub head: GtadArch,
+    /// The head: `[head] kind` (`"gtad"` by default; the kinds of `lofi_model::HeadKind`),
+    /// with that family's sizes.
+    pub head: HeadArch,
     /// The video-level classifier.
     pub classifier: ClassifierConfig,
     /// Post-processing used by validation.
@@ -150,7 +153,7 @@ impl Default for HeadConfig {
             validate_every: 1,
             skip_missing: false,
             boundary_width: 3.0,
-            head: GtadArch::default(),
+            head: HeadArch::default(),
             classifier: ClassifierConfig::default(),
             detect: DetectConfig::default(),
         }
@@ -181,8 +184,8 @@ impl HeadConfig {
             validate_every: 0,
             ..Self::default()
         };
-        c.head.max_duration = Some(64);
-        c.detect = DetectConfig::preset(Preset::Thumos14);
+        c.head = c.head.with_max_duration(Some(64));
+        c.detect = crate::detect::detect_preset(Preset::Thumos14, &c.head);
         c
     }
 
@@ -191,9 +194,19 @@ impl HeadConfig {
         Self {
             snippets,
             batch_size: 4,
-            head: GtadArch::tiny(),
+            head: HeadArch::tiny(HeadKind::Gtad),
             ..Self::default()
         }
+    }
+
+    /// This configuration with a head of `kind` (same size class, the kind's reference
+    /// post-processing); unchanged when it already has one.
+    pub fn with_head_kind(mut self, kind: HeadKind) -> Self {
+        if self.head.kind() != kind {
+            self.head = self.head.with_kind(kind);
+            self.detect = self.detect.for_head(&self.head);
+        }
+        self
     }
 
     /// The learning rate of `epoch` (0-based).
@@ -218,13 +231,10 @@ impl lofi_engine::Settings for HeadConfig {
                 return err(format!("{key} must be at least 1"));
             }
         }
-        // The same rule as `lofi train`: G-TAD's graph needs k neighbours among L snippets.
-        if self.snippets < 2 || self.snippets < self.head.k {
-            return err(format!(
-                "snippets = {}: need L >= 2 snippets and at least head.k = {}",
-                self.snippets, self.head.k
-            ));
-        }
+        // The same rule as `lofi train` (G-TAD's graph needs k neighbours among L snippets).
+        self.head
+            .check_snippets(self.snippets)
+            .map_err(|e| HeadError::Config(e.to_string()))?;
         self.head
             .check_scale(self.snippets, lofi_video::limits::total_memory())?;
         for (key, v, positive) in [
@@ -258,7 +268,7 @@ impl lofi_engine::Settings for HeadConfig {
         self.detect.validate()?;
         // The head's own checks (group divisibility etc.) with a representative width.
         self.head
-            .validate(self.head.stem_groups.max(1) * 4)
+            .validate(64)
             .map_err(|e| HeadError::Config(format!("head: {e}")))
     }
 }
@@ -298,22 +308,47 @@ pub struct HeadOutcome {
     pub seconds: f64,
 }
 
-fn seconds_to_fractions(id: &str, duration: f64, ann: &[[f64; 2]]) -> Vec<Segment> {
+/// Annotations in seconds as fractions of `covered`, the seconds the features cover, clipped to
+/// `[0, 1]`, as G-TAD's and BMN's `dataset.py` turn them into fractions of `corrected_second`:
+/// an annotation that the clipping shrinks to nothing (it lies past the covered part) stays, as
+/// a zero-length segment at the border (the official code keeps it too: it adds boundary targets
+/// there and no IoU); only a reversed annotation is left out.
+fn seconds_to_fractions(id: &str, covered: f64, ann: &[[f64; 2]]) -> Vec<Segment> {
     let mut out = Vec::new();
     for seg in ann {
-        let s = (seg[0] / duration).clamp(0.0, 1.0);
-        let e = (seg[1] / duration).clamp(0.0, 1.0);
-        if e > s {
+        let s = (seg[0] / covered).clamp(0.0, 1.0);
+        let e = (seg[1] / covered).clamp(0.0, 1.0);
+        if e >= s {
+            if e == s {
+                tracing::debug!(
+                    "video {id}: annotation [{}, {}] lies outside the {covered} s the features \
+                     cover; kept as a zero-length segment at {s}, as the official code does",
+                    seg[0],
+                    seg[1]
+                );
+            }
             out.push(Segment::new(s, e));
         } else {
             tracing::warn!(
-                "video {id}: annotation [{}, {}] lies outside [0, {duration}] s; ignored",
+                "video {id}: annotation [{}, {}] ends before it starts; ignored",
                 seg[0],
                 seg[1]
             );
         }
     }
     out
+}
+
+/// The seconds of video `id`'s features cover: the feature index's duration when the folder has
+/// one (G-TAD's and BMN's `corrected_second`), else the annotated `duration`.
+fn covered_seconds(store: &FeatureStore, id: &str, duration: f64) -> f64 {
+    store
+        .index
+        .as_ref()
+        .and_then(|i| i.videos.get(id))
+        .map(|e| e.duration)
+        .filter(|d| d.is_finite() && *d > 0.0)
+        .unwrap_or(duration)
 }
 
 /// One training video (or window): features, targets' segments and labels.
@@ -405,7 +440,7 @@ fn load_subset(
             }
         }
         out.push(TrainVideo {
-            segments: seconds_to_fractions(id, entry.duration, &ann),
+            segments: seconds_to_fractions(id, covered_seconds(store, id, entry.duration), &ann),
             features,
             labels,
             annotations: ann,
@@ -516,7 +551,7 @@ const ADAM_EPSILON: f32 = 1e-8;
 struct HeadValidation {
     /// What the loss is measured on: videos (rescale) or windows holding an action.
     features: Vec<VideoFeatures>,
-    targets: Vec<GtadTargets>,
+    targets: Vec<HeadTargets>,
     /// Whole videos for the detection mAP, with their class scores and ground truth.
     detection: Option<(HeadInput, EvalTruth, VideoClassScores)>,
 }
@@ -574,7 +609,11 @@ impl HeadValidation {
         Ok(Self {
             targets: val
                 .iter()
-                .map(|v| GtadTargets::new(&v.segments, config.snippets, &target_config(config)))
+                .map(|v| {
+                    config
+                        .head
+                        .targets(&v.segments, config.snippets, config.boundary_width)
+                })
                 .collect::<std::result::Result<_, _>>()?,
             features: val.iter().map(|v| v.features.clone()).collect(),
             detection,
@@ -583,27 +622,17 @@ impl HeadValidation {
 }
 
 /// The target settings of `config`.
-fn target_config(config: &HeadConfig) -> TargetConfig {
-    TargetConfig {
-        boundary_width: config.boundary_width,
-        max_duration: config.head.max_duration,
-    }
-}
-
-/// Head training as a lofi-engine stage: shuffled batches of in-memory features, one Adam step
-/// on G-TAD's loss, validation loss (model selection) and mAP through the detection
-/// post-processing.
 struct HeadStage<'a> {
     config: &'a HeadConfig,
     train: &'a [TrainVideo],
-    targets: Vec<GtadTargets>,
+    targets: Vec<HeadTargets>,
     loss_fn: GtadLoss,
     device: Device,
     validation: Option<HeadValidation>,
 }
 
 impl Stage for HeadStage<'_> {
-    type Model = GtadHead;
+    type Model = Head;
     type Batch = Vec<usize>;
     type Batches = std::vec::IntoIter<Result<Vec<usize>>>;
     type Error = HeadError;
@@ -632,14 +661,14 @@ impl Stage for HeadStage<'_> {
 
     fn step(
         &mut self,
-        head: GtadHead,
+        head: Head,
         optim: &mut ModuleOptimizer,
         at: StepAt,
         idx: Vec<usize>,
-    ) -> Result<(GtadHead, Option<StepMetrics>)> {
+    ) -> Result<(Head, Option<StepMetrics>)> {
         let feats: Vec<&VideoFeatures> = idx.iter().map(|&i| &self.train[i].features).collect();
-        let tg: Vec<GtadTargets> = idx.iter().map(|&i| self.targets[i].clone()).collect();
-        let x = crate::detect::batch_tensor(&feats, &self.device);
+        let tg: Vec<HeadTargets> = idx.iter().map(|&i| self.targets[i].clone()).collect();
+        let x = batch_tensor(&feats, &self.device);
         let out = head.forward(x)?;
         let parts =
             self.loss_fn
@@ -669,7 +698,7 @@ impl Stage for HeadStage<'_> {
         ))
     }
 
-    fn validate(&mut self, head: &GtadHead, epoch: usize) -> Result<Option<ValidationMetrics>> {
+    fn validate(&mut self, head: &Head, epoch: usize) -> Result<Option<ValidationMetrics>> {
         let c = self.config;
         let due = lofi_engine::validation_due(c.validate_every, epoch, c.epochs);
         let Some(v) = self.validation.as_ref().filter(|_| due) else {
@@ -694,7 +723,7 @@ impl Stage for HeadStage<'_> {
 /// `None` without a validation sample (no window holding an action), where a loss of 0 would
 /// make every epoch look equally good.
 fn validation_loss(
-    head: &GtadHead,
+    head: &Head,
     v: &HeadValidation,
     loss_fn: &GtadLoss,
     batch_size: usize,
@@ -702,14 +731,14 @@ fn validation_loss(
     if v.features.is_empty() {
         return Ok(None);
     }
-    let device = head.stem.weight.val().device();
+    let device = head.device();
     let mut sum = 0.0;
     let mut batches = 0usize;
     let idx: Vec<usize> = (0..v.features.len()).collect();
     for (i, chunk) in idx.chunks(batch_size.max(1)).enumerate() {
         let feats: Vec<&VideoFeatures> = chunk.iter().map(|&j| &v.features[j]).collect();
-        let tg: Vec<GtadTargets> = chunk.iter().map(|&j| v.targets[j].clone()).collect();
-        let out = head.forward(crate::detect::batch_tensor(&feats, &device))?;
+        let tg: Vec<HeadTargets> = chunk.iter().map(|&j| v.targets[j].clone()).collect();
+        let out = head.forward(batch_tensor(&feats, &device))?;
         let parts = loss_fn.compute(&out, &tg, VALIDATION_SEED.wrapping_add(i as u64))?;
         sum += scalar(parts.total, "the validation loss")?;
         batches += 1;
@@ -966,11 +995,11 @@ pub fn train_head(
     // Head.
     let device = inputs.device.clone().autodiff();
     let head = seeded(&device, config.seed, || {
-        config.head.gtad(c).init(&device).map(initialized)
+        config.head.init(c, &device).map(initialized)
     })?;
-    let targets: Vec<GtadTargets> = train
+    let targets: Vec<HeadTargets> = train
         .iter()
-        .map(|v| GtadTargets::new(&v.segments, l, &target_config(config)))
+        .map(|v| config.head.targets(&v.segments, l, config.boundary_width))
         .collect::<std::result::Result<_, _>>()?;
     let optim = AdamConfig::new()
         .with_epsilon(ADAM_EPSILON)
@@ -986,7 +1015,7 @@ pub fn train_head(
         config,
         train: &train,
         targets,
-        loss_fn: GtadLoss::default(),
+        loss_fn: config.head.loss(),
         device: device.clone(),
         validation,
     };
@@ -1044,15 +1073,14 @@ pub fn train_head(
             arch: config.head.clone(),
             in_channels: c,
             snippets: l,
+            detect: Some(config.detect.clone()),
         },
         input(feature_input(l, c, Normalization::None)),
         producer.clone(),
     )
     .with_subsets(Some(recorded.clone()));
     let head = head.valid();
-    run.save_with_card(files::HEAD, &head_card, |p| {
-        lofi_model::checkpoint::save(&head, p)
-    })?;
+    run.save_with_card(files::HEAD, &head_card, |p| head.save(p))?;
     let accuracy = match classifier {
         Some((meta, model, acc)) => {
             let mut card = meta.card(l, producer).with_subsets(Some(recorded));
@@ -1114,10 +1142,34 @@ mod tests {
         let e = HeadConfig::from_toml("[detect]\ntop_k = 0\n", p).expect_err("top_k");
         assert!(e.to_string().contains("top_k"), "{e}");
         let ok = HeadConfig::from_toml("epochs = 2\n[head]\nhidden = 32\n", p).expect("valid");
-        assert_eq!((ok.epochs, ok.head.hidden, ok.head.groups), (2, 32, 32));
+        // A [head] without kind is a G-TAD.
+        assert_eq!(ok.epochs, 2);
+        assert_eq!(
+            ok.head,
+            lofi_model::HeadArch::Gtad(lofi_model::GtadArch {
+                hidden: 32,
+                ..lofi_model::GtadArch::default()
+            })
+        );
         // The written config reads back identically.
         let text = toml::to_string_pretty(&ok).expect("serialize");
         assert_eq!(HeadConfig::from_toml(&text, p).expect("round trip"), ok);
+    }
+
+    #[test]
+    fn annotations_become_fractions_of_the_covered_span_as_the_official_code_makes_them() {
+        // 10 s covered of a 12 s annotated video: fractions of 10 s, clipped; an annotation past
+        // the covered part stays as a point at 1 (the official code keeps it).
+        let segs = seconds_to_fractions("v", 10.0, &[[1.0, 4.0], [8.0, 11.0], [10.5, 12.0]]);
+        assert_eq!(
+            segs,
+            vec![
+                Segment::new(0.1, 0.4),
+                Segment::new(0.8, 1.0),
+                Segment::new(1.0, 1.0)
+            ]
+        );
+        assert!(seconds_to_fractions("v", 10.0, &[[4.0, 3.0]]).is_empty());
     }
 
     #[test]

@@ -17,16 +17,13 @@
 //! - Training (G-TAD's `dataset.py`): a window is a training sample when some action has more
 //!   than 90 % of its length inside it; its targets are built from every action overlapping it,
 //!   clipped to the window.
-//! - Detection: each window gives its candidates (the rule of [`crate::detect`]), mapped to video
-//!   time and clipped to `[0, duration]`; Soft-NMS per window, then Soft-NMS over the union of the
+//! - Detection ([`crate::inference::window_proposals`]): each window gives its candidates (the
+//!   rule of [`crate::inference`]), mapped to video time and clipped to `[0, duration]`; Soft-NMS per window, then Soft-NMS over the union of the
 //!   video's windows, then the top `top_k` (as G-TAD's `gtad_postprocess.py` merges windows).
 
-use burn::tensor::Device;
-use lofi_eval::{soft_nms, ScoredSegment, SoftNms};
-use lofi_model::{GtadHead, Segment};
+use lofi_model::Segment;
 use serde::{Deserialize, Serialize};
 
-use crate::detect::{candidate_proposals, head_scores, DetectConfig};
 use crate::error::{HeadError, Result};
 use crate::features::VideoFeatures;
 
@@ -183,43 +180,6 @@ pub fn training_windows(
         .into_iter()
         .map(|(start, segments)| (cut(video, start, w), segments))
         .collect()
-}
-
-/// Class-agnostic proposals of each video by windows (module docs): the head on every window,
-/// candidates mapped to video time, Soft-NMS per window and over the video, top-k.
-pub fn window_proposals(
-    head: &GtadHead,
-    videos: &[&TimedFeatures],
-    w: usize,
-    stride: usize,
-    config: &DetectConfig,
-    device: &Device,
-) -> Result<Vec<Vec<ScoredSegment>>> {
-    config.validate()?;
-    let nms = SoftNms::gaussian(config.soft_nms_sigma, config.top_k);
-    let mut out = Vec::with_capacity(videos.len());
-    for video in videos {
-        let wins = windows(video, w, stride);
-        let refs: Vec<&VideoFeatures> = wins.iter().map(|x| &x.features).collect();
-        let scores = head_scores(head, &refs, config.batch_size, device)?;
-        let duration = video.features.duration;
-        let mut merged = Vec::new();
-        for (win, s) in wins.iter().zip(&scores) {
-            let offset = win.offset();
-            let local: Vec<ScoredSegment> =
-                candidate_proposals(s, win.features.duration, config.boundary_in_score)
-                    .into_iter()
-                    .filter_map(|p| {
-                        let start = (p.segment.start + offset).clamp(0.0, duration);
-                        let end = (p.segment.end + offset).clamp(0.0, duration);
-                        (end > start).then(|| ScoredSegment::new(start, end, p.score))
-                    })
-                    .collect();
-            merged.extend(soft_nms(&local, &nms)?);
-        }
-        out.push(soft_nms(&merged, &nms)?);
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use lofi_head::detect::{candidate_proposals, HeadScores};
+use lofi_head::inference::{candidate_proposals, HeadScores};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -32,10 +32,11 @@ fn candidate_proposals_follow_gtad_inference() {
         cls: case.clr,
     };
     // A 1-second video: positions are fractions, as in the official code.
-    let mut got: Vec<[f64; 3]> = candidate_proposals(&scores, 1.0, false)
-        .iter()
-        .map(|p| [p.segment.start, p.segment.end, p.score])
-        .collect();
+    let mut got: Vec<[f64; 3]> =
+        candidate_proposals(&scores, 1.0, &lofi_head::DetectConfig::default())
+            .iter()
+            .map(|p| [p.segment.start, p.segment.end, p.score])
+            .collect();
     let mut want = case.proposals;
     let key = |a: &[f64; 3], b: &[f64; 3]| a[0].total_cmp(&b[0]).then(a[1].total_cmp(&b[1]));
     got.sort_by(key);

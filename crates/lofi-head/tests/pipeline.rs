@@ -214,9 +214,32 @@ fn extract_train_detect_evaluate() -> TestResult {
         serde_json::from_str(&std::fs::read_to_string(run.join("best.json"))?)?;
     assert_eq!((best.epoch, outcome.best_epoch), (lowest, Some(lowest)));
     assert_eq!(best.validation_loss, Some(val_loss[lowest]));
+    // head.bpk holds the network itself, a checkpoint the run's module: the same weights give
+    // the same outputs.
+    let meta = lofi_head::HeadMeta::read(&run)?;
+    let device = burn::tensor::Device::flex();
+    let kept = meta
+        .arch
+        .load(meta.in_channels, &run.join("head.bpk"), &device)?;
+    let epoch = lofi_model::checkpoint::load(
+        meta.arch.init(meta.in_channels, &device)?,
+        &run.join(format!("checkpoints/epoch-{lowest}.bpk")),
+    )?;
+    let x = burn::tensor::Tensor::<3>::random(
+        [1, meta.in_channels, meta.snippets],
+        burn::tensor::Distribution::Default,
+        &device,
+    );
+    let maps = |h: &lofi_model::Head| -> Result<Vec<f32>, Box<dyn std::error::Error>> {
+        Ok(h.forward(x.clone())?
+            .maps
+            .into_data()
+            .try_to_vec::<f32>()
+            .map_err(|e| format!("{e:?}"))?)
+    };
     assert_eq!(
-        std::fs::read(run.join("head.bpk"))?,
-        std::fs::read(run.join(format!("checkpoints/epoch-{lowest}.bpk")))?,
+        maps(&kept)?,
+        maps(&epoch)?,
         "head.bpk is not the best epoch's weights (validation losses {val_loss:?})"
     );
     let steps: Vec<_> = records

@@ -69,7 +69,7 @@ fn extract_every_4_frames(root: &Path) -> TestResult {
 fn windows_head() -> HeadConfig {
     let mut config = HeadConfig::tiny(16);
     config.temporal = Temporal::Windows { window_stride: 8 };
-    config.head.max_duration = Some(8);
+    config.head = config.head.with_max_duration(Some(8));
     config.epochs = 2;
     config
 }

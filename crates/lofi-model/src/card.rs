@@ -53,7 +53,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::encoder::{EncoderArch, EncoderKind};
 use crate::error::ModelError;
-use crate::gtad::GtadArch;
+use crate::head::{DetectConfig, HeadArch};
 use crate::import::{r2plus1d_key_patterns, resnet_key_patterns};
 
 /// The value of [`ModelCard::format`].
@@ -124,14 +124,21 @@ pub enum ModelSpec {
         #[serde(default)]
         num_classes: Option<usize>,
     },
-    /// A G-TAD head on `in_channels` features at `snippets` snippets.
+    /// A localization head ([`HeadArch`]) on `in_channels` features at `snippets` snippets;
+    /// whole videos resampled to `snippets`, or windows of it (the card's
+    /// [`InputSpec::window_stride`]).
     Head {
-        /// Sizes.
-        arch: GtadArch,
+        /// Family and sizes (`"kind"`; absent in a card written before heads were a choice: a
+        /// G-TAD).
+        arch: HeadArch,
         /// Feature channels `C`.
         in_channels: usize,
         /// Temporal scale `L` it was trained at.
         snippets: usize,
+        /// The post-processing its run validated with, which `lofi detect` applies (version 2;
+        /// from the producer's config in a version-1 card; `None`: the head's defaults).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detect: Option<DetectConfig>,
     },
     /// The video-level classifier of `lofi train-head` on `[mean, max]`-pooled features
     /// (`inputs` = 2C values, standardised as [`InputSpec::normalization`] says).
@@ -442,18 +449,16 @@ impl ModelCard {
     /// Fills a version-1 card's missing fields from its producer's config where it has them
     /// (sampling, window stride) and says once per card what was taken and what stays unknown.
     fn upgrade_v1(&mut self, path: &Path) {
-        let config = &self.producer.config;
-        let features = self.producer.features.as_ref();
-        let recorded = |key: &str| {
-            config
-                .get(key)
-                .or_else(|| features.and_then(|f| f.get(key)))
-                .cloned()
-        };
+        let config = V1Config::of(&self.producer.config);
+        let features = self.producer.features.as_ref().map(V1Config::of);
         let mut taken = Vec::new();
         // A config that records no sampling sampled by rescale (lofi writes the key only for a
         // stride), as did a stage that has no sampling at all (pre-training on clips).
-        let sampling = match recorded("sampling") {
+        let sampling = match config
+            .sampling
+            .clone()
+            .or_else(|| features.as_ref().and_then(|f| f.sampling.clone()))
+        {
             Some(v) => serde_json::from_value::<Sampling>(v).ok(),
             None => Some(Sampling::Rescale),
         };
@@ -461,18 +466,17 @@ impl ModelCard {
             taken.push(format!("sampling {}", describe_sampling(&s)));
             self.input.sampling = Some(s);
         }
-        let windows = recorded("temporal").and_then(|t| {
-            (t.get("mode")?.as_str()? == "windows")
-                .then(|| t.get("window_stride")?.as_u64())
-                .flatten()
-        });
+        let windows = config
+            .temporal
+            .as_ref()
+            .or_else(|| features.as_ref().and_then(|f| f.temporal.as_ref()))
+            .and_then(|t| (t.mode == "windows").then_some(t.window_stride).flatten());
         if let Some(w) = windows {
             taken.push(format!("windows every {w}"));
-            self.input.window_stride = Some(w as usize);
+            self.input.window_stride = Some(w);
         }
-        let subset = |key: &str| config.get(key).and_then(|v| v.as_str()).map(str::to_string);
-        if let (None, Some(train)) = (&self.subsets, subset("train_subset")) {
-            let evaluation = subset("val_subset");
+        if let (None, Some(train)) = (&self.subsets, config.train_subset.clone()) {
+            let evaluation = config.val_subset.clone();
             taken.push(format!(
                 "subsets {train} / {}",
                 evaluation.as_deref().unwrap_or("none")
@@ -482,6 +486,12 @@ impl ModelCard {
                 evaluation,
                 selection: None,
             });
+        }
+        if let ModelSpec::Head { detect, .. } = &mut self.model {
+            if let (None, Some(d)) = (&detect, config.detect) {
+                taken.push("post-processing".into());
+                *detect = Some(d);
+            }
         }
         let mut unknown = vec!["no weights hash (only the size is checked)"];
         if self.input.snippets.is_none() && self.input.size.is_some() {
@@ -546,6 +556,52 @@ impl ModelCard {
     }
 }
 
+/// What a version-1 card's producer config (or its features' settings) can tell about the
+/// fields version 2 records; every key optional, the rest of the config ignored.
+#[derive(Debug, Default, Deserialize)]
+struct V1Config {
+    #[serde(default)]
+    sampling: Option<serde_json::Value>,
+    #[serde(default)]
+    temporal: Option<V1Temporal>,
+    #[serde(default)]
+    train_subset: Option<String>,
+    #[serde(default)]
+    val_subset: Option<String>,
+    #[serde(default)]
+    detect: Option<DetectConfig>,
+}
+
+/// `[temporal]` of a version-1 producer config.
+#[derive(Debug, Deserialize)]
+struct V1Temporal {
+    mode: String,
+    #[serde(default)]
+    window_stride: Option<usize>,
+}
+
+impl V1Config {
+    /// The fields of `value` that read as the types above (a field that does not is unknown).
+    fn of(value: &serde_json::Value) -> Self {
+        let field = |key: &str| -> Option<serde_json::Value> {
+            match value {
+                serde_json::Value::Object(m) => m.get(key).cloned(),
+                _ => None,
+            }
+        };
+        fn typed<T: serde::de::DeserializeOwned>(v: Option<serde_json::Value>) -> Option<T> {
+            v.and_then(|v| serde_json::from_value(v).ok())
+        }
+        Self {
+            sampling: field("sampling"),
+            temporal: typed(field("temporal")),
+            train_subset: typed(field("train_subset")),
+            val_subset: typed(field("val_subset")),
+            detect: typed(field("detect")),
+        }
+    }
+}
+
 impl ModelSpec {
     /// A short human description ("a TSM-R18 width 4 with 3 classes").
     pub fn describe(&self) -> String {
@@ -557,9 +613,10 @@ impl ModelSpec {
                 arch,
                 in_channels,
                 snippets,
+                ..
             } => format!(
-                "a G-TAD head (hidden {}) on {in_channels} channels at L = {snippets}",
-                arch.hidden
+                "a {} head on {in_channels} channels at L = {snippets}",
+                arch.describe()
             ),
             Self::VideoClassifier { inputs, hidden } => {
                 format!("a video classifier on {inputs} pooled values (hidden {hidden})")

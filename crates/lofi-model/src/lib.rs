@@ -19,6 +19,9 @@
 //! - [`encoder`]: the typed choice between the two ([`EncoderArch`], [`Encoder`]) that every
 //!   stage uses;
 //! - [`gtad`]: the G-TAD head (GCNeXt, SGAlign, start/end and IoU-map heads) for any `L`;
+//!   [`bmn`]: the BMN head (TEM, PEM with the boundary-matching layer) for any `L`;
+//! - [`head`]: the typed choice between the two ([`HeadArch`], [`Head`]) with the
+//!   post-processing of each ([`DetectConfig`]) that every stage uses;
 //! - [`targets`], [`loss`]: training targets at any `L` and the G-TAD loss;
 //! - [`card`]: the model card written beside every weights file (architecture, input,
 //!   classes, producing config) and the short architecture-mismatch error;
@@ -33,6 +36,7 @@
 //!   (duration - 1, start snippet), channel 0 = regression IoU, 1 = classification IoU, with an
 //!   anchor-validity mask `[D, L]` that is 1 where `start + duration <= L`.
 
+pub mod bmn;
 pub mod card;
 pub mod checkpoint;
 pub mod encoder;
@@ -42,6 +46,7 @@ pub mod fastconv;
 pub mod gtad;
 /// SHA-256 of files and bytes ([`lofi_files::hash`]).
 pub use lofi_files::hash;
+pub mod head;
 pub mod import;
 pub mod kernel_cache;
 pub mod loss;
@@ -53,10 +58,14 @@ pub mod seed;
 pub mod shift;
 pub mod targets;
 
+pub use bmn::{BmnArch, BmnHead};
 pub use card::{InputSpec, ModelCard, ModelSpec, Normalization, Producer};
 pub use encoder::{Encoder, EncoderArch, EncoderKind};
 pub use error::ModelError;
 pub use gtad::{GcnextBlock, GtadArch, GtadConfig, GtadHead, GtadOutput, SgAlign};
+pub use head::{
+    CandidateRule, DetectConfig, Head, HeadArch, HeadKind, HeadOutput, HeadTargets, SoftNmsRule,
+};
 pub use loss::{GtadLoss, GtadLossConfig, LossParts};
 pub use precision::Precision;
 pub use r2plus1d::{R2Plus1dConfig, R2Plus1dEncoder};

@@ -23,7 +23,7 @@ use crate::error::ModelError;
 pub struct Segment {
     /// Start in `[0, 1)`.
     pub start: f64,
-    /// End in `(start, 1]`.
+    /// End in `[start, 1]` (zero length: an annotation clipped to the span's border).
     pub end: f64,
 }
 
@@ -85,6 +85,24 @@ fn iou(a0: f64, a1: f64, b0: f64, b1: f64) -> f64 {
 impl GtadTargets {
     /// Computes the targets of a video with `segments` at `l` snippets.
     pub fn new(segments: &[Segment], l: usize, cfg: &TargetConfig) -> Result<Self, ModelError> {
+        with_boundary_window(segments, l, cfg.boundary_width, cfg.max_duration, 1.5)
+    }
+}
+
+/// The targets with the boundary window of snippet `i` reaching `right` snippets past `i`:
+/// `[(i - 0.5) gap, (i + right) gap]` (G-TAD 1.5, BMN 0.5).
+pub(crate) fn with_boundary_window(
+    segments: &[Segment],
+    l: usize,
+    boundary_width: f64,
+    max_duration: Option<usize>,
+    right: f64,
+) -> Result<GtadTargets, ModelError> {
+    let cfg = TargetConfig {
+        boundary_width,
+        max_duration,
+    };
+    {
         if l == 0 {
             return Err(ModelError::Input(
                 "temporal length L must be positive".into(),
@@ -97,14 +115,16 @@ impl GtadTargets {
             )));
         }
         for (i, s) in segments.iter().enumerate() {
+            // A zero-length segment is allowed: G-TAD's and BMN's dataset.py keep annotations
+            // that clipping to the covered span shrinks to a point (boundary targets, no IoU).
             if !(s.start.is_finite()
                 && s.end.is_finite()
                 && 0.0 <= s.start
-                && s.start < s.end
+                && s.start <= s.end
                 && s.end <= 1.0)
             {
                 return Err(ModelError::Input(format!(
-                    "segment {i} [{}, {}] is not a non-empty interval inside [0, 1]",
+                    "segment {i} [{}, {}] is not an interval inside [0, 1]",
                     s.start, s.end
                 )));
             }
@@ -116,7 +136,7 @@ impl GtadTargets {
             (0..l)
                 .map(|i| {
                     let a0 = (i as f64 - 0.5) * gap;
-                    let a1 = (i as f64 + 1.5) * gap;
+                    let a1 = (i as f64 + right) * gap;
                     segments
                         .iter()
                         .map(|s| ioa(a0, a1, point(s) - half, point(s) + half))
@@ -140,7 +160,7 @@ impl GtadTargets {
                     .fold(0.0, f64::max) as f32;
             }
         }
-        Ok(Self {
+        Ok(GtadTargets {
             l,
             d,
             start,
@@ -148,7 +168,9 @@ impl GtadTargets {
             iou: map,
         })
     }
+}
 
+impl GtadTargets {
     /// Stacks the targets of a batch into `([B, L], [B, L], [B, D, L])` tensors.
     pub fn batch(
         targets: &[GtadTargets],
@@ -222,6 +244,11 @@ mod tests {
         assert!(GtadTargets::new(&[Segment::new(0.5, 1.4)], 10, &cfg).is_err());
         assert!(GtadTargets::new(&[Segment::new(f64::NAN, 0.4)], 10, &cfg).is_err());
         assert!(GtadTargets::new(&[], 0, &cfg).is_err());
+        // A zero-length segment (an annotation clipped to the border, kept as the official
+        // dataset.py keeps it): boundary targets at the point, no IoU.
+        let point = GtadTargets::new(&[Segment::new(1.0, 1.0)], 10, &cfg).expect("a point");
+        assert!(point.iou.iter().all(|v| *v == 0.0));
+        assert!(point.start[9] > 0.0 && point.end[9] > 0.0 && point.start[0] == 0.0);
         let empty = GtadTargets::new(&[], 5, &cfg).expect("no segments is fine");
         assert!(empty.iou.iter().all(|v| *v == 0.0));
     }

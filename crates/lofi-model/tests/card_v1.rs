@@ -2,13 +2,14 @@
 //! from a `lofi demo --size tiny` run: the pre-trained trunk and its clip classifier, the
 //! encoder and head of `lofi train`, the head and video classifier of `lofi train-head`), still
 //! load: their model, input and producer as written, the sampling (rescale: none of these runs
-//! used a stride) and, where the producer's config has them, the subsets filled in.
+//! used a stride) and, where the producer's config has them, the subsets and (head cards) the
+//! post-processing filled in; a head card without a kind is a G-TAD.
 
 use std::path::Path;
 
 use lofi_eval::feature_folder::Sampling;
 use lofi_model::card::RunSubsets;
-use lofi_model::{ModelCard, ModelSpec};
+use lofi_model::{DetectConfig, HeadArch, HeadKind, ModelCard, ModelSpec};
 
 /// Copies fixture `name` into `dir` under its weights' stem, with a weights file of the size it
 /// records (a version-1 card checks the size only), and reads it.
@@ -70,8 +71,25 @@ fn version_one_cards_of_the_demo_load() {
                 // Version 1 did not record the L a pre-trained trunk is meant for.
                 assert_eq!(card.input.snippets, None);
             }
-            ("train-head-head.json", ModelSpec::Head { snippets, .. }) => {
+            // A version-1 head card: a G-TAD (no kind then), its post-processing typed from the
+            // producer's `[detect]` where the config has one (train-head), none for `lofi train`'s
+            // end-to-end head (whose runs then validated with the defaults).
+            (
+                "train-head-head.json",
+                ModelSpec::Head {
+                    snippets,
+                    arch,
+                    detect,
+                    ..
+                },
+            ) => {
                 assert_eq!(*snippets, 16);
+                assert_eq!(arch, &HeadArch::tiny(HeadKind::Gtad));
+                assert_eq!(detect.as_ref(), Some(&DetectConfig::default()));
+            }
+            ("train-head.json", ModelSpec::Head { arch, detect, .. }) => {
+                assert_eq!(arch.kind(), HeadKind::Gtad);
+                assert_eq!(*detect, None);
             }
             _ => {}
         }

@@ -10,7 +10,9 @@ use std::path::Path;
 
 use lofi_engine::Preset;
 use lofi_head::Temporal;
-use lofi_model::{EncoderArch, EncoderKind, GtadArch, Precision, TargetConfig};
+use lofi_model::{
+    DetectConfig, EncoderArch, EncoderKind, HeadArch, HeadKind, Precision, TargetConfig,
+};
 use lofi_video::{Fidelity, Sampling};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -166,8 +168,12 @@ pub struct TrainConfig {
     /// The encoder (`[encoder]`: `kind = "tsm"` by default, or `"r2plus1d"`; see
     /// [`EncoderArch`]).
     pub encoder: EncoderArch,
-    /// The head.
-    pub head: GtadArch,
+    /// The head: `[head] kind` (`"gtad"` by default; the kinds of `lofi_model::HeadKind`),
+    /// with that family's sizes.
+    pub head: HeadArch,
+    /// Post-processing of the validation passes, recorded in the head's card for `lofi detect`
+    /// (the head's reference defaults; G-TAD's THUMOS14 sigma with `--preset thumos14`).
+    pub detect: DetectConfig,
     /// Width of the boundary regions, in snippets.
     pub boundary_width: f64,
     /// Burn's balanced gradient checkpointing (recomputes cheap activations in the backward).
@@ -215,7 +221,8 @@ impl Default for TrainConfig {
             schedule: ScheduleSection::default(),
             optimizer: OptimizerSection::default(),
             encoder: EncoderArch::default(),
-            head: GtadArch::default(),
+            head: HeadArch::default(),
+            detect: DetectConfig::default(),
             boundary_width: TargetConfig::default().boundary_width,
             gradient_checkpointing: false,
             precision: Precision::F32,
@@ -256,7 +263,8 @@ impl TrainConfig {
             temporal: Temporal::Windows { window_stride: 128 },
             ..Self::default()
         };
-        c.head.max_duration = Some(64);
+        c.head = c.head.with_max_duration(Some(64));
+        c.detect = lofi_head::detect_preset(Preset::Thumos14, &c.head);
         c
     }
 
@@ -279,9 +287,19 @@ impl TrainConfig {
                 ..OptimizerSection::default()
             },
             encoder: EncoderArch::tiny(EncoderKind::Tsm, 18, 4),
-            head: GtadArch::tiny(),
+            head: HeadArch::tiny(HeadKind::Gtad),
             ..Self::default()
         }
+    }
+
+    /// This configuration with a head of `kind` (same size class, the kind's reference
+    /// post-processing); unchanged when it already has one.
+    pub fn with_head_kind(mut self, kind: HeadKind) -> Self {
+        if self.head.kind() != kind {
+            self.head = self.head.with_kind(kind);
+            self.detect = self.detect.for_head(&self.head);
+        }
+        self
     }
 
     /// The run's full fidelity.
@@ -366,11 +384,10 @@ impl TrainConfig {
         }
         let full = self.full_fidelity()?;
         let schedule = self.fidelity_schedule()?;
-        let k = self.head.k;
         for f in schedule.fidelities().into_iter().chain([full]) {
-            if f.snippets < 2 || f.snippets < k {
+            if let Err(e) = self.head.check_snippets(f.snippets) {
                 return Err(TrainError::Config(format!(
-                    "fidelity {}x{}: need L >= 2 snippets and at least head.k = {k}",
+                    "fidelity {}x{}: {e}",
                     f.snippets, f.size
                 )));
             }
@@ -653,7 +670,15 @@ mod tests {
             },
             "schedule.fidelities[0]",
         );
-        check(&|c| c.head.stem_groups = 3, "head");
+        check(
+            &|c| {
+                c.head = lofi_model::HeadArch::Gtad(lofi_model::GtadArch {
+                    stem_groups: 3,
+                    ..lofi_model::GtadArch::tiny()
+                })
+            },
+            "head",
+        );
         let mut p = PretrainConfig::tiny();
         p.segments = 0;
         assert!(p.validate().is_err());

@@ -10,21 +10,19 @@ use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::tensor::{DType, Device, Distribution, Tensor};
 use lofi_model::precision::{compute_copy, master_grads};
-use lofi_model::{
-    Encoder, GtadHead, GtadLoss, GtadOutput, GtadTargets, Precision, Segment, TargetConfig,
-};
+use lofi_model::{Encoder, GtadLoss, Head, HeadOutput, HeadTargets, Precision, Segment};
 use lofi_video::Fidelity;
 
 use crate::config::{OptimizerSection, TrainConfig};
 use crate::error::TrainResult;
 
-/// Video encoder (TSM-ResNet or R(2+1)D) + G-TAD head.
+/// Video encoder (TSM-ResNet or R(2+1)D) + localization head (any `lofi_model::HeadKind`).
 #[derive(Module, Debug)]
 pub struct LofiModel {
     /// The video encoder.
     pub encoder: Encoder,
     /// The localization head.
-    pub head: GtadHead,
+    pub head: Head,
 }
 
 impl LofiModel {
@@ -33,13 +31,13 @@ impl LofiModel {
     pub fn init(config: &TrainConfig, device: &Device) -> TrainResult<Self> {
         let arch = config.encoder.clone().with_frozen_bn(false);
         let encoder = arch.init(None, device)?;
-        let head = config.head.gtad(arch.out_channels()).init(device)?;
+        let head = config.head.init(arch.out_channels(), device)?;
         Ok(Self { encoder, head })
     }
 
     /// Clips `[B, L, F, 3, S, S]` to G-TAD outputs at `L`. Encoder features in another float
     /// type (a bf16 working copy) are cast to f32 for the head.
-    pub fn forward(&self, clips: Tensor<6>) -> TrainResult<GtadOutput> {
+    pub fn forward(&self, clips: Tensor<6>) -> TrainResult<HeadOutput> {
         let features = self.encoder.forward(clips)?;
         let features = if features.dtype() == DType::F32 {
             features
@@ -149,7 +147,7 @@ fn scalar(t: Tensor<1>, what: &'static str) -> TrainResult<f32> {
 pub fn loss(
     model: &LofiModel,
     clips: Tensor<6>,
-    targets: &[GtadTargets],
+    targets: &[HeadTargets],
     loss_fn: &GtadLoss,
     seed: u64,
 ) -> TrainResult<(Tensor<1>, LossValues)> {
@@ -170,7 +168,7 @@ pub fn loss(
 pub fn backward_pass(
     model: &LofiModel,
     clips: Tensor<6>,
-    targets: &[GtadTargets],
+    targets: &[HeadTargets],
     loss_fn: &GtadLoss,
     seed: u64,
     scale: f32,
@@ -204,17 +202,17 @@ pub fn probe_pass(
         Distribution::Normal(0.0, 1.0),
         device,
     );
-    let tc = TargetConfig {
-        boundary_width: config.boundary_width,
-        max_duration: config.head.max_duration,
-    };
-    let t = GtadTargets::new(&[Segment::new(0.2, 0.6)], fidelity.snippets, &tc)?;
+    let t = config.head.targets(
+        &[Segment::new(0.2, 0.6)],
+        fidelity.snippets,
+        config.boundary_width,
+    )?;
     let targets = vec![t; batch];
     let (grads, _) = backward_pass(
         model,
         clips,
         &targets,
-        &GtadLoss::default(),
+        &config.head.loss(),
         0,
         1.0,
         config.precision,
@@ -263,7 +261,7 @@ pub fn saved_run_parameters(
     let encoder = config
         .encoder
         .load(None, &run_dir.join("encoder.bpk"), &device)?;
-    let head = lofi_model::checkpoint::load(fresh.head, &run_dir.join("head.bpk"))?;
+    let head = fresh.head.load_file(&run_dir.join("head.bpk"))?;
     let mut out = flat_parameters(&encoder)?;
     out.extend(flat_parameters(&head)?);
     Ok(out)

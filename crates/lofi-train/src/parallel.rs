@@ -29,7 +29,7 @@ use std::thread::JoinHandle;
 use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::Device;
-use lofi_model::{GtadLoss, GtadTargets, Precision};
+use lofi_model::{GtadLoss, HeadTargets, Precision};
 use lofi_video::ClipU8;
 
 use crate::data::stack_clips;
@@ -94,7 +94,7 @@ pub fn replica_passes(
     model: &LofiModel,
     device: &Device,
     clips: &[&ClipU8],
-    targets: &[GtadTargets],
+    targets: &[HeadTargets],
     offset: usize,
     micros: &[Micro],
     spec: &StepSpec,
@@ -125,7 +125,7 @@ pub fn replica_passes(
 struct Job {
     model: LofiModel,
     clips: Vec<ClipU8>,
-    targets: Vec<GtadTargets>,
+    targets: Vec<HeadTargets>,
     offset: usize,
     micros: Vec<Micro>,
     spec: StepSpec,
@@ -200,7 +200,7 @@ impl Replicas {
         &self,
         model: &LofiModel,
         clips: &[&ClipU8],
-        targets: &[GtadTargets],
+        targets: &[HeadTargets],
         micro: usize,
         spec: &StepSpec,
     ) -> TrainResult<(GradientsParams, LossSums)> {
@@ -363,7 +363,7 @@ mod tests {
             })
         };
         let targets =
-            vec![GtadTargets::new(&[Segment::new(0.25, 0.75)], l, &TargetConfig::default())?; 2];
+            vec![HeadTargets::new(&[Segment::new(0.25, 0.75)], l, &TargetConfig::default())?; 2];
         let (a, b) = (clip(l, size, 1), clip(l, size, 2));
         let spec = StepSpec {
             videos: 2,

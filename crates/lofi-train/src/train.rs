@@ -36,9 +36,7 @@ use lofi_engine::{
 };
 use lofi_model::card::{RunSubsets, LAST_EPOCH};
 use lofi_model::seed::{initialized, seeded};
-use lofi_model::{
-    checkpoint, GtadLoss, GtadTargets, ModelCard, ModelSpec, Normalization, Producer, TargetConfig,
-};
+use lofi_model::{GtadLoss, ModelCard, ModelSpec, Normalization, Producer};
 use lofi_video::{ClipU8, Fidelity, Sampling, SamplingPlan, VideoFailure};
 use serde::{Deserialize, Serialize};
 
@@ -236,7 +234,6 @@ struct LofiStage<'a> {
     replicas: Replicas,
     memory_plan: Option<MemoryPlan>,
     loss_fn: GtadLoss,
-    targets: TargetConfig,
     decode_ahead: bool,
     subsets: PretrainSubsets,
     skipped: FailureList,
@@ -316,10 +313,10 @@ impl Stage for LofiStage<'_> {
                 .iter()
                 .find(|v| &v.id == id)
                 .ok_or_else(|| TrainError::NoData(format!("unknown id {id}")))?;
-            targets.push(GtadTargets::new(
+            targets.push(self.config.head.targets(
                 &v.segments,
                 fidelity.snippets,
-                &self.targets,
+                self.config.boundary_width,
             )?);
         }
         let micro = self.micro(fidelity);
@@ -503,11 +500,7 @@ fn run_training(
         val_truth: data.val_truth,
         replicas,
         memory_plan,
-        loss_fn: GtadLoss::default(),
-        targets: TargetConfig {
-            boundary_width: config.boundary_width,
-            max_duration: config.head.max_duration,
-        },
+        loss_fn: config.head.loss(),
         decode_ahead: !on_cpu,
         subsets: data.subsets,
         skipped: data.skipped,
@@ -700,13 +693,14 @@ fn finish(
             arch: config.head.clone(),
             in_channels: channels,
             snippets: full.snippets,
+            detect: Some(config.detect.clone()),
         },
         lofi_head::model::feature_input(full.snippets, channels, Normalization::None)
             .with_sampling(sampling, window_stride),
         producer,
     )
     .with_subsets(Some(subsets));
-    let head = run.save_with_card(HEAD, &head_card, |p| checkpoint::save(&model.head, p))?;
+    let head = run.save_with_card(HEAD, &head_card, |p| model.head.save(p))?;
     let skipped = stage.skipped.into_vec();
     for f in &skipped {
         tracing::warn!(video = %f.id, path = %f.path.display(), "skipped during the run: {}", f.reason);
@@ -823,10 +817,6 @@ pub fn validation_pass(
     let model = model.valid();
     let device = module_device(&model);
     let plan = full.apply(&SamplingPlan::new(config.frames_per_snippet)?);
-    let tc = TargetConfig {
-        boundary_width: config.boundary_width,
-        max_duration: config.head.max_duration,
-    };
     let chunk = config.micro_batch.unwrap_or(config.batch_size).max(1);
     let mut total = 0f64;
     let mut count = 0usize;
@@ -846,7 +836,11 @@ pub fn validation_pass(
                 .iter()
                 .find(|v| &v.id == id)
                 .ok_or_else(|| TrainError::NoData(format!("unknown id {id}")))?;
-            targets.push(GtadTargets::new(&v.segments, full.snippets, &tc)?);
+            targets.push(
+                config
+                    .head
+                    .targets(&v.segments, full.snippets, config.boundary_width)?,
+            );
             durations.push(v.duration);
         }
         let refs: Vec<_> = clips.iter().map(|(_, c)| c).collect();
@@ -876,13 +870,12 @@ pub fn validation_pass(
     }
     let average_map = match truth {
         Some(t) if !features.is_empty() => {
-            let detect = lofi_head::detect::DetectConfig::default();
-            let report = lofi_head::detect::validate_head(
+            let report = lofi_head::validate_head(
                 &model.head,
                 &features,
                 &t.truth,
                 &t.classes,
-                &detect,
+                &config.detect,
             )?;
             Some(report.average_map)
         }

@@ -101,14 +101,20 @@ fn every_schedule_trains_at_its_fidelities() {
         (ScheduleKind::LongCycle, &["s", "t"]),
         (ScheduleKind::ShortCycle, &["s", "t", "st"]),
     ];
-    for (kind, want) in expected {
-        let out = tmp.path().join(kind.name());
+    // Every schedule with every head (a head added to `HeadKind::ALL` is covered here too).
+    let cases = lofi_model::HeadKind::ALL.into_iter().flat_map(|head| {
+        expected
+            .iter()
+            .map(move |(kind, want)| (head, *kind, *want))
+    });
+    for (head, kind, want) in cases {
+        let out = tmp.path().join(format!("{head}-{}", kind.name()));
         let epochs = if kind == ScheduleKind::LongCycle {
             2
         } else {
             1
         };
-        let mut config = tiny(kind, epochs);
+        let mut config = tiny(kind, epochs).with_head_kind(head);
         // The options ride along on two of the schedules: frozen BatchNorm and burn's
         // gradient checkpointing must train too.
         config.encoder = config
@@ -130,6 +136,14 @@ fn every_schedule_trains_at_its_fidelities() {
             .join(format!("checkpoints/epoch-{}.bpk", epochs - 1))
             .is_file());
         assert!(outcome.encoder.is_file() && outcome.head.is_file());
+        let card = lofi_model::ModelCard::read_beside(&outcome.head)
+            .expect("readable card")
+            .expect("a card");
+        let lofi_model::ModelSpec::Head { arch, detect, .. } = &card.model else {
+            panic!("{head}: not a head card")
+        };
+        assert_eq!(arch.kind(), head);
+        assert_eq!(detect.as_ref(), Some(&arch.detect_defaults()), "{head}");
         assert_eq!(outcome.epochs.len(), epochs);
         for e in &outcome.epochs {
             assert!(

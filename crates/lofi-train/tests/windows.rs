@@ -32,7 +32,7 @@ fn t_lofi_trains_on_windows_at_a_quarter_of_their_snippets() {
     config.full.size = 32;
     config.epochs = 1;
     config.batch_size = 4;
-    config.head.max_duration = Some(8);
+    config.head = config.head.with_max_duration(Some(8));
     config.sampling = sampling;
     config.temporal = Temporal::Windows { window_stride: 8 };
 

@@ -35,12 +35,10 @@ fn weights(path: &std::path::Path) -> Vec<f32> {
     let meta = lofi_head::HeadMeta::read(path.parent().expect("run folder")).expect("head.json");
     let device = burn::tensor::Device::flex();
     if path.ends_with("head.bpk") {
-        let fresh = meta
+        let loaded = meta
             .arch
-            .gtad(meta.in_channels)
-            .init(&device)
-            .expect("head");
-        let loaded = lofi_model::checkpoint::load(fresh, path).expect("load head");
+            .load(meta.in_channels, path, &device)
+            .expect("load head");
         lofi_train::model::flat_parameters(&loaded).expect("readable")
     } else {
         let classifier = meta.classifier.expect("classifier");

@@ -155,7 +155,7 @@ fn a_run_on_windows_of_stride_features_extracts_at_its_stride() {
     let mut config = lofi_train::TrainConfig::tiny();
     config.full.size = 32;
     config.epochs = 1;
-    config.head.max_duration = Some(8);
+    config.head = config.head.with_max_duration(Some(8));
     config.sampling = lofi_video::Sampling::Stride {
         stride_frames: Some(4),
         stride_seconds: None,

@@ -1,4 +1,5 @@
-//! `lofi detect`: a trained head -> proposals (G-TAD boundary rule, Soft-NMS, top-k) -> labelled
+//! `lofi detect`: a trained head (of the kind its card says) -> proposals (its boundary
+//! rule, Soft-NMS, top-k) -> labelled
 //! detections fused with video-level class scores (an external file or the run's own classifier)
 //! -> an ActivityNet results file that `lofi eval detection` reads.
 
@@ -7,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 use lofi_engine::Preset;
-use lofi_head::{detect, DetectConfig, DetectInputs};
+use lofi_head::{detect, DetectConfig, DetectInputs, HeadMeta};
 
 /// Arguments of `lofi detect`.
 #[derive(Debug, Args)]
@@ -56,7 +57,8 @@ pub struct DetectArgs {
     /// Post-processing of this preset instead of the head run's own settings.
     #[arg(long, value_name = "NAME", long_help = super::preset_help())]
     preset: Option<Preset>,
-    /// Soft-NMS sigma [default: 0.8].
+    /// Soft-NMS sigma (BMN's alpha) [default: the head card's post-processing; 0.8 for G-TAD on
+    /// ActivityNet, 0.4 for BMN].
     #[arg(long)]
     sigma: Option<f64>,
     /// Proposals kept per video [default: 100].
@@ -71,13 +73,17 @@ pub struct DetectArgs {
 pub fn run(args: DetectArgs) -> Result<()> {
     // Nothing is read from a feature folder that a writer is still writing.
     let _reading = lofi_engine::FolderLock::read(&args.features, "detect", args.wait)?;
-    let head_card = head_card(&args.head)?;
-    let subset = detection_subset(args.subset.as_deref(), args.preset, head_card.as_ref());
+    // Bad flags are refused before anything is read.
+    overridden(DetectConfig::default(), &args).validate()?;
+    // Everything about the head comes from its card, typed: architecture, L, windows,
+    // post-processing and subsets.
+    let meta = HeadMeta::read(&args.head)
+        .with_context(|| format!("cannot read the head in {}", args.head.display()))?;
+    let subset = detection_subset(args.subset.as_deref(), args.preset, &meta);
     tracing::info!("detecting on subset {subset:?}");
-    let card = head_card.as_ref().map(|c| c.producer.config.clone());
-    if let Some(trained) = head_card
+    if let Some(trained) = meta
+        .subsets
         .as_ref()
-        .and_then(|c| c.subsets.as_ref())
         .map(|s| s.train.as_str())
         .filter(|t| t.eq_ignore_ascii_case(&subset))
     {
@@ -86,7 +92,7 @@ pub fn run(args: DetectArgs) -> Result<()> {
              the numbers will not measure generalisation"
         );
     }
-    let mut config: DetectConfig = match &args.config {
+    let config: DetectConfig = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
@@ -94,19 +100,11 @@ pub fn run(args: DetectArgs) -> Result<()> {
                 .with_context(|| format!("invalid settings in {}", path.display()))?
         }
         None => match args.preset {
-            Some(p) => DetectConfig::preset(p),
-            None => run_settings(&args.head, card.as_ref())?,
+            Some(p) => lofi_head::detect_preset(p, &meta.arch),
+            None => meta.detect.clone(),
         },
     };
-    if let Some(v) = args.sigma {
-        config.soft_nms_sigma = v;
-    }
-    if let Some(v) = args.top_k {
-        config.top_k = v;
-    }
-    if let Some(v) = args.top_classes {
-        config.top_classes = v;
-    }
+    let config = overridden(config, &args);
     config.validate()?;
     if let Some(path) = &args.eval_out {
         lofi_engine::owned::check_single(path)?;
@@ -152,42 +150,28 @@ pub fn run(args: DetectArgs) -> Result<()> {
     Ok(())
 }
 
-/// The post-processing the head run validated with (`[detect]` of the config in its head's
-/// card); the defaults for a head without them (the end-to-end head of `lofi train`, or a run
-/// written before model cards).
-fn run_settings(head: &std::path::Path, card: Option<&serde_json::Value>) -> Result<DetectConfig> {
-    Ok(match card.and_then(|c| c.get("detect")) {
-        Some(value) => serde_json::from_value(value.clone()).with_context(|| {
-            format!(
-                "invalid [detect] settings in the card of the head in {}",
-                head.display()
-            )
-        })?,
-        None => DetectConfig::default(),
-    })
-}
-
-/// The card of the head (in a run folder or beside a weights file), if it has one.
-fn head_card(head: &std::path::Path) -> Result<Option<lofi_model::ModelCard>> {
-    let weights = lofi_model::card::resolve_weights(head, lofi_head::model::files::HEAD)?;
-    Ok(lofi_model::ModelCard::read_beside(&weights).ok().flatten())
+/// `config` with the flags that override it (`--sigma`, `--top-k`, `--top-classes`).
+fn overridden(mut config: DetectConfig, args: &DetectArgs) -> DetectConfig {
+    if let Some(v) = args.sigma {
+        config.soft_nms_sigma = v;
+    }
+    if let Some(v) = args.top_k {
+        config.top_k = v;
+    }
+    if let Some(v) = args.top_classes {
+        config.top_classes = v;
+    }
+    config
 }
 
 /// The subset `lofi detect` runs on, in the order of every stage: the one asked for, else the
 /// head card's evaluation subset (the run's resolved `val_subset`: `validation` for ActivityNet,
 /// `Test` for THUMOS14's layout), else the preset's, else `validation` (ActivityNet's).
-fn detection_subset(
-    asked: Option<&str>,
-    preset: Option<Preset>,
-    card: Option<&lofi_model::ModelCard>,
-) -> String {
+fn detection_subset(asked: Option<&str>, preset: Option<Preset>, head: &HeadMeta) -> String {
     if let Some(s) = asked {
         return s.to_string();
     }
-    if let Some(e) = card
-        .and_then(|c| c.subsets.as_ref())
-        .and_then(|s| s.evaluation.clone())
-    {
+    if let Some(e) = head.subsets.as_ref().and_then(|s| s.evaluation.clone()) {
         return e;
     }
     preset
@@ -201,45 +185,41 @@ mod tests {
 
     #[test]
     fn the_subset_comes_from_the_flag_then_the_head_card_then_the_preset() {
-        let card = |evaluation: Option<&str>| {
-            lofi_model::ModelCard::new(
-                lofi_model::ModelSpec::VideoClassifier {
-                    inputs: 2,
-                    hidden: 0,
-                },
-                lofi_head::model::feature_input(4, 1, lofi_model::Normalization::None),
-                lofi_model::Producer::new("train-head", &serde_json::json!({})).expect("p"),
-            )
-            .with_subsets(Some(lofi_model::card::RunSubsets {
+        let head = |evaluation: Option<&str>| HeadMeta {
+            in_channels: 4,
+            snippets: 8,
+            temporal: lofi_head::Temporal::Rescale,
+            arch: lofi_model::HeadArch::default(),
+            detect: DetectConfig::default(),
+            subsets: Some(lofi_model::card::RunSubsets {
                 train: "Validation".into(),
                 evaluation: evaluation.map(str::to_string),
                 selection: None,
-            }))
+            }),
+            classifier: None,
         };
-        let thumos = card(Some("Test"));
+        let thumos = head(Some("Test"));
         assert_eq!(
-            detection_subset(Some("x"), Some(Preset::Thumos14), Some(&thumos)),
+            detection_subset(Some("x"), Some(Preset::Thumos14), &thumos),
             "x"
         );
-        assert_eq!(detection_subset(None, Some(Preset::Thumos14), None), "Test");
+        let none = HeadMeta {
+            subsets: None,
+            ..head(None)
+        };
+        assert_eq!(
+            detection_subset(None, Some(Preset::Thumos14), &none),
+            "Test"
+        );
         // The card before any preset's.
+        assert_eq!(detection_subset(None, Some(Preset::Paper), &thumos), "Test");
+        assert_eq!(detection_subset(None, Some(Preset::Tiny), &thumos), "Test");
+        assert_eq!(detection_subset(None, None, &thumos), "Test");
         assert_eq!(
-            detection_subset(None, Some(Preset::Paper), Some(&thumos)),
+            detection_subset(None, Some(Preset::Thumos14), &head(None)),
             "Test"
         );
-        assert_eq!(
-            detection_subset(None, Some(Preset::Tiny), Some(&thumos)),
-            "Test"
-        );
-        assert_eq!(detection_subset(None, None, Some(&thumos)), "Test");
-        assert_eq!(
-            detection_subset(None, Some(Preset::Thumos14), Some(&card(None))),
-            "Test"
-        );
-        assert_eq!(
-            detection_subset(None, None, Some(&card(None))),
-            "validation"
-        );
-        assert_eq!(detection_subset(None, None, None), "validation");
+        assert_eq!(detection_subset(None, None, &head(None)), "validation");
+        assert_eq!(detection_subset(None, None, &none), "validation");
     }
 }

@@ -63,6 +63,11 @@ pub struct TrainArgs {
     /// outputs (without it such a folder is refused).
     #[arg(long, conflicts_with = "resume")]
     overwrite: bool,
+    /// The head: gtad (G-TAD, the paper's) or bmn (BMN), with the preset's or config's sizes
+    /// class and the kind's own post-processing [default: the config's `[head] kind`, else
+    /// gtad].
+    #[arg(long, value_name = "gtad|bmn")]
+    head_kind: Option<lofi_model::HeadKind>,
     /// Test hook: stop after this many batches (as if killed); continue with --resume.
     #[arg(long, hide = true)]
     stop_after_batches: Option<usize>,
@@ -93,6 +98,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
     };
     if let Some(kind) = args.schedule {
         config.schedule.kind = kind;
+    }
+    if let Some(kind) = args.head_kind {
+        config = config.with_head_kind(kind);
     }
     if let Some(e) = args.epochs {
         config.epochs = e;

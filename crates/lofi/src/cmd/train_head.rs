@@ -75,6 +75,11 @@ pub struct TrainHeadArgs {
     /// outputs (without it such a folder is refused).
     #[arg(long, conflicts_with = "resume")]
     overwrite: bool,
+    /// The head: gtad (G-TAD, the paper's) or bmn (BMN), with the preset's or config's sizes
+    /// class and the kind's own post-processing [default: the config's `[head] kind`, else
+    /// gtad].
+    #[arg(long, value_name = "gtad|bmn")]
+    head_kind: Option<lofi_model::HeadKind>,
     /// Test hook: stop after this many steps (as if killed); continue with --resume.
     #[arg(long, hide = true)]
     stop_after_batches: Option<usize>,
@@ -113,6 +118,9 @@ pub fn run(args: TrainHeadArgs) -> Result<()> {
             config
         }
     };
+    if let Some(kind) = args.head_kind {
+        config = config.with_head_kind(kind);
+    }
     if let Some(v) = args.snippets {
         config.snippets = v;
     }
