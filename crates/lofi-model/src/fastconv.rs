@@ -740,7 +740,9 @@ fn autodiff_forward(g: Geom, x: AdTensor, w: AdTensor, b: Option<AdTensor>) -> A
 }
 
 /// `conv2d(x, weight, bias)` with the given stride and symmetric padding (dilation 1, one
-/// group): this module's kernels on the flex backend in f32, burn's `conv2d` otherwise.
+/// group): this module's kernels on the flex backend in f32, ATen's through
+/// [`crate::torchops`] on the LibTorch autodiff backend (`--features tch`), burn's `conv2d`
+/// otherwise.
 pub fn conv2d(
     x: Tensor<4>,
     weight: Tensor<4>,
@@ -748,6 +750,11 @@ pub fn conv2d(
     stride: [usize; 2],
     padding: [usize; 2],
 ) -> Tensor<4> {
+    // On burn's LibTorch backend: ATen's convolution and its backward (`crate::torchops`).
+    #[cfg(feature = "tch")]
+    if let Some(y) = crate::torchops::try_conv2d(&x, &weight, bias.as_ref(), stride, padding) {
+        return y;
+    }
     let all_f32 = x.dtype() == DType::F32
         && weight.dtype() == DType::F32
         && bias.as_ref().is_none_or(|b| b.dtype() == DType::F32);

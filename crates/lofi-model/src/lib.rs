@@ -51,6 +51,9 @@ pub mod resnet;
 pub mod seed;
 pub mod shift;
 pub mod targets;
+pub mod torch;
+#[cfg(feature = "tch")]
+pub mod torchops;
 
 pub use card::{InputSpec, ModelCard, ModelSpec, Normalization, Producer};
 pub use encoder::{Encoder, EncoderArch, EncoderKind};
