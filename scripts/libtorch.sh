@@ -42,12 +42,26 @@ if [ -f "$root/.complete" ]; then
   exit 0
 fi
 
-for tool in unzip cc; do
+for tool in python3 cc; do
   if ! command -v "$tool" >/dev/null 2>&1; then
-    echo "scripts/libtorch.sh: '$tool' is needed (Debian: apt-get install unzip gcc)" >&2
+    echo "scripts/libtorch.sh: '$tool' is needed (Debian: apt-get install python3 gcc)" >&2
     exit 1
   fi
 done
+# Extracts the members of wheel $1 that match the shell patterns $2... into $partial.
+extract() {
+  python3 - "$partial" "$@" <<'PY'
+import fnmatch, sys, zipfile
+dest, wheel, patterns = sys.argv[1], sys.argv[2], sys.argv[3:]
+with zipfile.ZipFile(wheel) as z:
+    names = [n for n in z.namelist() if any(fnmatch.fnmatch(n, p) for p in patterns)]
+    missing = [p for p in patterns if not any(fnmatch.fnmatch(n, p) for n in names)]
+    if missing:
+        sys.exit(f"scripts/libtorch.sh: {wheel} has no {', '.join(missing)}")
+    for n in names:
+        z.extract(n, dest)
+PY
+}
 
 work=$(mktemp -d)
 partial="$root.partial"
@@ -66,9 +80,10 @@ torch_files=('torch/include/*' 'torch/lib/libtorch_cpu.so' 'torch/lib/libc10.so'
 if [ "$variant" = cuda ]; then
   torch_files+=('torch/lib/libtorch_cuda.so' 'torch/lib/libc10_cuda.so' 'torch/lib/libtorch_nvshmem.so')
 fi
-unzip -q "$work"/torch-"$TORCH_VERSION"-*.whl "${torch_files[@]}" 'torch/version.py' -d "$partial"
-unzip -q "$work"/nvidia_cuda_runtime-*.whl 'nvidia/cu13/lib/libcudart.so.13' -d "$partial"
-unzip -q "$work"/nvidia_cuda_cupti-*.whl 'nvidia/cu13/lib/libcupti.so.13' -d "$partial"
+extract "$work"/torch-"$TORCH_VERSION"-*.whl "${torch_files[@]}" 'torch/version.py'
+extract "$work"/nvidia_cuda_runtime-*.whl 'nvidia/cu13/lib/libcudart.so.13'
+extract "$work"/nvidia_cuda_cupti-*.whl 'nvidia/cu13/lib/libcupti.so.13'
+# zipfile keeps no permissions; the libraries need none beyond reading.
 rm -rf "$work"
 
 # torch-sys passes -ltorch; an empty library satisfies it and --as-needed drops it again.

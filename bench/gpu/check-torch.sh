@@ -27,11 +27,12 @@
 # Dry run on a machine without a GPU (the CPU variant; what the project's tests do):
 #   DEV=torch LOFI_TORCH_LIB=target/libtorch-2.11.0/torch/lib TORCH_DEVICE=cpu \
 #   BURN_ARGS="--base-width 4 --tiny-head" FIDELITY_MAP="full=4x32 t=4x48 s=8x24 st=6x32" \
-#   STEPS=2 WARMUP=1 DEMO_CAP_S=240 OUT=/tmp/check bash bench/gpu/check-torch.sh
+#   STEPS=2 WARMUP=1 DEMO_ROWS=frozen DEMO_CAP_S=200 OUT=/tmp/check bash bench/gpu/check-torch.sh
 #
 # Knobs: DEV (default torch-cuda:0), BUDGET_S (default 450), STEPS (10), WARMUP (2), BURN_ARGS
 # and TORCH_ARGS (extra options of gpu_step / torch_step.py), FIDELITY_MAP (rename fidelities to
-# LxS for a dry run), LOFI_TORCH_LIB (libtorch's lib folder when python3 has no torch), PARTS
+# LxS for a dry run), LOFI_TORCH_LIB (libtorch's lib folder when python3 has no torch), DEMO_ROWS
+# (default all six; `lofi demo --rows`), DEMO_CAP_S (default 120), PARTS
 # (default: all of the above), TORCH_DEVICE (default cuda), EXPECT_TORCH (default 2.11.0).
 set -u
 OUT=${OUT:-/tmp/lofi-torch-check}
@@ -49,6 +50,7 @@ TORCH_ARGS=${TORCH_ARGS:-}
 TORCH_DEVICE=${TORCH_DEVICE:-cuda}
 EXPECT_TORCH=${EXPECT_TORCH:-2.11.0}
 DEMO_CAP_S=${DEMO_CAP_S:-120}
+DEMO_ROWS=${DEMO_ROWS:-}
 PARTS=" ${PARTS:-probe f32 f32-more bf16 nobridge autotune extract demo} "
 WORK=${WORK:-/tmp/lofi-torch-work}
 T0=$(date +%s)
@@ -193,7 +195,7 @@ if [[ $PARTS == *" probe "* ]]; then
   for d in "$DEV" cpu; do
     c=$(cap 30) || break
     timeout -k 5 "$c" scripts/lofi-torch "$WORK/gpu_step" --device "$d" --fidelity 4x32 --base-width 4 \
-      --tiny-head --warmup 0 --steps 1 2>>"$LOG" | sed "s/^{/{\"part\":\"probe\",/" >>"$RES"
+      --tiny-head --init-on-cpu --warmup 0 --steps 1 2>>"$LOG" | sed "s/^{/{\"part\":\"probe\",/" >>"$RES"
   done
   "$PY" -c '
 import json, sys
@@ -226,7 +228,7 @@ if [[ $PARTS == *" demo "* ]]; then
   if c=$(cap "$DEMO_CAP_S"); then
     say "demo: lofi --device $DEV demo --size tiny (cap $c s)"
     t=$(date +%s)
-    timeout -k 5 "$c" bash -c "$(declare -f run_lofi); WORK='$WORK' run_lofi --device '$DEV' demo --size tiny --seeds 1 --out '$WORK/demo' --json '$WORK/demo.json' --fresh" >>"$LOG" 2>&1
+    timeout -k 5 "$c" bash -c "$(declare -f run_lofi); WORK='$WORK' run_lofi --device '$DEV' demo --size tiny --seeds 1 ${DEMO_ROWS:+--rows $DEMO_ROWS} --out '$WORK/demo' --json '$WORK/demo.json' --fresh" >>"$LOG" 2>&1
     rc=$?
     record "{\"part\":\"demo\",\"rc\":$rc,\"seconds\":$(($(date +%s) - t)),\"result\":$(cat "$WORK/demo.json" 2>/dev/null || echo null)}"
   else
@@ -243,9 +245,10 @@ print("|---|---|---|---|---|---|---|---|---|")
 for r in rows:
     if "step_s_median" in r:
         print("| {} | {} | {} | {} | {:.1f} | {} | {} | {} | {} |".format(
-            r.get("part"), r.get("impl"), r.get("precision"), r.get("fidelity"),
+            r.get("part"), "{} {}".format(r.get("impl"), r.get("device", "")).strip(),
+            r.get("precision"), r.get("fidelity"),
             1e3 * r["step_s_median"], r.get("process_to_first_step_s", ""),
-            r.get("smi_peak_mib", ""), r.get("smi_mean_util", ""), r.get("loss", "")))
+            r.get("smi_peak_mib") or "", r.get("smi_mean_util") or "", r.get("loss", "")))
 for r in rows:
     if "skipped" in r or "error" in r or r.get("part") in ("probe", "demo") and "step_s_median" not in r:
         print("\n- " + json.dumps(r)[:300])

@@ -21,10 +21,12 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use burn::module::Module;
 use burn::optim::{GradientsParams, SgdConfig};
 use burn::tensor::DType;
 use burn::tensor::{Device, Tensor, TensorData};
 use lofi_model::precision::{compute_copy, master_grads};
+use lofi_model::seed::initialized;
 use lofi_model::{
     GtadConfig, GtadLoss, GtadTargets, Precision, ResNetConfig, Segment, TargetConfig,
 };
@@ -44,12 +46,15 @@ struct Options {
     time_cap: Duration,
     precision: Precision,
     extract: bool,
+    /// Draw the weights on the CPU (flex, seeded) and copy them to the device, so that two
+    /// devices start from the same weights and their losses can be compared (the check's probe).
+    init_on_cpu: bool,
 }
 
 const USAGE: &str =
     "usage: gpu_step [--device cpu|torch|torch-cuda[:N]|wgpu|vulkan|cuda[:N]] [--fidelity full,s,t,st|LxS,...] \
 [--depth 18] [--base-width 64] [--tiny-head] [--frames 1] [--batch 1] [--warmup 2] [--steps 5] \
-[--time-cap-s 120] [--precision f32|bf16] [--mode step|extract]";
+[--time-cap-s 120] [--precision f32|bf16] [--mode step|extract] [--init-on-cpu]";
 
 fn fidelity(name: &str) -> Result<(String, usize, usize), String> {
     let (l, s) = match name {
@@ -86,6 +91,7 @@ fn parse_args() -> Result<Options, String> {
         time_cap: Duration::from_secs(120),
         precision: Precision::F32,
         extract: false,
+        init_on_cpu: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -95,6 +101,10 @@ fn parse_args() -> Result<Options, String> {
         }
         if a == "--tiny-head" {
             o.tiny_head = true;
+            continue;
+        }
+        if a == "--init-on-cpu" {
+            o.init_on_cpu = true;
             continue;
         }
         if a == "-h" || a == "--help" {
@@ -301,8 +311,20 @@ fn run_fidelity(o: &Options, device: &Device, l: usize, size: usize) -> Result<M
     } else {
         GtadConfig::new(c)
     };
-    let mut encoder = enc_cfg.init(&train).map_err(|e| e.to_string())?;
-    let mut head = head_cfg.init(&train).map_err(|e| e.to_string())?;
+    let (mut encoder, mut head) = if o.init_on_cpu {
+        let cpu = Device::flex().autodiff();
+        cpu.seed(7);
+        // Created now (burn creates parameters lazily, and a lazy parameter forked to another
+        // device would be drawn there, from that backend's generator).
+        let encoder = initialized(enc_cfg.init(&cpu).map_err(|e| e.to_string())?);
+        let head = initialized(head_cfg.init(&cpu).map_err(|e| e.to_string())?);
+        (encoder.fork(&train), head.fork(&train))
+    } else {
+        (
+            enc_cfg.init(&train).map_err(|e| e.to_string())?,
+            head_cfg.init(&train).map_err(|e| e.to_string())?,
+        )
+    };
     let mut opt_enc = SgdConfig::new().init();
     let mut opt_head = SgdConfig::new().init();
     let loss_fn = GtadLoss::default();

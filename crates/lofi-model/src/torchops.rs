@@ -319,7 +319,7 @@ mod tests {
     //! their channels, so a transposed weight gradient shows.
     #![allow(deprecated)] // burn-tch's device constructors are deprecated upstream
     use super::*;
-    use crate::test_util::lcg_vec;
+    use crate::test_util::{lcg_vec, max_rel_diff};
     use burn::nn::BatchNormConfig;
     use burn::tensor::{Device, TensorData};
 
@@ -337,17 +337,8 @@ mod tests {
         t.into_data().try_to_vec().unwrap_or_default()
     }
 
-    fn rel(a: &[f32], b: &[f32]) -> f32 {
-        assert_eq!(a.len(), b.len());
-        let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-        a.iter()
-            .zip(b)
-            .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()))
-            / scale
-    }
-
     fn close(a: Vec<f32>, b: Vec<f32>, what: &str) {
-        let d = rel(&a, &b);
+        let d = max_rel_diff(&a, &b);
         assert!(d < TOL, "{what}: bridge and burn differ by {d:e}");
     }
 

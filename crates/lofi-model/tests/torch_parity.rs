@@ -20,6 +20,8 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{GradientsParams, SgdConfig};
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use lofi_model::precision::{compute_copy, master_grads};
+use lofi_model::seed::initialized;
+use lofi_model::test_util::max_rel_diff as rel;
 use lofi_model::{
     GtadConfig, GtadHead, GtadLoss, GtadTargets, Precision, ResNetConfig, Segment, TargetConfig,
     TsmEncoder,
@@ -33,16 +35,6 @@ fn vals<const D: usize>(t: Tensor<D>) -> Vec<f32> {
         .into_data()
         .try_to_vec::<f32>()
         .expect("f32 data")
-}
-
-/// `max |a - b| / max(|b|, 1e-6)`.
-fn rel(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-    a.iter()
-        .zip(b)
-        .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()))
-        / scale
 }
 
 /// Every float parameter's value (`grads: None`) or gradient, by parameter id.
@@ -86,8 +78,10 @@ fn models(device: &Device) -> (Model, Model) {
     flex.seed(5);
     let enc_cfg = ResNetConfig::tiny(18, 8);
     let c = enc_cfg.out_channels();
-    let encoder = enc_cfg.init(&flex).expect("encoder");
-    let head = GtadConfig::tiny(c).init(&flex).expect("head");
+    // Created now on flex (burn creates parameters lazily; a lazy parameter forked to libtorch
+    // would be drawn there, from libtorch's generator).
+    let encoder = initialized(enc_cfg.init(&flex).expect("encoder"));
+    let head = initialized(GtadConfig::tiny(c).init(&flex).expect("head"));
     let other = Model {
         encoder: encoder.clone().fork(device),
         head: head.clone().fork(device),

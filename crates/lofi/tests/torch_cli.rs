@@ -55,13 +55,14 @@ fn every_stage_runs_on_the_torch_device() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = tiny_dataset(dir.path(), 3);
     let gt = data.join("ground_truth.json");
-    let run = |args: &[&str]| {
-        let mut all = vec!["--device", "torch"];
+    let run_on = |device: &str, args: &[&str]| {
+        let mut all = vec!["--device", device];
         all.extend_from_slice(args);
         let (ok, out, err) = lofi(&all);
         assert!(ok, "`lofi {}` failed: {err}", all.join(" "));
         out
     };
+    let run = |args: &[&str]| run_on("torch", args);
     let pre = dir.path().join("pretrain");
     run(&[
         "pretrain",
@@ -76,23 +77,26 @@ fn every_stage_runs_on_the_torch_device() {
     ]);
     let lofi_run = dir.path().join("lofi");
     let encoder = pre.join("encoder.bpk");
-    run(&[
-        "train",
-        "--data",
-        s(&data),
-        "--encoder",
-        s(&encoder),
-        "--out",
-        s(&lofi_run),
-        "--preset",
-        "tiny",
-        "--schedule",
-        "short-cycle",
-        "--epochs",
-        "1",
-        "--memory-budget",
-        "8GiB",
-    ]);
+    let train = |device: &str, out: &std::path::Path, extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--data",
+            s(&data),
+            "--encoder",
+            s(&encoder),
+            "--out",
+            s(out),
+            "--preset",
+            "tiny",
+            "--schedule",
+            "short-cycle",
+            "--epochs",
+            "1",
+        ];
+        args.extend_from_slice(extra);
+        run_on(device, &args)
+    };
+    train("torch", &lofi_run, &["--memory-budget", "8GiB"]);
     // The planner ran its probes on libtorch's CPU device (child processes).
     let plan: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(lofi_run.join("memory_plan.json")).expect("memory plan"),
@@ -152,24 +156,7 @@ fn every_stage_runs_on_the_torch_device() {
 
     // Data parallel over two replicas of libtorch's CPU device.
     let dp = dir.path().join("dp");
-    let (ok, _, err) = lofi(&[
-        "--device",
-        "torch,torch",
-        "train",
-        "--data",
-        s(&data),
-        "--encoder",
-        s(&encoder),
-        "--out",
-        s(&dp),
-        "--preset",
-        "tiny",
-        "--schedule",
-        "short-cycle",
-        "--epochs",
-        "1",
-    ]);
-    assert!(ok, "data-parallel train on torch,torch failed: {err}");
+    train("torch,torch", &dp, &[]);
     let metrics = std::fs::read_to_string(dp.join("metrics.jsonl")).expect("metrics");
     let steps: Vec<serde_json::Value> = metrics
         .lines()
