@@ -30,7 +30,9 @@
 //! # Scope and switch
 //! Training (and untracked) convolutions with one group, dilation 1 and symmetric padding, in f32
 //! or bf16; BatchNorm with batch statistics when `x`, `gamma`, `beta` (and the residual) share a
-//! dtype. Anything else, or `LOFI_TORCH_BRIDGE=0` in the environment (read once, see
+//! dtype (so in bf16 mixed precision, where BatchNorm keeps f32 parameters on bf16 activations,
+//! the convolutions are bridged and BatchNorm is not). Anything else, or `LOFI_TORCH_BRIDGE=0` in
+//! the environment (read once, see
 //! [`enabled`]), runs burn's generic operations on burn-tch, so one binary can measure both.
 //! R(2+1)D's convolutions are 3-D (`conv3d`) and do not go through this bridge.
 // burn-tch is deprecated upstream (absent from burn 0.23); lofi pins burn 0.22.x for it (README).
