@@ -21,10 +21,12 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use burn::module::Module;
 use burn::optim::{GradientsParams, SgdConfig};
 use burn::tensor::DType;
 use burn::tensor::{Device, Tensor, TensorData};
 use lofi_model::precision::{compute_copy, master_grads};
+use lofi_model::seed::initialized;
 use lofi_model::{
     GtadConfig, GtadLoss, GtadTargets, Precision, ResNetConfig, Segment, TargetConfig,
 };
@@ -44,12 +46,15 @@ struct Options {
     time_cap: Duration,
     precision: Precision,
     extract: bool,
+    /// Draw the weights on the CPU (flex, seeded) and copy them to the device, so that two
+    /// devices start from the same weights and their losses can be compared (the check's probe).
+    init_on_cpu: bool,
 }
 
 const USAGE: &str =
-    "usage: gpu_step [--device cpu|wgpu|vulkan|cuda[:N]] [--fidelity full,s,t,st|LxS,...] \
+    "usage: gpu_step [--device cpu|torch|torch-cuda[:N]|wgpu|vulkan|cuda[:N]] [--fidelity full,s,t,st|LxS,...] \
 [--depth 18] [--base-width 64] [--tiny-head] [--frames 1] [--batch 1] [--warmup 2] [--steps 5] \
-[--time-cap-s 120] [--precision f32|bf16] [--mode step|extract]";
+[--time-cap-s 120] [--precision f32|bf16] [--mode step|extract] [--init-on-cpu]";
 
 fn fidelity(name: &str) -> Result<(String, usize, usize), String> {
     let (l, s) = match name {
@@ -86,6 +91,7 @@ fn parse_args() -> Result<Options, String> {
         time_cap: Duration::from_secs(120),
         precision: Precision::F32,
         extract: false,
+        init_on_cpu: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -95,6 +101,10 @@ fn parse_args() -> Result<Options, String> {
         }
         if a == "--tiny-head" {
             o.tiny_head = true;
+            continue;
+        }
+        if a == "--init-on-cpu" {
+            o.init_on_cpu = true;
             continue;
         }
         if a == "-h" || a == "--help" {
@@ -166,6 +176,36 @@ fn open_device(name: &str) -> Result<Device, String> {
             opts.init()
                 .map_err(|e| format!("cannot open a wgpu ({name}) device: {e}"))
         }
+        #[cfg(feature = "tch")]
+        #[allow(deprecated)]
+        // burn-tch is deprecated upstream; lofi pins burn 0.22.x for it
+        "torch" => Ok(Device::libtorch()),
+        #[cfg(feature = "tch")]
+        #[allow(deprecated)]
+        n if n == "torch-cuda" || n.starts_with("torch-cuda:") => {
+            let index = match n.split_once(':') {
+                Some((_, i)) => i
+                    .parse::<usize>()
+                    .map_err(|_| format!("bad CUDA index in {n:?}"))?,
+                None => 0,
+            };
+            let info = lofi_model::torch::libtorch_info()
+                .ok_or_else(|| "no libtorch in this build".to_string())?;
+            if !info.cuda_build {
+                return Err(format!(
+                    "{n}: this gpu_step was built against a CPU libtorch ({})",
+                    info.built_against
+                ));
+            }
+            if index >= info.cuda_devices {
+                return Err(format!(
+                    "{n}: libtorch sees {} CUDA device(s)",
+                    info.cuda_devices
+                ));
+            }
+            lofi_model::torch::configure_cudnn();
+            Ok(Device::libtorch_cuda(index))
+        }
         #[cfg(feature = "cuda")]
         n if n == "cuda" || n.starts_with("cuda:") => {
             let index = match n.split_once(':') {
@@ -178,6 +218,10 @@ fn open_device(name: &str) -> Result<Device, String> {
         }
         other => {
             let mut built = vec!["cpu"];
+            if cfg!(feature = "tch") {
+                built.push("torch");
+                built.push("torch-cuda[:N]");
+            }
             if cfg!(feature = "wgpu") {
                 built.push("wgpu");
             }
@@ -233,8 +277,19 @@ fn pixels(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
+/// Seconds since the Unix epoch.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 struct Measured {
     first_step_s: f64,
+    /// When the first step (or pass) ended, in seconds since the Unix epoch: the check script
+    /// subtracts the process's launch time to get "process start to end of step 1", which
+    /// includes loading the libraries and opening the device.
+    first_step_end_unix: f64,
     median_s: f64,
     min_s: f64,
     steps: usize,
@@ -256,8 +311,20 @@ fn run_fidelity(o: &Options, device: &Device, l: usize, size: usize) -> Result<M
     } else {
         GtadConfig::new(c)
     };
-    let mut encoder = enc_cfg.init(&train).map_err(|e| e.to_string())?;
-    let mut head = head_cfg.init(&train).map_err(|e| e.to_string())?;
+    let (mut encoder, mut head) = if o.init_on_cpu {
+        let cpu = Device::flex().autodiff();
+        cpu.seed(7);
+        // Created now (burn creates parameters lazily, and a lazy parameter forked to another
+        // device would be drawn there, from that backend's generator).
+        let encoder = initialized(enc_cfg.init(&cpu).map_err(|e| e.to_string())?);
+        let head = initialized(head_cfg.init(&cpu).map_err(|e| e.to_string())?);
+        (encoder.fork(&train), head.fork(&train))
+    } else {
+        (
+            enc_cfg.init(&train).map_err(|e| e.to_string())?,
+            head_cfg.init(&train).map_err(|e| e.to_string())?,
+        )
+    };
     let mut opt_enc = SgdConfig::new().init();
     let mut opt_head = SgdConfig::new().init();
     let loss_fn = GtadLoss::default();
@@ -275,6 +342,7 @@ fn run_fidelity(o: &Options, device: &Device, l: usize, size: usize) -> Result<M
     let mut timed_from = Instant::now();
     let mut warmup_s = 0.0;
     let mut first_step_s = 0.0;
+    let mut first_step_end_unix = 0.0;
     for step in 0..(o.warmup + o.steps) {
         // The cap counts the timed steps only: compilation in the warm-up must not eat them.
         if step == o.warmup {
@@ -332,6 +400,7 @@ fn run_fidelity(o: &Options, device: &Device, l: usize, size: usize) -> Result<M
         );
         if step == 0 {
             first_step_s = dt;
+            first_step_end_unix = unix_now();
         }
         if step < o.warmup {
             warmup_s += dt;
@@ -346,6 +415,7 @@ fn run_fidelity(o: &Options, device: &Device, l: usize, size: usize) -> Result<M
     let median_s = times[times.len() / 2];
     Ok(Measured {
         first_step_s,
+        first_step_end_unix,
         median_s,
         min_s: times[0],
         steps: times.len(),
@@ -373,6 +443,7 @@ fn run_extract(o: &Options, device: &Device, l: usize, size: usize) -> Result<Me
     let mut mean = f32::NAN;
     let mut warmup_s = 0.0;
     let mut first_step_s = 0.0;
+    let mut first_step_end_unix = 0.0;
     let mut timed_from = Instant::now();
     for step in 0..(o.warmup + o.steps) {
         // The cap counts the timed steps only: compilation in the warm-up must not eat them.
@@ -395,6 +466,7 @@ fn run_extract(o: &Options, device: &Device, l: usize, size: usize) -> Result<Me
         );
         if step == 0 {
             first_step_s = dt;
+            first_step_end_unix = unix_now();
         }
         if step < o.warmup {
             warmup_s += dt;
@@ -408,6 +480,7 @@ fn run_extract(o: &Options, device: &Device, l: usize, size: usize) -> Result<Me
     times.sort_by(f64::total_cmp);
     Ok(Measured {
         first_step_s,
+        first_step_end_unix,
         median_s: times[times.len() / 2],
         min_s: times[0],
         steps: times.len(),
@@ -449,6 +522,21 @@ fn main() -> ExitCode {
     let name = o.device.clone();
     eprintln!("gpu_step: device {name}");
     let kind = if o.extract { "extract" } else { "step" };
+    // On the LibTorch backend: whether lofi's bridge operations ran (LOFI_TORCH_BRIDGE) and
+    // whether cuDNN autotuned (LOFI_CUDNN_BENCHMARK); `null` elsewhere.
+    let on_torch = o.device.starts_with("torch");
+    #[cfg(feature = "tch")]
+    let bridge = lofi_model::torchops::enabled();
+    #[cfg(not(feature = "tch"))]
+    let bridge = false;
+    let (bridge, autotune) = if on_torch {
+        (
+            bridge.to_string(),
+            lofi_model::torch::cudnn_benchmark_requested().to_string(),
+        )
+    } else {
+        ("null".to_string(), "null".to_string())
+    };
     let mut failed = false;
     for (fname, l, size) in &o.fidelities {
         let run = if o.extract {
@@ -460,7 +548,8 @@ fn main() -> ExitCode {
             Ok(m) => println!(
                 "{{\"impl\":\"burn\",\"kind\":{kind:?},\"device\":{:?},\"precision\":{:?},\"fidelity\":{:?},\"snippets\":{},\"size\":{},\
 \"frames\":{},\"batch\":{},\"depth\":{},\"step_s_median\":{:.6},\"step_s_min\":{:.6},\"steps\":{},\
-\"warmup_s\":{:.3},\"first_step_s\":{:.3},\"frames_per_s\":{:.2},\"peak_bytes\":{},\"peak_in_use_bytes\":{},\"loss\":{}}}",
+\"warmup_s\":{:.3},\"first_step_s\":{:.3},\"frames_per_s\":{:.2},\"peak_bytes\":{},\"peak_in_use_bytes\":{},\"loss\":{},\
+\"torch_bridge\":{bridge},\"cudnn_benchmark\":{autotune},\"first_step_end_unix\":{:.3}}}",
                 o.device,
                 o.precision.name(),
                 fname,
@@ -479,7 +568,8 @@ fn main() -> ExitCode {
                     .map_or_else(|| "null".to_string(), |b| b.to_string()),
                 m.peak_in_use
                     .map_or_else(|| "null".to_string(), |b| b.to_string()),
-                m.loss
+                m.loss,
+                m.first_step_end_unix
             ),
             Err(e) => {
                 failed = true;

@@ -468,6 +468,16 @@ fn fused<const D: usize>(
     relu: bool,
     residual: Option<Tensor<D>>,
 ) -> Tensor<D> {
+    // On burn's LibTorch backend: ATen's batch norm and its backward (`crate::torchops`).
+    #[cfg(feature = "tch")]
+    if crate::fastconv::enabled() {
+        if let Some((y, mean, var)) =
+            crate::torchops::try_batch_norm(bn, &x, relu, residual.as_ref())
+        {
+            update_running_stats(bn, &y.device(), mean, var);
+            return y;
+        }
+    }
     let f32_input = D >= 2
         && crate::fastconv::enabled()
         && x.dtype() == DType::F32
@@ -503,10 +513,20 @@ fn fused<const D: usize>(
     let y = Tensor::<D>::from_primitive::<Autodiff<Flex>>(y);
     let mean = Tensor::<1>::from_primitive::<Autodiff<Flex>>(mean);
     let var = Tensor::<1>::from_primitive::<Autodiff<Flex>>(var);
-    // burn's running-statistics update (BatchNorm::forward_train).
-    let device = y.device();
-    let running_mean = bn.running_mean.value_sync().to_device(&device);
-    let running_var = bn.running_var.value_sync().to_device(&device);
+    update_running_stats(bn, &y.device(), mean, var);
+    y
+}
+
+/// burn's running-statistics update (`BatchNorm::forward_train`) from a batch's mean and biased
+/// variance.
+fn update_running_stats(
+    bn: &BatchNorm,
+    device: &burn::tensor::Device,
+    mean: Tensor<1>,
+    var: Tensor<1>,
+) {
+    let running_mean = bn.running_mean.value_sync().to_device(device);
+    let running_var = bn.running_var.value_sync().to_device(device);
     let running_mean = running_mean
         .mul_scalar(1.0 - bn.momentum)
         .add(mean.detach().mul_scalar(bn.momentum));
@@ -515,7 +535,6 @@ fn fused<const D: usize>(
         .add(var.detach().mul_scalar(bn.momentum));
     bn.running_mean.update(running_mean.detach());
     bn.running_var.update(running_var.detach());
-    y
 }
 
 /// Inference on the plain flex device: the running statistics, the residual and the ReLU in one
@@ -576,22 +595,13 @@ fn inference<const D: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_util::lcg_vec;
+    use crate::test_util::{lcg_vec, max_rel_diff};
     use burn::module::Module;
     use burn::nn::BatchNormConfig;
     use burn::tensor::{Device, TensorData};
 
     fn vals<const D: usize>(t: Tensor<D>) -> Vec<f32> {
         t.into_data().try_to_vec().unwrap_or_default()
-    }
-
-    fn max_rel_diff(a: &[f32], b: &[f32]) -> f32 {
-        assert_eq!(a.len(), b.len());
-        let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-        a.iter()
-            .zip(b)
-            .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()))
-            / scale
     }
 
     /// Output, the three gradients and the running statistics against burn's BatchNorm.

@@ -740,7 +740,9 @@ fn autodiff_forward(g: Geom, x: AdTensor, w: AdTensor, b: Option<AdTensor>) -> A
 }
 
 /// `conv2d(x, weight, bias)` with the given stride and symmetric padding (dilation 1, one
-/// group): this module's kernels on the flex backend in f32, burn's `conv2d` otherwise.
+/// group): this module's kernels on the flex backend in f32, ATen's through
+/// [`crate::torchops`] on the LibTorch autodiff backend (`--features tch`), burn's `conv2d`
+/// otherwise.
 pub fn conv2d(
     x: Tensor<4>,
     weight: Tensor<4>,
@@ -748,6 +750,11 @@ pub fn conv2d(
     stride: [usize; 2],
     padding: [usize; 2],
 ) -> Tensor<4> {
+    // On burn's LibTorch backend: ATen's convolution and its backward (`crate::torchops`).
+    #[cfg(feature = "tch")]
+    if let Some(y) = crate::torchops::try_conv2d(&x, &weight, bias.as_ref(), stride, padding) {
+        return y;
+    }
     let all_f32 = x.dtype() == DType::F32
         && weight.dtype() == DType::F32
         && bias.as_ref().is_none_or(|b| b.dtype() == DType::F32);
@@ -877,7 +884,7 @@ pub fn conv2d_forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_util::lcg_vec;
+    use crate::test_util::{lcg_vec, max_rel_diff};
     use burn::tensor::{Device, TensorData};
 
     fn tensor<const D: usize>(v: Vec<f32>, shape: [usize; D], device: &Device) -> Tensor<D> {
@@ -886,15 +893,6 @@ mod tests {
 
     fn vals<const D: usize>(t: Tensor<D>) -> Vec<f32> {
         t.into_data().try_to_vec().unwrap_or_default()
-    }
-
-    fn max_rel_diff(a: &[f32], b: &[f32]) -> f32 {
-        assert_eq!(a.len(), b.len());
-        let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-        a.iter()
-            .zip(b)
-            .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()))
-            / scale
     }
 
     #[test]

@@ -57,6 +57,9 @@ pub mod resnet;
 pub mod seed;
 pub mod shift;
 pub mod targets;
+pub mod torch;
+#[cfg(feature = "tch")]
+pub mod torchops;
 
 pub use bmn::{BmnArch, BmnHead};
 pub use card::{InputSpec, ModelCard, ModelSpec, Normalization, Producer};

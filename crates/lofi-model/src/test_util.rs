@@ -20,6 +20,17 @@ pub fn lcg_vec(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
+/// `max |a - b|` over the largest magnitude of `b` (at least 1e-6): the difference of two
+/// computations of one tensor relative to its scale.
+pub fn max_rel_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+    a.iter()
+        .zip(b)
+        .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()))
+        / scale
+}
+
 /// Asserts element-wise `|a - b| <= tol * (1 + |b|)`.
 pub fn assert_close(a: &[f32], b: &[f32], tol: f32, what: &str) {
     assert_eq!(

@@ -78,6 +78,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 fidelity: f,
                 batch: b,
                 seed: 0,
+                backend: lofi_model::torch::HostBackend::Flex,
             };
             let m = probe_in_child(program, &request)?;
             eprintln!(

@@ -26,6 +26,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
 use lofi_model::seed::seeded;
+use lofi_model::torch::HostBackend;
 use lofi_video::Fidelity;
 use serde::{Deserialize, Serialize};
 
@@ -33,7 +34,7 @@ use crate::config::TrainConfig;
 use crate::error::{TrainError, TrainResult};
 use crate::memory::{measure, ProcMeter};
 use crate::model::{probe_pass, LofiModel};
-use crate::train::{cpu_device, training_device};
+use crate::train::training_device;
 
 /// The environment variable that makes a program a probe child ([`serve_if_child`]).
 pub const CHILD_ENV: &str = "LOFI_PROBE_CHILD";
@@ -66,6 +67,10 @@ pub struct ProbeRequest {
     pub batch: usize,
     /// Seed of the probe model's weights and the probe clips.
     pub seed: u64,
+    /// The host-memory backend the run trains on (flex, or libtorch's CPU device), which the
+    /// child probes on.
+    #[serde(default)]
+    pub backend: HostBackend,
 }
 
 /// What one probe step measured.
@@ -87,7 +92,13 @@ enum ProbeReply {
 /// Runs one probe step in this process: the probe model, its resident memory, one pass, and the
 /// peak over that baseline. What a child does; called by [`serve_if_child`].
 fn run_here(request: &ProbeRequest) -> TrainResult<ProbeMeasure> {
-    let device = training_device(&request.config, &cpu_device());
+    let base = request.backend.device().ok_or_else(|| {
+        TrainError::Measure(format!(
+            "the probe asks for {:?}, which this program was built without",
+            request.backend
+        ))
+    })?;
+    let device = training_device(&request.config, &base);
     let mut meter = ProcMeter::new()?;
     let config = &request.config;
     seeded(&device, request.seed, || {

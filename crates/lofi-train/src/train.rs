@@ -52,6 +52,7 @@ use crate::parallel::{Replicas, StepSpec};
 use crate::probe::{probe_in_child, ProbeRequest};
 use crate::schedule::{fidelity_name, FidelitySchedule};
 use lofi_head::Temporal;
+use lofi_model::torch::HostBackend;
 
 /// Where `lofi train` reads and writes.
 #[derive(Debug, Clone, PartialEq)]
@@ -172,6 +173,7 @@ pub fn plan_memory(
     schedule: &FidelitySchedule,
     program: &Path,
     seed: u64,
+    backend: HostBackend,
     baseline: u64,
     budget: u64,
 ) -> TrainResult<MemoryPlan> {
@@ -185,6 +187,7 @@ pub fn plan_memory(
                 fidelity: f,
                 batch: b,
                 seed,
+                backend,
             };
             let bytes = probe_in_child(program, &request)?.bytes;
             tracing::debug!(
@@ -440,7 +443,8 @@ fn run_training(
     for d in std::iter::once(&options.device).chain(&options.replica_devices) {
         config.precision.check(d)?;
     }
-    let on_cpu = options.device == cpu_device();
+    let host = HostBackend::of(&options.device);
+    let on_cpu = host.is_some();
     let (mut meter, budget) = host_meter(config, options)?;
     let data = TrainingData::read(config, paths, options.skip_missing_videos)?;
     let inputs = Fingerprint::new().with_file("ground_truth", &paths.ground_truth)?;
@@ -461,8 +465,8 @@ fn run_training(
     let device = autodiff(&options.device);
     // The planner first, in child processes on its own random state (probe weights and probe
     // clips): this process's random stream is untouched, exactly as in a run without a budget.
-    let memory_plan = match (budget, meter.as_mut()) {
-        (Some(b), Some(m)) => {
+    let memory_plan = match (budget, meter.as_mut(), host) {
+        (Some(b), Some(m), Some(host)) => {
             let program = options.probe_program.as_deref().ok_or_else(|| {
                 TrainError::Measure(
                     "a memory budget measures its probe steps in child processes, and \
@@ -472,7 +476,15 @@ fn run_training(
                 )
             })?;
             let probe_seed = lofi_rng::derive(config.seed, PROBE_STREAM);
-            let p = plan_memory(config, &schedule, program, probe_seed, m.current()?, b)?;
+            let p = plan_memory(
+                config,
+                &schedule,
+                program,
+                probe_seed,
+                host,
+                m.current()?,
+                b,
+            )?;
             eprint!("{p}");
             run.write_json(MEMORY_PLAN, &p)?;
             Some(p)
@@ -522,13 +534,13 @@ fn run_training(
     Ok(Trained::Finished(Box::new(outcome)))
 }
 
-/// The host memory meter of a run on the CPU and the budget in bytes, refusing a budget where
-/// host memory says nothing (a GPU) or cannot be measured.
+/// The host memory meter of a run on the CPU (flex or libtorch's CPU device) and the budget in
+/// bytes, refusing a budget where host memory says nothing (a GPU) or cannot be measured.
 fn host_meter(
     config: &TrainConfig,
     options: &RunOptions,
 ) -> TrainResult<(Option<ProcMeter>, Option<u64>)> {
-    let on_cpu = options.device == cpu_device();
+    let on_cpu = HostBackend::of(&options.device).is_some();
     let mut meter: Option<ProcMeter> = if on_cpu { ProcMeter::new().ok() } else { None };
     if !on_cpu && config.memory_budget.is_some() {
         return Err(TrainError::Config(format!(

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use lofi_engine::metrics::{self, MetricsRecord, StepRecord};
+use lofi_model::torch::HostBackend;
 use lofi_model::{EncoderArch, EncoderKind, Precision};
 use lofi_train::config::FidelitySpec;
 use lofi_train::memory::{MemoryMeter, ProcMeter};
@@ -266,7 +267,16 @@ fn the_planner_is_undisturbed_by_other_threads() {
     let schedule = config.fidelity_schedule().expect("schedule");
     let program = PathBuf::from(env!("CARGO_BIN_EXE_lofi-probe"));
     let budget = 1 << 40;
-    let quiet = plan_memory(&config, &schedule, &program, 7, 0, budget).expect("plans");
+    let quiet = plan_memory(
+        &config,
+        &schedule,
+        &program,
+        7,
+        HostBackend::Flex,
+        0,
+        budget,
+    )
+    .expect("plans");
     assert_eq!(quiet.probes.len(), 6, "3 fidelities x batches 1 and 2");
     for p in &quiet.probes {
         assert!(p.bytes > 0, "{p:?}");
@@ -286,7 +296,15 @@ fn the_planner_is_undisturbed_by_other_threads() {
                 }
             }
         });
-        let busy = plan_memory(&config, &schedule, &program, 7, 0, budget);
+        let busy = plan_memory(
+            &config,
+            &schedule,
+            &program,
+            7,
+            HostBackend::Flex,
+            0,
+            budget,
+        );
         stop.store(true, Ordering::Relaxed);
         busy
     })

@@ -1,10 +1,10 @@
 //! The compute device every model-running subcommand uses, chosen once with the global
-//! `--device cpu|wgpu[:N]|vulkan[:N]|cuda[:N]` flag; `lofi train` also takes a comma-separated list
-//! (`--device cuda:0,cuda:1,cuda:2,cuda:3`) and trains data parallel on it.
+//! `--device cpu|torch|torch-cuda[:N]|wgpu[:N]|vulkan[:N]|cuda[:N]` flag; `lofi train` also takes a
+//! comma-separated list (`--device torch-cuda:0,torch-cuda:1`) and trains data parallel on it.
 //!
 //! Why this lives in the binary: burn 0.22 carries the backend in the [`Device`] value, so the
 //! library crates (lofi-model, lofi-train, lofi-head) are backend-free and take a `&Device`; only
-//! the program a person runs decides which backends are compiled in (cargo features `wgpu`,
+//! the program a person runs decides which backends are compiled in (cargo features `tch`, `wgpu`,
 //! `vulkan`, `cuda`) and which one a run uses. A device that is not compiled in, or that cannot be
 //! opened (no Vulkan adapter, no CUDA driver), is a clear error naming the choice, never a panic.
 //! Before the first GPU device opens, cubecl is pointed at lofi's on-disk kernel cache
@@ -29,14 +29,24 @@ pub enum DeviceChoice {
     /// wgpu pinned to Vulkan (SPIR-V kernels), the verified GPU path on NVIDIA Linux: the default
     /// adapter, or the discrete GPU with this index (`vulkan:N`).
     Vulkan(Option<usize>),
-    /// CUDA device with this index.
+    /// CUDA device with this index (cubecl, kernels compiled at run time by NVRTC).
     Cuda(usize),
+    /// burn's LibTorch backend on the CPU (ATen's CPU kernels; `--features tch`).
+    Torch,
+    /// burn's LibTorch backend on the CUDA device with this index (cuDNN, cuBLAS; the NVIDIA
+    /// route that trains from the first step, no kernel compilation; `--features tch` built
+    /// against libtorch's CUDA variant).
+    TorchCuda(usize),
 }
 
 impl DeviceChoice {
     /// Device names this build can open, for error messages and `--help`.
     pub fn compiled() -> Vec<&'static str> {
         let mut names = vec!["cpu"];
+        if cfg!(feature = "tch") {
+            names.push("torch");
+            names.push("torch-cuda[:N]");
+        }
         if cfg!(feature = "wgpu") {
             names.push("wgpu[:N]");
         }
@@ -69,8 +79,11 @@ impl FromStr for DeviceChoice {
             ("wgpu", i) => Ok(Self::Wgpu(i)),
             ("vulkan", i) => Ok(Self::Vulkan(i)),
             ("cuda", i) => Ok(Self::Cuda(i.unwrap_or(0))),
+            ("torch" | "libtorch", None) => Ok(Self::Torch),
+            ("torch-cuda" | "libtorch-cuda", i) => Ok(Self::TorchCuda(i.unwrap_or(0))),
             _ => Err(format!(
-                "unknown device {s:?}: use cpu, wgpu[:N], vulkan[:N] or cuda[:N]"
+                "unknown device {s:?}: use cpu, torch, torch-cuda[:N], wgpu[:N], vulkan[:N] or \
+                 cuda[:N]"
             )),
         }
     }
@@ -85,6 +98,8 @@ impl fmt::Display for DeviceChoice {
             Self::Vulkan(None) => write!(f, "vulkan"),
             Self::Vulkan(Some(i)) => write!(f, "vulkan:{i}"),
             Self::Cuda(i) => write!(f, "cuda:{i}"),
+            Self::Torch => write!(f, "torch"),
+            Self::TorchCuda(i) => write!(f, "torch-cuda:{i}"),
         }
     }
 }
@@ -133,7 +148,7 @@ pub fn device() -> Result<Device> {
         _ => bail!(
             "--device lists {} devices, but only `lofi train` uses several (data parallel); \
              give one here (to extract on several GPUs, run one process per GPU with \
-             --device cuda:K --shard K/N)",
+             --device torch-cuda:K --shard K/N)",
             all.len()
         ),
     }
@@ -141,7 +156,12 @@ pub fn device() -> Result<Device> {
 
 /// The error for a device whose cargo feature is off.
 #[cfg_attr(
-    all(feature = "wgpu", feature = "vulkan", feature = "cuda"),
+    all(
+        feature = "wgpu",
+        feature = "vulkan",
+        feature = "cuda",
+        feature = "tch"
+    ),
     allow(dead_code)
 )]
 fn not_built(choice: DeviceChoice, feature: &str) -> anyhow::Error {
@@ -214,7 +234,73 @@ pub fn open(choice: DeviceChoice) -> Result<Device> {
                 Err(not_built(choice, "cuda"))
             }
         }
+        DeviceChoice::Torch => {
+            #[cfg(feature = "tch")]
+            {
+                open_torch(choice, None)
+            }
+            #[cfg(not(feature = "tch"))]
+            {
+                Err(not_built(choice, "tch"))
+            }
+        }
+        DeviceChoice::TorchCuda(index) => {
+            #[cfg(feature = "tch")]
+            {
+                open_torch(choice, Some(index))
+            }
+            #[cfg(not(feature = "tch"))]
+            {
+                let _ = index;
+                Err(not_built(choice, "tch"))
+            }
+        }
     }
+}
+
+/// Opens burn's LibTorch device on the CPU (`cuda: None`) or CUDA device `cuda`. libtorch's CUDA
+/// variant is chosen when lofi is built (burn-tch links `libtorch_cuda.so` when `LIBTORCH/lib`
+/// has it), so a CPU-variant build, a machine without a usable GPU and a bad index are each one
+/// clear line here, before anything touches the device (burn-tch would panic).
+#[cfg(feature = "tch")]
+#[allow(deprecated)] // burn-tch is deprecated upstream; lofi pins burn 0.22.x for it (README)
+fn open_torch(choice: DeviceChoice, cuda: Option<usize>) -> Result<Device> {
+    let Some(index) = cuda else {
+        return Ok(Device::libtorch());
+    };
+    let info = lofi_model::torch::libtorch_info();
+    let info =
+        info.ok_or_else(|| anyhow::anyhow!("--device {choice}: no libtorch in this build"))?;
+    if !info.cuda_build {
+        bail!(
+            "cannot open --device {choice}: this lofi was built against a CPU libtorch ({}); \
+             rebuild with LIBTORCH at the CUDA layout (scripts/libtorch.sh cuda), or use --device torch",
+            info.built_against
+        );
+    }
+    torch_cuda_check(choice, index, info.cuda_devices)?;
+    lofi_model::torch::configure_cudnn();
+    Ok(Device::libtorch_cuda(index))
+}
+
+/// The error for a libtorch CUDA device that libtorch does not see: no GPU or driver at all, or
+/// an index past the last device.
+#[cfg_attr(not(feature = "tch"), allow(dead_code))]
+fn torch_cuda_check(choice: DeviceChoice, index: usize, devices: usize) -> Result<()> {
+    if devices == 0 {
+        bail!(
+            "cannot open --device {choice}: libtorch sees no CUDA device (no NVIDIA GPU or driver \
+             here, or CUDA_VISIBLE_DEVICES hides it; TCH_PRINT_CUDA_INIT_ERROR=1 prints why); \
+             --device torch runs on the CPU"
+        );
+    }
+    if index >= devices {
+        bail!(
+            "cannot open --device {choice}: libtorch sees {devices} CUDA device(s), numbered 0 to {}",
+            devices - 1
+        );
+    }
+    Ok(())
 }
 
 static KERNEL_CACHE: OnceLock<lofi_model::kernel_cache::KernelCache> = OnceLock::new();
@@ -352,6 +438,25 @@ mod tests {
         assert!("cuda:x".parse::<DeviceChoice>().is_err());
         assert!("tpu".parse::<DeviceChoice>().is_err());
         assert_eq!(DeviceChoice::Cuda(2).to_string(), "cuda:2");
+        assert_eq!("torch".parse(), Ok(DeviceChoice::Torch));
+        assert_eq!("Torch-CUDA".parse(), Ok(DeviceChoice::TorchCuda(0)));
+        assert_eq!("torch-cuda:1".parse(), Ok(DeviceChoice::TorchCuda(1)));
+        assert_eq!(DeviceChoice::TorchCuda(1).to_string(), "torch-cuda:1");
+        assert_eq!(DeviceChoice::Torch.to_string(), "torch");
+        assert!("torch:1".parse::<DeviceChoice>().is_err());
+        assert!("torch-cuda:-1".parse::<DeviceChoice>().is_err());
+    }
+
+    #[test]
+    fn torch_cuda_without_a_gpu_or_past_the_last_is_one_line() {
+        let c = DeviceChoice::TorchCuda(2);
+        let msg = format!("{:#}", torch_cuda_check(c, 2, 0).expect_err("no gpu"));
+        assert!(msg.contains("--device torch-cuda:2"), "{msg}");
+        assert!(msg.contains("sees no CUDA device"), "{msg}");
+        assert!(!msg.contains('\n'), "{msg}");
+        let msg = format!("{:#}", torch_cuda_check(c, 2, 2).expect_err("index"));
+        assert!(msg.contains("numbered 0 to 1"), "{msg}");
+        assert!(torch_cuda_check(c, 2, 3).is_ok());
     }
 
     #[test]
@@ -392,6 +497,10 @@ mod tests {
             let e = open(DeviceChoice::Cuda(0)).expect_err("cuda not built");
             let msg = format!("{e:#}");
             assert!(msg.contains("--features cuda"), "{msg}");
+        }
+        if !cfg!(feature = "tch") {
+            let e = open(DeviceChoice::TorchCuda(0)).expect_err("tch not built");
+            assert!(format!("{e:#}").contains("--features tch"), "{e:#}");
         }
         if !cfg!(feature = "vulkan") {
             let e = open(DeviceChoice::Vulkan(Some(1))).expect_err("vulkan not built");

@@ -22,8 +22,9 @@ struct Cli {
     /// Only warnings and errors.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     quiet: bool,
-    /// Compute device for model work: cpu, wgpu[:N], vulkan[:N] or cuda[:N] (GPU ones need the
-    /// cargo feature of the same name). `lofi train` takes a list (cuda:0,cuda:1): data parallel.
+    /// Compute device for model work: cpu, torch, torch-cuda[:N] (cargo feature `tch`; the
+    /// NVIDIA route), wgpu[:N], vulkan[:N] or cuda[:N] (the cargo feature of the same name).
+    /// `lofi train` takes a list (torch-cuda:0,torch-cuda:1): data parallel.
     #[arg(
         long,
         global = true,

@@ -15,6 +15,9 @@ pub struct DeviceArgs {}
 /// Runs `lofi device`.
 pub fn run(_args: DeviceArgs) -> Result<()> {
     println!("compiled backends: {}", DeviceChoice::compiled().join(", "));
+    if let Some(info) = lofi_model::torch::libtorch_info() {
+        println!("{info}");
+    }
     let devices = device::devices()?;
     if let Some(cache) = device::kernel_cache() {
         println!("kernel cache: {cache}");
