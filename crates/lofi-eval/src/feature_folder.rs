@@ -193,15 +193,36 @@ pub fn check_bytes(
             ));
         }
     }
-    if let Some(i) = array.data.iter().position(|v| !v.is_finite()) {
-        return Err(format!(
+    check_finite(&array)?;
+    Ok(array)
+}
+
+/// The first value of `array` that is not finite, as the readers and writers of feature files
+/// word it ("value at time step 2, channel 1 is NaN (not finite)").
+pub fn check_finite(array: &Array2) -> std::result::Result<(), String> {
+    match array.data.iter().position(|v| !v.is_finite()) {
+        Some(i) => Err(format!(
             "value at time step {}, channel {} is {} (not finite)",
             i / array.cols,
             i % array.cols,
             array.data[i]
-        ));
+        )),
+        None => Ok(()),
     }
-    Ok(array)
+}
+
+impl FeatureIndex {
+    /// Why video `id` cannot be read from this folder when the index has no file for it: listed
+    /// as failed (with the reason), listed but its file is gone, or not listed at all.
+    pub fn missing_reason(&self, id: &str) -> String {
+        match self.failed.iter().find(|f| f.id == id) {
+            Some(f) => format!("the folder's index lists it as failed ({})", f.reason),
+            None if self.videos.contains_key(id) => {
+                "no feature file: the folder's index lists it, but the file is not there".into()
+            }
+            None => "not in the folder's index.json (not extracted into this folder)".into(),
+        }
+    }
 }
 
 /// Reads video `id`'s features as the folder's index describes them, checked: the entry names

@@ -376,15 +376,7 @@ impl FeatureStore {
             }
             (Source::Folder { .. }, None) if self.index.is_some() => {
                 let index = self.index.as_ref();
-                let message = match index.and_then(|i| i.failed.iter().find(|f| f.id == id)) {
-                    Some(f) => format!("the folder's index lists it as failed ({})", f.reason),
-                    None if index.is_some_and(|i| i.videos.contains_key(id)) => {
-                        "no feature file: the folder's index lists it, but the file is not there"
-                            .to_string()
-                    }
-                    None => "not in the folder's index.json (not extracted into this folder)"
-                        .to_string(),
-                };
+                let message = index.map(|i| i.missing_reason(id)).unwrap_or_default();
                 let file = index
                     .and_then(|i| i.videos.get(id))
                     .map_or_else(|| format!("{id}.npy"), |e| e.file.clone());
@@ -416,17 +408,8 @@ impl FeatureStore {
                 format!("{within}empty array [{}, {}]", array.rows, array.cols),
             ));
         }
-        if let Some(i) = array.data.iter().position(|v| !v.is_finite()) {
-            return Err(HeadError::features(
-                id,
-                &path,
-                format!(
-                    "{within}value at time step {}, channel {} is {} (not finite)",
-                    i / array.cols,
-                    i % array.cols,
-                    array.data[i]
-                ),
-            ));
+        if let Err(problem) = lofi_eval::feature_folder::check_finite(&array) {
+            return Err(HeadError::features(id, &path, format!("{within}{problem}")));
         }
         if let Some(entry) = self.index.as_ref().and_then(|i| i.videos.get(id)) {
             if entry.shape != [array.rows, array.cols] {

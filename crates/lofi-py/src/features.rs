@@ -12,7 +12,7 @@
 //! folder lock (`lofi_files`), as every other writer does.
 
 use lofi_eval::feature_folder::{
-    check_bytes, read_indexed, FailedVideo, FeatureIndex, IndexEntry, INDEX_FILE,
+    check_bytes, check_finite, read_indexed, FailedVideo, FeatureIndex, IndexEntry, INDEX_FILE,
 };
 use lofi_eval::npy::{self, Array2};
 use lofi_files::lock::FolderLock;
@@ -92,13 +92,11 @@ pub fn read_video(
     };
     match index.videos.get(id) {
         Some(entry) => read_indexed(folder, id, entry).map_err(|e| FeatureError(e.to_string())),
-        None => {
-            let why = match index.failed.iter().find(|f| f.id == id) {
-                Some(f) => format!("the folder's index lists it as failed ({})", f.reason),
-                None => "not in the folder's index.json (not extracted into this folder)".into(),
-            };
-            Err(video_error(id, &folder.join(INDEX_FILE), why))
-        }
+        None => Err(video_error(
+            id,
+            &folder.join(INDEX_FILE),
+            index.missing_reason(id),
+        )),
     }
 }
 
@@ -134,22 +132,6 @@ fn check_id(id: &str) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-fn check_finite(id: &str, path: &Path, array: &Array2) -> Result<(), FeatureError> {
-    match array.data.iter().position(|v| !v.is_finite()) {
-        Some(i) => Err(video_error(
-            id,
-            path,
-            format!(
-                "value at time step {}, channel {} is {} (not finite)",
-                i / array.cols,
-                i % array.cols,
-                array.data[i]
-            ),
-        )),
-        None => Ok(()),
-    }
 }
 
 /// Writes a feature folder: every `<id>.npy` (atomically), then `index.json` with each file's
@@ -204,7 +186,7 @@ pub fn write_folder(
                 ),
             ));
         }
-        check_finite(&video.id, &path, a)?;
+        check_finite(a).map_err(|e| video_error(&video.id, &path, e))?;
         if !(video.duration.is_finite() && video.duration >= 0.0) {
             return Err(video_error(
                 &video.id,
